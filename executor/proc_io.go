@@ -1,0 +1,191 @@
+package executor
+
+import (
+	"errors"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/scripthost/scripthost/bus"
+)
+
+// cappedBuffer keeps the first max bytes written to it and drops the rest,
+// so that a script's output is always drained and never held in full.
+type cappedBuffer struct {
+	buf       []byte
+	max       int
+	truncated bool
+}
+
+func (c *cappedBuffer) Write(p []byte) (int, error) {
+	room := c.max - len(c.buf)
+	if len(p) > room {
+		c.truncated = true
+		p = p[:max(room, 0)]
+	}
+	c.buf = append(c.buf, p...)
+	return len(p), nil
+}
+
+// procIO is the three pipes of one run, whichever way its process starts:
+// the child's ends become its fds 0, 1 and 2; ours are fed and read
+// concurrently, so a script that never reads its stdin or fills stderr
+// first cannot stall the run.
+type procIO struct {
+	// child holds the run's ends: stdin's read end, stdout's and stderr's
+	// write ends. They are closed here once the child has its copies.
+	child [3]*os.File
+
+	stdinW     *os.File
+	outR, errR *os.File
+	stdin      []byte
+
+	stdout, stderr cappedBuffer
+	readers        sync.WaitGroup
+	fed            chan struct{}
+}
+
+func newProcIO(stdin []byte, maxOutput int) (*procIO, error) {
+	p := &procIO{
+		stdin:  stdin,
+		stdout: cappedBuffer{max: maxOutput},
+		stderr: cappedBuffer{max: maxOutput},
+		fed:    make(chan struct{}),
+	}
+	var err error
+	if p.child[0], p.stdinW, err = os.Pipe(); err != nil {
+		return nil, bus.Errorf(bus.ErrUnavailable, "cannot create the run's pipes: %v", err)
+	}
+	if p.outR, p.child[1], err = os.Pipe(); err != nil {
+		p.closeAll()
+		return nil, bus.Errorf(bus.ErrUnavailable, "cannot create the run's pipes: %v", err)
+	}
+	if p.errR, p.child[2], err = os.Pipe(); err != nil {
+		p.closeAll()
+		return nil, bus.Errorf(bus.ErrUnavailable, "cannot create the run's pipes: %v", err)
+	}
+	return p, nil
+}
+
+// start closes our copies of the child's ends and starts feeding stdin and
+// reading stdout and stderr. Call it once the child holds its ends.
+func (p *procIO) start() {
+	p.closeChild()
+	p.readers.Add(2)
+	go p.read(p.outR, &p.stdout)
+	go p.read(p.errR, &p.stderr)
+	go p.feed()
+}
+
+func (p *procIO) feed() {
+	defer close(p.fed)
+	if len(p.stdin) > 0 {
+		// EPIPE (the script exited without reading) and ErrClosed (finish
+		// gave up) are normal ends of a run's stdin.
+		_, _ = p.stdinW.Write(p.stdin)
+	}
+	_ = p.stdinW.Close()
+}
+
+func (p *procIO) read(r *os.File, w *cappedBuffer) {
+	defer p.readers.Done()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			_, _ = w.Write(buf[:n])
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// finish waits for the output to end, after the run's process group is
+// gone. Processes that escaped the group may hold the pipes: after delay
+// the pipes are closed under them.
+func (p *procIO) finish(delay time.Duration) {
+	done := make(chan struct{})
+	go func() {
+		p.readers.Wait()
+		close(done)
+	}()
+	t := time.NewTimer(delay)
+	select {
+	case <-done:
+	case <-t.C:
+		_ = p.outR.Close()
+		_ = p.errR.Close()
+		<-done
+	}
+	t.Stop()
+	_ = p.stdinW.Close()
+	<-p.fed
+	_ = p.outR.Close()
+	_ = p.errR.Close()
+}
+
+func (p *procIO) closeChild() {
+	for _, f := range p.child {
+		if f != nil {
+			_ = f.Close()
+		}
+	}
+}
+
+// closeAll releases every pipe of a run that never started.
+func (p *procIO) closeAll() {
+	p.closeChild()
+	for _, f := range []*os.File{p.stdinW, p.outR, p.errR} {
+		if f != nil {
+			_ = f.Close()
+		}
+	}
+}
+
+// result is the run's output with its end as a wait status reports it.
+func (p *procIO) result(ws syscall.WaitStatus, timedOut bool) bus.Result {
+	res := bus.Result{
+		Stdout:          string(p.stdout.buf),
+		Stderr:          string(p.stderr.buf),
+		TimedOut:        timedOut,
+		StdoutTruncated: p.stdout.truncated,
+		StderrTruncated: p.stderr.truncated,
+	}
+	switch {
+	case ws.Signaled():
+		res.Signal = signalName(ws.Signal())
+	default:
+		code := ws.ExitStatus()
+		res.ExitCode = &code
+	}
+	return res
+}
+
+func signalName(sig syscall.Signal) string {
+	if name := unix.SignalName(sig); name != "" {
+		return name
+	}
+	return "SIG" + sig.String()
+}
+
+// killGroup kills the process group led by pid. Call it only while the
+// leader is not reaped: until then its pid, and so the group id, cannot
+// name anything else.
+func killGroup(pid int) {
+	_ = unix.Kill(-pid, unix.SIGKILL) // ESRCH: the group is already gone
+}
+
+// waitExited blocks until the child pid has exited, without reaping it.
+func waitExited(pid int) error {
+	for {
+		var info unix.Siginfo
+		err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
+		if !errors.Is(err, unix.EINTR) {
+			return err
+		}
+	}
+}

@@ -1,0 +1,128 @@
+package executor
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Defaults of RunnerConfig, filled in by its defaults step.
+const (
+	DefaultTimeout   = 30 * time.Second
+	DefaultMaxOutput = 1 << 20
+	// DefaultDrainTimeout bounds how long a run's pipes are read after its
+	// process group is gone, for processes that escaped the group.
+	DefaultDrainTimeout = time.Second
+)
+
+// RunnerConfig configures a SpawnRunner or a ForkRunner.
+type RunnerConfig struct {
+	// Python is the absolute path of the interpreter, as ResolvePython
+	// returns it. It is argv[0] of every run.
+	Python string
+	// Env is the environment of the scripts; nil means os.Environ(). PWD
+	// is always set to the script's folder.
+	Env []string
+	// Limits bound every run; zero fields take DefaultTimeout and
+	// DefaultMaxOutput.
+	Limits Limits
+	// DrainTimeout bounds the reading of a run's output after its process
+	// group died (zero: DefaultDrainTimeout).
+	DrainTimeout time.Duration
+	// Log receives the runner's own messages; nil discards them.
+	Log *slog.Logger
+}
+
+// withDefaults returns cfg with its zero fields filled in and checks it.
+func (cfg RunnerConfig) withDefaults() (RunnerConfig, error) {
+	if cfg.Limits.Timeout == 0 {
+		cfg.Limits.Timeout = DefaultTimeout
+	}
+	if cfg.Limits.MaxOutput == 0 {
+		cfg.Limits.MaxOutput = DefaultMaxOutput
+	}
+	if cfg.DrainTimeout == 0 {
+		cfg.DrainTimeout = DefaultDrainTimeout
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Env == nil {
+		cfg.Env = os.Environ()
+	}
+	switch {
+	case cfg.Limits.Timeout < 0:
+		return cfg, errors.New("executor: negative timeout")
+	case cfg.Limits.MaxOutput < 0:
+		return cfg, errors.New("executor: negative output limit")
+	case cfg.DrainTimeout < 0:
+		return cfg, errors.New("executor: negative drain timeout")
+	case !filepath.IsAbs(cfg.Python):
+		return cfg, fmt.Errorf("executor: interpreter path %q is not absolute (use ResolvePython)", cfg.Python)
+	}
+	if st, err := os.Stat(cfg.Python); err != nil {
+		return cfg, fmt.Errorf("executor: interpreter: %w", err)
+	} else if st.IsDir() || st.Mode()&0o111 == 0 {
+		return cfg, fmt.Errorf("executor: interpreter %s is not an executable file", cfg.Python)
+	}
+	// PWD is set per run; keep the rest in order.
+	env := make([]string, 0, len(cfg.Env))
+	for _, kv := range cfg.Env {
+		if !strings.HasPrefix(kv, "PWD=") {
+			env = append(env, kv)
+		}
+	}
+	cfg.Env = env
+	return cfg, nil
+}
+
+// runEnv is the environment of one run: the configured one, then PWD.
+func runEnv(base []string, dir string) []string {
+	env := make([]string, len(base), len(base)+1)
+	copy(env, base)
+	return append(env, "PWD="+dir)
+}
+
+// ResolvePython looks the interpreter name up once (on PATH unless it is a
+// path) and asks it for its real executable, so that runs do not pay for
+// wrappers such as pyenv shims. It returns an absolute path.
+func ResolvePython(name string) (string, error) {
+	if name == "" {
+		name = "python3"
+	}
+	path, err := exec.LookPath(name)
+	if err != nil {
+		return "", fmt.Errorf("executor: find interpreter %q: %w", name, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, path, "-c", "import sys; print(sys.executable)")
+	var stderr bytes.Buffer
+	cmd.Stdin = nil
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("executor: run interpreter %s: %w: %s", path, err, bytes.TrimSpace(stderr.Bytes()))
+	}
+	exe := strings.TrimSpace(string(out))
+	if exe == "" {
+		// sys.executable may be empty in odd installs; keep what PATH gave.
+		exe = path
+	}
+	if !filepath.IsAbs(exe) {
+		if exe, err = filepath.Abs(exe); err != nil {
+			return "", fmt.Errorf("executor: interpreter path: %w", err)
+		}
+	}
+	if _, err := os.Stat(exe); err != nil {
+		return "", fmt.Errorf("executor: interpreter %s: %w", exe, err)
+	}
+	return exe, nil
+}

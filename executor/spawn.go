@@ -1,0 +1,134 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/scripthost/scripthost/bus"
+)
+
+// SpawnRunner runs every job in a fresh interpreter: python script args,
+// never through a shell, in its own process group.
+type SpawnRunner struct {
+	cfg RunnerConfig
+
+	mu      sync.Mutex
+	closed  bool
+	closing chan struct{}
+	running sync.WaitGroup
+}
+
+var _ Runner = (*SpawnRunner)(nil)
+
+// NewSpawnRunner checks cfg, fills in its defaults and returns a runner.
+func NewSpawnRunner(cfg RunnerConfig) (*SpawnRunner, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	return &SpawnRunner{cfg: cfg, closing: make(chan struct{})}, nil
+}
+
+// Run runs job to completion. The whole process group dies when the run
+// times out, when ctx is done, when the runner closes, and also when the
+// script itself exits, so that nothing started by a run outlives it.
+func (r *SpawnRunner) Run(ctx context.Context, job Job) (bus.Result, error) {
+	if !filepath.IsAbs(job.Path) {
+		return bus.Result{}, bus.Errorf(bus.ErrInternal, "script path %q is not absolute", job.Path)
+	}
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return bus.Result{}, errClosed
+	}
+	r.running.Add(1)
+	r.mu.Unlock()
+	defer r.running.Done()
+
+	pio, err := newProcIO(job.Stdin, r.cfg.Limits.MaxOutput)
+	if err != nil {
+		return bus.Result{}, err
+	}
+	dir := filepath.Dir(job.Path)
+	cmd := &exec.Cmd{
+		Path:        r.cfg.Python,
+		Args:        append([]string{r.cfg.Python, job.Path}, job.Args...),
+		Dir:         dir,
+		Env:         runEnv(r.cfg.Env, dir),
+		Stdin:       pio.child[0],
+		Stdout:      pio.child[1],
+		Stderr:      pio.child[2],
+		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
+	}
+	if err := cmd.Start(); err != nil {
+		pio.closeAll()
+		return bus.Result{}, bus.Errorf(bus.ErrUnavailable, "cannot start the interpreter: %v", err)
+	}
+	pid := cmd.Process.Pid
+	pio.start()
+
+	exited := make(chan error, 1)
+	go func() { exited <- waitExited(pid) }()
+	timer := time.NewTimer(r.cfg.Limits.Timeout)
+	defer timer.Stop()
+	var timedOut bool
+	var runErr error
+	select {
+	case err = <-exited:
+	case <-timer.C:
+		timedOut = true
+	case <-ctx.Done():
+		runErr = bus.Errorf(bus.ErrUnavailable, "run cancelled: %v", ctx.Err())
+	case <-r.closing:
+		runErr = errClosed
+	}
+	if timedOut || runErr != nil {
+		killGroup(pid)
+		err = <-exited
+	}
+	if err != nil {
+		// waitid failed: the leader's state is unknown, so its group id may
+		// not be ours any more; reap it and leave the group alone.
+		r.cfg.Log.Error("waiting for a run", "pid", pid, "err", err)
+	} else {
+		// The leader has exited but is not reaped yet: its group is still
+		// ours to kill, grandchildren included.
+		killGroup(pid)
+	}
+	waitErr := cmd.Wait()
+	pio.finish(r.cfg.DrainTimeout)
+
+	var ws syscall.WaitStatus
+	var exitErr *exec.ExitError
+	switch {
+	case waitErr == nil:
+		ws = cmd.ProcessState.Sys().(syscall.WaitStatus)
+	case errors.As(waitErr, &exitErr):
+		ws = exitErr.Sys().(syscall.WaitStatus)
+	default:
+		return bus.Result{}, bus.Errorf(bus.ErrInternal, "waiting for the interpreter: %v", waitErr)
+	}
+	res := pio.result(ws, timedOut)
+	return res, runErr
+}
+
+// Close kills the runs in progress and waits for them to end. Later runs
+// fail with an error wrapping bus.ErrUnavailable.
+func (r *SpawnRunner) Close() error {
+	r.mu.Lock()
+	if !r.closed {
+		r.closed = true
+		close(r.closing)
+	}
+	r.mu.Unlock()
+	r.running.Wait()
+	return nil
+}
+
+// errClosed is the error of a run on a closed runner.
+var errClosed = bus.Errorf(bus.ErrUnavailable, "the script runner is shut down")
