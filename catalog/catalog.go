@@ -130,18 +130,28 @@ func (c *Catalog) Dir() string { return c.dir }
 func (c *Catalog) OnChange(fn func(name string, s *bus.Script)) {
 	c.opMu.Lock()
 	defer c.opMu.Unlock()
+	c.each(func(s *bus.Script) error { fn(s.Name, s); return nil })
+	c.hooks = append(c.hooks, fn)
+}
+
+// each calls fn with every script, read afresh from the folder, and stops
+// at fn's first error. opMu must be held.
+func (c *Catalog) each(fn func(*bus.Script) error) error {
 	for _, name := range c.List() {
-		// refresh tells the earlier hooks of anything that changed.
+		// refresh tells the hooks of anything that changed meanwhile.
 		s, found, err := c.refresh(name, true)
 		if err != nil {
 			c.log.Warn("catalog: cannot read script", "name", name, "error", err)
 			continue
 		}
-		if found {
-			fn(name, s)
+		if !found {
+			continue
+		}
+		if err := fn(s); err != nil {
+			return err
 		}
 	}
-	c.hooks = append(c.hooks, fn)
+	return nil
 }
 
 // List returns the names of the scripts, sorted; never nil.
