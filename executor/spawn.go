@@ -31,6 +31,7 @@ func NewSpawnRunner(cfg RunnerConfig) (*SpawnRunner, error) {
 	if err != nil {
 		return nil, err
 	}
+	closeInheritedOnExec()
 	return &SpawnRunner{cfg: cfg, closing: make(chan struct{})}, nil
 }
 

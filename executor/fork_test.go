@@ -1,0 +1,225 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/scripthost/scripthost/bus"
+)
+
+func init() {
+	runnerKinds = append(runnerKinds, struct {
+		name string
+		new  func(t testing.TB, limits Limits) Runner
+	}{"fork", func(t testing.TB, limits Limits) Runner {
+		return newFork(t, limits, nil)
+	}})
+}
+
+func newFork(t testing.TB, limits Limits, preload []string) *ForkRunner {
+	t.Helper()
+	r, err := NewForkRunner(testConfig(t, limits), preload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Close() })
+	return r
+}
+
+// warmPid is the pid of the runner's current warm interpreter, 0 if none.
+func warmPid(r *ForkRunner) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cur == nil || r.cur.isDead() {
+		return 0
+	}
+	return r.cur.pid
+}
+
+// When the warm interpreter dies, the run it was running fails with a
+// clear error and dies too, and the next runs work.
+func TestForkWarmDeath(t *testing.T) {
+	t.Parallel()
+	r := newFork(t, Limits{Timeout: 30 * time.Second}, nil)
+	dir := t.TempDir()
+	pidFile := filepath.Join(dir, "run.pid")
+	sleeper := writeScript(t, dir, "sleep.py", `
+import os, sys, time
+open(sys.argv[1] + ".tmp", "w").write(str(os.getpid()) + "\n")
+os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+time.sleep(60)`)
+	hello := writeScript(t, dir, "hello.py", `print("hello")`)
+
+	first := warmPid(r)
+	if first == 0 {
+		t.Fatal("no warm interpreter")
+	}
+	errc := make(chan error, 1)
+	go func() {
+		_, err := r.Run(context.Background(), Job{Path: sleeper, Args: []string{pidFile}})
+		errc <- err
+	}()
+	runPid := readPid(t, pidFile)
+	if err := syscall.Kill(first, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-errc:
+		if !errors.Is(err, bus.ErrUnavailable) || !strings.Contains(err.Error(), "warm interpreter") {
+			t.Errorf("run in progress: err %v, want a warm-interpreter error wrapping ErrUnavailable", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the run did not end when its warm interpreter died")
+	}
+	waitFor(t, 5*time.Second, "the orphaned run to die", func() bool { return processGone(runPid) })
+
+	res := run(t, r, Job{Path: hello})
+	if res.Stdout != "hello\n" {
+		t.Errorf("after restart: %+v", res)
+	}
+	second := warmPid(r)
+	if second == 0 || second == first {
+		t.Errorf("warm interpreter pid %d after restart, was %d", second, first)
+	}
+
+	// Dying while idle: the next run does not notice.
+	if err := syscall.Kill(second, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "a new warm interpreter", func() bool {
+		p := warmPid(r)
+		return p != 0 && p != second
+	})
+	if res := run(t, r, Job{Path: hello}); res.Stdout != "hello\n" {
+		t.Errorf("after an idle restart: %+v", res)
+	}
+}
+
+func TestForkPreload(t *testing.T) {
+	t.Parallel()
+	r := newFork(t, Limits{Timeout: 10 * time.Second}, []string{"colorsys", "xml.dom.minidom"})
+	dir := t.TempDir()
+	path := writeScript(t, dir, "pre.py", `
+import sys
+print("colorsys" in sys.modules, "xml.dom.minidom" in sys.modules, "json" in sys.modules)
+import colorsys
+print(colorsys.rgb_to_hsv(1, 0, 0))
+`)
+	res := run(t, r, Job{Path: path})
+	if res.Stdout != "True True True\n(0.0, 1.0, 1)\n" {
+		t.Errorf("result %+v", res)
+	}
+
+	cfg := testConfig(t, Limits{})
+	start := time.Now()
+	_, err := NewForkRunner(cfg, []string{"no_such_module_for_scripthost"})
+	if err == nil || !errors.Is(err, bus.ErrUnavailable) || !strings.Contains(err.Error(), "no_such_module_for_scripthost") {
+		t.Errorf("bad preload: err %v", err)
+	}
+	if time.Since(start) > 20*time.Second {
+		t.Errorf("a failed start took %v", time.Since(start))
+	}
+}
+
+// An interpreter that is not Python fails fast and says so.
+func TestForkBadInterpreter(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t, Limits{})
+	cfg.Python = "/bin/false"
+	start := time.Now()
+	if _, err := NewForkRunner(cfg, nil); !errors.Is(err, bus.ErrUnavailable) {
+		t.Errorf("err %v", err)
+	}
+	if time.Since(start) > 20*time.Second {
+		t.Errorf("a failed start took %v", time.Since(start))
+	}
+}
+
+// Jobs too large for one control message travel in a memfd.
+func TestForkLargeJob(t *testing.T) {
+	t.Parallel()
+	r := newFork(t, Limits{Timeout: 10 * time.Second}, nil)
+	dir := t.TempDir()
+	path := writeScript(t, dir, "args.py", `import sys; print(len(sys.argv) - 1, sum(map(len, sys.argv[1:])), sys.argv[-1][:3])`)
+	args := make([]string, 100)
+	for i := range args {
+		args[i] = strings.Repeat(fmt.Sprint(i%10), 2000)
+	}
+	res := run(t, r, Job{Path: path, Args: args})
+	if res.Stdout != "100 200000 999\n" {
+		t.Errorf("result %+v", res)
+	}
+}
+
+// Nothing a run changes reaches the next run, and one run's timeout does
+// not touch the runs beside it.
+func TestForkIsolation(t *testing.T) {
+	t.Parallel()
+	r := newFork(t, Limits{Timeout: 2 * time.Second}, nil)
+	dir := t.TempDir()
+	mutate := writeScript(t, dir, "mutate.py", `
+import json, os, sys
+print(getattr(json, "scripthost_mark", None), os.environ.get("SCRIPTHOST_MARK"), len(sys.path))
+json.scripthost_mark = 1
+os.environ["SCRIPTHOST_MARK"] = "1"
+sys.path.append("/elsewhere")
+`)
+	want := fmt.Sprintf("None None %d\n", pathLen(t, r, dir))
+	for range 3 {
+		if res := run(t, r, Job{Path: mutate}); res.Stdout != want {
+			t.Errorf("state leaked between runs: %q", res.Stdout)
+		}
+	}
+
+	hang := writeScript(t, dir, "hang.py", `import time; time.sleep(60)`)
+	quick := writeScript(t, dir, "quick.py", `import time; time.sleep(0.2); print("ok")`)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if res := run(t, r, Job{Path: hang}); !res.TimedOut {
+			t.Errorf("hang: %+v", res)
+		}
+	})
+	for range 8 {
+		wg.Go(func() {
+			if res := run(t, r, Job{Path: quick}); res.Stdout != "ok\n" || res.TimedOut {
+				t.Errorf("quick: %+v", res)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// pathLen is len(sys.path) of a run in dir.
+func pathLen(t *testing.T, r Runner, dir string) int {
+	path := writeScript(t, dir, "pathlen.py", `import sys; print(len(sys.path))`)
+	var n int
+	if _, err := fmt.Sscan(run(t, r, Job{Path: path}).Stdout, &n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// Many runs at once, more than the warm interpreter forks at a time.
+func TestForkManyConcurrent(t *testing.T) {
+	t.Parallel()
+	r := newFork(t, Limits{Timeout: 30 * time.Second}, nil)
+	dir := t.TempDir()
+	path := writeScript(t, dir, "echo.py", `import sys; print(sys.argv[1], sys.stdin.read())`)
+	var wg sync.WaitGroup
+	for i := range 64 {
+		wg.Go(func() {
+			res, err := r.Run(context.Background(), Job{Path: path, Args: []string{fmt.Sprint(i)}, Stdin: []byte("x")})
+			if err != nil || res.Stdout != fmt.Sprintf("%d x\n", i) {
+				t.Errorf("run %d: %+v %v", i, res, err)
+			}
+		})
+	}
+	wg.Wait()
+}

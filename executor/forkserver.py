@@ -1,0 +1,574 @@
+# scripthost fork server: the warm interpreter of executor.ForkRunner.
+#
+# Started by Go as `python -c <bootstrap> <this source> <control fd> <preload json>`,
+# with the same interpreter and environment as a spawned run, so sys.flags and
+# everything the interpreter derives from its environment are those of
+# `python script.py`. It imports the common standard library once, then for
+# each run forks a child that becomes that run's process.
+#
+# Protocol: one JSON object per SOCK_SEQPACKET message on the control socket.
+#   Go -> here: {"op":"run","id":N,"path":P,"args":[...]} with the run's stdin,
+#               stdout and stderr as SCM_RIGHTS (a 4th fd, a memfd holding the
+#               JSON, replaces the body of jobs too large for one message);
+#               {"op":"kill","id":N}.
+#   here -> Go: {"op":"ready","pid":P}; {"op":"fatal","error":E};
+#               {"op":"started","id":N,"pid":P} with a pidfd of the child;
+#               {"op":"failed","id":N,"error":E};
+#               {"op":"exited","id":N,"status":S} (S: the raw wait status).
+# End of file on the control socket stops the server and kills every run.
+#
+# Why the child runs frameless: a fresh interpreter runs a script's module
+# frame with nothing under it (warnings' stacklevel, traceback.print_stack()
+# and sys._getframe() see that). So the forks happen in a thread whose
+# bootstrap is a C callable (deque.extend over map(call, generator)): in the
+# child, that thread is the only one (CPython makes it the main thread), the
+# generator suspends at each yield, and the C machinery calls what it yields
+# -- PyRun_SimpleFileExFlags, then Py_Exit -- with no Python frame of ours on
+# the stack. The script then runs, fails, exits and finalizes inside
+# CPython's own C code exactly as under `python script.py`.
+
+import signal
+
+# What a fresh interpreter has, before anything here changes it.
+_SIGNALS = {}
+for _s in signal.valid_signals():
+    try:
+        _SIGNALS[_s] = signal.getsignal(_s)
+    except (OSError, ValueError):
+        pass
+_SIGMASK = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+
+import _thread
+import collections
+import ctypes
+import errno
+import functools
+import gc
+import importlib
+import importlib.machinery
+import io
+import json
+import operator
+import os
+import select
+import shutil
+import socket
+import sys
+import types
+import warnings
+
+_STDLIB = (
+    "abc argparse array ast base64 binascii bisect calendar codecs collections "
+    "collections.abc contextlib copy csv dataclasses datetime decimal difflib "
+    "enum fnmatch fractions functools glob gzip hashlib heapq hmac html inspect "
+    "io itertools json locale math numbers operator os pathlib pickle platform "
+    "pprint queue random re secrets shlex shutil signal socket statistics "
+    "string struct subprocess tempfile textwrap threading time timeit "
+    "traceback types typing unicodedata urllib.parse uuid warnings zlib"
+).split()
+
+# The startup state of __main__ (CPython's add_main_module), in order,
+# without what the bootstrap added: each run gets a copy.
+_MAIN_TEMPLATE = [
+    (k, v) for k, v in sys.modules["__main__"].__dict__.items()
+    if k.startswith("__") and k.endswith("__")
+]
+
+_CTL_FD = int(sys.argv[2])
+_PRELOAD = json.loads(sys.argv[3]) if len(sys.argv) > 3 else []
+_PYTHON = sys.orig_argv[0] if hasattr(sys, "orig_argv") else sys.executable
+_WARM_PID = os.getpid()
+
+# The parameters of the interpreter's own stdio (CPython's create_stdio):
+# a fresh interpreter builds the run's stdio from the same configuration.
+_ENCODING = sys.__stdout__.encoding
+_ERRORS = sys.__stdout__.errors
+_STDIN_ERRORS = sys.__stdin__.errors if sys.__stdin__ is not None else _ERRORS
+_STDERR_ERRORS = sys.__stderr__.errors
+_BUFFERED = not sys.__stdout__.write_through
+
+# `python -c` puts '' (the current folder) first on sys.path; a script run
+# puts its own folder there instead, which the child does.
+_SAFE_PATH = getattr(sys.flags, "safe_path", False)
+if not _SAFE_PATH and sys.path and sys.path[0] == "":
+    del sys.path[0]
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_fopen = _libc.fopen
+_fopen.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+_fopen.restype = ctypes.c_void_p
+_prctl = _libc.prctl
+_prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+_prctl.restype = ctypes.c_int
+_on_exit = _libc.on_exit
+_on_exit.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+_on_exit.restype = ctypes.c_int
+_libc_signal = ctypes.cast(_libc.signal, ctypes.c_void_p).value
+_libc_raise = ctypes.cast(getattr(_libc, "raise"), ctypes.c_void_p).value
+_run_file = ctypes.pythonapi.PyRun_SimpleFileExFlags
+_run_file.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int, ctypes.c_void_p]
+_run_file.restype = ctypes.c_int
+_py_exit = ctypes.pythonapi.Py_Exit
+_py_exit.argtypes = [ctypes.c_int]
+_py_exit.restype = None
+_run_string = ctypes.pythonapi.PyRun_SimpleStringFlags
+_run_string.argtypes = [ctypes.c_char_p, ctypes.c_void_p]
+_run_string.restype = ctypes.c_int
+_tstate_get = ctypes.pythonapi.PyThreadState_Get
+_tstate_get.restype = ctypes.c_void_p
+_PR_SET_PDEATHSIG = 1
+_MAXFD = os.sysconf("SC_OPEN_MAX")
+
+
+def _log(msg):
+    try:
+        os.write(2, ("forkserver: %s\n" % msg).encode("utf-8", "backslashreplace"))
+    except OSError:
+        pass
+
+
+# ------------------------------------------------------- the recursion depth
+#
+# Up to CPython 3.11 one counter bounds both Python frames and C calls, and
+# the C calls that start a child's script (the thread's deque.extend, map's
+# call, partial, ctypes) count, so a script would hit RecursionError a few
+# frames earlier than under `python script.py`. The difference is measured
+# once, here, and given back to each child. Later versions count Python
+# frames apart from C calls, and need nothing.
+
+
+def _recursion_field():
+    """The offset in this thread's state of the counter that Python calls
+    move by one (3.10: depth, up; 3.11: remaining, down), when it can be
+    found and checked; None otherwise."""
+    if sys.version_info >= (3, 12):
+        return None
+    ints = (ctypes.c_int * 64).from_address(_tstate_get())
+
+    def nested(i, n):
+        return nested(i, n - 1) if n else ints[i]
+
+    for i in range(64):
+        here = ints[i]
+        one = nested(i, 0)
+        if one - here not in (1, -1):
+            continue
+        step = one - here
+        if nested(i, 3) == here + 4 * step and ints[i] == here:
+            return i * 4
+    return None
+
+
+_REC_OFF = _recursion_field()
+
+
+def _counter():
+    # A view of this thread's counter: its value, read by the caller, is
+    # the caller's own (a call here would count one more level).
+    return ctypes.c_int.from_address(_tstate_get() + _REC_OFF)
+
+
+def _recursion_gap(top):
+    """What to add to the counter at the top of the forker's chain for it
+    to read as at the top of a real main module (top)."""
+    main = sys.modules["__main__"].__dict__
+    done = _thread.allocate_lock()
+    done.acquire()
+
+    def probe():
+        main["_scripthost_counter"] = _counter
+        try:
+            yield functools.partial(_run_string, b"_scripthost_probe = _scripthost_counter().value", None)
+        finally:
+            done.release()
+
+    _chain_thread(probe())
+    done.acquire()
+    got = main.pop("_scripthost_probe", None)
+    main.pop("_scripthost_counter", None)
+    if got is None:
+        return 0
+    return top - got
+
+
+# ------------------------------------------------------ finalizing the child
+#
+# CPython 3.13 finalizes from the runtime's main thread state, which after a
+# fork from another thread is the (deleted) state of the parent's main
+# thread; the child's own thread state must take its place. The field is
+# found next to the main thread's id, which it follows in _PyRuntimeState.
+
+
+def _main_tstate_field():
+    if sys.version_info < (3, 13):
+        return None
+    try:
+        base = ctypes.addressof(ctypes.c_char.in_dll(ctypes.pythonapi, "_PyRuntime"))
+    except (ValueError, AttributeError):
+        return None
+    ident, me = _thread.get_ident(), _tstate_get()
+    words = (ctypes.c_size_t * 2048).from_address(base)
+    hits = [i for i in range(2047) if words[i] == ident and words[i + 1] == me]
+    if len(hits) != 1:
+        return None
+    return base + (hits[0] + 1) * ctypes.sizeof(ctypes.c_size_t)
+
+
+_MAIN_TSTATE = _main_tstate_field()
+
+
+def _chain_thread(gen):
+    # How the forker thread runs: the thread's bootstrap is a C callable.
+    _thread.start_new_thread(collections.deque(maxlen=1).extend, (map(operator.methodcaller("__call__"), gen),))
+
+
+# ---------------------------------------------------------------- the child
+
+
+def _stdio(fd, write, name, errors):
+    # CPython's create_stdio, for a fresh interpreter's fds 0, 1 and 2.
+    buffering = 0 if (write and not _BUFFERED) else -1
+    buf = io.open(fd, "wb" if write else "rb", buffering, None, None, None, False)
+    raw = buf.raw if buffering else buf
+    raw.name = name
+    isatty = raw.isatty()
+    stream = io.TextIOWrapper(
+        buf, _ENCODING, errors, "\n",
+        _BUFFERED and (isatty or fd == 2),  # line_buffering
+        not _BUFFERED,  # write_through
+    )
+    stream.mode = "w" if write else "r"
+    return stream
+
+
+def _become_run(job, ctl):
+    """Turns this fresh fork into the run's process; returns the FILE* of
+    the script, or None after printing what `python script.py` prints when
+    the file cannot be opened (then the exit code is 2)."""
+    path = job["path"]
+    args = job["args"]
+    # Die with the warm interpreter: a run must not outlive its owner.
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != _WARM_PID:
+        os._exit(128 + signal.SIGKILL)
+    if _MAIN_TSTATE is not None:
+        ctypes.c_void_p.from_address(_MAIN_TSTATE).value = _tstate_get()
+    os.setpgid(0, 0)
+    for target, fd in enumerate(job["fds"][:3]):
+        os.dup2(fd, target)
+    if ctl is not None:
+        ctl.detach()  # its fd is closed below; the object must not close a reused number
+    os.closerange(3, _MAXFD)
+    folder = os.path.dirname(path)
+    os.chdir(folder)
+    os.environ["PWD"] = folder
+
+    signal.pthread_sigmask(signal.SIG_SETMASK, _SIGMASK)
+    for sig, handler in _SIGNALS.items():
+        if handler is not None and signal.getsignal(sig) is not handler:
+            try:
+                signal.signal(sig, handler)
+            except (OSError, ValueError):
+                pass
+
+    sys.stdin = sys.__stdin__ = _stdio(0, False, "<stdin>", _STDIN_ERRORS)
+    sys.stdout = sys.__stdout__ = _stdio(1, True, "<stdout>", _ERRORS)
+    sys.stderr = sys.__stderr__ = _stdio(2, True, "<stderr>", _STDERR_ERRORS)
+
+    sys.argv = [path] + list(args)
+    if hasattr(sys, "orig_argv"):
+        sys.orig_argv = [_PYTHON, path] + list(args)
+    if not _SAFE_PATH:
+        sys.path.insert(0, os.path.dirname(os.path.realpath(path)))
+    main = types.ModuleType("__main__")
+    d = main.__dict__
+    d.clear()
+    for k, v in _MAIN_TEMPLATE:
+        d[k] = {} if isinstance(v, dict) else v  # __annotations__: a fresh one
+    sys.modules["__main__"] = main
+    warnings._filters_mutated()
+
+    sys.audit("cpython.run_file", path)
+    fp = _fopen(os.fsencode(path), b"rbe")
+    if not fp:
+        err = ctypes.get_errno()
+        sys.stderr.write("%s: can't open file %r: [Errno %d] %s\n"
+                         % (_PYTHON, path, err, os.strerror(err)))
+        return None
+    return fp
+
+
+def _exit_code(rc):
+    # A script that ended by an exception returns -1 here (SystemExit never
+    # returns: CPython exits inside the call). The exit code is then 1; an
+    # uncaught KeyboardInterrupt makes the interpreter, after finalizing,
+    # kill itself with SIGINT (Py_RunMain's exit_sigint), done here by two
+    # libc exit handlers: signal(SIGINT, SIG_DFL), then raise(SIGINT).
+    if rc == 0:
+        return 0
+    if getattr(sys, "last_type", None) is KeyboardInterrupt:
+        _on_exit(_libc_raise, None)
+        _on_exit(_libc_signal, 0)  # runs first: handlers run in reverse
+        return signal.SIGINT
+    return 1
+
+
+def _child(job, ctl):
+    try:
+        fp = _become_run(job, ctl)
+    except BaseException as e:
+        try:
+            os.write(2, ("scripthost: cannot start the run: %r\n" % (e,)).encode())
+        finally:
+            os._exit(127)
+    code = 2
+    if fp is not None:
+        if _REC_GAP:
+            _counter().value += _REC_GAP
+        yield functools.partial(_run_file, fp, os.fsencode(job["path"]), 1, None)
+        code = _exit_code(_results[-1])
+    yield functools.partial(_py_exit, code)
+
+
+# --------------------------------------------------------------- the forker
+
+_go = _thread.allocate_lock()
+_go.acquire()
+_done = _thread.allocate_lock()
+_done.acquire()
+_slot = [None, None, None]  # job, control socket, then the fork's result
+_results = collections.deque(maxlen=1)
+
+
+def _forker():
+    while True:
+        _go.acquire()
+        job, ctl = _slot[0], _slot[1]
+        try:
+            pid = os.fork()
+        except BaseException as e:
+            _slot[2] = e
+            _done.release()
+            continue
+        if pid == 0:
+            break
+        _slot[2] = pid
+        _done.release()
+    yield from _child(job, ctl)
+
+
+def _fork(job, ctl):
+    # Nothing buffered here may be written again by the child.
+    for f in (sys.stdout, sys.stderr):
+        try:
+            f.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+    _slot[0], _slot[1] = job, ctl
+    _go.release()
+    _done.acquire()
+    result = _slot[2]
+    _slot[0] = _slot[1] = _slot[2] = None
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
+# ----------------------------------------------------------- the server loop
+
+
+class _Server:
+    def __init__(self, ctl):
+        self.ctl = ctl
+        self.poll = select.poll()
+        self.poll.register(ctl.fileno(), select.POLLIN)
+        self.runs = {}  # id -> (pid, pidfd)
+        self.by_pidfd = {}  # pidfd -> id
+
+    def send(self, msg, fds=()):
+        data = json.dumps(msg).encode()
+        anc = []
+        if fds:
+            anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                    b"".join(fd.to_bytes(4, sys.byteorder, signed=True) for fd in fds))]
+        self.ctl.sendmsg([data], anc)
+
+    def serve(self):
+        while True:
+            for fd, _ in self.poll.poll():
+                if fd == self.ctl.fileno():
+                    if not self.control():
+                        return
+                else:
+                    self.reap(fd)
+
+    def control(self):
+        msg = None
+        try:
+            data, anc, flags, _ = self.ctl.recvmsg(1 << 16, socket.CMSG_SPACE(8 * 4))
+        except (ConnectionError, OSError):
+            return False
+        fds = []
+        for level, kind, body in anc:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                n = len(body) - len(body) % 4
+                fds += [int.from_bytes(body[i:i + 4], sys.byteorder, signed=True)
+                        for i in range(0, n, 4)]
+        if not data and not fds:
+            return False
+        try:
+            msg = json.loads(data)
+            if len(fds) == 4:
+                # The job's body was too large for one message.
+                big = fds.pop()
+                with open(big, "rb", closefd=True) as f:
+                    msg.update(json.loads(f.read()))
+            op = msg.get("op")
+            if op == "run":
+                self.start(msg, fds)
+                fds = []
+            elif op == "kill":
+                run = self.runs.get(msg["id"])
+                if run is not None:
+                    _killpg(run[0])
+            else:
+                _log("unknown request %r" % (op,))
+        except Exception as e:
+            _log("bad request: %r" % (e,))
+            if isinstance(msg, dict) and "id" in msg:
+                self.send({"op": "failed", "id": msg["id"], "error": "bad request: %s" % e})
+        finally:
+            for fd in fds:
+                os.close(fd)
+        return True
+
+    def start(self, msg, fds):
+        rid = msg["id"]
+        try:
+            if len(fds) != 3:
+                raise ValueError("expected 3 fds, got %d" % len(fds))
+            folder = os.path.dirname(msg["path"])
+            if not os.path.isdir(folder):
+                raise FileNotFoundError(errno.ENOENT, "no such folder", folder)
+            pid = _fork({"path": msg["path"], "args": msg.get("args") or [], "fds": fds}, self.ctl)
+        except Exception as e:
+            for fd in fds:
+                os.close(fd)
+            self.send({"op": "failed", "id": rid, "error": str(e)})
+            return
+        for fd in fds:
+            os.close(fd)
+        try:
+            os.setpgid(pid, pid)  # also done by the child: whichever runs first
+        except OSError:
+            pass
+        pidfd = os.pidfd_open(pid)
+        self.runs[rid] = (pid, pidfd)
+        self.by_pidfd[pidfd] = rid
+        self.poll.register(pidfd, select.POLLIN)
+        self.send({"op": "started", "id": rid, "pid": pid}, [pidfd])
+
+    def reap(self, pidfd):
+        rid = self.by_pidfd.pop(pidfd)
+        pid, _ = self.runs.pop(rid)
+        self.poll.unregister(pidfd)
+        os.close(pidfd)
+        # The leader has exited but is not reaped: its pid, and so its group
+        # id, cannot name anything else yet. Kill what is left of the run.
+        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+        _killpg(pid)
+        _, status = os.waitpid(pid, 0)
+        self.send({"op": "exited", "id": rid, "status": status})
+
+    def stop(self):
+        for pid, _ in self.runs.values():
+            _killpg(pid)
+        for pid, _ in self.runs.values():
+            try:
+                os.waitpid(pid, 0)
+            except OSError:
+                pass
+
+
+def _canary(ctl):
+    """Runs a few scripts whose ends are known through the whole child path;
+    returns what went wrong, or None."""
+    import tempfile
+    checks = [
+        ("pass\n", 0),
+        ("import sys\nsys.exit(3)\n", 3 << 8),
+        ("raise ValueError\n", 1 << 8),
+        ("raise KeyboardInterrupt\n", signal.SIGINT),
+    ]
+    # mkdtemp, not TemporaryDirectory: that registers an atexit finalizer,
+    # which every child would inherit and run.
+    tmp = tempfile.mkdtemp(prefix="scripthost-canary-")
+    try:
+        for i, (code, want) in enumerate(checks):
+            path = os.path.join(tmp, "canary%d.py" % i)
+            with open(path, "w") as f:
+                f.write(code)
+            fds = [os.open(os.devnull, os.O_RDWR) for _ in range(3)]
+            try:
+                pid = _fork({"path": path, "args": [], "fds": fds}, ctl)
+            finally:
+                for fd in fds:
+                    os.close(fd)
+            _, status = os.waitpid(pid, 0)
+            if status != want:
+                return "a check script %r ended with wait status %d, not %d" % (code, status, want)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return None
+
+
+def _killpg(pid):
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+def _main():
+    ctl = socket.socket(fileno=_CTL_FD)
+    ctl.setblocking(True)
+    server = _Server(ctl)
+    try:
+        for name in _STDLIB:
+            try:
+                importlib.import_module(name)
+            except ImportError:
+                pass
+        for name in _PRELOAD:
+            importlib.import_module(name)
+    except BaseException as e:
+        server.send({"op": "fatal", "error": "preload: %s: %s" % (type(e).__name__, e)})
+        os._exit(1)
+    global _REC_GAP
+    if _TOP_REMAINING is not None:
+        _REC_GAP = _recursion_gap(_TOP_REMAINING)
+    gc.collect()
+    gc.freeze()
+    _thread.start_new_thread(_results.extend, (map(operator.methodcaller("__call__"), _forker()),))
+    problem = _canary(server.ctl)
+    if problem:
+        server.send({"op": "fatal", "error": "fork mode does not work with Python %s: %s"
+                     % (sys.version.split()[0], problem)})
+        os._exit(1)
+    server.send({"op": "ready", "pid": os.getpid()})
+    try:
+        server.serve()
+    except BaseException as e:
+        _log("stopping: %r" % (e,))
+    finally:
+        server.stop()
+        os._exit(0)
+
+
+# What a main module's top level has: the bootstrap's copy of its thread
+# state, taken at the top level of `python -c`.
+_REC_GAP = 0
+_TOP_REMAINING = None
+if _REC_OFF is not None and len(globals().get("_TSTATE_AT_TOP", b"")) >= _REC_OFF + 4:
+    _TOP_REMAINING = int.from_bytes(_TSTATE_AT_TOP[_REC_OFF:_REC_OFF + 4], sys.byteorder, signed=True)
+_main()

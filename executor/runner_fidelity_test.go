@@ -1,0 +1,146 @@
+package executor
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/scripthost/scripthost/bus"
+)
+
+// corpusDir holds the fidelity corpus: scripts whose results must be the
+// same, byte for byte, in spawn and in fork mode.
+const corpusDir = "../tests/fidelity"
+
+// The fixed input of every corpus run.
+var (
+	corpusStdin = []byte("{\"x\": 7, \"name\": \"Zo\u00eb\"}\nsecond line \u2713\nthird\n")
+	corpusArgs  = []string{"alpha", "\u03b2 \u03b3", "--flag=1", ""}
+)
+
+// copyCorpus copies the corpus into a fresh folder, so that runs write
+// nothing (__pycache__) into the repository.
+func copyCorpus(t *testing.T) (dir string, scripts []string) {
+	t.Helper()
+	dir = t.TempDir()
+	entries, err := os.ReadDir(corpusDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(corpusDir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, e.Name()), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasSuffix(e.Name(), ".py") {
+			scripts = append(scripts, e.Name())
+		}
+	}
+	if len(scripts) == 0 {
+		t.Fatal("empty corpus")
+	}
+	return dir, scripts
+}
+
+func TestFidelity(t *testing.T) {
+	dir, scripts := copyCorpus(t)
+	cfg := testConfig(t, Limits{Timeout: 20 * time.Second})
+	cfg.Env = append(os.Environ(), "SCRIPTHOST_FIDELITY_VALUE=\u00fc")
+	spawn, err := NewSpawnRunner(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer spawn.Close()
+	fork, err := NewForkRunner(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fork.Close()
+
+	type pair struct{ spawn, fork bus.Result }
+	results := make([]pair, len(scripts))
+	sem := make(chan struct{}, 4)
+	var wg sync.WaitGroup
+	for i, name := range scripts {
+		job := Job{Path: filepath.Join(dir, name), Args: corpusArgs, Stdin: corpusStdin}
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			// Spawn first: it is the reference, and it compiles the
+			// sibling modules' caches as a first run would.
+			var err error
+			if results[i].spawn, err = spawn.Run(context.Background(), job); err != nil {
+				t.Errorf("%s: spawn: %v", name, err)
+			}
+			if results[i].fork, err = fork.Run(context.Background(), job); err != nil {
+				t.Errorf("%s: fork: %v", name, err)
+			}
+		})
+	}
+	wg.Wait()
+
+	for i, name := range scripts {
+		s, f := results[i].spawn, results[i].fork
+		if s.TimedOut {
+			t.Errorf("%s: timed out", name)
+		}
+		if reflect.DeepEqual(s, f) {
+			continue
+		}
+		t.Errorf("%s: results differ\n%s", name, describeDiff(s, f))
+	}
+
+	// A few results checked against what CPython does, so that the
+	// comparison cannot pass with both modes broken alike.
+	want := map[string]string{
+		"hello.py":              "0",
+		"exc_simple.py":         "1",
+		"syntax_error.py":       "1",
+		"exit_int.py":           "3",
+		"exit_str.py":           "1",
+		"exit_negative.py":      "255",
+		"os_exit.py":            "5",
+		"keyboard_interrupt.py": "signal SIGINT",
+		"kill_segv.py":          "signal SIGSEGV",
+		"kill_term.py":          "signal SIGTERM",
+		"abort.py":              "signal SIGABRT",
+	}
+	for i, name := range scripts {
+		if w, ok := want[name]; ok {
+			if got := exitCode(results[i].spawn); got != w {
+				t.Errorf("%s: exit %s, want %s; stderr:\n%s", name, got, w, results[i].spawn.Stderr)
+			}
+		}
+	}
+}
+
+func describeDiff(s, f bus.Result) string {
+	var b strings.Builder
+	if exitCode(s) != exitCode(f) {
+		fmt.Fprintf(&b, "exit: spawn %s, fork %s\n", exitCode(s), exitCode(f))
+	}
+	if s.Stdout != f.Stdout {
+		fmt.Fprintf(&b, "stdout:\n  spawn %q\n  fork  %q\n", s.Stdout, f.Stdout)
+	}
+	if s.Stderr != f.Stderr {
+		fmt.Fprintf(&b, "stderr:\n  spawn %q\n  fork  %q\n", s.Stderr, f.Stderr)
+	}
+	if s.TimedOut != f.TimedOut || s.StdoutTruncated != f.StdoutTruncated || s.StderrTruncated != f.StderrTruncated {
+		fmt.Fprintf(&b, "flags: spawn %+v, fork %+v\n",
+			[]bool{s.TimedOut, s.StdoutTruncated, s.StderrTruncated},
+			[]bool{f.TimedOut, f.StdoutTruncated, f.StderrTruncated})
+	}
+	return b.String()
+}

@@ -1,0 +1,4 @@
+import os
+
+print("abort", flush=True)
+os.abort()

@@ -1,0 +1,5 @@
+import sys
+
+print("exiting with 3")
+sys.stdout.write("unflushed but flushed at exit")
+sys.exit(3)

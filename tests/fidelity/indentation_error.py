@@ -1,0 +1,4 @@
+# An IndentationError.
+def f():
+    x = 1
+      y = 2

@@ -1,0 +1,4 @@
+# A SyntaxError: reported by the compiler before anything runs.
+print("never printed")
+def broken(:
+    pass
