@@ -104,6 +104,10 @@ _on_exit = _libc.on_exit
 _on_exit.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
 _on_exit.restype = ctypes.c_int
 _libc_signal = ctypes.cast(_libc.signal, ctypes.c_void_p).value
+_libc_signal_fn = _libc.signal
+_libc_signal_fn.argtypes = [ctypes.c_int, ctypes.c_void_p]
+_libc_signal_fn.restype = ctypes.c_void_p
+_libc.fflush.argtypes = [ctypes.c_void_p]
 _libc_raise = ctypes.cast(getattr(_libc, "raise"), ctypes.c_void_p).value
 _run_file = ctypes.pythonapi.PyRun_SimpleFileExFlags
 _run_file.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int, ctypes.c_void_p]
@@ -223,6 +227,84 @@ def _chain_thread(gen):
 
 
 # ---------------------------------------------------------------- the child
+#
+# Finalizing a child as CPython does costs more than running it: tearing
+# down the warm interpreter's modules, interned strings and static objects
+# writes to pages shared with the warm interpreter, which the kernel then
+# copies one by one. Two sentinel modules, first in sys.modules, cut that:
+#
+#  - the first has no other reference, so CPython's module teardown, which
+#    starts at the front of sys.modules, drops it first; its finalizer then
+#    takes the warm interpreter's modules out of sys.modules (they stay
+#    referenced here and are never torn down). What the script imported
+#    itself, __main__ above all, is torn down as under a fresh interpreter:
+#    its objects' __del__ run.
+#  - the second is kept alive, so CPython clears its globals last of all
+#    modules (after the final garbage collection too). When the exit code
+#    is ours to know (the script ended or failed; not SystemExit, whose code
+#    CPython keeps to itself), its finalizer flushes the standard streams as
+#    CPython's last flush does, and ends the process; what CPython would do
+#    after that prints nothing.
+
+_WARM_MODULES = {}  # filled in just before serving
+_hidden = []  # the hidden modules, alive
+_exit_sentinel = []  # the second sentinel module, alive
+_EXIT = [None]  # the exit code, when Py_Exit is called from here
+
+
+class _HideWarmModules:
+    __slots__ = ()
+
+    def __del__(self):
+        if not sys.is_finalizing():
+            return
+        modules = sys.modules
+        for name, mod in _WARM_MODULES.items():
+            if modules.get(name) is mod:
+                _hidden.append(modules.pop(name))
+
+
+class _ExitNow:
+    __slots__ = ()
+
+    def __del__(self):
+        code = _EXIT[0]
+        if code is None or not sys.is_finalizing():
+            return
+        for name in ("stdout", "stderr"):
+            f = getattr(sys, name, None)
+            if f is None or getattr(f, "closed", True):
+                continue
+            try:
+                f.flush()
+            except BaseException:
+                return  # let CPython report it and exit with 120
+        _libc.fflush(None)
+        if code == -signal.SIGINT:
+            _libc_signal_fn(signal.SIGINT, 0)
+            os.kill(os.getpid(), signal.SIGINT)
+            code = 128 + signal.SIGINT
+        os._exit(code)
+
+
+def _reserve_finalizer_slots():
+    # In the warm interpreter, once: the two names go first in sys.modules.
+    # A child then only replaces their values, which keeps their places.
+    items = list(sys.modules.items())
+    sys.modules.clear()
+    sys.modules["_scripthost_finalizer"] = None
+    sys.modules["_scripthost_exit"] = None
+    sys.modules.update(items)
+
+
+def _arm_finalizers():
+    hide = types.ModuleType("_scripthost_finalizer")
+    hide.finalizer = _HideWarmModules()
+    last = types.ModuleType("_scripthost_exit")
+    last.finalizer = _ExitNow()
+    _exit_sentinel.append(last)
+    sys.modules[hide.__name__] = hide
+    sys.modules[last.__name__] = last
 
 
 def _stdio(fd, write, name, errors):
@@ -286,6 +368,7 @@ def _become_run(job, ctl):
     for k, v in _MAIN_TEMPLATE:
         d[k] = {} if isinstance(v, dict) else v  # __annotations__: a fresh one
     sys.modules["__main__"] = main
+    _arm_finalizers()
     warnings._filters_mutated()
 
     sys.audit("cpython.run_file", path)
@@ -298,6 +381,9 @@ def _become_run(job, ctl):
     return fp
 
 
+_sigint_exit = False
+
+
 def _exit_code(rc):
     # A script that ended by an exception returns -1 here (SystemExit never
     # returns: CPython exits inside the call). The exit code is then 1; an
@@ -307,6 +393,8 @@ def _exit_code(rc):
     if rc == 0:
         return 0
     if getattr(sys, "last_type", None) is KeyboardInterrupt:
+        global _sigint_exit
+        _sigint_exit = True
         _on_exit(_libc_raise, None)
         _on_exit(_libc_signal, 0)  # runs first: handlers run in reverse
         return signal.SIGINT
@@ -327,6 +415,7 @@ def _child(job, ctl):
             _counter().value += _REC_GAP
         yield functools.partial(_run_file, fp, os.fsencode(job["path"]), 1, None)
         code = _exit_code(_results[-1])
+    _EXIT[0] = -signal.SIGINT if code == signal.SIGINT and _sigint_exit else code
     yield functools.partial(_py_exit, code)
 
 
@@ -547,6 +636,8 @@ def _main():
     global _REC_GAP
     if _TOP_REMAINING is not None:
         _REC_GAP = _recursion_gap(_TOP_REMAINING)
+    _WARM_MODULES.update((k, v) for k, v in sys.modules.items() if k != "__main__")
+    _reserve_finalizer_slots()
     gc.collect()
     gc.freeze()
     _thread.start_new_thread(_results.extend, (map(operator.methodcaller("__call__"), _forker()),))

@@ -54,10 +54,35 @@ func copyCorpus(t *testing.T) (dir string, scripts []string) {
 	return dir, scripts
 }
 
+// TestFidelity runs the corpus in both modes, once with the test's own
+// environment and once without any PYTHON* variable (the default buffered
+// stdio, bytecode caches written), and requires identical results.
 func TestFidelity(t *testing.T) {
+	var clean []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "PYTHON") {
+			clean = append(clean, kv)
+		}
+	}
+	envs := []struct {
+		name string
+		env  []string
+	}{
+		{"inherited", os.Environ()},
+		{"clean", clean},
+	}
+	for _, e := range envs {
+		t.Run(e.name, func(t *testing.T) {
+			t.Parallel()
+			testFidelity(t, append(e.env, "SCRIPTHOST_FIDELITY_VALUE=\u00fc"))
+		})
+	}
+}
+
+func testFidelity(t *testing.T, env []string) {
 	dir, scripts := copyCorpus(t)
 	cfg := testConfig(t, Limits{Timeout: 20 * time.Second})
-	cfg.Env = append(os.Environ(), "SCRIPTHOST_FIDELITY_VALUE=\u00fc")
+	cfg.Env = env
 	spawn, err := NewSpawnRunner(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -91,8 +116,12 @@ func TestFidelity(t *testing.T) {
 	}
 	wg.Wait()
 
+	verbose := os.Getenv("SCRIPTHOST_FIDELITY_VERBOSE") != ""
 	for i, name := range scripts {
 		s, f := results[i].spawn, results[i].fork
+		if verbose {
+			t.Logf("%s: exit %s\nstdout %q\nstderr %q", name, exitCode(s), s.Stdout, s.Stderr)
+		}
 		if s.TimedOut {
 			t.Errorf("%s: timed out", name)
 		}
