@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
 
@@ -46,6 +47,10 @@ exec(compile(sys.argv[1], "<scripthost forkserver>", "exec"), _m.__dict__)
 // included.
 const warmStartTimeout = 60 * time.Second
 
+// defaultKillGrace bounds the wait for a run the warm interpreter was
+// asked to kill; past it the warm interpreter is deemed stuck and killed.
+const defaultKillGrace = 5 * time.Second
+
 // maxInlineJob is the largest job sent in the control message itself;
 // larger ones travel in a memfd.
 const maxInlineJob = 60 << 10
@@ -70,9 +75,10 @@ const maxInlineJob = 60 << 10
 //     child (threads do not survive fork), and modules that hold file
 //     descriptors at import see them closed in the child.
 type ForkRunner struct {
-	cfg     RunnerConfig
-	preload []string
-	nextID  atomic.Uint64
+	cfg       RunnerConfig
+	preload   []string
+	nextID    atomic.Uint64
+	killGrace time.Duration
 
 	mu       sync.Mutex
 	cur      *warm
@@ -94,7 +100,7 @@ func NewForkRunner(cfg RunnerConfig, preload []string) (*ForkRunner, error) {
 		return nil, err
 	}
 	closeInheritedOnExec()
-	r := &ForkRunner{cfg: cfg, preload: preload, closing: make(chan struct{})}
+	r := &ForkRunner{cfg: cfg, preload: preload, killGrace: defaultKillGrace, closing: make(chan struct{})}
 	w, err := r.launch()
 	if err != nil {
 		return nil, err
@@ -109,8 +115,8 @@ func NewForkRunner(cfg RunnerConfig, preload []string) (*ForkRunner, error) {
 // run fails with an error wrapping bus.ErrUnavailable and the interpreter
 // is restarted for the next runs.
 func (r *ForkRunner) Run(ctx context.Context, job Job) (bus.Result, error) {
-	if !filepath.IsAbs(job.Path) {
-		return bus.Result{}, bus.Errorf(bus.ErrInternal, "script path %q is not absolute", job.Path)
+	if err := checkJob(job); err != nil {
+		return bus.Result{}, err
 	}
 	r.mu.Lock()
 	if r.closed {
@@ -123,6 +129,9 @@ func (r *ForkRunner) Run(ctx context.Context, job Job) (bus.Result, error) {
 
 	deadline := time.NewTimer(r.cfg.Limits.Timeout)
 	defer deadline.Stop()
+	// Waiting for a (re)starting warm interpreter counts against the run.
+	wctx, cancel := context.WithTimeout(ctx, r.cfg.Limits.Timeout)
+	defer cancel()
 
 	pio, err := newProcIO(job.Stdin, r.cfg.Limits.MaxOutput)
 	if err != nil {
@@ -132,7 +141,7 @@ func (r *ForkRunner) Run(ctx context.Context, job Job) (bus.Result, error) {
 	run := &forkRun{msgs: make(chan forkMsg, 3)}
 	var w *warm
 	for attempt := 0; ; attempt++ {
-		if w, err = r.warm(ctx); err != nil {
+		if w, err = r.warm(wctx); err != nil {
 			pio.closeAll()
 			return bus.Result{}, err
 		}
@@ -157,6 +166,7 @@ func (r *ForkRunner) Run(ctx context.Context, job Job) (bus.Result, error) {
 		ctxDone            = ctx.Done()
 		closing            = r.closing
 		timeout            = deadline.C
+		grace              <-chan time.Time
 	)
 	defer func() {
 		if pidfd >= 0 {
@@ -167,6 +177,7 @@ func (r *ForkRunner) Run(ctx context.Context, job Job) (bus.Result, error) {
 		if !killSent {
 			killSent = true
 			w.send(forkMsg{Op: "kill", ID: id}, nil)
+			grace = time.After(r.killGrace)
 		}
 	}
 wait:
@@ -196,10 +207,20 @@ wait:
 				}
 			}
 			pio.finish(r.cfg.DrainTimeout)
-			if runErr != nil {
+			switch {
+			case runErr != nil:
 				return bus.Result{}, runErr
+			case timedOut:
+				// Killed for its timeout, by the warm interpreter's end.
+				return pio.result(syscall.WaitStatus(syscall.SIGKILL), true), nil
 			}
 			return bus.Result{}, bus.Errorf(bus.ErrUnavailable, "the warm interpreter died during the run: %v", w.deadErr)
+		case <-grace:
+			// The warm interpreter did not carry out the kill: it is stuck.
+			// Ending it ends its runs (see above) and starts a new one.
+			grace = nil
+			r.cfg.Log.Error("the warm interpreter does not answer; killing it", "pid", w.pid)
+			_ = w.cmd.Process.Kill()
 		case <-timeout:
 			timeout = nil
 			timedOut = true
@@ -321,10 +342,16 @@ func (r *ForkRunner) died(w *warm) {
 
 // forkMsg is one message of the control protocol (see forkserver.py).
 type forkMsg struct {
-	Op     string   `json:"op"`
-	ID     uint64   `json:"id,omitempty"`
-	Path   string   `json:"path,omitempty"`
-	Args   []string `json:"args,omitempty"`
+	Op   string   `json:"op"`
+	ID   uint64   `json:"id,omitempty"`
+	Path string   `json:"path,omitempty"`
+	Dir  string   `json:"dir,omitempty"`
+	Args []string `json:"args,omitempty"`
+	// The same as bytes, when they are not all UTF-8 (JSON would change
+	// them): the child decodes them as CPython decodes its command line.
+	BPath  []byte   `json:"bpath,omitempty"`
+	BDir   []byte   `json:"bdir,omitempty"`
+	BArgs  [][]byte `json:"bargs,omitempty"`
 	Pid    int      `json:"pid,omitempty"`
 	Status int      `json:"status,omitempty"`
 	Error  string   `json:"error,omitempty"`
@@ -514,7 +541,13 @@ func (w *warm) start(id uint64, run *forkRun, job Job, pio *procIO) error {
 	w.runs[id] = run
 	w.mu.Unlock()
 
-	msg := forkMsg{Op: "run", ID: id, Path: job.Path, Args: job.Args}
+	msg := forkMsg{Op: "run", ID: id, Path: job.Path, Dir: filepath.Dir(job.Path), Args: job.Args}
+	if !allUTF8(job) {
+		msg = forkMsg{Op: "run", ID: id, BPath: []byte(msg.Path), BDir: []byte(msg.Dir)}
+		for _, a := range job.Args {
+			msg.BArgs = append(msg.BArgs, []byte(a))
+		}
+	}
 	fds := []int{int(pio.child[0].Fd()), int(pio.child[1].Fd()), int(pio.child[2].Fd())}
 	body, err := json.Marshal(msg)
 	if err == nil && len(body) > maxInlineJob {
@@ -536,6 +569,18 @@ func (w *warm) start(id uint64, run *forkRun, job Job, pio *procIO) error {
 		return err
 	}
 	return nil
+}
+
+func allUTF8(job Job) bool {
+	if !utf8.ValidString(job.Path) {
+		return false
+	}
+	for _, a := range job.Args {
+		if !utf8.ValidString(a) {
+			return false
+		}
+	}
+	return true
 }
 
 func bigJob(body []byte) (int, error) {

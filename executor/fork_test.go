@@ -223,3 +223,39 @@ func TestForkManyConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// A warm interpreter that stops answering (here: stopped) is killed once
+// a run it was asked to kill overstays; that run still reports its
+// timeout, and the next runs get a new warm interpreter.
+func TestForkStuckWarm(t *testing.T) {
+	t.Parallel()
+	r := newFork(t, Limits{Timeout: 300 * time.Millisecond}, nil)
+	r.killGrace = 300 * time.Millisecond
+	dir := t.TempDir()
+	path := writeScript(t, dir, "sleep.py", `import time; time.sleep(60)`)
+	hello := writeScript(t, dir, "hello.py", `print("hello")`)
+	first := warmPid(r)
+	res := make(chan bus.Result, 1)
+	go func() { res <- run(t, r, Job{Path: path}) }()
+	// Let the run start, then stop the warm interpreter.
+	waitFor(t, 5*time.Second, "the run to start", func() bool {
+		r.cur.mu.Lock()
+		defer r.cur.mu.Unlock()
+		return len(r.cur.runs) == 1
+	})
+	if err := syscall.Kill(first, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case got := <-res:
+		if !got.TimedOut || got.Signal != "SIGKILL" {
+			t.Errorf("result %+v", got)
+		}
+	case <-time.After(10 * time.Second):
+		_ = syscall.Kill(first, syscall.SIGCONT)
+		t.Fatal("the run did not end")
+	}
+	if got := run(t, r, Job{Path: hello}); got.Stdout != "hello\n" {
+		t.Errorf("after the stuck interpreter: %+v", got)
+	}
+}

@@ -7,9 +7,11 @@
 # each run forks a child that becomes that run's process.
 #
 # Protocol: one JSON object per SOCK_SEQPACKET message on the control socket.
-#   Go -> here: {"op":"run","id":N,"path":P,"args":[...]} with the run's stdin,
-#               stdout and stderr as SCM_RIGHTS (a 4th fd, a memfd holding the
-#               JSON, replaces the body of jobs too large for one message);
+#   Go -> here: {"op":"run","id":N,"path":P,"dir":D,"args":[...]} with the
+#               run's stdin, stdout and stderr as SCM_RIGHTS (a 4th fd, a
+#               memfd holding the JSON, replaces the body of jobs too large
+#               for one message; "bpath"/"bargs", base64 bytes, replace
+#               "path"/"args" when they are not UTF-8);
 #               {"op":"kill","id":N}.
 #   here -> Go: {"op":"ready","pid":P}; {"op":"fatal","error":E};
 #               {"op":"started","id":N,"pid":P} with a pidfd of the child;
@@ -39,6 +41,7 @@ for _s in signal.valid_signals():
 _SIGMASK = signal.pthread_sigmask(signal.SIG_BLOCK, [])
 
 import _thread
+import base64
 import collections
 import ctypes
 import errno
@@ -341,7 +344,7 @@ def _become_run(job, ctl):
     if ctl is not None:
         ctl.detach()  # its fd is closed below; the object must not close a reused number
     os.closerange(3, _MAXFD)
-    folder = os.path.dirname(path)
+    folder = job["dir"]  # as Go's filepath.Dir has it, like spawn's cwd and PWD
     os.chdir(folder)
     os.environ["PWD"] = folder
 
@@ -536,10 +539,11 @@ class _Server:
         try:
             if len(fds) != 3:
                 raise ValueError("expected 3 fds, got %d" % len(fds))
-            folder = os.path.dirname(msg["path"])
-            if not os.path.isdir(folder):
-                raise FileNotFoundError(errno.ENOENT, "no such folder", folder)
-            pid = _fork({"path": msg["path"], "args": msg.get("args") or [], "fds": fds}, self.ctl)
+            job = _job(msg)
+            job["fds"] = fds
+            if not os.path.isdir(job["dir"]):
+                raise FileNotFoundError(errno.ENOENT, "no such folder", job["dir"])
+            pid = _fork(job, self.ctl)
         except Exception as e:
             for fd in fds:
                 os.close(fd)
@@ -599,7 +603,7 @@ def _canary(ctl):
                 f.write(code)
             fds = [os.open(os.devnull, os.O_RDWR) for _ in range(3)]
             try:
-                pid = _fork({"path": path, "args": [], "fds": fds}, ctl)
+                pid = _fork({"path": path, "dir": tmp, "args": [], "fds": fds}, ctl)
             finally:
                 for fd in fds:
                     os.close(fd)
@@ -609,6 +613,20 @@ def _canary(ctl):
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return None
+
+
+def _job(msg):
+    # Arguments are decoded as CPython decodes its command line.
+    if "bpath" in msg:
+        path = os.fsdecode(base64.b64decode(msg["bpath"]))
+        folder = os.fsdecode(base64.b64decode(msg["bdir"]))
+    else:
+        path, folder = msg["path"], msg["dir"]
+    if "bargs" in msg:
+        args = [os.fsdecode(base64.b64decode(a)) for a in msg["bargs"]]
+    else:
+        args = msg.get("args") or []
+    return {"path": path, "dir": folder, "args": args}
 
 
 def _killpg(pid):

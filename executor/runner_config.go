@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/scripthost/scripthost/bus"
 )
 
 // Defaults of RunnerConfig, filled in by its defaults step.
@@ -88,6 +90,23 @@ func runEnv(base []string, dir string) []string {
 	env := make([]string, len(base), len(base)+1)
 	copy(env, base)
 	return append(env, "PWD="+dir)
+}
+
+// checkJob rejects a job that a command line cannot carry, in both modes
+// alike: a relative path, or NUL bytes in the path or the arguments.
+func checkJob(job Job) error {
+	if !filepath.IsAbs(job.Path) {
+		return bus.Errorf(bus.ErrInternal, "script path %q is not absolute", job.Path)
+	}
+	if strings.IndexByte(job.Path, 0) >= 0 {
+		return bus.Errorf(bus.ErrBadRequest, "the script path contains a NUL byte")
+	}
+	for _, a := range job.Args {
+		if strings.IndexByte(a, 0) >= 0 {
+			return bus.Errorf(bus.ErrBadRequest, "an argument contains a NUL byte, which a command line cannot carry")
+		}
+	}
+	return nil
 }
 
 // ResolvePython looks the interpreter name up once (on PATH unless it is a

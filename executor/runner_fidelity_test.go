@@ -94,12 +94,28 @@ func testFidelity(t *testing.T, env []string) {
 	}
 	defer fork.Close()
 
+	// Beyond the corpus: a missing script, arguments that are not UTF-8,
+	// and a path that is not clean.
+	jobs := make([]Job, 0, len(scripts)+3)
+	for _, name := range scripts {
+		jobs = append(jobs, Job{Path: filepath.Join(dir, name), Args: corpusArgs, Stdin: corpusStdin})
+	}
+	if err := os.Mkdir(filepath.Join(dir, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	jobs = append(jobs,
+		Job{Path: filepath.Join(dir, "missing.py"), Stdin: corpusStdin},
+		Job{Path: filepath.Join(dir, "argv.py"), Args: []string{"\xff\xfe", "ok", "\xed\xa0\x80"}},
+		Job{Path: dir + "/sub/../dunder.py"},
+	)
+	scripts = append(scripts, "missing.py (no such file)", "argv.py (bytes)", "sub/../dunder.py")
+
 	type pair struct{ spawn, fork bus.Result }
-	results := make([]pair, len(scripts))
+	results := make([]pair, len(jobs))
 	sem := make(chan struct{}, 4)
 	var wg sync.WaitGroup
 	for i, name := range scripts {
-		job := Job{Path: filepath.Join(dir, name), Args: corpusArgs, Stdin: corpusStdin}
+		job := jobs[i]
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
@@ -134,17 +150,18 @@ func testFidelity(t *testing.T, env []string) {
 	// A few results checked against what CPython does, so that the
 	// comparison cannot pass with both modes broken alike.
 	want := map[string]string{
-		"hello.py":              "0",
-		"exc_simple.py":         "1",
-		"syntax_error.py":       "1",
-		"exit_int.py":           "3",
-		"exit_str.py":           "1",
-		"exit_negative.py":      "255",
-		"os_exit.py":            "5",
-		"keyboard_interrupt.py": "signal SIGINT",
-		"kill_segv.py":          "signal SIGSEGV",
-		"kill_term.py":          "signal SIGTERM",
-		"abort.py":              "signal SIGABRT",
+		"hello.py":                  "0",
+		"exc_simple.py":             "1",
+		"syntax_error.py":           "1",
+		"exit_int.py":               "3",
+		"exit_str.py":               "1",
+		"exit_negative.py":          "255",
+		"os_exit.py":                "5",
+		"keyboard_interrupt.py":     "signal SIGINT",
+		"kill_segv.py":              "signal SIGSEGV",
+		"kill_term.py":              "signal SIGTERM",
+		"abort.py":                  "signal SIGABRT",
+		"missing.py (no such file)": "2",
 	}
 	for i, name := range scripts {
 		if w, ok := want[name]; ok {

@@ -313,3 +313,20 @@ time.sleep(60)`, pidFile))
 		})
 	}
 }
+
+// What a command line cannot carry is refused alike in both modes.
+func TestRunnerRejectsNul(t *testing.T) {
+	for _, kind := range runnerKinds {
+		t.Run(kind.name, func(t *testing.T) {
+			t.Parallel()
+			r := kind.new(t, Limits{Timeout: 10 * time.Second})
+			path := writeScript(t, t.TempDir(), "a.py", "print(1)")
+			if _, err := r.Run(context.Background(), Job{Path: path, Args: []string{"a\x00b"}}); !errors.Is(err, bus.ErrBadRequest) {
+				t.Errorf("NUL in an argument: err %v", err)
+			}
+			if _, err := r.Run(context.Background(), Job{Path: "relative.py"}); !errors.Is(err, bus.ErrInternal) {
+				t.Errorf("relative path: err %v", err)
+			}
+		})
+	}
+}

@@ -39,8 +39,8 @@ func NewSpawnRunner(cfg RunnerConfig) (*SpawnRunner, error) {
 // times out, when ctx is done, when the runner closes, and also when the
 // script itself exits, so that nothing started by a run outlives it.
 func (r *SpawnRunner) Run(ctx context.Context, job Job) (bus.Result, error) {
-	if !filepath.IsAbs(job.Path) {
-		return bus.Result{}, bus.Errorf(bus.ErrInternal, "script path %q is not absolute", job.Path)
+	if err := checkJob(job); err != nil {
+		return bus.Result{}, err
 	}
 	r.mu.Lock()
 	if r.closed {
