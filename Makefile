@@ -1,0 +1,41 @@
+# scripthost: `make help` lists the targets.
+GO      ?= go
+PYTHON  ?= python3
+BIN     := bin/scripthost
+FUZZTIME ?= 5s
+
+.PHONY: help build run test fuzz bench soak vet clean
+
+help: ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+build: ## build bin/scripthost
+	$(GO) build -o $(BIN) ./cmd/scripthost
+
+run: build ## serve ./scripts on :3000 (NATS on 127.0.0.1:4222)
+	./$(BIN) serve --scripts ./scripts --python $(PYTHON)
+
+vet: ## go vet and gofmt
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+
+test: vet ## all tests with the race detector, then each fuzz target briefly
+	$(GO) test -race -count=1 -timeout 20m ./...
+	$(MAKE) --no-print-directory fuzz
+
+fuzz: ## run every fuzz target for FUZZTIME (default 5s)
+	@for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "fuzz $$pkg $$f"; \
+	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+bench: ## measure spawn and fork modes, HTTP and NATS, cache hits (prints a table)
+	$(GO) run ./cmd/bench --python /usr/bin/python3
+
+soak: ## a longer mixed load against a real server
+	$(GO) test -race -count=1 -timeout 30m -run Soak -soak ./cmd/scripthost
+
+clean: ## remove build output
+	rm -rf bin

@@ -1,0 +1,61 @@
+package bus
+
+import "strings"
+
+// Subjects and queue groups. A script name is always a valid subject suffix
+// (the catalog's name rule forbids wildcards, spaces and empty tokens).
+const (
+	// RunPrefix starts the subject of a run request: script.run.<name>.
+	RunPrefix = "script.run."
+	// RunAll is the wildcard every executor node serves.
+	RunAll = RunPrefix + ">"
+	// ExecutorQueue is the queue group executor nodes share, so that each
+	// run request reaches exactly one node.
+	ExecutorQueue = "scripthost-executors"
+
+	// ListSubject answers the sorted list of script names.
+	ListSubject = "script.list"
+	// GetPrefix starts script.get.<name>: the code and version of a script.
+	GetPrefix = "script.get."
+	// CreateSubject creates a script from {"name","code"}.
+	CreateSubject = "script.create"
+	// UpdatePrefix starts script.update.<name>: replace the code.
+	UpdatePrefix = "script.update."
+	// DeletePrefix starts script.delete.<name>.
+	DeletePrefix = "script.delete."
+	// CatalogQueue is the queue group of catalog instances.
+	CatalogQueue = "scripthost-catalog"
+)
+
+// Headers carried on replies.
+const (
+	// HeaderNode names the executor node that produced a run result.
+	HeaderNode = "X-Scripthost-Node"
+	// HeaderCache is "hit" or "miss" on run replies.
+	HeaderCache = "X-Cache"
+	// HeaderNoCache on a run request ("true") bypasses the result cache.
+	HeaderNoCache = "X-Scripthost-No-Cache"
+	// HeaderErrorCode and HeaderError follow the NATS services (micro)
+	// convention for error replies.
+	HeaderErrorCode = "Nats-Service-Error-Code"
+	HeaderError     = "Nats-Service-Error"
+)
+
+// RunSubject is the subject that runs the named script.
+func RunSubject(name string) string { return RunPrefix + name }
+
+// GetSubject is the subject that reads the named script.
+func GetSubject(name string) string { return GetPrefix + name }
+
+// UpdateSubject is the subject that replaces the named script's code.
+func UpdateSubject(name string) string { return UpdatePrefix + name }
+
+// DeleteSubject is the subject that deletes the named script.
+func DeleteSubject(name string) string { return DeletePrefix + name }
+
+// NameFrom returns the script name that follows prefix in subject, and
+// whether subject had that prefix and a non-empty name.
+func NameFrom(subject, prefix string) (string, bool) {
+	name, ok := strings.CutPrefix(subject, prefix)
+	return name, ok && name != ""
+}

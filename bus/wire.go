@@ -1,0 +1,179 @@
+package bus
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// RunRequest is the body of a run request, on HTTP and on the bus alike.
+// Both fields are optional and an empty body is a valid request.
+type RunRequest struct {
+	// Data is sent, as the raw bytes received, to the script's stdin.
+	Data json.RawMessage `json:"data,omitempty"`
+	// Args follow the script's path in its argv.
+	Args []string `json:"args,omitempty"`
+	// Version, when set, is the script version the caller expects; a node
+	// that has another version fetches the expected one first.
+	Version string `json:"version,omitempty"`
+}
+
+// Result is what one run of a script produced.
+type Result struct {
+	Stdout   string `json:"stdout"`
+	Stderr   string `json:"stderr"`
+	ExitCode *int   `json:"exit_code"`
+	TimedOut bool   `json:"timed_out"`
+	// Signal names the signal that ended the process ("SIGKILL"), when
+	// ExitCode is nil.
+	Signal          string `json:"signal,omitempty"`
+	StdoutTruncated bool   `json:"stdout_truncated,omitempty"`
+	StderrTruncated bool   `json:"stderr_truncated,omitempty"`
+}
+
+// TimeoutBody is the error body of a run that timed out: the error and the
+// output the script produced before it was killed.
+type TimeoutBody struct {
+	Error string `json:"error"`
+	Result
+}
+
+// MsgTimedOut is the error message of a run that timed out.
+const MsgTimedOut = "Script execution timed out"
+
+// Script is a stored script as the catalog answers it.
+type Script struct {
+	Name    string `json:"name"`
+	Code    string `json:"code"`
+	Version string `json:"version"`
+}
+
+// CreateRequest is the body of script.create and POST /scripts.
+type CreateRequest struct {
+	Name *string `json:"name"`
+	Code *string `json:"code"`
+}
+
+// UpdateRequest is the body of script.update.<name> and PUT /scripts/{name}.
+type UpdateRequest struct {
+	Code *string `json:"code"`
+}
+
+// MultiResult is the answer of a run of several scripts.
+type MultiResult struct {
+	Results map[string]json.RawMessage `json:"results"`
+}
+
+// DecodeRunRequest parses a run request body. An empty body (or JSON null)
+// is an empty request. Errors wrap ErrBadRequest and say what is wrong.
+func DecodeRunRequest(body []byte) (RunRequest, error) {
+	var req RunRequest
+	if isEmpty(body) {
+		return req, nil
+	}
+	var raw map[string]json.RawMessage
+	if err := decodeStrict(body, &raw); err != nil {
+		return req, err
+	}
+	if raw == nil {
+		return req, nil
+	}
+	if data, ok := raw["data"]; ok {
+		req.Data = data
+	}
+	if args, ok := raw["args"]; ok && !bytes.Equal(bytes.TrimSpace(args), []byte("null")) {
+		if err := json.Unmarshal(args, &req.Args); err != nil {
+			return RunRequest{}, Errorf(ErrBadRequest, `"args" must be an array of strings`)
+		}
+	}
+	if v, ok := raw["version"]; ok && !bytes.Equal(bytes.TrimSpace(v), []byte("null")) {
+		if err := json.Unmarshal(v, &req.Version); err != nil {
+			return RunRequest{}, Errorf(ErrBadRequest, `"version" must be a string`)
+		}
+	}
+	return req, nil
+}
+
+// DecodeCreate parses a create request: both name and code are required.
+func DecodeCreate(body []byte) (CreateRequest, error) {
+	var req CreateRequest
+	if isEmpty(body) {
+		return req, Errorf(ErrBadRequest, `request body must be a JSON object with "name" and "code"`)
+	}
+	if err := decodeStrict(body, &req); err != nil {
+		return req, err
+	}
+	if req.Name == nil {
+		return req, Errorf(ErrBadRequest, `"name" is required`)
+	}
+	if req.Code == nil {
+		return req, Errorf(ErrBadRequest, `"code" is required`)
+	}
+	return req, nil
+}
+
+// DecodeUpdate parses an update request: code is required.
+func DecodeUpdate(body []byte) (UpdateRequest, error) {
+	var req UpdateRequest
+	if isEmpty(body) {
+		return req, Errorf(ErrBadRequest, `request body must be a JSON object with "code"`)
+	}
+	if err := decodeStrict(body, &req); err != nil {
+		return req, err
+	}
+	if req.Code == nil {
+		return req, Errorf(ErrBadRequest, `"code" is required`)
+	}
+	return req, nil
+}
+
+func isEmpty(body []byte) bool {
+	t := bytes.TrimSpace(body)
+	return len(t) == 0 || bytes.Equal(t, []byte("null"))
+}
+
+// decodeStrict decodes exactly one JSON object into v, with messages that
+// name the offending field.
+func decodeStrict(body []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(v); err != nil {
+		return Errorf(ErrBadRequest, "invalid JSON body: %s", describe(err))
+	}
+	if dec.More() {
+		return Errorf(ErrBadRequest, "invalid JSON body: unexpected data after the JSON object")
+	}
+	return nil
+}
+
+func describe(err error) string {
+	var typeErr *json.UnmarshalTypeError
+	if errors.As(err, &typeErr) {
+		if typeErr.Field != "" {
+			return fmt.Sprintf("field %q must be %s, not %s", typeErr.Field, jsonKind(typeErr.Type.Kind().String()), typeErr.Value)
+		}
+		return fmt.Sprintf("expected a JSON object, not %s", typeErr.Value)
+	}
+	var syntaxErr *json.SyntaxError
+	if errors.As(err, &syntaxErr) {
+		return fmt.Sprintf("%s (at byte %d)", syntaxErr.Error(), syntaxErr.Offset)
+	}
+	msg := err.Error()
+	if msg == "unexpected EOF" {
+		return "truncated JSON"
+	}
+	return strings.TrimPrefix(msg, "json: ")
+}
+
+func jsonKind(goKind string) string {
+	switch goKind {
+	case "string", "ptr":
+		return "a string"
+	case "slice":
+		return "an array"
+	case "map", "struct":
+		return "an object"
+	}
+	return goKind
+}

@@ -1,0 +1,194 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// buildBinary builds the scripthost binary once per test run.
+var buildBinary = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "scripthost-bin-")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "scripthost")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		return "", errors.New(string(out))
+	}
+	return bin, nil
+})
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if bin, err := buildBinary(); err == nil {
+		os.RemoveAll(filepath.Dir(bin))
+	}
+	os.Exit(code)
+}
+
+// freePort returns a loopback address that was free a moment ago.
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// process is the real binary, started by a test and ended by it.
+type process struct {
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	logs strings.Builder
+	done chan error
+}
+
+func (p *process) log() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.logs.String()
+}
+
+// startBinary runs scripthost with args and env and ends it with the test.
+func startBinary(t *testing.T, env []string, args ...string) *process {
+	t.Helper()
+	bin, err := buildBinary()
+	if err != nil {
+		t.Fatalf("build: %v", err)
+	}
+	p := &process{cmd: exec.Command(bin, args...), done: make(chan error, 1)}
+	p.cmd.Env = append(os.Environ(), env...)
+	stderr, err := p.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	copied := make(chan struct{})
+	go func() {
+		defer close(copied)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			p.mu.Lock()
+			p.logs.WriteString(sc.Text() + "\n")
+			p.mu.Unlock()
+		}
+	}()
+	go func() {
+		<-copied
+		p.done <- p.cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			p.cmd.Process.Kill()
+			<-p.done
+		}
+		t.Logf("scripthost log:\n%s", p.log())
+	})
+	return p
+}
+
+// waitHTTP polls url until it answers 200.
+func waitHTTP(t *testing.T, url string) {
+	t.Helper()
+	waitFor(t, 20*time.Second, url+" to answer", func() bool {
+		resp, err := http.Get(url)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+}
+
+func TestBinaryServeFromEnvAndGracefulStop(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "slow.py"), []byte("import time\nopen('started', 'w').close()\ntime.sleep(1)\nprint('finished')\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "env.py"), []byte("import os\nprint(sorted(k for k in os.environ if k.startswith('SCRIPTHOST')))\n"), 0o644)
+	httpAddr := freePort(t)
+	p := startBinary(t, []string{
+		"SCRIPTHOST_HTTP=" + httpAddr,
+		"SCRIPTHOST_NATS_LISTEN=" + freePort(t),
+		"SCRIPTHOST_SCRIPTS=" + dir,
+		"SCRIPTHOST_PYTHON=" + testPython(),
+		"SCRIPTHOST_MAX_CONCURRENT=2",
+	}, "serve", "--timeout", "20s")
+	base := "http://" + httpAddr
+	waitHTTP(t, base+"/healthz")
+	logs := p.log()
+	if !strings.Contains(logs, "Server listening on http://"+httpAddr) {
+		t.Fatalf("no listening line in:\n%s", logs)
+	}
+	if !regexp.MustCompile(`Scanned scripts: found 2 scripts`).MatchString(logs) {
+		t.Fatalf("no scan line in:\n%s", logs)
+	}
+	resp, err := http.Post(base+"/run/env.py", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `"stdout":"[]\n"`) {
+		t.Fatalf("scripts see the server's configuration: %s", body)
+	}
+
+	// SIGTERM while a run is in progress: the run finishes and answers,
+	// new requests are refused, the process exits 0.
+	type answer struct {
+		code int
+		body string
+		err  error
+	}
+	got := make(chan answer, 1)
+	go func() {
+		resp, err := http.Post(base+"/run/slow.py", "application/json", strings.NewReader(`{}`))
+		if err != nil {
+			got <- answer{err: err}
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		got <- answer{code: resp.StatusCode, body: string(b)}
+	}()
+	waitFor(t, 10*time.Second, "the run to start", func() bool {
+		_, err := os.Stat(filepath.Join(dir, "started"))
+		return err == nil
+	})
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	a := <-got
+	if a.err != nil || a.code != 200 || !strings.Contains(a.body, `"stdout":"finished\n"`) {
+		t.Fatalf("run during shutdown: %+v", a)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	select {
+	case err := <-p.done:
+		if err != nil {
+			t.Fatalf("exit: %v", err)
+		}
+		p.done <- nil
+	case <-ctx.Done():
+		t.Fatal("server did not exit after SIGTERM")
+	}
+}

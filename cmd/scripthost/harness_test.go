@@ -1,0 +1,209 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/scripthost/scripthost/bus"
+)
+
+// testPython is the interpreter the tests run: SCRIPTHOST_TEST_PYTHON, or
+// python3 from PATH.
+func testPython() string {
+	if p := os.Getenv("SCRIPTHOST_TEST_PYTHON"); p != "" {
+		return p
+	}
+	return "python3"
+}
+
+// testConfig is a serve configuration on free loopback ports with a fresh
+// scripts folder.
+func testConfig(t *testing.T) serveConfig {
+	t.Helper()
+	return serveConfig{
+		HTTP:          "127.0.0.1:0",
+		NATSListen:    "127.0.0.1:-1",
+		Scripts:       t.TempDir(),
+		MaxConcurrent: 4,
+		Timeout:       10 * time.Second,
+		QueueTimeout:  10 * time.Second,
+		ScanInterval:  100 * time.Millisecond,
+		CacheTTL:      time.Minute,
+		CacheSize:     8 << 20,
+		Python:        testPython(),
+		Mode:          testMode(),
+		MaxBody:       1 << 20,
+		MaxOutput:     1 << 20,
+		Node:          "test-node",
+		LogFormat:     "text",
+		LogLevel:      "info",
+	}
+}
+
+// testMode is the execution mode under test: SCRIPTHOST_TEST_MODE, or the
+// default of `serve`.
+func testMode() string {
+	if m := os.Getenv("SCRIPTHOST_TEST_MODE"); m != "" {
+		return m
+	}
+	var cfg serveConfig
+	cfg.flags(flag.NewFlagSet("defaults", flag.ContinueOnError))
+	return cfg.Mode
+}
+
+// tlog sends a server's logs to the test log.
+type tlog struct{ t *testing.T }
+
+func (w tlog) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// testServer is a `serve` running in the test process.
+type testServer struct {
+	t    *testing.T
+	cfg  serveConfig
+	s    *server
+	base string
+}
+
+// startTest starts serve with cfg, adjusted by the options, and stops it
+// when the test ends.
+func startTest(t *testing.T, cfg serveConfig, scripts map[string]string) *testServer {
+	t.Helper()
+	for name, code := range scripts {
+		if err := os.WriteFile(filepath.Join(cfg.Scripts, name), []byte(code), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	log := slog.New(slog.NewTextHandler(tlog{t}, nil))
+	s, err := startServer(cfg, log)
+	if err != nil {
+		t.Fatalf("start server: %v", err)
+	}
+	t.Cleanup(s.shutdown)
+	return &testServer{t: t, cfg: cfg, s: s, base: "http://" + s.httpAddr}
+}
+
+// response is what an HTTP client saw.
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r response) json(t *testing.T, v any) {
+	t.Helper()
+	if err := json.Unmarshal(r.body, v); err != nil {
+		t.Fatalf("response %d %q: not JSON: %v", r.status, r.body, err)
+	}
+}
+
+// result decodes the body as a run result.
+func (r response) result(t *testing.T) bus.Result {
+	t.Helper()
+	var res bus.Result
+	r.json(t, &res)
+	return res
+}
+
+// errorText decodes the body as {"error": ...}.
+func (r response) errorText(t *testing.T) string {
+	t.Helper()
+	var e bus.ErrorBody
+	r.json(t, &e)
+	if e.Error == "" {
+		t.Fatalf("status %d: no error message in %q", r.status, r.body)
+	}
+	return e.Error
+}
+
+// do sends one HTTP request; headers are name, value pairs.
+func (ts *testServer) do(method, path, body string, headers ...string) response {
+	ts.t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, ts.base+path, rd)
+	if err != nil {
+		ts.t.Fatal(err)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		ts.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		ts.t.Fatal(err)
+	}
+	return response{status: resp.StatusCode, header: resp.Header, body: data}
+}
+
+// want fails the test unless the response has the status.
+func (r response) want(t *testing.T, status int) response {
+	t.Helper()
+	if r.status != status {
+		t.Fatalf("status %d, want %d; body %s", r.status, status, r.body)
+	}
+	return r
+}
+
+// nats connects a client to the server's NATS listener, as another
+// service would.
+func (ts *testServer) nats() *nats.Conn {
+	ts.t.Helper()
+	nc, err := nats.Connect(ts.s.natsURL)
+	if err != nil {
+		ts.t.Fatal(err)
+	}
+	ts.t.Cleanup(nc.Close)
+	return nc
+}
+
+// write puts a file into the scripts folder by hand.
+func (ts *testServer) write(name, code string) {
+	ts.t.Helper()
+	if err := os.WriteFile(filepath.Join(ts.cfg.Scripts, name), []byte(code), 0o644); err != nil {
+		ts.t.Fatal(err)
+	}
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func intp(n int) *int { return &n }
+
+// jsonBody encodes v.
+func jsonBody(t *testing.T, v any) string {
+	t.Helper()
+	var b bytes.Buffer
+	if err := json.NewEncoder(&b).Encode(v); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}

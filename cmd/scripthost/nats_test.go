@@ -1,0 +1,133 @@
+package main
+
+import (
+	"encoding/json"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+)
+
+func TestNATSAPI(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Timeout = time.Second
+	ts := startTest(t, cfg, map[string]string{
+		"math.py": "import sys, json; data = json.load(sys.stdin); result = data[\"x\"] ** 2; print(json.dumps({\"square\": result}))\n",
+		"loop.py": "while True: pass\n",
+	})
+	nc := ts.nats()
+	req := func(subject, body string) *nats.Msg {
+		t.Helper()
+		m, err := nc.Request(subject, []byte(body), 5*time.Second)
+		if err != nil {
+			t.Fatalf("%s: %v", subject, err)
+		}
+		return m
+	}
+	wantErr := func(m *nats.Msg, code, part string) {
+		t.Helper()
+		if got := m.Header.Get(micro.ErrorCodeHeader); got != code {
+			t.Fatalf("%s: error code %q, want %s (body %s)", m.Subject, got, code, m.Data)
+		}
+		var body struct{ Error string }
+		if err := json.Unmarshal(m.Data, &body); err != nil || !strings.Contains(body.Error, part) || !strings.Contains(m.Header.Get(micro.ErrorHeader), part) {
+			t.Fatalf("error body %s, header %q: want %q", m.Data, m.Header.Get(micro.ErrorHeader), part)
+		}
+	}
+
+	m := req("script.run.math.py", `{"data":{"x":7}}`)
+	var res struct {
+		Stdout   string `json:"stdout"`
+		ExitCode *int   `json:"exit_code"`
+	}
+	if err := json.Unmarshal(m.Data, &res); err != nil || res.Stdout != "{\"square\": 49}\n" || *res.ExitCode != 0 {
+		t.Fatalf("run over NATS: %s", m.Data)
+	}
+	if m.Header.Get("X-Scripthost-Node") != "test-node" || m.Header.Get(micro.ErrorCodeHeader) != "" {
+		t.Fatalf("headers %v", m.Header)
+	}
+	wantErr(req("script.run.nope.py", ``), "404", "nope.py")
+	wantErr(req("script.run.math.py", `{"args": 5}`), "400", "args")
+	wantErr(req("script.run.run.sh", ``), "400", "invalid script name")
+	m = req("script.run.loop.py", ``)
+	wantErr(m, "504", "Script execution timed out")
+	if !strings.Contains(string(m.Data), `"timed_out":true`) {
+		t.Fatalf("timeout body %s", m.Data)
+	}
+
+	// The catalog.
+	var names []string
+	json.Unmarshal(req("script.list", "").Data, &names)
+	if strings.Join(names, ",") != "loop.py,math.py" {
+		t.Fatalf("list %s", names)
+	}
+	m = req("script.create", `{"name":"n.py","code":"print('n')"}`)
+	if m.Header.Get(micro.ErrorCodeHeader) != "" {
+		t.Fatalf("create: %s", m.Data)
+	}
+	wantErr(req("script.create", `{"name":"n.py","code":"x"}`), "409", "n.py")
+	wantErr(req("script.create", `{"name":"../n.py","code":"x"}`), "400", "invalid script name")
+	wantErr(req("script.create", `nonsense`), "400", "invalid JSON")
+	var got struct{ Name, Code, Version string }
+	json.Unmarshal(req("script.get.n.py", "").Data, &got)
+	if got.Code != "print('n')" || got.Version == "" {
+		t.Fatalf("get %+v", got)
+	}
+	req("script.update.n.py", `{"code":"print('m')"}`)
+	m = req("script.run.n.py", "")
+	if !strings.Contains(string(m.Data), `"stdout":"m\n"`) {
+		t.Fatalf("run after update: %s", m.Data)
+	}
+	wantErr(req("script.update.zz.py", `{"code":"x"}`), "404", "zz.py")
+	req("script.delete.n.py", "")
+	wantErr(req("script.get.n.py", ""), "404", "n.py")
+	wantErr(req("script.delete.n.py", ""), "404", "n.py")
+
+	// Both services answer the micro discovery subjects.
+	seen := map[string]bool{}
+	sub, err := nc.SubscribeSync(nats.NewInbox())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.PublishRequest("$SRV.PING", sub.Subject, nil); err != nil {
+		t.Fatal(err)
+	}
+	for len(seen) < 2 {
+		m, err := sub.NextMsg(2 * time.Second)
+		if err != nil {
+			t.Fatalf("PING answered by %v only: %v", seen, err)
+		}
+		var ping micro.Ping
+		json.Unmarshal(m.Data, &ping)
+		seen[ping.Name] = true
+	}
+	if !seen["scripthost-catalog"] || !seen["scripthost-executor"] {
+		t.Fatalf("PING answered by %v", seen)
+	}
+}
+
+// TestNATSCLI runs the command the README shows, with the real nats CLI.
+// .ci/run installs it; where it is missing the test says so and skips.
+func TestNATSCLI(t *testing.T) {
+	cli, err := exec.LookPath("nats")
+	if err != nil {
+		t.Skip("nats CLI not on PATH (.ci/run installs github.com/nats-io/natscli/nats@v0.5.0)")
+	}
+	ts := startTest(t, testConfig(t), map[string]string{
+		"math.py": "import sys, json; data = json.load(sys.stdin); result = data[\"x\"] ** 2; print(json.dumps({\"square\": result}))\n",
+	})
+	out, err := exec.Command(cli, "--server", ts.s.natsURL, "req", "script.run.math.py", `{"data":{"x":7}}`).CombinedOutput()
+	if err != nil {
+		t.Fatalf("nats req: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), `"stdout":"{\"square\": 49}\n"`) {
+		t.Fatalf("nats req printed:\n%s", out)
+	}
+	out, err = exec.Command(cli, "--server", ts.s.natsURL, "micro", "ls").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "scripthost-executor") || !strings.Contains(string(out), "scripthost-catalog") {
+		t.Fatalf("nats micro ls: %v\n%s", err, out)
+	}
+}

@@ -1,0 +1,294 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/scripthost/scripthost/bus"
+	"github.com/scripthost/scripthost/catalog"
+	"github.com/scripthost/scripthost/executor"
+	"github.com/scripthost/scripthost/httpbridge"
+)
+
+// serveConfig is everything `scripthost serve` is told by flags.
+type serveConfig struct {
+	HTTP          string
+	NATSListen    string
+	Scripts       string
+	MaxConcurrent int
+	Timeout       time.Duration
+	QueueTimeout  time.Duration
+	ScanInterval  time.Duration
+	CacheTTL      time.Duration
+	CacheSize     byteSize
+	Python        string
+	Mode          string
+	Preload       string
+	MaxBody       byteSize
+	MaxOutput     byteSize
+	Node          string
+	LogFormat     string
+	LogLevel      string
+}
+
+func (c *serveConfig) flags(fs *flag.FlagSet) {
+	fs.StringVar(&c.HTTP, "http", "0.0.0.0:3000", "HTTP listen address")
+	fs.StringVar(&c.NATSListen, "nats-listen", "127.0.0.1:4222", "listen address of the embedded NATS server, for other services")
+	fs.StringVar(&c.Scripts, "scripts", "./scripts", "scripts folder")
+	fs.IntVar(&c.MaxConcurrent, "max-concurrent", 4, "runs at once on this node; more wait in FIFO order")
+	fs.DurationVar(&c.Timeout, "timeout", 30*time.Second, "time limit of one run; the run's process group is killed after it")
+	fs.DurationVar(&c.QueueTimeout, "queue-timeout", 30*time.Second, "how long a run may wait for a free slot before 503")
+	fs.DurationVar(&c.ScanInterval, "scan-interval", 5*time.Second, "how often the scripts folder is rescanned")
+	fs.DurationVar(&c.CacheTTL, "cache-ttl", 5*time.Minute, "how long a successful result is cached; 0 disables the cache")
+	c.CacheSize = 64 << 20
+	fs.Var(&c.CacheSize, "cache-size", "result cache size (e.g. 64MiB)")
+	fs.StringVar(&c.Python, "python", "python3", "Python interpreter, resolved once at start")
+	fs.StringVar(&c.Mode, "mode", "spawn", "execution mode: spawn (a fresh interpreter per run) or fork (a child of a warm interpreter per run)")
+	fs.StringVar(&c.Preload, "preload", "", "fork mode: comma-separated modules the warm interpreter imports once")
+	c.MaxBody = 1 << 20
+	fs.Var(&c.MaxBody, "max-body", "request body limit (413 beyond)")
+	c.MaxOutput = 1 << 20
+	fs.Var(&c.MaxOutput, "max-output", "cap of stdout and of stderr of a run; the rest is dropped")
+	host, _ := os.Hostname()
+	fs.StringVar(&c.Node, "name", host, "name of this executor node, in X-Scripthost-Node")
+	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
+}
+
+func (c *serveConfig) validate() error {
+	switch {
+	case c.MaxConcurrent < 1:
+		return errors.New("--max-concurrent must be at least 1")
+	case c.Timeout <= 0:
+		return errors.New("--timeout must be positive")
+	case c.QueueTimeout <= 0:
+		return errors.New("--queue-timeout must be positive")
+	case c.ScanInterval <= 0:
+		return errors.New("--scan-interval must be positive")
+	case c.CacheTTL < 0:
+		return errors.New("--cache-ttl must not be negative")
+	case c.MaxBody <= 0:
+		return errors.New("--max-body must be positive")
+	case c.MaxOutput <= 0:
+		return errors.New("--max-output must be positive")
+	case c.Mode != "spawn" && c.Mode != "fork":
+		return fmt.Errorf("--mode %q: want spawn or fork", c.Mode)
+	case c.Node == "":
+		return errors.New("--name must not be empty")
+	}
+	return nil
+}
+
+func serveCommand(ctx context.Context, args []string, stderr io.Writer) error {
+	var cfg serveConfig
+	fs := flag.NewFlagSet("scripthost serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg.flags(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("serve: unexpected arguments %q", fs.Args())
+	}
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, cfg.LogFormat, cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	return serve(ctx, cfg, log)
+}
+
+// scriptEnv is the environment scripts get: the server's, less its own
+// configuration (which holds its secrets).
+func scriptEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, envPrefix) {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// newRunner starts the runner of the configured mode.
+func newRunner(mode, python, preload string, limits executor.Limits, log *slog.Logger) (executor.Runner, error) {
+	rc := executor.RunnerConfig{Python: python, Env: scriptEnv(), Limits: limits, Log: log}
+	if mode == "fork" {
+		var mods []string
+		for _, m := range strings.Split(preload, ",") {
+			if m = strings.TrimSpace(m); m != "" {
+				mods = append(mods, m)
+			}
+		}
+		return executor.NewForkRunner(rc, mods)
+	}
+	return executor.NewSpawnRunner(rc)
+}
+
+// server is a running `scripthost serve`: every part in one process.
+type server struct {
+	log      *slog.Logger
+	cfg      serveConfig
+	httpAddr string
+	natsURL  string
+	http     *http.Server
+	served   chan error
+	exec     *executor.Service
+	conns    []*nats.Conn
+	closers  []func() // run in reverse order by shutdown
+	runWait  time.Duration
+}
+
+// serve runs every part in one process until ctx ends, then shuts down in
+// order: no new HTTP requests, runs in progress finish, the bus drains.
+func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
+	s, err := startServer(cfg, log)
+	if err != nil {
+		return err
+	}
+	select {
+	case err := <-s.served:
+		s.close()
+		return fmt.Errorf("http: %w", err)
+	case <-ctx.Done():
+	}
+	s.shutdown()
+	return nil
+}
+
+func (s *server) defer_(f func()) { s.closers = append(s.closers, f) }
+
+// close releases everything started so far, in reverse order.
+func (s *server) close() {
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		s.closers[i]()
+	}
+	s.closers = nil
+}
+
+// startServer starts every part and returns once HTTP requests are served.
+func startServer(cfg serveConfig, log *slog.Logger) (_ *server, err error) {
+	s := &server{log: log, cfg: cfg, served: make(chan error, 1)}
+	defer func() {
+		if err != nil {
+			s.close()
+		}
+	}()
+	python, err := executor.ResolvePython(cfg.Python)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.HTTP)
+	if err != nil {
+		return nil, fmt.Errorf("http listen: %w", err)
+	}
+	s.defer_(func() { ln.Close() })
+	s.httpAddr = ln.Addr().String()
+	log.Info("Server listening on http://" + s.httpAddr)
+
+	ns, err := bus.StartServer(bus.ServerConfig{Listen: cfg.NATSListen})
+	if err != nil {
+		return nil, err
+	}
+	s.defer_(ns.Close)
+	s.natsURL = ns.URL()
+	log.Info("NATS listening on " + s.natsURL)
+	connect := func(role string) (*nats.Conn, error) {
+		nc, err := bus.Connect(bus.ConnConfig{InProcess: ns, Name: "scripthost-" + role})
+		if err == nil {
+			s.conns = append(s.conns, nc)
+			s.defer_(nc.Close)
+		}
+		return nc, err
+	}
+
+	cat, err := catalog.New(catalog.Config{Dir: cfg.Scripts, ScanInterval: cfg.ScanInterval, Log: log})
+	if err != nil {
+		return nil, err
+	}
+	scanCtx, stopScan := context.WithCancel(context.Background())
+	s.defer_(stopScan)
+	go cat.Run(scanCtx)
+	catConn, err := connect("catalog")
+	if err != nil {
+		return nil, err
+	}
+	catSvc, err := cat.Serve(catConn, version)
+	if err != nil {
+		return nil, err
+	}
+	s.defer_(func() { catSvc.Stop() })
+
+	runner, err := newRunner(cfg.Mode, python, cfg.Preload,
+		executor.Limits{Timeout: cfg.Timeout, MaxOutput: int(cfg.MaxOutput)}, log)
+	if err != nil {
+		return nil, err
+	}
+	s.defer_(func() { runner.Close() })
+	s.exec, err = executor.New(executor.Config{
+		Node:          cfg.Node,
+		MaxConcurrent: cfg.MaxConcurrent,
+		QueueTimeout:  cfg.QueueTimeout,
+		CacheTTL:      cfg.CacheTTL,
+		CacheSize:     int64(cfg.CacheSize),
+		Log:           log,
+	}, runner, cat)
+	if err != nil {
+		return nil, err
+	}
+	execConn, err := connect("executor")
+	if err != nil {
+		return nil, err
+	}
+	if err := s.exec.Serve(execConn, version); err != nil {
+		return nil, err
+	}
+	log.Info("executor ready", "node", cfg.Node, "mode", cfg.Mode, "python", python, "max_concurrent", cfg.MaxConcurrent)
+
+	bridgeConn, err := connect("bridge")
+	if err != nil {
+		return nil, err
+	}
+	s.runWait = cfg.QueueTimeout + cfg.Timeout + 5*time.Second
+	bridge := httpbridge.New(httpbridge.Config{
+		MaxBody:    int64(cfg.MaxBody),
+		RunTimeout: s.runWait,
+		Log:        log,
+	}, bridgeConn)
+	s.http = &http.Server{Handler: bridge, ReadHeaderTimeout: 10 * time.Second}
+	go func() { s.served <- s.http.Serve(ln) }()
+	return s, nil
+}
+
+// shutdown stops taking HTTP requests, lets the runs in progress finish
+// and answer (bounded by the run and queue timeouts), drains the bus and
+// releases everything.
+func (s *server) shutdown() {
+	s.log.Info("shutting down: finishing runs in progress")
+	ctx, cancel := context.WithTimeout(context.Background(), s.runWait)
+	defer cancel()
+	if err := s.http.Shutdown(ctx); err != nil {
+		s.log.Warn("http shutdown", "err", err)
+	}
+	if err := s.exec.Drain(ctx); err != nil {
+		s.log.Warn("executor drain", "err", err)
+	}
+	for _, nc := range s.conns {
+		nc.Flush()
+	}
+	s.close()
+	s.log.Info("stopped")
+}

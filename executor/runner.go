@@ -1,0 +1,39 @@
+package executor
+
+import (
+	"context"
+	"time"
+
+	"github.com/scripthost/scripthost/bus"
+)
+
+// Job is one run of a script.
+type Job struct {
+	// Path is the absolute path of the script; the run's working directory
+	// is the folder that holds it.
+	Path string
+	// Args follow Path in the script's argv.
+	Args []string
+	// Stdin is written to the script's stdin, which is then closed.
+	Stdin []byte
+}
+
+// Limits bound every run of a runner.
+type Limits struct {
+	// Timeout bounds the whole run; the run's process group is killed
+	// when it expires.
+	Timeout time.Duration
+	// MaxOutput caps stdout and stderr each, in bytes; the rest is
+	// drained and dropped.
+	MaxOutput int
+}
+
+// Runner runs one job to completion. A script's own failure (non-zero
+// exit, death by a signal, timeout) is a Result, not an error; an error
+// means the run could not take place (it wraps bus.ErrUnavailable or
+// bus.ErrInternal).
+type Runner interface {
+	Run(ctx context.Context, job Job) (bus.Result, error)
+	// Close stops the runner; runs in progress are killed.
+	Close() error
+}

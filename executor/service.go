@@ -1,0 +1,316 @@
+package executor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/scripthost/scripthost/bus"
+	"github.com/scripthost/scripthost/catalog"
+)
+
+// Scripts finds the file and the version of a script by name.
+type Scripts interface {
+	Locate(name string) (path, version string, err error)
+}
+
+// Config configures an executor node.
+type Config struct {
+	// Node names this node in replies (X-Scripthost-Node) and logs.
+	Node string
+	// MaxConcurrent bounds the runs of this node.
+	MaxConcurrent int
+	// QueueTimeout bounds how long a request waits for a slot.
+	QueueTimeout time.Duration
+	// CacheTTL and CacheSize configure the result cache; a zero TTL
+	// disables it.
+	CacheTTL  time.Duration
+	CacheSize int64
+	Log       *slog.Logger
+}
+
+func (c *Config) valid() error {
+	switch {
+	case c.Node == "":
+		return errors.New("executor: node name is required")
+	case c.MaxConcurrent < 1:
+		return errors.New("executor: max concurrent runs must be at least 1")
+	case c.QueueTimeout <= 0:
+		return errors.New("executor: queue timeout must be positive")
+	}
+	if c.Log == nil {
+		c.Log = slog.Default()
+	}
+	return nil
+}
+
+// Service is an executor node.
+type Service struct {
+	cfg     Config
+	runner  Runner
+	scripts Scripts
+	slots   *slots
+	cache   *resultCache
+	flight  flight
+
+	mu       sync.Mutex
+	nc       *nats.Conn
+	svc      micro.Service
+	inflight int           // requests taken and not yet answered
+	idle     chan struct{} // closed when inflight drops to zero
+}
+
+// New returns an executor node that runs scripts found by scripts with
+// runner.
+func New(cfg Config, runner Runner, scripts Scripts) (*Service, error) {
+	if err := cfg.valid(); err != nil {
+		return nil, err
+	}
+	cache, err := newResultCache(cfg.CacheTTL, cfg.CacheSize)
+	if err != nil {
+		return nil, err
+	}
+	return &Service{
+		cfg:     cfg,
+		runner:  runner,
+		scripts: scripts,
+		slots:   newSlots(cfg.MaxConcurrent),
+		cache:   cache,
+	}, nil
+}
+
+// Outcome is the answer to one run request.
+type Outcome struct {
+	// Body is the JSON of the result.
+	Body []byte
+	// Result is the decoded result.
+	Result bus.Result
+	// Cached reports a result served from the cache.
+	Cached bool
+}
+
+// Execute answers a run request: from the cache, by joining an identical
+// run in progress, or by running the script in a free slot.
+func (s *Service) Execute(ctx context.Context, name string, req bus.RunRequest, noCache bool) (Outcome, error) {
+	if err := catalog.ValidateName(name); err != nil {
+		return Outcome{}, err
+	}
+	path, version, err := s.scripts.Locate(name)
+	if err != nil {
+		return Outcome{}, err
+	}
+	key := cacheKey(name, version, req.Data, req.Args)
+	if !noCache {
+		if body, ok := s.cache.get(key); ok {
+			out := Outcome{Body: body, Cached: true}
+			if err := json.Unmarshal(body, &out.Result); err != nil {
+				return Outcome{}, err
+			}
+			return out, nil
+		}
+	}
+	run := func() (Outcome, error) {
+		if err := s.slots.acquire(ctx, s.cfg.QueueTimeout); err != nil {
+			return Outcome{}, err
+		}
+		defer s.slots.release()
+		res, err := s.runner.Run(ctx, Job{Path: path, Args: req.Args, Stdin: req.Data})
+		if err != nil {
+			return Outcome{}, err
+		}
+		body, err := json.Marshal(res)
+		if err != nil {
+			return Outcome{}, err
+		}
+		if !res.TimedOut && res.ExitCode != nil && *res.ExitCode == 0 {
+			s.cache.put(key, body)
+		}
+		return Outcome{Body: body, Result: res}, nil
+	}
+	if noCache {
+		return run()
+	}
+	out, _, err := s.flight.do(key, run)
+	return out, err
+}
+
+// Serve registers the node as the scripthost-executor service on nc and
+// starts taking run requests.
+func (s *Service) Serve(nc *nats.Conn, version string) error {
+	svc, err := micro.AddService(nc, micro.Config{
+		Name:        "scripthost-executor",
+		Version:     version,
+		Description: "Runs scripthost scripts: script.run.<name>",
+		Metadata:    map[string]string{"node": s.cfg.Node},
+	})
+	if err != nil {
+		return err
+	}
+	err = svc.AddEndpoint("run", micro.HandlerFunc(s.handle),
+		micro.WithEndpointSubject(bus.RunAll),
+		micro.WithEndpointQueueGroup(bus.ExecutorQueue),
+		micro.WithEndpointMetadata(map[string]string{
+			"description": "Run a script: body {data, args}, reply {stdout, stderr, exit_code, timed_out}",
+		}))
+	if err != nil {
+		svc.Stop()
+		return err
+	}
+	s.mu.Lock()
+	s.nc, s.svc = nc, svc
+	s.mu.Unlock()
+	return nil
+}
+
+// handle takes one request off the subscription and answers it from its
+// own goroutine: micro calls handlers one message at a time.
+func (s *Service) handle(req micro.Request) {
+	reply := req.Reply()
+	name, _ := bus.NameFrom(req.Subject(), bus.RunPrefix)
+	noCache := req.Headers().Get(bus.HeaderNoCache) == "true"
+	body := req.Data()
+	s.begin()
+	go func() {
+		defer s.end()
+		s.answer(reply, name, body, noCache)
+	}()
+}
+
+func (s *Service) answer(reply, name string, body []byte, noCache bool) {
+	start := time.Now()
+	out, err := s.run(name, body, noCache)
+	m := s.replyMsg(out, err)
+	m.Subject = reply
+	if reply != "" {
+		if perr := s.nc.PublishMsg(m); perr != nil {
+			s.cfg.Log.Warn("reply failed", "script", name, "err", perr)
+		}
+	}
+	s.logRun(name, start, out, err)
+}
+
+func (s *Service) run(name string, body []byte, noCache bool) (Outcome, error) {
+	req, err := bus.DecodeRunRequest(body)
+	if err != nil {
+		return Outcome{}, err
+	}
+	return s.Execute(context.Background(), name, req, noCache)
+}
+
+// replyMsg encodes an outcome as a bus reply.
+func (s *Service) replyMsg(out Outcome, err error) *nats.Msg {
+	var m *nats.Msg
+	switch {
+	case err != nil:
+		m = bus.ErrorMsg(err, nil)
+	case out.Result.TimedOut:
+		body, _ := json.Marshal(bus.TimeoutBody{Error: bus.MsgTimedOut, Result: out.Result})
+		m = bus.ErrorMsg(bus.Errorf(bus.ErrTimeout, bus.MsgTimedOut), body)
+	default:
+		m = nats.NewMsg("")
+		m.Data = out.Body
+	}
+	m.Header.Set(bus.HeaderNode, s.cfg.Node)
+	if err == nil {
+		m.Header.Set(bus.HeaderCache, cacheWord(out.Cached))
+	}
+	return m
+}
+
+func cacheWord(hit bool) string {
+	if hit {
+		return "hit"
+	}
+	return "miss"
+}
+
+func (s *Service) logRun(name string, start time.Time, out Outcome, err error) {
+	attrs := []any{"script", name, "node", s.cfg.Node, "duration", time.Since(start).Round(time.Microsecond)}
+	if err != nil {
+		s.cfg.Log.Info("run", append(attrs, "error", bus.Message(err), "code", bus.Code(err))...)
+		return
+	}
+	exit := "null"
+	if out.Result.ExitCode != nil {
+		exit = strconv.Itoa(*out.Result.ExitCode)
+	}
+	attrs = append(attrs, "exit_code", exit, "timed_out", out.Result.TimedOut, "cache", cacheWord(out.Cached))
+	if out.Result.Signal != "" {
+		attrs = append(attrs, "signal", out.Result.Signal)
+	}
+	s.cfg.Log.Info("run", attrs...)
+}
+
+func (s *Service) begin() {
+	s.mu.Lock()
+	s.inflight++
+	s.mu.Unlock()
+}
+
+func (s *Service) end() {
+	s.mu.Lock()
+	s.inflight--
+	if s.inflight == 0 && s.idle != nil {
+		close(s.idle)
+		s.idle = nil
+	}
+	s.mu.Unlock()
+}
+
+// waitIdle waits until no request is in progress.
+func (s *Service) waitIdle(ctx context.Context) error {
+	for {
+		s.mu.Lock()
+		if s.inflight == 0 {
+			s.mu.Unlock()
+			return nil
+		}
+		if s.idle == nil {
+			s.idle = make(chan struct{})
+		}
+		idle := s.idle
+		s.mu.Unlock()
+		select {
+		case <-idle:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Drain stops taking requests, answers those already taken (runs in
+// progress finish, bounded by their timeout), then closes the cache. The
+// node's connection must be its own: Drain watches its subscriptions go.
+func (s *Service) Drain(ctx context.Context) error {
+	s.mu.Lock()
+	svc, nc := s.svc, s.nc
+	s.mu.Unlock()
+	if svc != nil {
+		if err := svc.Stop(); err != nil {
+			return err
+		}
+		// Stop drains asynchronously: messages already delivered to the
+		// node are still handed to handle until the subscriptions go.
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for nc.NumSubscriptions() > 0 && !nc.IsClosed() {
+			select {
+			case <-tick.C:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	}
+	if err := s.waitIdle(ctx); err != nil {
+		return err
+	}
+	s.cache.close()
+	return nil
+}

@@ -1,0 +1,78 @@
+package executor
+
+import (
+	"container/list"
+	"context"
+	"sync"
+	"time"
+
+	"github.com/scripthost/scripthost/bus"
+)
+
+// slots bounds the runs of a node. Requests that find every slot busy wait
+// in arrival order, each for at most the queue timeout.
+type slots struct {
+	mu      sync.Mutex
+	size    int
+	free    int
+	waiters list.List // of chan struct{}, closed when granted a slot
+}
+
+func newSlots(n int) *slots {
+	return &slots{size: n, free: n}
+}
+
+// acquire takes a slot, waiting in FIFO order for at most wait. It fails
+// with bus.ErrUnavailable when the wait expires, or with ctx's error.
+func (s *slots) acquire(ctx context.Context, wait time.Duration) error {
+	s.mu.Lock()
+	if s.free > 0 && s.waiters.Len() == 0 {
+		s.free--
+		s.mu.Unlock()
+		return nil
+	}
+	granted := make(chan struct{})
+	elem := s.waiters.PushBack(granted)
+	s.mu.Unlock()
+
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	var err error
+	select {
+	case <-granted:
+		return nil
+	case <-timer.C:
+		err = bus.Errorf(bus.ErrUnavailable, "all %d executor slots busy: waited %s in the queue", s.size, wait)
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	select {
+	case <-granted:
+		// Granted while giving up: keep the slot rather than leak it.
+		return nil
+	default:
+	}
+	s.waiters.Remove(elem)
+	return err
+}
+
+// release returns a slot, handing it to the longest waiter if there is one.
+func (s *slots) release() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if front := s.waiters.Front(); front != nil {
+		s.waiters.Remove(front)
+		close(front.Value.(chan struct{}))
+		return
+	}
+	s.free++
+}
+
+// busy is the number of slots in use and the number of waiters.
+func (s *slots) busy() (inUse, waiting int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.size - s.free, s.waiters.Len()
+}

@@ -1,0 +1,360 @@
+package httpbridge
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/nats-io/nats.go"
+
+	"github.com/scripthost/scripthost/bus"
+	"github.com/scripthost/scripthost/catalog"
+)
+
+// Requester sends one request on the bus and returns its reply.
+// *nats.Conn is one.
+type Requester interface {
+	RequestMsgWithContext(ctx context.Context, msg *nats.Msg) (*nats.Msg, error)
+}
+
+// Config configures the bridge.
+type Config struct {
+	// MaxBody bounds request bodies, in bytes (413 beyond).
+	MaxBody int64
+	// RunTimeout bounds the wait for a run's answer: it covers the queue
+	// wait and the run itself on the executor.
+	RunTimeout time.Duration
+	// CatalogTimeout bounds the wait for a catalog answer.
+	CatalogTimeout time.Duration
+	Log            *slog.Logger
+}
+
+func (c *Config) fill() {
+	if c.MaxBody <= 0 {
+		c.MaxBody = 1 << 20
+	}
+	if c.RunTimeout <= 0 {
+		c.RunTimeout = time.Minute
+	}
+	if c.CatalogTimeout <= 0 {
+		c.CatalogTimeout = 10 * time.Second
+	}
+	if c.Log == nil {
+		c.Log = slog.Default()
+	}
+}
+
+// Bridge translates the REST API into bus requests.
+type Bridge struct {
+	cfg    Config
+	bus    Requester
+	log    *slog.Logger
+	router chi.Router
+}
+
+// New returns a bridge that sends its requests through rq.
+func New(cfg Config, rq Requester) *Bridge {
+	cfg.fill()
+	b := &Bridge{cfg: cfg, bus: rq, log: cfg.Log}
+	b.router = b.routes()
+	return b
+}
+
+// ServeHTTP serves the REST API.
+func (b *Bridge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	b.router.ServeHTTP(w, r)
+}
+
+func (b *Bridge) routes() chi.Router {
+	r := chi.NewRouter()
+	r.Use(b.recoverer)
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, bus.ErrorBody{Error: "no such endpoint: " + r.Method + " " + r.URL.Path})
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusMethodNotAllowed, bus.ErrorBody{Error: "method " + r.Method + " not allowed on " + r.URL.Path})
+	})
+	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	r.Get("/scripts", b.wrap(b.list))
+	r.Post("/scripts", b.wrap(b.create))
+	r.Get("/scripts/{name}", b.wrap(b.get))
+	r.Put("/scripts/{name}", b.wrap(b.update))
+	r.Delete("/scripts/{name}", b.wrap(b.remove))
+	r.Post("/run/{name}", b.wrap(b.runOne))
+	r.Post("/run", b.wrap(b.runMany))
+	return r
+}
+
+// recoverer answers 500 instead of dropping the connection when a handler
+// panics, and logs the panic.
+func (b *Bridge) recoverer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				b.log.Error("panic serving request", "method", r.Method, "path", r.URL.Path, "panic", v)
+				writeJSON(w, http.StatusInternalServerError, bus.ErrorBody{Error: bus.ErrInternal.Error()})
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// request sends one request on the bus and returns the reply, or the error
+// the reply or the transport carries.
+func (b *Bridge) request(ctx context.Context, timeout time.Duration, subject string, body []byte, hdr nats.Header) (*nats.Msg, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	msg := &nats.Msg{Subject: subject, Data: body, Header: hdr}
+	reply, err := b.bus.RequestMsgWithContext(ctx, msg)
+	if err != nil {
+		return nil, transportError(err)
+	}
+	if err := bus.ReplyError(reply); err != nil {
+		return reply, &statusError{err: err, body: reply.Data, hdr: reply.Header}
+	}
+	return reply, nil
+}
+
+func (b *Bridge) catalog(r *http.Request, subject string, body []byte) (*nats.Msg, error) {
+	return b.request(r.Context(), b.cfg.CatalogTimeout, subject, body, nil)
+}
+
+// readBody reads a request body up to the limit; bodies are JSON whatever
+// the Content-Type says.
+func (b *Bridge) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	return io.ReadAll(http.MaxBytesReader(w, r.Body, b.cfg.MaxBody))
+}
+
+// scriptName takes the {name} of the path and validates it.
+func scriptName(r *http.Request) (string, error) {
+	name := chi.URLParam(r, "name")
+	return name, catalog.ValidateName(name)
+}
+
+func (b *Bridge) list(w http.ResponseWriter, r *http.Request) error {
+	reply, err := b.catalog(r, bus.ListSubject, nil)
+	if err != nil {
+		return err
+	}
+	writeJSONBytes(w, http.StatusOK, reply.Data)
+	return nil
+}
+
+func (b *Bridge) get(w http.ResponseWriter, r *http.Request) error {
+	name, err := scriptName(r)
+	if err != nil {
+		return err
+	}
+	reply, err := b.catalog(r, bus.GetSubject(name), nil)
+	if err != nil {
+		return err
+	}
+	writeJSONBytes(w, http.StatusOK, reply.Data)
+	return nil
+}
+
+func (b *Bridge) create(w http.ResponseWriter, r *http.Request) error {
+	body, err := b.readBody(w, r)
+	if err != nil {
+		return err
+	}
+	req, err := bus.DecodeCreate(body)
+	if err != nil {
+		return err
+	}
+	if err := catalog.ValidateName(*req.Name); err != nil {
+		return err
+	}
+	reply, err := b.catalog(r, bus.CreateSubject, body)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Location", "/scripts/"+*req.Name)
+	writeJSONBytes(w, http.StatusCreated, reply.Data)
+	return nil
+}
+
+func (b *Bridge) update(w http.ResponseWriter, r *http.Request) error {
+	name, err := scriptName(r)
+	if err != nil {
+		return err
+	}
+	body, err := b.readBody(w, r)
+	if err != nil {
+		return err
+	}
+	if _, err := bus.DecodeUpdate(body); err != nil {
+		return err
+	}
+	reply, err := b.catalog(r, bus.UpdateSubject(name), body)
+	if err != nil {
+		return err
+	}
+	writeJSONBytes(w, http.StatusOK, reply.Data)
+	return nil
+}
+
+func (b *Bridge) remove(w http.ResponseWriter, r *http.Request) error {
+	name, err := scriptName(r)
+	if err != nil {
+		return err
+	}
+	if _, err := b.catalog(r, bus.DeleteSubject(name), nil); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// runHeaders carries the caller's cache choice onto the bus.
+func runHeaders(r *http.Request) nats.Header {
+	hdr := nats.Header{}
+	for _, v := range r.Header.Values("Cache-Control") {
+		for _, d := range strings.Split(v, ",") {
+			if d = strings.ToLower(strings.TrimSpace(d)); d == "no-cache" || d == "no-store" {
+				hdr.Set(bus.HeaderNoCache, "true")
+			}
+		}
+	}
+	return hdr
+}
+
+func (b *Bridge) runOne(w http.ResponseWriter, r *http.Request) error {
+	name, err := scriptName(r)
+	if err != nil {
+		return err
+	}
+	body, err := b.readBody(w, r)
+	if err != nil {
+		return err
+	}
+	if _, err := bus.DecodeRunRequest(body); err != nil {
+		return err
+	}
+	reply, err := b.request(r.Context(), b.cfg.RunTimeout, bus.RunSubject(name), body, runHeaders(r))
+	if err != nil {
+		return err
+	}
+	copyHeaders(w, reply.Header)
+	writeJSONBytes(w, http.StatusOK, reply.Data)
+	return nil
+}
+
+// runMany runs several scripts (all of them when names is absent) with the
+// same request, concurrently, and answers every result by name.
+func (b *Bridge) runMany(w http.ResponseWriter, r *http.Request) error {
+	body, err := b.readBody(w, r)
+	if err != nil {
+		return err
+	}
+	if _, err := bus.DecodeRunRequest(body); err != nil {
+		return err
+	}
+	names, err := parseNames(r.URL.Query()["names"])
+	if err != nil {
+		return err
+	}
+	reply, err := b.catalog(r, bus.ListSubject, nil)
+	if err != nil {
+		return err
+	}
+	var known []string
+	if err := json.Unmarshal(reply.Data, &known); err != nil {
+		return err
+	}
+	if names == nil {
+		names = known
+	} else if missing := unknown(names, known); len(missing) > 0 {
+		return bus.Errorf(bus.ErrNotFound, "unknown scripts: %s", strings.Join(missing, ", "))
+	}
+
+	results := make(map[string]json.RawMessage, len(names))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	hdr := runHeaders(r)
+	for _, name := range names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			entry := b.runEntry(r.Context(), name, body, hdr)
+			mu.Lock()
+			results[name] = entry
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	writeJSON(w, http.StatusOK, bus.MultiResult{Results: results})
+	return nil
+}
+
+// runEntry is one script's entry in a multi-run: its result (also when it
+// timed out), or {"error": ...} when it could not run.
+func (b *Bridge) runEntry(ctx context.Context, name string, body []byte, hdr nats.Header) json.RawMessage {
+	reply, err := b.request(ctx, b.cfg.RunTimeout, bus.RunSubject(name), body, hdr)
+	if err == nil {
+		return reply.Data
+	}
+	if bus.Code(err) == http.StatusGatewayTimeout && reply != nil {
+		var res bus.Result
+		if json.Unmarshal(reply.Data, &res) == nil && res.TimedOut {
+			entry, _ := json.Marshal(res)
+			return entry
+		}
+	}
+	entry, _ := json.Marshal(bus.ErrorBody{Error: bus.Message(err)})
+	return entry
+}
+
+// parseNames reads ?names=a.py,b.py (also repeated ?names=): nil when
+// absent; duplicates are dropped; every name must be valid.
+func parseNames(values []string) ([]string, error) {
+	if values == nil {
+		return nil, nil
+	}
+	seen := map[string]bool{}
+	names := []string{}
+	for _, v := range values {
+		for _, n := range strings.Split(v, ",") {
+			n = strings.TrimSpace(n)
+			if n == "" || seen[n] {
+				continue
+			}
+			if err := catalog.ValidateName(n); err != nil {
+				return nil, err
+			}
+			seen[n] = true
+			names = append(names, n)
+		}
+	}
+	if len(names) == 0 {
+		return nil, bus.Errorf(bus.ErrBadRequest, "names: give at least one script name, or leave the parameter out to run all")
+	}
+	return names, nil
+}
+
+func unknown(names, known []string) []string {
+	have := make(map[string]bool, len(known))
+	for _, k := range known {
+		have[k] = true
+	}
+	var missing []string
+	for _, n := range names {
+		if !have[n] {
+			missing = append(missing, n)
+		}
+	}
+	sort.Strings(missing)
+	return missing
+}

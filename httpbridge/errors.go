@@ -1,0 +1,96 @@
+package httpbridge
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/scripthost/scripthost/bus"
+)
+
+// handlerFunc is an endpoint that reports failure by returning an error;
+// serveError turns it into the response.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+func (b *Bridge) wrap(h handlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			b.serveError(w, r, err)
+		}
+	}
+}
+
+// statusError carries an error reply from the bus whose body is to be sent
+// as it is (a timed-out run carries its output).
+type statusError struct {
+	err  error
+	body []byte
+	hdr  nats.Header
+}
+
+func (e *statusError) Error() string { return e.err.Error() }
+func (e *statusError) Unwrap() error { return e.err }
+
+// transportError turns a failure to get an answer from the bus into one of
+// the bus sentinels.
+func transportError(err error) error {
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		return bus.Errorf(bus.ErrUnavailable, "no executor or catalog is serving this request")
+	case errors.Is(err, nats.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
+		return bus.Errorf(bus.ErrTimeout, "no answer from the bus in time")
+	case errors.Is(err, nats.ErrMaxPayload):
+		return bus.Errorf(bus.ErrTooLarge, "request too large for the bus")
+	case errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrConnectionDraining):
+		return bus.Errorf(bus.ErrUnavailable, "server is shutting down")
+	}
+	return err
+}
+
+// serveError is the one place where errors become HTTP responses.
+func (b *Bridge) serveError(w http.ResponseWriter, r *http.Request, err error) {
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		err = bus.Errorf(bus.ErrTooLarge, "request body larger than %d bytes", tooBig.Limit)
+	}
+	code := bus.Code(err)
+	if code == http.StatusInternalServerError {
+		b.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	var se *statusError
+	if errors.As(err, &se) {
+		copyHeaders(w, se.hdr)
+		if se.body != nil {
+			writeJSONBytes(w, code, se.body)
+			return
+		}
+	}
+	writeJSON(w, code, bus.ErrorBody{Error: bus.Message(err)})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		code, body = http.StatusInternalServerError, []byte(`{"error":"internal error"}`)
+	}
+	writeJSONBytes(w, code, body)
+}
+
+func writeJSONBytes(w http.ResponseWriter, code int, body []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	w.Write(body)
+	w.Write([]byte("\n"))
+}
+
+// copyHeaders passes the run headers of a bus reply on to the client.
+func copyHeaders(w http.ResponseWriter, hdr nats.Header) {
+	for _, k := range []string{bus.HeaderNode, bus.HeaderCache} {
+		if v := hdr.Get(k); v != "" {
+			w.Header().Set(k, v)
+		}
+	}
+}
