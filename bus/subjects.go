@@ -59,3 +59,33 @@ func NameFrom(subject, prefix string) (string, bool) {
 	name, ok := strings.CutPrefix(subject, prefix)
 	return name, ok && name != ""
 }
+
+// Scale-out: what executor nodes on other machines use.
+const (
+	// ScriptsBucket is the JetStream key-value bucket where the catalog
+	// publishes every script (key: name, value: Script JSON) for nodes
+	// that do not share its folder.
+	ScriptsBucket = "scripthost-scripts"
+	// SparePrefix starts scripthost.spare.<name>: a node that has a free
+	// slot takes over a run from a node that has none. Only nodes with a
+	// free slot are subscribed, in the SpareQueue group.
+	SparePrefix = "scripthost.spare."
+	SpareAll    = SparePrefix + ">"
+	SpareQueue  = "scripthost-spare"
+	// AlivePrefix starts the subject on which a node answers while it is
+	// up; callers watch the node running their request through it.
+	AlivePrefix = "scripthost.alive."
+)
+
+// Headers of the scale-out protocol.
+const (
+	// HeaderAck on a run request names a subject where the node that takes
+	// the run announces itself (body: its alive subject; header: its name).
+	HeaderAck = "X-Scripthost-Ack"
+	// HeaderReplyTo carries the caller's reply subject on a handed-over run.
+	HeaderReplyTo = "X-Scripthost-Reply-To"
+)
+
+// SpareSubject is the subject that offers a run of the named script to a
+// node with a free slot.
+func SpareSubject(name string) string { return SparePrefix + name }

@@ -146,3 +146,14 @@ func syncDir(dir string) error {
 	defer d.Close()
 	return d.Sync()
 }
+
+// WriteFile writes a script into dir atomically (temp file, fsync,
+// rename), as the catalog does; executor nodes use it to mirror scripts
+// into a folder of their own.
+func WriteFile(dir, name string, data []byte) error {
+	if err := ValidateName(name); err != nil {
+		return err
+	}
+	_, err := writeAtomic(dir, name, data, 0o644)
+	return err
+}

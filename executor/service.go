@@ -65,6 +65,11 @@ type Service struct {
 	svc      micro.Service
 	inflight int           // requests taken and not yet answered
 	idle     chan struct{} // closed when inflight drops to zero
+
+	alive     string             // subject this node answers while up
+	aliveSub  *nats.Subscription // on alive
+	spareStop chan struct{}      // ends followSlots
+	spareDone chan struct{}      // closed when followSlots has ended
 }
 
 // New returns an executor node that runs scripts found by scripts with
@@ -97,8 +102,32 @@ type Outcome struct {
 }
 
 // Execute answers a run request: from the cache, by joining an identical
-// run in progress, or by running the script in a free slot.
+// run in progress, or by running the script in a free slot (waiting in
+// FIFO order for one).
 func (s *Service) Execute(ctx context.Context, name string, req bus.RunRequest, noCache bool) (Outcome, error) {
+	return s.execute(ctx, name, req, noCache, runOpts{acquire: s.queueSlot, share: true})
+}
+
+// errHandedOver reports a run that another node took over: it answers the
+// caller itself.
+var errHandedOver = errors.New("run handed over to another node")
+
+// runOpts says how one request gets its slot.
+type runOpts struct {
+	// acquire takes a slot, or hands the run over to another node.
+	acquire func(ctx context.Context) (handedOver bool, err error)
+	// share lets identical runs in progress share one execution.
+	share bool
+	// onMiss is called when the request needs a real run.
+	onMiss func()
+}
+
+// queueSlot waits in this node's FIFO queue for a slot.
+func (s *Service) queueSlot(ctx context.Context) (bool, error) {
+	return false, s.slots.acquire(ctx, s.cfg.QueueTimeout)
+}
+
+func (s *Service) execute(ctx context.Context, name string, req bus.RunRequest, noCache bool, opts runOpts) (Outcome, error) {
 	if err := catalog.ValidateName(name); err != nil {
 		return Outcome{}, err
 	}
@@ -116,28 +145,42 @@ func (s *Service) Execute(ctx context.Context, name string, req bus.RunRequest, 
 			return out, nil
 		}
 	}
-	run := func() (Outcome, error) {
-		if err := s.slots.acquire(ctx, s.cfg.QueueTimeout); err != nil {
-			return Outcome{}, err
-		}
-		defer s.slots.release()
-		res, err := s.runner.Run(ctx, Job{Path: path, Args: req.Args, Stdin: req.Data})
-		if err != nil {
-			return Outcome{}, err
-		}
-		body, err := json.Marshal(res)
-		if err != nil {
-			return Outcome{}, err
-		}
-		if !res.TimedOut && res.ExitCode != nil && *res.ExitCode == 0 {
-			s.cache.put(key, body)
-		}
-		return Outcome{Body: body, Result: res}, nil
+	if opts.onMiss != nil {
+		opts.onMiss()
 	}
-	if noCache {
-		return run()
+	run := func(acquire func(context.Context) (bool, error)) func() (Outcome, error) {
+		return func() (Outcome, error) {
+			handedOver, err := acquire(ctx)
+			if err != nil {
+				return Outcome{}, err
+			}
+			if handedOver {
+				return Outcome{}, errHandedOver
+			}
+			defer s.slots.release()
+			res, err := s.runner.Run(ctx, Job{Path: path, Args: req.Args, Stdin: req.Data})
+			if err != nil {
+				return Outcome{}, err
+			}
+			body, err := json.Marshal(res)
+			if err != nil {
+				return Outcome{}, err
+			}
+			if !res.TimedOut && res.ExitCode != nil && *res.ExitCode == 0 {
+				s.cache.put(key, body)
+			}
+			return Outcome{Body: body, Result: res}, nil
+		}
 	}
-	out, _, err := s.flight.do(key, run)
+	if noCache || !opts.share {
+		return run(opts.acquire)()
+	}
+	out, shared, err := s.flight.do(key, run(opts.acquire))
+	if shared && errors.Is(err, errHandedOver) {
+		// The run this request joined went to another node, which answers
+		// only its own caller: run again here.
+		return run(s.queueSlot)()
+	}
 	return out, err
 }
 
@@ -166,42 +209,64 @@ func (s *Service) Serve(nc *nats.Conn, version string) error {
 	s.mu.Lock()
 	s.nc, s.svc = nc, svc
 	s.mu.Unlock()
+	if err := s.serveScaleOut(nc); err != nil {
+		svc.Stop()
+		return err
+	}
 	return nil
 }
 
 // handle takes one request off the subscription and answers it from its
 // own goroutine: micro calls handlers one message at a time.
 func (s *Service) handle(req micro.Request) {
-	reply := req.Reply()
-	name, _ := bus.NameFrom(req.Subject(), bus.RunPrefix)
-	noCache := req.Headers().Get(bus.HeaderNoCache) == "true"
-	body := req.Data()
+	m := &nats.Msg{Subject: req.Subject(), Reply: req.Reply(), Data: req.Data(), Header: nats.Header(req.Headers())}
 	s.begin()
 	go func() {
 		defer s.end()
-		s.answer(reply, name, body, noCache)
+		s.answer(m, runOpts{acquire: func(ctx context.Context) (bool, error) {
+			if s.slots.tryAcquire() {
+				return false, nil
+			}
+			if s.handOver(m) {
+				return true, nil
+			}
+			return s.queueSlot(ctx)
+		}, share: true})
 	}()
 }
 
-func (s *Service) answer(reply, name string, body []byte, noCache bool) {
+// answer runs the request in m and replies to m.Reply (unless the run
+// was handed over to another node).
+func (s *Service) answer(m *nats.Msg, opts runOpts) {
 	start := time.Now()
-	out, err := s.run(name, body, noCache)
-	m := s.replyMsg(out, err)
-	m.Subject = reply
-	if reply != "" {
-		if perr := s.nc.PublishMsg(m); perr != nil {
+	name, _ := bus.NameFrom(m.Subject, bus.RunPrefix)
+	if n, ok := bus.NameFrom(m.Subject, bus.SparePrefix); ok {
+		name = n
+	}
+	noCache := m.Header.Get(bus.HeaderNoCache) == "true"
+	if ack := m.Header.Get(bus.HeaderAck); ack != "" {
+		opts.onMiss = func() { s.announce(ack) }
+	}
+	out, err := s.run(name, m.Data, noCache, opts)
+	if errors.Is(err, errHandedOver) {
+		return
+	}
+	rm := s.replyMsg(out, err)
+	rm.Subject = m.Reply
+	if m.Reply != "" {
+		if perr := s.nc.PublishMsg(rm); perr != nil {
 			s.cfg.Log.Warn("reply failed", "script", name, "err", perr)
 		}
 	}
 	s.logRun(name, start, out, err)
 }
 
-func (s *Service) run(name string, body []byte, noCache bool) (Outcome, error) {
+func (s *Service) run(name string, body []byte, noCache bool, opts runOpts) (Outcome, error) {
 	req, err := bus.DecodeRunRequest(body)
 	if err != nil {
 		return Outcome{}, err
 	}
-	return s.Execute(context.Background(), name, req, noCache)
+	return s.execute(context.Background(), name, req, noCache, opts)
 }
 
 // replyMsg encodes an outcome as a bus reply.
@@ -293,14 +358,16 @@ func (s *Service) Drain(ctx context.Context) error {
 	svc, nc := s.svc, s.nc
 	s.mu.Unlock()
 	if svc != nil {
+		s.stopScaleOut()
 		if err := svc.Stop(); err != nil {
 			return err
 		}
 		// Stop drains asynchronously: messages already delivered to the
-		// node are still handed to handle until the subscriptions go.
+		// node are still handed to handle until the subscriptions go
+		// (all but the alive subject's).
 		tick := time.NewTicker(5 * time.Millisecond)
 		defer tick.Stop()
-		for nc.NumSubscriptions() > 0 && !nc.IsClosed() {
+		for nc.NumSubscriptions() > 1 && !nc.IsClosed() {
 			select {
 			case <-tick.C:
 			case <-ctx.Done():
@@ -311,6 +378,7 @@ func (s *Service) Drain(ctx context.Context) error {
 	if err := s.waitIdle(ctx); err != nil {
 		return err
 	}
+	s.closeAlive()
 	s.cache.close()
 	return nil
 }

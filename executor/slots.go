@@ -16,10 +16,39 @@ type slots struct {
 	size    int
 	free    int
 	waiters list.List // of chan struct{}, closed when granted a slot
+	// changed receives a signal (coalesced) whenever free changes.
+	changed chan struct{}
 }
 
 func newSlots(n int) *slots {
-	return &slots{size: n, free: n}
+	return &slots{size: n, free: n, changed: make(chan struct{}, 1)}
+}
+
+// signal notes a change of free; the caller holds mu.
+func (s *slots) signal() {
+	select {
+	case s.changed <- struct{}{}:
+	default:
+	}
+}
+
+// tryAcquire takes a free slot if there is one and nobody waits.
+func (s *slots) tryAcquire() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.free > 0 && s.waiters.Len() == 0 {
+		s.free--
+		s.signal()
+		return true
+	}
+	return false
+}
+
+// freeCount is the number of free slots.
+func (s *slots) freeCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.free
 }
 
 // acquire takes a slot, waiting in FIFO order for at most wait. It fails
@@ -28,6 +57,7 @@ func (s *slots) acquire(ctx context.Context, wait time.Duration) error {
 	s.mu.Lock()
 	if s.free > 0 && s.waiters.Len() == 0 {
 		s.free--
+		s.signal()
 		s.mu.Unlock()
 		return nil
 	}
@@ -68,6 +98,7 @@ func (s *slots) release() {
 		return
 	}
 	s.free++
+	s.signal()
 }
 
 // busy is the number of slots in use and the number of waiters.

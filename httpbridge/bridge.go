@@ -57,6 +57,7 @@ type Bridge struct {
 	bus    Requester
 	log    *slog.Logger
 	router chi.Router
+	acks   acks
 }
 
 // New returns a bridge that sends its requests through rq.
@@ -243,7 +244,7 @@ func (b *Bridge) runOne(w http.ResponseWriter, r *http.Request) error {
 	if _, err := bus.DecodeRunRequest(body); err != nil {
 		return err
 	}
-	reply, err := b.request(r.Context(), b.cfg.RunTimeout, bus.RunSubject(name), body, runHeaders(r))
+	reply, err := b.runRequest(r.Context(), name, body, runHeaders(r))
 	if err != nil {
 		return err
 	}
@@ -302,7 +303,7 @@ func (b *Bridge) runMany(w http.ResponseWriter, r *http.Request) error {
 // runEntry is one script's entry in a multi-run: its result (also when it
 // timed out), or {"error": ...} when it could not run.
 func (b *Bridge) runEntry(ctx context.Context, name string, body []byte, hdr nats.Header) json.RawMessage {
-	reply, err := b.request(ctx, b.cfg.RunTimeout, bus.RunSubject(name), body, hdr)
+	reply, err := b.runRequest(ctx, name, body, hdr)
 	if err == nil {
 		return reply.Data
 	}

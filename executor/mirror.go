@@ -1,0 +1,159 @@
+package executor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/scripthost/scripthost/bus"
+	"github.com/scripthost/scripthost/catalog"
+)
+
+// Mirror keeps, for a node that does not share the catalog's folder, a
+// copy of every script in a folder of its own (so scripts can import their
+// siblings), fed by the catalog's key-value bucket. Locate asks the bucket
+// for the current version on every run, so a node never runs a version
+// older than the last one the catalog answered.
+type Mirror struct {
+	dir string
+	js  jetstream.JetStream
+	log *slog.Logger
+
+	mu    sync.Mutex
+	kv    jetstream.KeyValue
+	index map[string]uint64 // name -> bucket revision written to dir
+}
+
+// NewMirror mirrors the bucket into dir, which it creates.
+func NewMirror(js jetstream.JetStream, dir string, log *slog.Logger) (*Mirror, error) {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	return &Mirror{dir: dir, js: js, log: log, index: map[string]uint64{}}, nil
+}
+
+// Dir is the folder the scripts are mirrored into.
+func (m *Mirror) Dir() string { return m.dir }
+
+// bucket returns the bucket once the catalog has created it.
+func (m *Mirror) bucket(ctx context.Context) (jetstream.KeyValue, error) {
+	m.mu.Lock()
+	kv := m.kv
+	m.mu.Unlock()
+	if kv != nil {
+		return kv, nil
+	}
+	kv, err := m.js.KeyValue(ctx, bus.ScriptsBucket)
+	if err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	m.kv = kv
+	m.mu.Unlock()
+	return kv, nil
+}
+
+// Run follows the bucket until ctx ends: every put is written into the
+// folder, every delete removed from it.
+func (m *Mirror) Run(ctx context.Context) {
+	for ctx.Err() == nil {
+		if err := m.follow(ctx); err != nil && ctx.Err() == nil {
+			m.log.Debug("mirror: waiting for the scripts bucket", "err", err)
+			select {
+			case <-time.After(250 * time.Millisecond):
+			case <-ctx.Done():
+			}
+		}
+	}
+}
+
+func (m *Mirror) follow(ctx context.Context) error {
+	kv, err := m.bucket(ctx)
+	if err != nil {
+		return err
+	}
+	w, err := kv.WatchAll(ctx)
+	if err != nil {
+		return err
+	}
+	defer w.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-w.Updates():
+			if !ok {
+				return errors.New("watch ended")
+			}
+			if e == nil { // the initial values have all been delivered
+				continue
+			}
+			m.apply(e)
+		}
+	}
+}
+
+// apply brings the folder in line with one bucket entry.
+func (m *Mirror) apply(e jetstream.KeyValueEntry) (bus.Script, error) {
+	name := e.Key()
+	if err := catalog.ValidateName(name); err != nil {
+		return bus.Script{}, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e.Operation() != jetstream.KeyValuePut {
+		delete(m.index, name)
+		os.Remove(filepath.Join(m.dir, name))
+		return bus.Script{}, bus.Errorf(bus.ErrNotFound, "script %q not found", name)
+	}
+	var s bus.Script
+	if err := json.Unmarshal(e.Value(), &s); err != nil {
+		return s, bus.Errorf(bus.ErrInternal, "script %q: bad bucket entry: %v", name, err)
+	}
+	if m.index[name] >= e.Revision() {
+		return s, nil
+	}
+	if err := catalog.WriteFile(m.dir, name, []byte(s.Code)); err != nil {
+		return s, err
+	}
+	m.index[name] = e.Revision()
+	return s, nil
+}
+
+// Locate returns the mirrored file of the script's current version,
+// fetching it first when the folder holds an older one.
+func (m *Mirror) Locate(name string) (path, version string, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	kv, err := m.bucket(ctx)
+	if err != nil {
+		return "", "", bus.Errorf(bus.ErrUnavailable, "scripts are not published yet: %v", err)
+	}
+	e, err := kv.Get(ctx, name)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		m.mu.Lock()
+		delete(m.index, name)
+		os.Remove(filepath.Join(m.dir, name))
+		m.mu.Unlock()
+		return "", "", bus.Errorf(bus.ErrNotFound, "script %q not found", name)
+	}
+	if err != nil {
+		return "", "", bus.Errorf(bus.ErrUnavailable, "scripts bucket: %v", err)
+	}
+	s, err := m.apply(e)
+	if err != nil {
+		return "", "", err
+	}
+	return filepath.Join(m.dir, name), s.Version, nil
+}

@@ -1,0 +1,139 @@
+package executor
+
+import (
+	"context"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nuid"
+
+	"github.com/scripthost/scripthost/bus"
+)
+
+// Balancing by capacity. NATS spreads script.run.> over the queue group at
+// random, so a node can receive a run while all its slots are busy and
+// another node has one free. Such a node first offers the run on
+// scripthost.spare.<name>, where only nodes with a free slot listen; one of
+// them takes it and answers the caller. Only when none does (every node is
+// full) does the run wait in the node's own FIFO queue.
+
+// handOverWait bounds the offer of a run to another node.
+const handOverWait = time.Second
+
+// taken and busy answer an offer on the spare subject.
+var (
+	taken = []byte("taken")
+	busy  = []byte("busy")
+)
+
+// handOver offers the run in m to a node with a free slot; it reports
+// whether one took it (and will answer the caller).
+func (s *Service) handOver(m *nats.Msg) bool {
+	name, _ := bus.NameFrom(m.Subject, bus.RunPrefix)
+	if name == "" || m.Reply == "" {
+		return false
+	}
+	offer := nats.NewMsg(bus.SpareSubject(name))
+	for k, v := range m.Header {
+		offer.Header[k] = v
+	}
+	offer.Header.Set(bus.HeaderReplyTo, m.Reply)
+	offer.Data = m.Data
+	resp, err := s.nc.RequestMsg(offer, handOverWait)
+	return err == nil && string(resp.Data) == string(taken)
+}
+
+// handleSpare takes a run offered by a full node, if a slot is free.
+func (s *Service) handleSpare(m *nats.Msg) {
+	if !s.slots.tryAcquire() {
+		m.Respond(busy)
+		return
+	}
+	if err := m.Respond(taken); err != nil {
+		s.slots.release()
+		return
+	}
+	run := &nats.Msg{Subject: m.Subject, Reply: m.Header.Get(bus.HeaderReplyTo), Data: m.Data, Header: m.Header}
+	s.begin()
+	go func() {
+		defer s.end()
+		held := true
+		s.answer(run, runOpts{acquire: func(context.Context) (bool, error) {
+			held = false // the run owns the slot now, and releases it
+			return false, nil
+		}})
+		if held { // answered without running (cache hit, unknown script)
+			s.slots.release()
+		}
+	}()
+}
+
+// announce tells a caller watching its request which node took it.
+func (s *Service) announce(ack string) {
+	m := nats.NewMsg(ack)
+	m.Header.Set(bus.HeaderNode, s.cfg.Node)
+	m.Data = []byte(s.alive)
+	s.nc.PublishMsg(m)
+}
+
+// serveScaleOut starts the alive subject and the spare interest.
+func (s *Service) serveScaleOut(nc *nats.Conn) error {
+	s.alive = bus.AlivePrefix + nuid.Next()
+	sub, err := nc.Subscribe(s.alive, func(m *nats.Msg) { m.Respond(nil) })
+	if err != nil {
+		return err
+	}
+	s.aliveSub = sub
+	s.spareStop = make(chan struct{})
+	s.spareDone = make(chan struct{})
+	go s.followSlots(nc)
+	return nil
+}
+
+// followSlots keeps the node subscribed to the spare subject exactly while
+// it has a free slot.
+func (s *Service) followSlots(nc *nats.Conn) {
+	defer close(s.spareDone)
+	var sub *nats.Subscription
+	defer func() {
+		if sub != nil {
+			sub.Unsubscribe()
+		}
+	}()
+	for {
+		free := s.slots.freeCount() > 0
+		switch {
+		case free && sub == nil:
+			var err error
+			sub, err = nc.QueueSubscribe(bus.SpareAll, bus.SpareQueue, s.handleSpare)
+			if err != nil {
+				s.cfg.Log.Warn("spare subscription", "err", err)
+				sub = nil
+			}
+		case !free && sub != nil:
+			sub.Unsubscribe()
+			sub = nil
+		}
+		select {
+		case <-s.slots.changed:
+		case <-s.spareStop:
+			return
+		}
+	}
+}
+
+// stopScaleOut withdraws the spare interest; the alive subject stays until
+// closeAlive, so callers keep seeing the node while it finishes its runs.
+func (s *Service) stopScaleOut() {
+	if s.spareStop != nil {
+		close(s.spareStop)
+		<-s.spareDone
+		s.spareStop = nil
+	}
+}
+
+func (s *Service) closeAlive() {
+	if s.aliveSub != nil {
+		s.aliveSub.Unsubscribe()
+	}
+}
