@@ -326,12 +326,9 @@ def _stdio(fd, write, name, errors):
     return stream
 
 
-def _become_run(job, ctl):
-    """Turns this fresh fork into the run's process; returns the FILE* of
-    the script, or None after printing what `python script.py` prints when
-    the file cannot be opened (then the exit code is 2)."""
-    path = job["path"]
-    args = job["args"]
+def _prepare_child(chan):
+    """Right after the fork: what does not depend on the job. Everything of
+    the warm interpreter's but the child's own channel is closed."""
     # Die with the warm interpreter: a run must not outlive its owner.
     _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != _WARM_PID:
@@ -339,11 +336,38 @@ def _become_run(job, ctl):
     if _MAIN_TSTATE is not None:
         ctypes.c_void_p.from_address(_MAIN_TSTATE).value = _tstate_get()
     os.setpgid(0, 0)
-    for target, fd in enumerate(job["fds"][:3]):
+    keep = chan.fileno()
+    for sock in _OWNED_SOCKETS:
+        if sock is not chan:
+            sock.detach()  # the fd is closed below; the object must not close a reused number
+    os.closerange(3, keep)
+    os.closerange(keep + 1, _MAXFD)
+
+
+def _await_job(chan):
+    """Waits for the job on the child's channel; None if there is none."""
+    try:
+        data, fds = _recv(chan)
+    except OSError:
+        os._exit(0)
+    if not data:
+        os._exit(0)  # the warm interpreter let this child go
+    msg = json.loads(data)
+    if len(fds) == 4:
+        msg = _read_memfd(fds.pop())
+    for target, fd in enumerate(fds[:3]):
         os.dup2(fd, target)
-    if ctl is not None:
-        ctl.detach()  # its fd is closed below; the object must not close a reused number
+    chan.detach()
     os.closerange(3, _MAXFD)
+    return msg
+
+
+def _become_run(job):
+    """Turns this process into the run's; returns the FILE* of the script,
+    or None after printing what `python script.py` prints when the file
+    cannot be opened (then the exit code is 2)."""
+    path = job["path"]
+    args = job["args"]
     folder = job["dir"]  # as Go's filepath.Dir has it, like spawn's cwd and PWD
     os.chdir(folder)
     os.environ["PWD"] = folder
@@ -404,9 +428,11 @@ def _exit_code(rc):
     return 1
 
 
-def _child(job, ctl):
+def _child(chan):
     try:
-        fp = _become_run(job, ctl)
+        _prepare_child(chan)
+        job = _await_job(chan)
+        fp = _become_run(job)
     except BaseException as e:
         try:
             os.write(2, ("scripthost: cannot start the run: %r\n" % (e,)).encode())
@@ -423,47 +449,98 @@ def _child(job, ctl):
 
 
 # --------------------------------------------------------------- the forker
+#
+# Children are forked ahead of their jobs (see _Server.refill): forking and
+# what follows it (CPython's and the modules' after-fork work) happen while
+# nothing waits, and a job only has to be handed over.
 
 _go = _thread.allocate_lock()
 _go.acquire()
 _done = _thread.allocate_lock()
 _done.acquire()
-_slot = [None, None, None]  # job, control socket, then the fork's result
+_slot = [None, None]  # the child's channel, then the fork's result
 _results = collections.deque(maxlen=1)
+_OWNED_SOCKETS = []  # every socket object of the warm interpreter
 
 
 def _forker():
     while True:
         _go.acquire()
-        job, ctl = _slot[0], _slot[1]
+        chan = _slot[0]
         try:
             pid = os.fork()
         except BaseException as e:
-            _slot[2] = e
+            _slot[1] = e
             _done.release()
             continue
         if pid == 0:
             break
-        _slot[2] = pid
+        _slot[1] = pid
         _done.release()
-    yield from _child(job, ctl)
+    yield from _child(chan)
 
 
-def _fork(job, ctl):
+def _fork():
+    """Forks a child that waits for its job; returns (pid, channel)."""
     # Nothing buffered here may be written again by the child.
     for f in (sys.stdout, sys.stderr):
         try:
             f.flush()
         except (OSError, ValueError, AttributeError):
             pass
-    _slot[0], _slot[1] = job, ctl
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    _OWNED_SOCKETS.append(theirs)
+    _slot[0] = theirs
     _go.release()
     _done.acquire()
-    result = _slot[2]
-    _slot[0] = _slot[1] = _slot[2] = None
+    result = _slot[1]
+    _slot[0] = _slot[1] = None
+    _OWNED_SOCKETS.remove(theirs)
+    theirs.close()
     if isinstance(result, BaseException):
+        ours.close()
         raise result
-    return result
+    _OWNED_SOCKETS.append(ours)
+    return result, ours
+
+
+def _recv(sock):
+    data, anc, _, _ = sock.recvmsg(1 << 16, socket.CMSG_SPACE(8 * 4))
+    fds = []
+    for level, kind, body in anc:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            n = len(body) - len(body) % 4
+            fds += [int.from_bytes(body[i:i + 4], sys.byteorder, signed=True)
+                    for i in range(0, n, 4)]
+    return data, fds
+
+
+def _send(sock, data, fds=()):
+    anc = []
+    if fds:
+        anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                b"".join(fd.to_bytes(4, sys.byteorder, signed=True) for fd in fds))]
+    sock.sendmsg([data], anc)
+
+
+def _read_memfd(fd):
+    with open(fd, "rb", closefd=True) as f:
+        f.seek(0)
+        return json.loads(f.read())
+
+
+def _hand_over(chan, job, fds):
+    """Gives a waiting child its job and the run's three fds."""
+    data = json.dumps(job).encode()
+    if len(data) > 60000:
+        big = os.memfd_create("scripthost-job", os.MFD_CLOEXEC)
+        try:
+            os.write(big, data)  # a memfd takes it whole
+            _send(chan, b"{}", list(fds) + [big])
+        finally:
+            os.close(big)
+    else:
+        _send(chan, data, fds)
 
 
 # ----------------------------------------------------------- the server loop
@@ -476,14 +553,11 @@ class _Server:
         self.poll.register(ctl.fileno(), select.POLLIN)
         self.runs = {}  # id -> (pid, pidfd)
         self.by_pidfd = {}  # pidfd -> id
+        self.idle = collections.OrderedDict()  # pidfd -> (pid, channel): children waiting for a job
+        self.pool_size = 1
 
     def send(self, msg, fds=()):
-        data = json.dumps(msg).encode()
-        anc = []
-        if fds:
-            anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
-                    b"".join(fd.to_bytes(4, sys.byteorder, signed=True) for fd in fds))]
-        self.ctl.sendmsg([data], anc)
+        _send(self.ctl, json.dumps(msg).encode(), fds)
 
     def serve(self):
         while True:
@@ -491,30 +565,25 @@ class _Server:
                 if fd == self.ctl.fileno():
                     if not self.control():
                         return
-                else:
+                elif fd in self.idle:
+                    self.drop_idle(fd)
+                elif fd in self.by_pidfd:
                     self.reap(fd)
+            self.refill()
 
     def control(self):
         msg = None
         try:
-            data, anc, flags, _ = self.ctl.recvmsg(1 << 16, socket.CMSG_SPACE(8 * 4))
+            data, fds = _recv(self.ctl)
         except (ConnectionError, OSError):
             return False
-        fds = []
-        for level, kind, body in anc:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                n = len(body) - len(body) % 4
-                fds += [int.from_bytes(body[i:i + 4], sys.byteorder, signed=True)
-                        for i in range(0, n, 4)]
         if not data and not fds:
             return False
         try:
             msg = json.loads(data)
             if len(fds) == 4:
                 # The job's body was too large for one message.
-                big = fds.pop()
-                with open(big, "rb", closefd=True) as f:
-                    msg.update(json.loads(f.read()))
+                msg.update(_read_memfd(fds.pop()))
             op = msg.get("op")
             if op == "run":
                 self.start(msg, fds)
@@ -534,16 +603,62 @@ class _Server:
                 os.close(fd)
         return True
 
+    def spawn_idle(self):
+        pid, chan = _fork()
+        try:
+            os.setpgid(pid, pid)  # also done by the child: whichever runs first
+        except OSError:
+            pass
+        pidfd = os.pidfd_open(pid)
+        self.idle[pidfd] = (pid, chan)
+        self.poll.register(pidfd, select.POLLIN)
+
+    def refill(self):
+        while len(self.idle) < self.pool_size:
+            try:
+                self.spawn_idle()
+            except OSError as e:
+                _log("cannot fork: %r" % (e,))
+                return
+
+    def drop_idle(self, pidfd):
+        # A waiting child that ended (killed from outside): reap it.
+        pid, chan = self.idle.pop(pidfd)
+        self.poll.unregister(pidfd)
+        os.close(pidfd)
+        self.close_chan(chan)
+        try:
+            os.waitpid(pid, 0)
+        except OSError:
+            pass
+
+    def close_chan(self, chan):
+        if chan in _OWNED_SOCKETS:
+            _OWNED_SOCKETS.remove(chan)
+        chan.close()
+
     def start(self, msg, fds):
         rid = msg["id"]
         try:
             if len(fds) != 3:
                 raise ValueError("expected 3 fds, got %d" % len(fds))
             job = _job(msg)
-            job["fds"] = fds
             if not os.path.isdir(job["dir"]):
                 raise FileNotFoundError(errno.ENOENT, "no such folder", job["dir"])
-            pid = _fork(job, self.ctl)
+            for attempt in range(2):
+                if not self.idle:
+                    self.spawn_idle()
+                pidfd, (pid, chan) = self.idle.popitem(last=False)
+                try:
+                    _hand_over(chan, job, fds)
+                    break
+                except OSError:
+                    # It died waiting: reap it, take another.
+                    self.idle[pidfd] = (pid, chan)
+                    self.drop_idle(pidfd)
+                    if attempt:
+                        raise
+            self.close_chan(chan)
         except Exception as e:
             for fd in fds:
                 os.close(fd)
@@ -551,14 +666,8 @@ class _Server:
             return
         for fd in fds:
             os.close(fd)
-        try:
-            os.setpgid(pid, pid)  # also done by the child: whichever runs first
-        except OSError:
-            pass
-        pidfd = os.pidfd_open(pid)
         self.runs[rid] = (pid, pidfd)
         self.by_pidfd[pidfd] = rid
-        self.poll.register(pidfd, select.POLLIN)
         self.send({"op": "started", "id": rid, "pid": pid}, [pidfd])
 
     def reap(self, pidfd):
@@ -574,16 +683,17 @@ class _Server:
         self.send({"op": "exited", "id": rid, "status": status})
 
     def stop(self):
-        for pid, _ in self.runs.values():
+        pids = [pid for pid, _ in self.runs.values()] + [pid for pid, _ in self.idle.values()]
+        for pid in pids:
             _killpg(pid)
-        for pid, _ in self.runs.values():
+        for pid in pids:
             try:
                 os.waitpid(pid, 0)
             except OSError:
                 pass
 
 
-def _canary(ctl):
+def _canary():
     """Runs a few scripts whose ends are known through the whole child path;
     returns what went wrong, or None."""
     import tempfile
@@ -603,7 +713,12 @@ def _canary(ctl):
                 f.write(code)
             fds = [os.open(os.devnull, os.O_RDWR) for _ in range(3)]
             try:
-                pid = _fork({"path": path, "dir": tmp, "args": [], "fds": fds}, ctl)
+                pid, chan = _fork()
+                try:
+                    _hand_over(chan, {"path": path, "dir": tmp, "args": []}, fds)
+                finally:
+                    _OWNED_SOCKETS.remove(chan)
+                    chan.close()
             finally:
                 for fd in fds:
                     os.close(fd)
@@ -639,6 +754,7 @@ def _killpg(pid):
 def _main():
     ctl = socket.socket(fileno=_CTL_FD)
     ctl.setblocking(True)
+    _OWNED_SOCKETS.append(ctl)
     server = _Server(ctl)
     try:
         for name in _STDLIB:
@@ -659,11 +775,12 @@ def _main():
     gc.collect()
     gc.freeze()
     _thread.start_new_thread(_results.extend, (map(operator.methodcaller("__call__"), _forker()),))
-    problem = _canary(server.ctl)
+    problem = _canary()
     if problem:
         server.send({"op": "fatal", "error": "fork mode does not work with Python %s: %s"
                      % (sys.version.split()[0], problem)})
         os._exit(1)
+    server.refill()
     server.send({"op": "ready", "pid": os.getpid()})
     try:
         server.serve()
