@@ -59,21 +59,26 @@ const maxInlineJob = 60 << 10
 // has already imported the common standard library (and the preload
 // modules): same results as SpawnRunner, at a fraction of the cost. Each
 // run is still its own process, in its own process group, that exits when
-// the run ends.
+// the run ends; the warm interpreter keeps one child forked ahead, waiting
+// for the next job.
 //
-// What differs from a fresh interpreter, and why it is acceptable:
-//   - the hash seed (PYTHONHASHSEED) is the same for all runs of one warm
-//     interpreter, so set iteration order of str keys repeats between runs
-//     (it is random per process otherwise; set PYTHONHASHSEED to pin it in
+// What a script can tell from a fresh interpreter, and why it is
+// acceptable:
+//   - the hash seed is the same for all runs of one warm interpreter, so
+//     the iteration order of sets of strings repeats between runs instead
+//     of varying (nothing may rely on either; PYTHONHASHSEED pins it in
 //     both modes);
-//   - sys.modules already holds the preloaded modules (import costs
-//     nothing, module-level side effects of those happened once, in the
-//     warm interpreter), and the garbage collector's objects of the warm
-//     interpreter are frozen (gc.freeze);
+//   - sys.modules already holds the preloaded modules (importing them
+//     costs nothing; their import-time side effects happened once, in the
+//     warm interpreter) and two entries of ours that end the run quickly;
+//     the warm interpreter's objects are frozen for the garbage collector;
+//   - at exit, the preloaded modules are not torn down: an object a script
+//     parks inside a preloaded module is not finalized (objects of
+//     __main__ and of modules the script itself loaded are);
 //   - os.getppid() is the warm interpreter, not the server;
 //   - preloaded modules that start threads at import lose them in the
-//     child (threads do not survive fork), and modules that hold file
-//     descriptors at import see them closed in the child.
+//     child (threads do not survive fork), and descriptors they hold are
+//     closed in the child.
 type ForkRunner struct {
 	cfg       RunnerConfig
 	preload   []string
@@ -117,6 +122,9 @@ func NewForkRunner(cfg RunnerConfig, preload []string) (*ForkRunner, error) {
 func (r *ForkRunner) Run(ctx context.Context, job Job) (bus.Result, error) {
 	if err := checkJob(job); err != nil {
 		return bus.Result{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return bus.Result{}, bus.Errorf(bus.ErrUnavailable, "run cancelled: %v", err)
 	}
 	r.mu.Lock()
 	if r.closed {
@@ -376,6 +384,9 @@ type warm struct {
 	dead    chan struct{} // closed when the connection ends
 	deadErr error
 	exited  chan struct{} // closed once the process is reaped
+
+	// Buffers of read, which one goroutine at a time calls.
+	rbuf, oob []byte
 }
 
 // launch starts a warm interpreter and waits until it is ready.
@@ -389,6 +400,7 @@ func (r *ForkRunner) launch() (*warm, error) {
 	fc, err := net.FileConn(ours)
 	_ = ours.Close()
 	if err != nil {
+		_ = theirs.Close()
 		return nil, bus.Errorf(bus.ErrUnavailable, "control socket: %v", err)
 	}
 	conn := fc.(*net.UnixConn)
@@ -451,8 +463,10 @@ func (r *ForkRunner) launch() (*warm, error) {
 
 // read reads one message, with the pidfd it may carry.
 func (w *warm) read() (forkMsg, error) {
-	buf := make([]byte, 64<<10)
-	oob := make([]byte, unix.CmsgSpace(4*4))
+	if w.rbuf == nil {
+		w.rbuf, w.oob = make([]byte, 64<<10), make([]byte, unix.CmsgSpace(4*4))
+	}
+	buf, oob := w.rbuf, w.oob
 	n, oobn, _, _, err := w.conn.ReadMsgUnix(buf, oob)
 	if err != nil {
 		return forkMsg{}, err

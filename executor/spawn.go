@@ -42,6 +42,9 @@ func (r *SpawnRunner) Run(ctx context.Context, job Job) (bus.Result, error) {
 	if err := checkJob(job); err != nil {
 		return bus.Result{}, err
 	}
+	if err := ctx.Err(); err != nil {
+		return bus.Result{}, bus.Errorf(bus.ErrUnavailable, "run cancelled: %v", err)
+	}
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
