@@ -2,6 +2,8 @@ package executor
 
 import (
 	"context"
+	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -33,14 +35,68 @@ func (s *Service) handOver(m *nats.Msg) bool {
 	if name == "" || m.Reply == "" {
 		return false
 	}
+	var answer chan *nats.Msg
 	offer := nats.NewMsg(bus.SpareSubject(name))
 	for k, v := range m.Header {
 		offer.Header[k] = v
 	}
 	offer.Header.Set(bus.HeaderReplyTo, m.Reply)
 	offer.Data = m.Data
-	resp, err := s.nc.RequestMsg(offer, handOverWait)
-	return err == nil && string(resp.Data) == string(taken)
+	offer.Reply, answer = s.offers.open()
+	defer s.offers.close(offer.Reply)
+	if err := s.nc.PublishMsg(offer); err != nil {
+		return false
+	}
+	timer := time.NewTimer(handOverWait)
+	defer timer.Stop()
+	select {
+	case resp := <-answer:
+		// A status reply (no responders) has no data.
+		return string(resp.Data) == string(taken)
+	case <-timer.C:
+		return false
+	}
+}
+
+// inboxes routes the answers to offers through one subscription, which
+// the node keeps for its whole life (Drain counts on a fixed set).
+type inboxes struct {
+	prefix string
+	mu     sync.Mutex
+	seq    uint64
+	waits  map[string]chan *nats.Msg
+}
+
+func (in *inboxes) subscribe(nc *nats.Conn) (*nats.Subscription, error) {
+	in.prefix = nats.NewInbox()
+	in.waits = map[string]chan *nats.Msg{}
+	return nc.Subscribe(in.prefix+".*", func(m *nats.Msg) {
+		in.mu.Lock()
+		ch := in.waits[m.Subject]
+		in.mu.Unlock()
+		if ch != nil {
+			select {
+			case ch <- m:
+			default:
+			}
+		}
+	})
+}
+
+func (in *inboxes) open() (string, chan *nats.Msg) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.seq++
+	subject := in.prefix + "." + strconv.FormatUint(in.seq, 10)
+	ch := make(chan *nats.Msg, 1)
+	in.waits[subject] = ch
+	return subject, ch
+}
+
+func (in *inboxes) close(subject string) {
+	in.mu.Lock()
+	delete(in.waits, subject)
+	in.mu.Unlock()
 }
 
 // handleSpare takes a run offered by a full node, if a slot is free.
@@ -76,6 +132,10 @@ func (s *Service) announce(ack string) {
 	s.nc.PublishMsg(m)
 }
 
+// ownSubs is the number of subscriptions the node keeps while it drains:
+// its alive subject and its offers inbox.
+const ownSubs = 2
+
 // serveScaleOut starts the alive subject and the spare interest.
 func (s *Service) serveScaleOut(nc *nats.Conn) error {
 	s.alive = bus.AlivePrefix + nuid.Next()
@@ -84,6 +144,10 @@ func (s *Service) serveScaleOut(nc *nats.Conn) error {
 		return err
 	}
 	s.aliveSub = sub
+	if s.offersSub, err = s.offers.subscribe(nc); err != nil {
+		sub.Unsubscribe()
+		return err
+	}
 	s.spareStop = make(chan struct{})
 	s.spareDone = make(chan struct{})
 	go s.followSlots(nc)
@@ -135,5 +199,6 @@ func (s *Service) stopScaleOut() {
 func (s *Service) closeAlive() {
 	if s.aliveSub != nil {
 		s.aliveSub.Unsubscribe()
+		s.offersSub.Unsubscribe()
 	}
 }

@@ -68,8 +68,10 @@ type Service struct {
 
 	alive     string             // subject this node answers while up
 	aliveSub  *nats.Subscription // on alive
-	spareStop chan struct{}      // ends followSlots
-	spareDone chan struct{}      // closed when followSlots has ended
+	offers    inboxes            // answers to runs offered to other nodes
+	offersSub *nats.Subscription
+	spareStop chan struct{} // ends followSlots
+	spareDone chan struct{} // closed when followSlots has ended
 }
 
 // New returns an executor node that runs scripts found by scripts with
@@ -364,10 +366,10 @@ func (s *Service) Drain(ctx context.Context) error {
 		}
 		// Stop drains asynchronously: messages already delivered to the
 		// node are still handed to handle until the subscriptions go
-		// (all but the alive subject's).
+		// (all but the node's own, see ownSubs).
 		tick := time.NewTicker(5 * time.Millisecond)
 		defer tick.Stop()
-		for nc.NumSubscriptions() > 1 && !nc.IsClosed() {
+		for nc.NumSubscriptions() > ownSubs && !nc.IsClosed() {
 			select {
 			case <-tick.C:
 			case <-ctx.Done():

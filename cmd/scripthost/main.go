@@ -27,6 +27,7 @@ const usage = `usage: scripthost <command> [flags]
 
 commands:
   serve      run the HTTP API, the catalog, an executor and the embedded NATS server
+  executor   run an executor node only, joining an existing bus (--nats URL)
   help       show this help
 
 Run 'scripthost <command> -h' for the flags of a command. Every flag can
@@ -44,6 +45,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "serve":
 		err = serveCommand(ctx, args[1:], stderr)
+	case "executor":
+		err = executorCommand(ctx, args[1:], stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

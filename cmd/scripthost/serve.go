@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/scripthost/scripthost/bus"
 	"github.com/scripthost/scripthost/catalog"
@@ -40,24 +41,35 @@ type serveConfig struct {
 	Node          string
 	LogFormat     string
 	LogLevel      string
+	// NATS, when set, is the URL of an external NATS server or cluster
+	// to use instead of the embedded server.
+	NATS string
+	// Dir is an executor node's own folder for the scripts it mirrors.
+	Dir string
 }
 
 func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.HTTP, "http", "0.0.0.0:3000", "HTTP listen address")
 	fs.StringVar(&c.NATSListen, "nats-listen", "127.0.0.1:4222", "listen address of the embedded NATS server, for other services")
+	fs.StringVar(&c.NATS, "nats", "", "URL of an external NATS server or cluster to use instead of the embedded one")
 	fs.StringVar(&c.Scripts, "scripts", "./scripts", "scripts folder")
-	fs.IntVar(&c.MaxConcurrent, "max-concurrent", 4, "runs at once on this node; more wait in FIFO order")
+	fs.DurationVar(&c.ScanInterval, "scan-interval", 5*time.Second, "how often the scripts folder is rescanned")
+	c.MaxBody = 1 << 20
+	fs.Var(&c.MaxBody, "max-body", "request body limit (413 beyond)")
+	c.nodeFlags(fs, 4, "runs at once on this node; more wait in FIFO order; 0: no executor in this process")
+}
+
+// nodeFlags are the flags of an executor node, in serve and in executor.
+func (c *serveConfig) nodeFlags(fs *flag.FlagSet, slots int, slotsUsage string) {
+	fs.IntVar(&c.MaxConcurrent, "max-concurrent", slots, slotsUsage)
 	fs.DurationVar(&c.Timeout, "timeout", 30*time.Second, "time limit of one run; the run's process group is killed after it")
 	fs.DurationVar(&c.QueueTimeout, "queue-timeout", 30*time.Second, "how long a run may wait for a free slot before 503")
-	fs.DurationVar(&c.ScanInterval, "scan-interval", 5*time.Second, "how often the scripts folder is rescanned")
 	fs.DurationVar(&c.CacheTTL, "cache-ttl", 5*time.Minute, "how long a successful result is cached; 0 disables the cache")
 	c.CacheSize = 64 << 20
 	fs.Var(&c.CacheSize, "cache-size", "result cache size (e.g. 64MiB)")
 	fs.StringVar(&c.Python, "python", "python3", "Python interpreter, resolved once at start")
-	fs.StringVar(&c.Mode, "mode", "spawn", "execution mode: spawn (a fresh interpreter per run) or fork (a child of a warm interpreter per run)")
+	fs.StringVar(&c.Mode, "mode", "fork", "execution mode: spawn (a fresh interpreter per run) or fork (a child of a warm interpreter per run)")
 	fs.StringVar(&c.Preload, "preload", "", "fork mode: comma-separated modules the warm interpreter imports once")
-	c.MaxBody = 1 << 20
-	fs.Var(&c.MaxBody, "max-body", "request body limit (413 beyond)")
 	c.MaxOutput = 1 << 20
 	fs.Var(&c.MaxOutput, "max-output", "cap of stdout and of stderr of a run; the rest is dropped")
 	host, _ := os.Hostname()
@@ -68,8 +80,8 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 
 func (c *serveConfig) validate() error {
 	switch {
-	case c.MaxConcurrent < 1:
-		return errors.New("--max-concurrent must be at least 1")
+	case c.MaxConcurrent < 0:
+		return errors.New("--max-concurrent must not be negative")
 	case c.Timeout <= 0:
 		return errors.New("--timeout must be positive")
 	case c.QueueTimeout <= 0:
@@ -199,20 +211,9 @@ func startServer(cfg serveConfig, log *slog.Logger) (_ *server, err error) {
 	s.httpAddr = ln.Addr().String()
 	log.Info("Server listening on http://" + s.httpAddr)
 
-	ns, err := bus.StartServer(bus.ServerConfig{Listen: cfg.NATSListen})
+	connect, err := s.startBus(cfg)
 	if err != nil {
 		return nil, err
-	}
-	s.defer_(ns.Close)
-	s.natsURL = ns.URL()
-	log.Info("NATS listening on " + s.natsURL)
-	connect := func(role string) (*nats.Conn, error) {
-		nc, err := bus.Connect(bus.ConnConfig{InProcess: ns, Name: "scripthost-" + role})
-		if err == nil {
-			s.conns = append(s.conns, nc)
-			s.defer_(nc.Close)
-		}
-		return nc, err
 	}
 
 	cat, err := catalog.New(catalog.Config{Dir: cfg.Scripts, ScanInterval: cfg.ScanInterval, Log: log})
@@ -226,37 +227,31 @@ func startServer(cfg serveConfig, log *slog.Logger) (_ *server, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// Remote executor nodes find the scripts in the key-value bucket.
+	js, err := jetstream.New(catConn)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := cat.PublishKV(scanCtx, js, bus.ScriptsBucket); err != nil {
+		return nil, err
+	}
 	catSvc, err := cat.Serve(catConn, version)
 	if err != nil {
 		return nil, err
 	}
 	s.defer_(func() { catSvc.Stop() })
 
-	runner, err := newRunner(cfg.Mode, python, cfg.Preload,
-		executor.Limits{Timeout: cfg.Timeout, MaxOutput: int(cfg.MaxOutput)}, log)
-	if err != nil {
-		return nil, err
+	if cfg.MaxConcurrent > 0 {
+		execConn, err := connect("executor")
+		if err != nil {
+			return nil, err
+		}
+		if s.exec, err = s.startNode(cfg, python, execConn, cat); err != nil {
+			return nil, err
+		}
+	} else {
+		log.Info("no executor in this process (--max-concurrent 0): runs go to executor nodes on the bus")
 	}
-	s.defer_(func() { runner.Close() })
-	s.exec, err = executor.New(executor.Config{
-		Node:          cfg.Node,
-		MaxConcurrent: cfg.MaxConcurrent,
-		QueueTimeout:  cfg.QueueTimeout,
-		CacheTTL:      cfg.CacheTTL,
-		CacheSize:     int64(cfg.CacheSize),
-		Log:           log,
-	}, runner, cat)
-	if err != nil {
-		return nil, err
-	}
-	execConn, err := connect("executor")
-	if err != nil {
-		return nil, err
-	}
-	if err := s.exec.Serve(execConn, version); err != nil {
-		return nil, err
-	}
-	log.Info("executor ready", "node", cfg.Node, "mode", cfg.Mode, "python", python, "max_concurrent", cfg.MaxConcurrent)
 
 	bridgeConn, err := connect("bridge")
 	if err != nil {
@@ -283,12 +278,69 @@ func (s *server) shutdown() {
 	if err := s.http.Shutdown(ctx); err != nil {
 		s.log.Warn("http shutdown", "err", err)
 	}
-	if err := s.exec.Drain(ctx); err != nil {
-		s.log.Warn("executor drain", "err", err)
+	if s.exec != nil {
+		if err := s.exec.Drain(ctx); err != nil {
+			s.log.Warn("executor drain", "err", err)
+		}
 	}
 	for _, nc := range s.conns {
 		nc.Flush()
 	}
 	s.close()
 	s.log.Info("stopped")
+}
+
+// startBus starts the embedded NATS server, or uses the external one of
+// --nats, and returns how the parts connect to it.
+func (s *server) startBus(cfg serveConfig) (func(role string) (*nats.Conn, error), error) {
+	conn := bus.ConnConfig{URL: cfg.NATS}
+	if cfg.NATS == "" {
+		ns, err := bus.StartServer(bus.ServerConfig{Listen: cfg.NATSListen})
+		if err != nil {
+			return nil, err
+		}
+		s.defer_(ns.Close)
+		s.natsURL = ns.URL()
+		conn.InProcess = ns
+		s.log.Info("NATS listening on " + s.natsURL)
+	} else {
+		s.natsURL = cfg.NATS
+		s.log.Info("using the NATS server at " + cfg.NATS)
+	}
+	return func(role string) (*nats.Conn, error) {
+		c := conn
+		c.Name = "scripthost-" + role
+		nc, err := bus.Connect(c)
+		if err == nil {
+			s.conns = append(s.conns, nc)
+			s.defer_(nc.Close)
+		}
+		return nc, err
+	}, nil
+}
+
+// startNode starts an executor node on nc that finds scripts with scripts.
+func (s *server) startNode(cfg serveConfig, python string, nc *nats.Conn, scripts executor.Scripts) (*executor.Service, error) {
+	runner, err := newRunner(cfg.Mode, python, cfg.Preload,
+		executor.Limits{Timeout: cfg.Timeout, MaxOutput: int(cfg.MaxOutput)}, s.log)
+	if err != nil {
+		return nil, err
+	}
+	s.defer_(func() { runner.Close() })
+	exec, err := executor.New(executor.Config{
+		Node:          cfg.Node,
+		MaxConcurrent: cfg.MaxConcurrent,
+		QueueTimeout:  cfg.QueueTimeout,
+		CacheTTL:      cfg.CacheTTL,
+		CacheSize:     int64(cfg.CacheSize),
+		Log:           s.log,
+	}, runner, scripts)
+	if err != nil {
+		return nil, err
+	}
+	if err := exec.Serve(nc, version); err != nil {
+		return nil, err
+	}
+	s.log.Info("executor ready", "node", cfg.Node, "mode", cfg.Mode, "python", python, "max_concurrent", cfg.MaxConcurrent)
+	return exec, nil
 }

@@ -1,0 +1,316 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// cluster is a serve node without an executor and executor nodes in
+// their own folders, each a real process on 127.0.0.1.
+type cluster struct {
+	t       *testing.T
+	base    string
+	natsURL string
+	scripts string
+	nodes   map[string]*process
+	dirs    map[string]string
+}
+
+func startCluster(t *testing.T, slots int, names ...string) *cluster {
+	t.Helper()
+	c := &cluster{t: t, scripts: t.TempDir(), nodes: map[string]*process{}, dirs: map[string]string{}}
+	httpAddr, natsAddr := freePort(t), freePort(t)
+	c.base, c.natsURL = "http://"+httpAddr, "nats://"+natsAddr
+	startBinary(t, nil, "serve", "--http", httpAddr, "--nats-listen", natsAddr, "--scripts", c.scripts,
+		"--max-concurrent", "0", "--python", testPython())
+	waitHTTP(t, c.base+"/healthz")
+	for _, name := range names {
+		c.addNode(name, slots)
+	}
+	return c
+}
+
+func (c *cluster) addNode(name string, slots int) {
+	c.t.Helper()
+	dir := c.t.TempDir()
+	c.dirs[name] = dir
+	c.nodes[name] = startBinary(c.t, nil, "executor", "--nats", c.natsURL, "--name", name,
+		"--max-concurrent", fmt.Sprint(slots), "--dir", dir, "--python", testPython(),
+		"--mode", testMode(), "--timeout", "20s")
+}
+
+// put creates or replaces a script through the API.
+func (c *cluster) put(name, code string) {
+	c.t.Helper()
+	body := jsonBody(c.t, map[string]string{"name": name, "code": code})
+	resp, err := http.Post(c.base+"/scripts", "application/json", strings.NewReader(body))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode == 409 {
+		req, _ := http.NewRequest("PUT", c.base+"/scripts/"+name, strings.NewReader(jsonBody(c.t, map[string]string{"code": code})))
+		resp, err = http.DefaultClient.Do(req)
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	if resp.StatusCode != 200 && resp.StatusCode != 201 {
+		c.t.Fatalf("put %s: %d", name, resp.StatusCode)
+	}
+}
+
+// run runs a script without the cache and returns status, node and body.
+func (c *cluster) run(name, body string) (int, string, string) {
+	req, _ := http.NewRequest("POST", c.base+"/run/"+name, strings.NewReader(body))
+	req.Header.Set("Cache-Control", "no-cache")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, "", err.Error()
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header.Get("X-Scripthost-Node"), string(data)
+}
+
+// waitNodes waits until runs have been answered by every node.
+func (c *cluster) waitNodes(script string) {
+	c.t.Helper()
+	seen := map[string]bool{}
+	waitFor(c.t, 20*time.Second, "every node to serve", func() bool {
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		for range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if code, node, _ := c.run(script, ""); code == 200 {
+					mu.Lock()
+					seen[node] = true
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		return len(seen) == len(c.nodes)
+	})
+}
+
+func TestScaleOutSpreadVersionsSiblings(t *testing.T) {
+	c := startCluster(t, 2, "node-a", "node-b")
+	c.put("quick.py", "print('quick')\n")
+	c.waitNodes("quick.py")
+
+	// Sibling imports work on nodes that do not share the folder.
+	c.put("helper_mod.py", "def greet(n):\n    return 'hi ' + n\n")
+	c.put("uses.py", fmt.Sprintf("import json, sys, os\nfrom helper_mod import greet\nprint(greet(json.load(sys.stdin)['n']), os.getcwd() != %q)\n", c.scripts))
+	for range 6 {
+		code, node, body := c.run("uses.py", `{"data": {"n": "ann"}}`)
+		if code != 200 || !strings.Contains(body, `"stdout":"hi ann True\n"`) || c.dirs[node] == "" {
+			t.Fatalf("uses.py on %q: %d %s", node, code, body)
+		}
+	}
+
+	// Once an update is answered, no node runs the old version.
+	for v := range 5 {
+		c.put("ver.py", fmt.Sprintf("print('v%d')\n", v))
+		var wg sync.WaitGroup
+		for range 6 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				code, node, body := c.run("ver.py", "")
+				if code != 200 || !strings.Contains(body, fmt.Sprintf(`"stdout":"v%d\n"`, v)) {
+					t.Errorf("after update to v%d, %s answered %d %s", v, node, code, body)
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	// A delete is seen at once too.
+	req, _ := http.NewRequest("DELETE", c.base+"/scripts/ver.py", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 204 {
+		t.Fatalf("delete: %v %v", err, resp)
+	}
+	for range 4 {
+		if code, node, body := c.run("ver.py", ""); code != 404 {
+			t.Fatalf("deleted script on %s: %d %s", node, code, body)
+		}
+	}
+
+	// A multi-run spreads over the nodes.
+	for i := range 8 {
+		c.put(fmt.Sprintf("s%d.py", i), "import time, sys\ntime.sleep(0.2)\nprint('x')\n")
+	}
+	names := []string{}
+	for i := range 8 {
+		names = append(names, fmt.Sprintf("s%d.py", i))
+	}
+	start := time.Now()
+	resp, err = http.Post(c.base+"/run?names="+strings.Join(names, ","), "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	// 8 runs of 0.2 s on 4 slots: two rounds, not eight.
+	if took := time.Since(start); resp.StatusCode != 200 || took > 1500*time.Millisecond {
+		t.Fatalf("fan-out of 8 over 2 nodes x 2 slots: %d in %s", resp.StatusCode, took)
+	}
+}
+
+func TestScaleOutUtilisation(t *testing.T) {
+	c := startCluster(t, 2, "node-a", "node-b")
+	c.put("work.py", "import time\ntime.sleep(0.2)\n")
+	c.waitNodes("work.py")
+
+	// The time one run takes, alone, from the client.
+	var alone []time.Duration
+	for range 5 {
+		t0 := time.Now()
+		if code, _, body := c.run("work.py", ""); code != 200 {
+			t.Fatalf("%d %s", code, body)
+		}
+		alone = append(alone, time.Since(t0))
+	}
+	slices.Sort(alone)
+	one := alone[len(alone)/2]
+
+	// Four clients back to back on 2 nodes x 2 slots.
+	const clients, window = 4, 4 * time.Second
+	var mu sync.Mutex
+	runs := 0
+	per := map[string]int{}
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Since(start) < window {
+				code, node, body := c.run("work.py", "")
+				if code != 200 {
+					t.Errorf("%d %s", code, body)
+					return
+				}
+				mu.Lock()
+				runs++
+				per[node]++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	busy := float64(runs) * one.Seconds() / (clients * elapsed.Seconds())
+	t.Logf("%d runs in %s (one run alone: %s), per node %v: slots busy %.0f%%", runs, elapsed, one, per, busy*100)
+	if busy < 0.85 {
+		t.Fatalf("slots busy %.0f%%, want at least 85%%", busy*100)
+	}
+}
+
+func TestScaleOutNodeLossAndDrain(t *testing.T) {
+	c := startCluster(t, 2, "node-a", "node-b")
+	c.put("quick.py", "print('quick')\n")
+	c.put("long.py", "import time, os\nopen('started.' + str(os.getpid()), 'w').close()\ntime.sleep(4)\nprint('done')\n")
+	c.waitNodes("quick.py")
+
+	// kill -9 of the node running a request: its caller gets 503 promptly.
+	type answer struct {
+		code int
+		body string
+	}
+	got := make(chan answer, 1)
+	start := time.Now()
+	go func() {
+		code, _, body := c.run("long.py", "")
+		got <- answer{code, body}
+	}()
+	var victim string
+	waitFor(t, 10*time.Second, "the long run to start", func() bool {
+		for name, dir := range c.dirs {
+			if m, _ := filepath.Glob(filepath.Join(dir, "started.*")); len(m) > 0 {
+				victim = name
+				return true
+			}
+		}
+		return false
+	})
+	c.nodes[victim].cmd.Process.Signal(syscall.SIGKILL)
+	a := <-got
+	if took := time.Since(start); a.code != 503 || took > 3500*time.Millisecond {
+		t.Fatalf("caller of the lost node: %d after %s: %s", a.code, took, a.body)
+	}
+	if !strings.Contains(a.body, victim) {
+		t.Fatalf("503 does not name the lost node %s: %s", victim, a.body)
+	}
+	// The other node keeps serving.
+	for range 4 {
+		if code, node, body := c.run("quick.py", ""); code != 200 || node == victim {
+			t.Fatalf("after the loss: %d from %s: %s", code, node, body)
+		}
+	}
+	// A node that joins serves within a second.
+	c.addNode("node-c", 2)
+	joined := time.Now()
+	c.t.Helper()
+	waitFor(t, 10*time.Second, "node-c to serve", func() bool {
+		_, node, _ := c.run("quick.py", "")
+		return node == "node-c"
+	})
+	t.Logf("node-c served %s after its start", time.Since(joined))
+
+	// SIGTERM on a node with runs in progress: every caller gets its answer.
+	var other string
+	for name := range c.dirs {
+		if name != victim && name != "node-c" {
+			other = name
+		}
+	}
+	for _, m := range mustGlob(t, c.dirs[other], "started.*") {
+		os.Remove(m)
+	}
+	c.put("short.py", "import time, os\nopen('started.' + str(os.getpid()), 'w').close()\ntime.sleep(1)\nprint('short')\n")
+	answers := make(chan answer, 8)
+	for range 8 {
+		go func() {
+			code, _, body := c.run("short.py", "")
+			answers <- answer{code, body}
+		}()
+	}
+	waitFor(t, 10*time.Second, "runs on "+other, func() bool { return len(mustGlob(t, c.dirs[other], "started.*")) > 0 })
+	c.nodes[other].cmd.Process.Signal(syscall.SIGTERM)
+	for range 8 {
+		if a := <-answers; a.code != 200 || !strings.Contains(a.body, `"stdout":"short\n"`) {
+			t.Fatalf("caller during drain: %d %s", a.code, a.body)
+		}
+	}
+	select {
+	case err := <-c.nodes[other].done:
+		if err != nil {
+			t.Fatalf("drained node exit: %v", err)
+		}
+		c.nodes[other].done <- nil
+	case <-time.After(20 * time.Second):
+		t.Fatal("drained node did not exit")
+	}
+}
+
+func mustGlob(t *testing.T, dir, pattern string) []string {
+	t.Helper()
+	m, err := filepath.Glob(filepath.Join(dir, pattern))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
