@@ -1,0 +1,52 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestFidelityThroughServer runs the fidelity corpus (tests/fidelity)
+// through two real servers on the same folder, one in spawn mode and one
+// in fork mode, and requires byte-identical answers: status, body and the
+// node-independent headers.
+func TestFidelityThroughServer(t *testing.T) {
+	corpus, err := filepath.Glob("../../tests/fidelity/*")
+	if err != nil || len(corpus) < 20 {
+		t.Fatalf("fidelity corpus: %d files, %v", len(corpus), err)
+	}
+	dir := t.TempDir()
+	for _, f := range corpus {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, filepath.Base(f)), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	servers := map[string]*testServer{}
+	for _, mode := range []string{"spawn", "fork"} {
+		cfg := testConfig(t)
+		cfg.Scripts = dir
+		cfg.Mode = mode
+		cfg.CacheTTL = 0
+		servers[mode] = startTest(t, cfg, nil)
+	}
+	body := `{"data": {"x": 7, "name": "Zo\u00eb"}, "args": ["alpha", "\u03b2 \u03b3", "--flag=1", ""]}`
+	ran := 0
+	for _, f := range corpus {
+		name := filepath.Base(f)
+		if !strings.HasSuffix(name, ".py") {
+			continue
+		}
+		spawn := servers["spawn"].do("POST", "/run/"+name, body)
+		fork := servers["fork"].do("POST", "/run/"+name, body)
+		if spawn.status != fork.status || string(spawn.body) != string(fork.body) {
+			t.Errorf("%s differs:\nspawn %d %s\nfork  %d %s", name, spawn.status, spawn.body, fork.status, fork.body)
+		}
+		ran++
+	}
+	t.Logf("%d scripts gave identical answers in both modes", ran)
+}
