@@ -1,0 +1,116 @@
+package bus
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestDecodeRunRequest(t *testing.T) {
+	tests := []struct {
+		name    string
+		body    string
+		data    string
+		args    []string
+		errPart string
+	}{
+		{name: "empty body", body: ""},
+		{name: "blank body", body: " \n\t"},
+		{name: "null body", body: "null"},
+		{name: "empty object", body: "{}"},
+		{name: "data object kept as sent", body: `{"data": {"b": 1,  "a": [1, 2.50]}}`, data: `{"b": 1,  "a": [1, 2.50]}`},
+		{name: "data string", body: `{"data": "x"}`, data: `"x"`},
+		{name: "data null", body: `{"data": null}`, data: `null`},
+		{name: "args", body: `{"args": ["--v", "", "β"]}`, args: []string{"--v", "", "β"}},
+		{name: "args null", body: `{"args": null}`},
+		{name: "unknown field ignored", body: `{"data": 1, "other": true}`, data: `1`},
+		{name: "args not array", body: `{"args": "x"}`, errPart: `"args" must be an array of strings`},
+		{name: "args numbers", body: `{"args": [1]}`, errPart: `"args" must be an array of strings`},
+		{name: "version not string", body: `{"version": 3}`, errPart: `"version" must be a string`},
+		{name: "array body", body: `[1]`, errPart: "invalid JSON body: expected a JSON object"},
+		{name: "string body", body: `"x"`, errPart: "invalid JSON body"},
+		{name: "truncated", body: `{"data":`, errPart: "invalid JSON body: truncated JSON"},
+		{name: "syntax", body: `{"data": nope}`, errPart: "invalid character"},
+		{name: "trailing data", body: `{} {}`, errPart: "unexpected data after the JSON object"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req, err := DecodeRunRequest([]byte(tc.body))
+			if tc.errPart != "" {
+				if err == nil || !errors.Is(err, ErrBadRequest) || !strings.Contains(err.Error(), tc.errPart) {
+					t.Fatalf("err %v, want a bad request saying %q", err, tc.errPart)
+				}
+				if Code(err) != 400 {
+					t.Fatalf("code %d", Code(err))
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(req.Data) != tc.data {
+				t.Errorf("data %q, want %q", req.Data, tc.data)
+			}
+			if strings.Join(req.Args, "|") != strings.Join(tc.args, "|") || len(req.Args) != len(tc.args) {
+				t.Errorf("args %q, want %q", req.Args, tc.args)
+			}
+		})
+	}
+}
+
+func TestDecodeCreateUpdate(t *testing.T) {
+	tests := []struct {
+		name, body, errPart string
+		update              bool
+	}{
+		{name: "create", body: `{"name":"a.py","code":""}`},
+		{name: "create no name", body: `{"code":"x"}`, errPart: `"name" is required`},
+		{name: "create no code", body: `{"name":"a.py"}`, errPart: `"code" is required`},
+		{name: "create name number", body: `{"name":1,"code":"x"}`, errPart: `field "name" must be a string`},
+		{name: "create empty", body: ``, errPart: `"name" and "code"`},
+		{name: "update", body: `{"code":"x"}`, update: true},
+		{name: "update no code", body: `{}`, update: true, errPart: `"code" is required`},
+		{name: "update code array", body: `{"code":[]}`, update: true, errPart: `field "code" must be a string`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var err error
+			if tc.update {
+				_, err = DecodeUpdate([]byte(tc.body))
+			} else {
+				_, err = DecodeCreate([]byte(tc.body))
+			}
+			if tc.errPart == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || Code(err) != 400 || !strings.Contains(err.Error(), tc.errPart) {
+				t.Fatalf("err %v, want 400 saying %q", err, tc.errPart)
+			}
+		})
+	}
+}
+
+func TestErrorCodes(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		code int
+		msg  string
+	}{
+		{Errorf(ErrNotFound, "script %q not found", "a.py"), 404, `script "a.py" not found`},
+		{Errorf(ErrTimeout, MsgTimedOut), 504, MsgTimedOut},
+		{ErrUnavailable, 503, "service unavailable"},
+		{errors.New("disk on fire"), 500, "internal error"},
+	} {
+		if Code(tc.err) != tc.code || Message(tc.err) != tc.msg {
+			t.Errorf("%v: code %d message %q", tc.err, Code(tc.err), Message(tc.err))
+		}
+		m := ErrorMsg(tc.err, nil)
+		back := ReplyError(m)
+		if Code(back) != tc.code || Message(back) != tc.msg {
+			t.Errorf("round trip of %v: %v (%d)", tc.err, back, Code(back))
+		}
+	}
+}
