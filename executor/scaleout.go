@@ -101,12 +101,12 @@ func (in *inboxes) close(subject string) {
 
 // handleSpare takes a run offered by a full node, if a slot is free.
 func (s *Service) handleSpare(m *nats.Msg) {
-	if !s.slots.tryAcquire() {
+	if !s.tryAcquire() {
 		m.Respond(busy)
 		return
 	}
 	if err := m.Respond(taken); err != nil {
-		s.slots.release()
+		s.releaseSlot()
 		return
 	}
 	run := &nats.Msg{Subject: m.Subject, Reply: m.Header.Get(bus.HeaderReplyTo), Data: m.Data, Header: m.Header}
@@ -119,7 +119,7 @@ func (s *Service) handleSpare(m *nats.Msg) {
 			return false, nil
 		}})
 		if held { // answered without running (cache hit, unknown script)
-			s.slots.release()
+			s.releaseSlot()
 		}
 	}()
 }
@@ -148,51 +148,60 @@ func (s *Service) serveScaleOut(nc *nats.Conn) error {
 		sub.Unsubscribe()
 		return err
 	}
-	s.spareStop = make(chan struct{})
-	s.spareDone = make(chan struct{})
-	go s.followSlots(nc)
+	s.reconcileSpare()
 	return nil
 }
 
-// followSlots keeps the node subscribed to the spare subject exactly while
-// it has a free slot.
-func (s *Service) followSlots(nc *nats.Conn) {
-	defer close(s.spareDone)
-	var sub *nats.Subscription
-	defer func() {
-		if sub != nil {
-			sub.Unsubscribe()
-		}
-	}()
-	for {
-		free := s.slots.freeCount() > 0
-		switch {
-		case free && sub == nil:
-			var err error
-			sub, err = nc.QueueSubscribe(bus.SpareAll, bus.SpareQueue, s.handleSpare)
-			if err != nil {
-				s.cfg.Log.Warn("spare subscription", "err", err)
-				sub = nil
-			}
-		case !free && sub != nil:
-			sub.Unsubscribe()
-			sub = nil
-		}
-		select {
-		case <-s.slots.changed:
-		case <-s.spareStop:
+// tryAcquire takes a free slot without waiting.
+func (s *Service) tryAcquire() bool {
+	ok := s.slots.tryAcquire()
+	if ok {
+		s.reconcileSpare()
+	}
+	return ok
+}
+
+// releaseSlot returns a slot. The spare interest is brought in line before
+// the run's reply goes out on the same connection, so the server knows
+// this node has a free slot before the caller can send its next request.
+func (s *Service) releaseSlot() {
+	s.slots.release()
+	s.reconcileSpare()
+}
+
+// reconcileSpare keeps the node subscribed to the spare subject exactly
+// while it has a free slot.
+func (s *Service) reconcileSpare() {
+	s.spareMu.Lock()
+	defer s.spareMu.Unlock()
+	if s.nc == nil || s.spareOff {
+		return
+	}
+	free := s.slots.freeCount() > 0
+	switch {
+	case free && s.spareSub == nil:
+		sub, err := s.nc.QueueSubscribe(bus.SpareAll, bus.SpareQueue, s.handleSpare)
+		if err != nil {
+			s.cfg.Log.Warn("spare subscription", "err", err)
 			return
 		}
+		s.spareSub = sub
+	case !free && s.spareSub != nil:
+		s.spareSub.Unsubscribe()
+		s.spareSub = nil
 	}
 }
 
-// stopScaleOut withdraws the spare interest; the alive subject stays until
-// closeAlive, so callers keep seeing the node while it finishes its runs.
+// stopScaleOut withdraws the spare interest for good; the alive subject
+// stays until closeAlive, so callers keep seeing the node while it
+// finishes its runs.
 func (s *Service) stopScaleOut() {
-	if s.spareStop != nil {
-		close(s.spareStop)
-		<-s.spareDone
-		s.spareStop = nil
+	s.spareMu.Lock()
+	defer s.spareMu.Unlock()
+	s.spareOff = true
+	if s.spareSub != nil {
+		s.spareSub.Unsubscribe()
+		s.spareSub = nil
 	}
 }
 

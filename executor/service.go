@@ -70,8 +70,9 @@ type Service struct {
 	aliveSub  *nats.Subscription // on alive
 	offers    inboxes            // answers to runs offered to other nodes
 	offersSub *nats.Subscription
-	spareStop chan struct{} // ends followSlots
-	spareDone chan struct{} // closed when followSlots has ended
+	spareMu   sync.Mutex
+	spareSub  *nats.Subscription // on SpareAll while a slot is free
+	spareOff  bool               // no spare interest: not serving, or draining
 }
 
 // New returns an executor node that runs scripts found by scripts with
@@ -126,7 +127,9 @@ type runOpts struct {
 
 // queueSlot waits in this node's FIFO queue for a slot.
 func (s *Service) queueSlot(ctx context.Context) (bool, error) {
-	return false, s.slots.acquire(ctx, s.cfg.QueueTimeout)
+	err := s.slots.acquire(ctx, s.cfg.QueueTimeout)
+	s.reconcileSpare()
+	return false, err
 }
 
 func (s *Service) execute(ctx context.Context, name string, req bus.RunRequest, noCache bool, opts runOpts) (Outcome, error) {
@@ -159,7 +162,7 @@ func (s *Service) execute(ctx context.Context, name string, req bus.RunRequest, 
 			if handedOver {
 				return Outcome{}, errHandedOver
 			}
-			defer s.slots.release()
+			defer s.releaseSlot()
 			res, err := s.runner.Run(ctx, Job{Path: path, Args: req.Args, Stdin: req.Data})
 			if err != nil {
 				return Outcome{}, err
@@ -189,6 +192,10 @@ func (s *Service) execute(ctx context.Context, name string, req bus.RunRequest, 
 // Serve registers the node as the scripthost-executor service on nc and
 // starts taking run requests.
 func (s *Service) Serve(nc *nats.Conn, version string) error {
+	// Requests may arrive as soon as the endpoint exists.
+	s.mu.Lock()
+	s.nc = nc
+	s.mu.Unlock()
 	svc, err := micro.AddService(nc, micro.Config{
 		Name:        "scripthost-executor",
 		Version:     version,
@@ -226,7 +233,7 @@ func (s *Service) handle(req micro.Request) {
 	go func() {
 		defer s.end()
 		s.answer(m, runOpts{acquire: func(ctx context.Context) (bool, error) {
-			if s.slots.tryAcquire() {
+			if s.tryAcquire() {
 				return false, nil
 			}
 			if s.handOver(m) {

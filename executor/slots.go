@@ -16,20 +16,10 @@ type slots struct {
 	size    int
 	free    int
 	waiters list.List // of chan struct{}, closed when granted a slot
-	// changed receives a signal (coalesced) whenever free changes.
-	changed chan struct{}
 }
 
 func newSlots(n int) *slots {
-	return &slots{size: n, free: n, changed: make(chan struct{}, 1)}
-}
-
-// signal notes a change of free; the caller holds mu.
-func (s *slots) signal() {
-	select {
-	case s.changed <- struct{}{}:
-	default:
-	}
+	return &slots{size: n, free: n}
 }
 
 // tryAcquire takes a free slot if there is one and nobody waits.
@@ -38,7 +28,6 @@ func (s *slots) tryAcquire() bool {
 	defer s.mu.Unlock()
 	if s.free > 0 && s.waiters.Len() == 0 {
 		s.free--
-		s.signal()
 		return true
 	}
 	return false
@@ -57,7 +46,6 @@ func (s *slots) acquire(ctx context.Context, wait time.Duration) error {
 	s.mu.Lock()
 	if s.free > 0 && s.waiters.Len() == 0 {
 		s.free--
-		s.signal()
 		s.mu.Unlock()
 		return nil
 	}
@@ -98,7 +86,6 @@ func (s *slots) release() {
 		return
 	}
 	s.free++
-	s.signal()
 }
 
 // busy is the number of slots in use and the number of waiters.
