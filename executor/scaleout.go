@@ -2,8 +2,6 @@ package executor
 
 import (
 	"context"
-	"strconv"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -42,8 +40,8 @@ func (s *Service) handOver(m *nats.Msg) bool {
 	}
 	offer.Header.Set(bus.HeaderReplyTo, m.Reply)
 	offer.Data = m.Data
-	offer.Reply, answer = s.offers.open()
-	defer s.offers.close(offer.Reply)
+	offer.Reply, answer = s.offers.Open(1)
+	defer s.offers.Close(offer.Reply)
 	if err := s.nc.PublishMsg(offer); err != nil {
 		return false
 	}
@@ -56,47 +54,6 @@ func (s *Service) handOver(m *nats.Msg) bool {
 	case <-timer.C:
 		return false
 	}
-}
-
-// inboxes routes the answers to offers through one subscription, which
-// the node keeps for its whole life (Drain counts on a fixed set).
-type inboxes struct {
-	prefix string
-	mu     sync.Mutex
-	seq    uint64
-	waits  map[string]chan *nats.Msg
-}
-
-func (in *inboxes) subscribe(nc *nats.Conn) (*nats.Subscription, error) {
-	in.prefix = nats.NewInbox()
-	in.waits = map[string]chan *nats.Msg{}
-	return nc.Subscribe(in.prefix+".*", func(m *nats.Msg) {
-		in.mu.Lock()
-		ch := in.waits[m.Subject]
-		in.mu.Unlock()
-		if ch != nil {
-			select {
-			case ch <- m:
-			default:
-			}
-		}
-	})
-}
-
-func (in *inboxes) open() (string, chan *nats.Msg) {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	in.seq++
-	subject := in.prefix + "." + strconv.FormatUint(in.seq, 10)
-	ch := make(chan *nats.Msg, 1)
-	in.waits[subject] = ch
-	return subject, ch
-}
-
-func (in *inboxes) close(subject string) {
-	in.mu.Lock()
-	delete(in.waits, subject)
-	in.mu.Unlock()
 }
 
 // handleSpare takes a run offered by a full node, if a slot is free.
@@ -144,7 +101,7 @@ func (s *Service) serveScaleOut(nc *nats.Conn) error {
 		return err
 	}
 	s.aliveSub = sub
-	if s.offersSub, err = s.offers.subscribe(nc); err != nil {
+	if s.offersSub, err = s.offers.Subscribe(nc); err != nil {
 		sub.Unsubscribe()
 		return err
 	}

@@ -68,7 +68,7 @@ type Service struct {
 
 	alive     string             // subject this node answers while up
 	aliveSub  *nats.Subscription // on alive
-	offers    inboxes            // answers to runs offered to other nodes
+	offers    bus.Inboxes        // answers to runs offered to other nodes
 	offersSub *nats.Subscription
 	spareMu   sync.Mutex
 	spareSub  *nats.Subscription // on SpareAll while a slot is free

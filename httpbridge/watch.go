@@ -3,7 +3,6 @@ package httpbridge
 import (
 	"context"
 	"errors"
-	"strconv"
 	"sync"
 	"time"
 
@@ -33,13 +32,12 @@ const (
 	lostAfter  = 3
 )
 
-// acks routes announcements to the requests waiting for them.
+// acks routes announcements to the requests waiting for them; the
+// subscription starts with the first run.
 type acks struct {
-	once   sync.Once
-	prefix string // "" when watching is off
-	mu     sync.Mutex
-	seq    uint64
-	waits  map[string]chan *nats.Msg
+	once  sync.Once
+	on    bool
+	boxes bus.Inboxes
 }
 
 func (b *Bridge) ackSubject() (string, chan *nats.Msg) {
@@ -49,42 +47,19 @@ func (b *Bridge) ackSubject() (string, chan *nats.Msg) {
 	}
 	a := &b.acks
 	a.once.Do(func() {
-		prefix := nats.NewInbox() + ".ack"
-		_, err := w.Subscribe(prefix+".*", func(m *nats.Msg) {
-			a.mu.Lock()
-			ch := a.waits[m.Subject]
-			a.mu.Unlock()
-			if ch != nil {
-				select {
-				case ch <- m:
-				default:
-				}
-			}
-		})
-		if err != nil {
+		if _, err := a.boxes.Subscribe(w); err != nil {
 			b.log.Warn("cannot watch executor nodes", "err", err)
 			return
 		}
-		a.prefix = prefix
-		a.waits = map[string]chan *nats.Msg{}
+		a.on = true
 	})
-	if a.prefix == "" {
+	if !a.on {
 		return "", nil
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.seq++
-	subject := a.prefix + "." + strconv.FormatUint(a.seq, 10)
-	ch := make(chan *nats.Msg, 4)
-	a.waits[subject] = ch
-	return subject, ch
+	return a.boxes.Open(4)
 }
 
-func (b *Bridge) ackDone(subject string) {
-	b.acks.mu.Lock()
-	delete(b.acks.waits, subject)
-	b.acks.mu.Unlock()
-}
+func (b *Bridge) ackDone(subject string) { b.acks.boxes.Close(subject) }
 
 // runRequest sends a run request and waits for its answer, watching the
 // node that took it.

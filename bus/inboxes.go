@@ -1,0 +1,61 @@
+package bus
+
+import (
+	"strconv"
+	"sync"
+
+	"github.com/nats-io/nats.go"
+)
+
+// Subscriber is the part of *nats.Conn that Inboxes needs.
+type Subscriber interface {
+	Subscribe(subject string, cb nats.MsgHandler) (*nats.Subscription, error)
+}
+
+// Inboxes routes messages for many short waits through one subscription
+// (prefix.*): each wait opens a subject of its own and a channel that
+// receives what arrives on it. It saves a subscription per request.
+type Inboxes struct {
+	prefix string
+	mu     sync.Mutex
+	seq    uint64
+	waits  map[string]chan *nats.Msg
+}
+
+// Subscribe starts the subscription that serves every inbox.
+func (in *Inboxes) Subscribe(nc Subscriber) (*nats.Subscription, error) {
+	in.mu.Lock()
+	in.prefix = nats.NewInbox()
+	in.waits = map[string]chan *nats.Msg{}
+	in.mu.Unlock()
+	return nc.Subscribe(in.prefix+".*", func(m *nats.Msg) {
+		in.mu.Lock()
+		ch := in.waits[m.Subject]
+		in.mu.Unlock()
+		if ch != nil {
+			select {
+			case ch <- m:
+			default: // the waiter has what it needs
+			}
+		}
+	})
+}
+
+// Open returns a new inbox subject and the channel its messages reach;
+// size is the channel's buffer. Close it when done.
+func (in *Inboxes) Open(size int) (string, chan *nats.Msg) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.seq++
+	subject := in.prefix + "." + strconv.FormatUint(in.seq, 10)
+	ch := make(chan *nats.Msg, size)
+	in.waits[subject] = ch
+	return subject, ch
+}
+
+// Close forgets an inbox.
+func (in *Inboxes) Close(subject string) {
+	in.mu.Lock()
+	delete(in.waits, subject)
+	in.mu.Unlock()
+}
