@@ -48,6 +48,14 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nats listen port %q: %w", portText, err)
 	}
+	if port > 0 {
+		// The server only logs a failed bind; say it here, clearly.
+		ln, err := net.Listen("tcp", cfg.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("nats listen: %w", err)
+		}
+		ln.Close()
+	}
 	s := &Server{}
 	store := cfg.StoreDir
 	if store == "" {

@@ -120,7 +120,7 @@ func (b *Bridge) request(ctx context.Context, timeout time.Duration, subject str
 	msg := &nats.Msg{Subject: subject, Data: body, Header: hdr}
 	reply, err := b.bus.RequestMsgWithContext(ctx, msg)
 	if err != nil {
-		return nil, transportError(err)
+		return nil, transportError(err, subject)
 	}
 	if err := bus.ReplyError(reply); err != nil {
 		return reply, &statusError{err: err, body: reply.Data, hdr: reply.Header}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strings"
 
 	"github.com/nats-io/nats.go"
 
@@ -36,10 +37,12 @@ func (e *statusError) Unwrap() error { return e.err }
 
 // transportError turns a failure to get an answer from the bus into one of
 // the bus sentinels.
-func transportError(err error) error {
+func transportError(err error, subject string) error {
 	switch {
+	case errors.Is(err, nats.ErrNoResponders) && strings.HasPrefix(subject, bus.RunPrefix):
+		return bus.Errorf(bus.ErrUnavailable, "no executor node is connected to the bus to run scripts")
 	case errors.Is(err, nats.ErrNoResponders):
-		return bus.Errorf(bus.ErrUnavailable, "no executor or catalog is serving this request")
+		return bus.Errorf(bus.ErrUnavailable, "the script catalog is not available on the bus")
 	case errors.Is(err, nats.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
 		return bus.Errorf(bus.ErrTimeout, "no answer from the bus in time")
 	case errors.Is(err, nats.ErrMaxPayload):

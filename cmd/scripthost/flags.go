@@ -32,7 +32,7 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 		}
 		if v, ok := os.LookupEnv(envName(f.Name)); ok {
 			if serr := fs.Set(f.Name, v); serr != nil {
-				err = fmt.Errorf("%s=%q: %w", envName(f.Name), v, serr)
+				err = fmt.Errorf("%s=%q: invalid value for --%s (%s): %w", envName(f.Name), v, f.Name, f.Usage, serr)
 			}
 		}
 	})

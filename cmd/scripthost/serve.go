@@ -209,7 +209,11 @@ func startServer(cfg serveConfig, log *slog.Logger) (_ *server, err error) {
 	}
 	s.defer_(func() { ln.Close() })
 	s.httpAddr = ln.Addr().String()
-	log.Info("Server listening on http://" + s.httpAddr)
+	shown := cfg.HTTP // as given (0.0.0.0:3000), unless the port was chosen
+	if _, port, _ := net.SplitHostPort(cfg.HTTP); port == "0" {
+		shown = s.httpAddr
+	}
+	log.Info("Server listening on http://" + shown)
 
 	connect, err := s.startBus(cfg)
 	if err != nil {
