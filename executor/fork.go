@@ -105,6 +105,7 @@ func NewForkRunner(cfg RunnerConfig, preload []string) (*ForkRunner, error) {
 		return nil, err
 	}
 	closeInheritedOnExec()
+	becomeSubreaper()
 	r := &ForkRunner{cfg: cfg, preload: preload, killGrace: defaultKillGrace, closing: make(chan struct{})}
 	w, err := r.launch()
 	if err != nil {
@@ -213,6 +214,8 @@ wait:
 				if pidfd >= 0 {
 					_ = unix.PidfdSendSignal(pidfd, unix.SIGKILL, nil, 0)
 				}
+				// Re-parented here, the run and its group are ours to reap.
+				reapGroup(pid, true, r.cfg.DrainTimeout)
 			}
 			pio.finish(r.cfg.DrainTimeout)
 			switch {
@@ -409,7 +412,7 @@ func (r *ForkRunner) launch() (*warm, error) {
 	logw := &lineLogger{log: r.cfg.Log}
 	cmd := &exec.Cmd{
 		Path:       r.cfg.Python,
-		Args:       []string{r.cfg.Python, "-c", forkBootstrap, forkserverSource, "3", string(preload)},
+		Args:       []string{r.cfg.Python, "-c", forkBootstrap, forkserverSource, "3", string(preload), r.cfg.forkConfinement()},
 		Dir:        "/",
 		Env:        r.cfg.Env,
 		Stdout:     logw,

@@ -1,6 +1,7 @@
 # scripthost fork server: the warm interpreter of executor.ForkRunner.
 #
-# Started by Go as `python -c <bootstrap> <this source> <control fd> <preload json>`,
+# Started by Go as `python -c <bootstrap> <this source> <control fd> <preload json>
+# <confinement json>`,
 # with the same interpreter and environment as a spawned run, so sys.flags and
 # everything the interpreter derives from its environment are those of
 # `python script.py`. It imports the common standard library once, then for
@@ -18,6 +19,13 @@
 #               {"op":"failed","id":N,"error":E};
 #               {"op":"exited","id":N,"status":S} (S: the raw wait status).
 # End of file on the control socket stops the server and kills every run.
+#
+# Confinement ({"rlimits": [[name, soft, hard], ...], "user": {"uid", "gid",
+# "groups"}}, both optional): a child sets the run's resource limits and
+# drops to the run's user once it has its job, before it opens the script.
+# This process is the subreaper of its runs: what is left of a run's process
+# group once its leader exits is killed and reaped here, and the run's end is
+# reported once the group is gone (or after _DRAIN_WAIT).
 #
 # Why the child runs frameless: a fresh interpreter runs a script's module
 # frame with nothing under it (warnings' stacklevel, traceback.print_stack()
@@ -53,10 +61,12 @@ import io
 import json
 import operator
 import os
+import resource
 import select
 import shutil
 import socket
 import sys
+import time
 import types
 import warnings
 
@@ -79,6 +89,7 @@ _MAIN_TEMPLATE = [
 
 _CTL_FD = int(sys.argv[2])
 _PRELOAD = json.loads(sys.argv[3]) if len(sys.argv) > 3 else []
+_CONFINE = json.loads(sys.argv[4]) if len(sys.argv) > 4 else {}
 _PYTHON = sys.orig_argv[0] if hasattr(sys, "orig_argv") else sys.executable
 _WARM_PID = os.getpid()
 
@@ -124,6 +135,9 @@ _run_string.restype = ctypes.c_int
 _tstate_get = ctypes.pythonapi.PyThreadState_Get
 _tstate_get.restype = ctypes.c_void_p
 _PR_SET_PDEATHSIG = 1
+_PR_SET_DUMPABLE = 4
+_PR_SET_CHILD_SUBREAPER = 36
+_DRAIN_WAIT = 1.0  # seconds: how long a finished run's group may take to go
 _MAXFD = os.sysconf("SC_OPEN_MAX")
 
 
@@ -362,6 +376,34 @@ def _await_job(chan):
     return msg
 
 
+def _confine():
+    """Right after the job arrives, before anything of the script: the
+    run's resource limits, then its user. A limit is never raised above the
+    hard limit: limits only restrict."""
+    for name, soft, hard in _CONFINE.get("rlimits") or ():
+        res = getattr(resource, name)
+        cur = resource.getrlimit(res)[1]
+        if cur != resource.RLIM_INFINITY and hard > cur:
+            hard = cur
+            soft = min(soft, hard)
+        resource.setrlimit(res, (soft, hard))
+    user = _CONFINE.get("user")
+    if not user:
+        return
+    uid, gid = user["uid"], user["gid"]
+    os.setgroups(user.get("groups") or [])
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+    if os.getresuid() != (uid, uid, uid) or os.getresgid() != (gid, gid, gid):
+        raise OSError("could not switch to uid %d, gid %d" % (uid, gid))
+    # A change of credentials clears these: set them as a process started
+    # by that user has them, and die with the warm interpreter again.
+    _prctl(_PR_SET_DUMPABLE, 1, 0, 0, 0)
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != _WARM_PID:
+        os._exit(128 + signal.SIGKILL)
+
+
 def _become_run(job):
     """Turns this process into the run's; returns the FILE* of the script,
     or None after printing what `python script.py` prints when the file
@@ -432,6 +474,8 @@ def _child(chan):
     try:
         _prepare_child(chan)
         job = _await_job(chan)
+        if not job.get("canary"):
+            _confine()
         fp = _become_run(job)
     except BaseException as e:
         try:
@@ -555,13 +599,15 @@ class _Server:
         self.by_pidfd = {}  # pidfd -> id
         self.idle = collections.OrderedDict()  # pidfd -> (pid, channel): children waiting for a job
         self.pool_size = 1
+        self.draining = {}  # pgid -> (id, status, deadline): runs whose group is not gone yet
 
     def send(self, msg, fds=()):
         _send(self.ctl, json.dumps(msg).encode(), fds)
 
     def serve(self):
+        wait = None
         while True:
-            for fd, _ in self.poll.poll():
+            for fd, _ in self.poll.poll(wait):
                 if fd == self.ctl.fileno():
                     if not self.control():
                         return
@@ -569,7 +615,11 @@ class _Server:
                     self.drop_idle(fd)
                 elif fd in self.by_pidfd:
                     self.reap(fd)
+            self.drain()
+            self.reap_strays()
             self.refill()
+            # Groups still draining are looked at again soon.
+            wait = None if not self.draining else (1 if wait is None else min(2 * wait, 20))
 
     def control(self):
         msg = None
@@ -680,7 +730,34 @@ class _Server:
         os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
         _killpg(pid)
         _, status = os.waitpid(pid, 0)
-        self.send({"op": "exited", "id": rid, "status": status})
+        self.draining[pid] = (rid, status, time.monotonic() + _DRAIN_WAIT)
+
+    def drain(self):
+        """Reaps what is left of finished runs' groups (killed already, and
+        re-parented here); reports a run's end once its group is gone."""
+        now = time.monotonic()
+        for pgid, (rid, status, deadline) in list(self.draining.items()):
+            _reap_group(pgid)
+            if _group_gone(pgid) or now >= deadline:
+                del self.draining[pgid]
+                self.send({"op": "exited", "id": rid, "status": status})
+
+    def reap_strays(self):
+        """Reaps children that are none of ours: processes that left their
+        run's group and were re-parented here when their parent died."""
+        known = {pid for pid, _ in self.runs.values()}
+        known.update(pid for pid, _ in self.idle.values())
+        while True:
+            try:
+                info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                return
+            if info is None or info.si_pid in known:
+                return  # ours are reaped through their pidfds
+            try:
+                os.waitpid(info.si_pid, 0)
+            except ChildProcessError:
+                return
 
     def stop(self):
         pids = [pid for pid, _ in self.runs.values()] + [pid for pid, _ in self.idle.values()]
@@ -715,7 +792,7 @@ def _canary():
             try:
                 pid, chan = _fork()
                 try:
-                    _hand_over(chan, {"path": path, "dir": tmp, "args": []}, fds)
+                    _hand_over(chan, {"path": path, "dir": tmp, "args": [], "canary": True}, fds)
                 finally:
                     _OWNED_SOCKETS.remove(chan)
                     chan.close()
@@ -744,6 +821,32 @@ def _job(msg):
     return {"path": path, "dir": folder, "args": args}
 
 
+def _reap_group(pgid):
+    # The leader is reaped already: every child of ours left in its group
+    # is an orphan of the run.
+    while True:
+        try:
+            info = os.waitid(os.P_PGID, pgid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return
+        if info is None or info.si_pid == pgid:
+            return
+        try:
+            os.waitpid(info.si_pid, 0)
+        except ChildProcessError:
+            return
+
+
+def _group_gone(pgid):
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        pass
+    return False
+
+
 def _killpg(pid):
     try:
         os.killpg(pid, signal.SIGKILL)
@@ -752,6 +855,8 @@ def _killpg(pid):
 
 
 def _main():
+    # The runs' orphans come here, to be reaped (see _Server.drain).
+    _prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     ctl = socket.socket(fileno=_CTL_FD)
     ctl.setblocking(True)
     _OWNED_SOCKETS.append(ctl)

@@ -26,6 +26,23 @@ type Limits struct {
 	// MaxOutput caps stdout and stderr each, in bytes; the rest is
 	// drained and dropped.
 	MaxOutput int
+
+	// The resource limits of every process of a run (see confine.go);
+	// zero leaves a limit as the server has it.
+
+	// MaxMemory bounds the address space of each process, in bytes
+	// (RLIMIT_AS): allocations beyond it fail (Python: MemoryError).
+	MaxMemory int64
+	// MaxCPU bounds the CPU time of each process, rounded up to whole
+	// seconds (RLIMIT_CPU): SIGXCPU ends it, SIGKILL a second later.
+	MaxCPU time.Duration
+	// MaxProcs bounds the processes and threads of the run's user, all
+	// its runs and other processes together (RLIMIT_NPROC); it does not
+	// bind root.
+	MaxProcs int
+	// MaxOpenFiles bounds the open descriptors of each process
+	// (RLIMIT_NOFILE).
+	MaxOpenFiles int
 }
 
 // Runner runs one job to completion. A script's own failure (non-zero

@@ -35,6 +35,9 @@ type RunnerConfig struct {
 	// Limits bound every run; zero fields take DefaultTimeout and
 	// DefaultMaxOutput.
 	Limits Limits
+	// RunAs, when set, is the user every run takes (the server must be
+	// root to switch); nil runs scripts as the server's user.
+	RunAs *Credential
 	// DrainTimeout bounds the reading of a run's output after its process
 	// group died (zero: DefaultDrainTimeout).
 	DrainTimeout time.Duration
@@ -66,6 +69,8 @@ func (cfg RunnerConfig) withDefaults() (RunnerConfig, error) {
 		return cfg, errors.New("executor: negative output limit")
 	case cfg.DrainTimeout < 0:
 		return cfg, errors.New("executor: negative drain timeout")
+	case cfg.Limits.checkConfinement() != nil:
+		return cfg, cfg.Limits.checkConfinement()
 	case !filepath.IsAbs(cfg.Python):
 		return cfg, fmt.Errorf("executor: interpreter path %q is not absolute (use ResolvePython)", cfg.Python)
 	}

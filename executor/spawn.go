@@ -15,7 +15,8 @@ import (
 // SpawnRunner runs every job in a fresh interpreter: python script args,
 // never through a shell, in its own process group.
 type SpawnRunner struct {
-	cfg RunnerConfig
+	cfg     RunnerConfig
+	confine *confinedStart
 
 	mu      sync.Mutex
 	closed  bool
@@ -32,7 +33,12 @@ func NewSpawnRunner(cfg RunnerConfig) (*SpawnRunner, error) {
 		return nil, err
 	}
 	closeInheritedOnExec()
-	return &SpawnRunner{cfg: cfg, closing: make(chan struct{})}, nil
+	becomeSubreaper()
+	confine, err := newConfinedStart(cfg.Python, cfg.RunAs, cfg.Limits, cfg.Log)
+	if err != nil {
+		return nil, err
+	}
+	return &SpawnRunner{cfg: cfg, confine: confine, closing: make(chan struct{})}, nil
 }
 
 // Run runs job to completion. The whole process group dies when the run
@@ -69,7 +75,7 @@ func (r *SpawnRunner) Run(ctx context.Context, job Job) (bus.Result, error) {
 		Stderr:      pio.child[2],
 		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
 	}
-	if err := cmd.Start(); err != nil {
+	if err := r.confine.start(cmd); err != nil {
 		pio.closeAll()
 		return bus.Result{}, bus.Errorf(bus.ErrUnavailable, "cannot start the interpreter: %v", err)
 	}
@@ -105,6 +111,9 @@ func (r *SpawnRunner) Run(ctx context.Context, job Job) (bus.Result, error) {
 		killGroup(pid)
 	}
 	waitErr := cmd.Wait()
+	if err == nil {
+		reapGroup(pid, false, r.cfg.DrainTimeout)
+	}
 	pio.finish(r.cfg.DrainTimeout)
 
 	var ws syscall.WaitStatus

@@ -1,0 +1,374 @@
+package executor
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Confinement: what a run may use (Limits' resource limits) and who it
+// runs as (RunnerConfig.RunAs). Both runners apply the same limits, and
+// both apply them before the first instruction of the script:
+//   - spawn mode starts the interpreter stopped at its exec (the child asks
+//     to be traced, so the kernel stops it there), sets the limits on it
+//     with prlimit(2) and lets it go; the user and groups are switched by
+//     the child before its exec (SysProcAttr.Credential);
+//   - fork mode: the forked child sets the limits on itself and drops to
+//     the user before it opens the script (see forkserver.py).
+
+// Credential is the user a run takes: every process of the run has these
+// user and group ids (real, effective and saved) and supplementary groups.
+type Credential struct {
+	// Name is for messages only.
+	Name     string
+	Uid, Gid uint32
+	Groups   []uint32
+}
+
+func (c *Credential) String() string {
+	if c == nil {
+		return "the server's user"
+	}
+	return fmt.Sprintf("%s (uid %d, gid %d)", c.Name, c.Uid, c.Gid)
+}
+
+// rlimit is one resource limit of a run.
+type rlimit struct {
+	// name is the name Python's resource module knows it by.
+	name       string
+	resource   int
+	soft, hard uint64
+}
+
+// rlimits are the resource limits the run's processes get; a zero limit
+// is not set (the run keeps the server's).
+func (l Limits) rlimits() []rlimit {
+	var out []rlimit
+	if l.MaxMemory > 0 {
+		n := uint64(l.MaxMemory)
+		out = append(out, rlimit{"RLIMIT_AS", unix.RLIMIT_AS, n, n})
+	}
+	if l.MaxCPU > 0 {
+		// Whole seconds, rounded up. SIGXCPU at the soft limit (it ends
+		// a process that does not handle it); SIGKILL a second later.
+		secs := uint64(math.Ceil(l.MaxCPU.Seconds()))
+		out = append(out, rlimit{"RLIMIT_CPU", unix.RLIMIT_CPU, secs, secs + 1})
+	}
+	if l.MaxProcs > 0 {
+		n := uint64(l.MaxProcs)
+		out = append(out, rlimit{"RLIMIT_NPROC", unix.RLIMIT_NPROC, n, n})
+	}
+	if l.MaxOpenFiles > 0 {
+		n := uint64(l.MaxOpenFiles)
+		out = append(out, rlimit{"RLIMIT_NOFILE", unix.RLIMIT_NOFILE, n, n})
+	}
+	return out
+}
+
+// checkConfinement rejects limits that make no sense.
+func (l Limits) checkConfinement() error {
+	switch {
+	case l.MaxMemory < 0:
+		return errors.New("executor: negative memory limit")
+	case l.MaxCPU < 0:
+		return errors.New("executor: negative CPU time limit")
+	case l.MaxProcs < 0:
+		return errors.New("executor: negative process limit")
+	case l.MaxOpenFiles < 0:
+		return errors.New("executor: negative open files limit")
+	}
+	return nil
+}
+
+// setRlimits sets lims on the process pid. A limit is never raised above
+// the process's hard limit: limits only restrict.
+func setRlimits(pid int, lims []rlimit) error {
+	for _, l := range lims {
+		var cur unix.Rlimit
+		if err := unix.Prlimit(pid, l.resource, nil, &cur); err != nil {
+			return fmt.Errorf("prlimit %s: %w", l.name, err)
+		}
+		soft, hard := l.soft, l.hard
+		if cur.Max != unix.RLIM_INFINITY && hard > cur.Max {
+			hard = cur.Max
+			soft = min(soft, hard)
+		}
+		if err := unix.Prlimit(pid, l.resource, &unix.Rlimit{Cur: soft, Max: hard}, nil); err != nil {
+			return fmt.Errorf("prlimit %s: %w", l.name, err)
+		}
+	}
+	return nil
+}
+
+// confinedStart starts the spawned runs with their user and limits.
+type confinedStart struct {
+	python string
+	cred   *Credential
+	limits []rlimit
+	// untraced is set where the kernel does not let a child be traced (a
+	// seccomp policy, Yama's ptrace_scope 3): the limits are then set
+	// right after the start, which leaves the interpreter's first
+	// instructions (its startup, before it reaches the script) unbounded.
+	untraced bool
+}
+
+// newConfinedStart prepares the start of spawned runs. Without a change of
+// user, limits are set on the interpreter stopped at its exec: it checks
+// once that the kernel stops a traced child there.
+func newConfinedStart(python string, cred *Credential, limits Limits, log *slog.Logger) (*confinedStart, error) {
+	c := &confinedStart{python: python, cred: cred, limits: limits.rlimits()}
+	if cred != nil || len(c.limits) == 0 {
+		return c, nil
+	}
+	probe := &exec.Cmd{Path: python, Args: []string{python, "-S", "-c", "pass"}, SysProcAttr: &syscall.SysProcAttr{Setpgid: true}}
+	err := startStopped(probe, c.limits)
+	if errors.Is(err, errTraceRefused) {
+		c.untraced = true
+		log.Warn("run limits are set just after the interpreter starts", "reason", err)
+		return c, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("executor: cannot start the interpreter with the run limits: %w", err)
+	}
+	if err := probe.Wait(); err != nil {
+		return nil, fmt.Errorf("executor: the interpreter fails under the run limits (memory limit too low?): %w", err)
+	}
+	return c, nil
+}
+
+// spawnTrampoline starts a run as another user: run as root, with
+// -I -S (it costs a few milliseconds), it takes the original environment,
+// sets the limits, drops to the user, enters the run's folder as that user
+// and executes the run's command line. Its arguments: the limits
+// ("resource:soft:hard,..."), the user ("uid:gid:group,group,..."), the
+// folder, then the command line. Setting the limits before the switch
+// needs no privilege: prlimit(2) on a process of another user needs
+// CAP_SYS_RESOURCE, which containers often lack.
+const spawnTrampoline = `import os, sys
+def main():
+    lims, user, folder = sys.argv[1:4]
+    argv = sys.argv[4:]
+    try:
+        with open("/proc/self/environ", "rb") as f:
+            env = dict(kv.split(b"=", 1) for kv in f.read().split(b"\0") if b"=" in kv)
+    except OSError:
+        env = os.environb
+    if lims:
+        import resource
+        for lim in lims.split(","):
+            res, soft, hard = map(int, lim.split(":"))
+            cur = resource.getrlimit(res)[1]
+            if cur != resource.RLIM_INFINITY and hard > cur:
+                hard, soft = cur, min(soft, cur)
+            resource.setrlimit(res, (soft, hard))
+    uid, gid, groups = user.split(":")
+    uid, gid = int(uid), int(gid)
+    os.setgroups([int(g) for g in groups.split(",") if g])
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+    os.chdir(folder)
+    os.execve(argv[0], argv, env)
+try:
+    main()
+except BaseException as e:
+    os.write(2, ("scripthost: cannot start the run: %s\n" % e).encode("utf-8", "replace"))
+    os._exit(127)
+`
+
+// trampolineArgs are the trampoline's arguments before the command line.
+func (c *confinedStart) trampolineArgs(dir string) []string {
+	var lims []string
+	for _, l := range c.limits {
+		lims = append(lims, fmt.Sprintf("%d:%d:%d", l.resource, l.soft, l.hard))
+	}
+	var groups []string
+	for _, g := range c.cred.Groups {
+		groups = append(groups, strconv.FormatUint(uint64(g), 10))
+	}
+	user := fmt.Sprintf("%d:%d:%s", c.cred.Uid, c.cred.Gid, strings.Join(groups, ","))
+	return []string{c.python, "-I", "-S", "-c", spawnTrampoline, strings.Join(lims, ","), user, dir}
+}
+
+// start starts cmd, whose SysProcAttr is set, as the run's user and
+// limits say.
+func (c *confinedStart) start(cmd *exec.Cmd) error {
+	switch {
+	case c.cred != nil:
+		cmd.Args = append(c.trampolineArgs(cmd.Dir), cmd.Args...)
+		cmd.Path = c.python
+		return cmd.Start()
+	case len(c.limits) == 0:
+		return cmd.Start()
+	case !c.untraced:
+		return startStopped(cmd, c.limits)
+	}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	if err := setRlimits(cmd.Process.Pid, c.limits); err != nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return err
+	}
+	return nil
+}
+
+// errTraceRefused reports that the kernel refused to let a child be
+// traced.
+var errTraceRefused = errors.New("the kernel does not let the interpreter be traced: run limits are set just after it starts")
+
+// startStopped starts cmd traced, so that the kernel stops it at its exec,
+// before the interpreter's first instruction; sets lims on it; and lets it
+// run untraced. ptrace requests must come from the thread that started the
+// child, hence the locked thread.
+func startStopped(cmd *exec.Cmd, lims []rlimit) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	cmd.SysProcAttr.Ptrace = true
+	err := cmd.Start()
+	cmd.SysProcAttr.Ptrace = false
+	if err != nil {
+		if errors.Is(err, syscall.EPERM) {
+			return fmt.Errorf("%w (%v)", errTraceRefused, err)
+		}
+		return err
+	}
+	pid := cmd.Process.Pid
+	var info unix.Siginfo
+	for {
+		err = unix.Waitid(unix.P_PID, pid, &info, unix.WSTOPPED|unix.WEXITED|unix.WNOWAIT, nil)
+		if !errors.Is(err, unix.EINTR) {
+			break
+		}
+	}
+	if err != nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return fmt.Errorf("waiting for the interpreter to stop at its start: %w", err)
+	}
+	ch := sigchldOf(&info)
+	if ch.code != cldTrapped && ch.code != cldStopped {
+		// It died before its first instruction (killed from outside):
+		// Wait reports how.
+		return nil
+	}
+	limErr := setRlimits(pid, lims)
+	if err := unix.PtraceDetach(pid); err != nil && limErr == nil {
+		limErr = fmt.Errorf("ptrace detach: %w", err)
+	}
+	if ch.status != int32(unix.SIGTRAP) {
+		// Stopped for another signal than its exec's SIGTRAP: pass it on.
+		_ = unix.Kill(pid, unix.Signal(ch.status))
+	}
+	if limErr != nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return limErr
+	}
+	return nil
+}
+
+// si_code values of SIGCHLD.
+const (
+	cldExited  = 1
+	cldKilled  = 2
+	cldDumped  = 3
+	cldTrapped = 4
+	cldStopped = 5
+)
+
+type sigchld struct {
+	code   int32
+	pid    int
+	status int32
+}
+
+// sigchldOf reads the SIGCHLD fields of a siginfo that waitid filled in:
+// the union that holds them starts at the first pointer-aligned offset
+// after three ints.
+func sigchldOf(info *unix.Siginfo) sigchld {
+	const ptr = unsafe.Sizeof(uintptr(0))
+	const off = (12 + ptr - 1) / ptr * ptr
+	raw := (*[unsafe.Sizeof(unix.Siginfo{})]byte)(unsafe.Pointer(info))
+	return sigchld{
+		code:   info.Code,
+		pid:    int(int32(binary.NativeEndian.Uint32(raw[off:]))),
+		status: int32(binary.NativeEndian.Uint32(raw[off+8:])),
+	}
+}
+
+// becomeSubreaper makes this process the reaper of its runs' orphans: a
+// process of a run whose parent dies is re-parented here rather than to
+// init (which, in a container, may never reap it), so that reapGroup can
+// wait for it. Process-wide and idempotent.
+var becomeSubreaper = sync.OnceFunc(func() {
+	_ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+})
+
+// reapGroup waits, at most wait, until nothing is left of the process
+// group pgid (killed already), reaping the members re-parented to this
+// process. Their zombies would otherwise hold pids, and count against the
+// run user's process limit. The group's leader is reaped only when
+// leaderToo is set (it is an orphan too); others are the caller's to wait
+// for.
+func reapGroup(pgid int, leaderToo bool, wait time.Duration) {
+	deadline := time.Now().Add(wait)
+	delay := 50 * time.Microsecond
+	for {
+		for {
+			var info unix.Siginfo
+			err := unix.Waitid(unix.P_PGID, pgid, &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil)
+			pid := sigchldOf(&info).pid
+			if err != nil || pid <= 0 || (pid == pgid && !leaderToo) {
+				break
+			}
+			var ws unix.WaitStatus
+			if _, err := unix.Wait4(pid, &ws, unix.WNOHANG, nil); err != nil {
+				break
+			}
+		}
+		if err := unix.Kill(-pgid, 0); errors.Is(err, unix.ESRCH) {
+			return
+		}
+		if time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(delay)
+		delay = min(2*delay, 20*time.Millisecond)
+	}
+}
+
+// forkConfinement is the confinement the fork server applies in each child,
+// as JSON (see forkserver.py).
+func (cfg RunnerConfig) forkConfinement() string {
+	type user struct {
+		Uid    uint32   `json:"uid"`
+		Gid    uint32   `json:"gid"`
+		Groups []uint32 `json:"groups"`
+	}
+	var c struct {
+		Rlimits [][3]any `json:"rlimits,omitempty"`
+		User    *user    `json:"user,omitempty"`
+	}
+	for _, l := range cfg.Limits.rlimits() {
+		c.Rlimits = append(c.Rlimits, [3]any{l.name, l.soft, l.hard})
+	}
+	if cred := cfg.RunAs; cred != nil {
+		c.User = &user{Uid: cred.Uid, Gid: cred.Gid, Groups: append([]uint32{}, cred.Groups...)}
+	}
+	b, _ := json.Marshal(c)
+	return string(b)
+}

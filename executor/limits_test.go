@@ -1,0 +1,379 @@
+package executor
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The tests in this file hold every kind of runner to the run limits and
+// the run's user.
+
+func TestLimitsAreInPlaceWhenTheScriptStarts(t *testing.T) {
+	limits := Limits{Timeout: 20 * time.Second, MaxMemory: 900 << 20, MaxCPU: 1500 * time.Millisecond, MaxProcs: 3000, MaxOpenFiles: 77}
+	for _, kind := range runnerKinds {
+		t.Run(kind.name, func(t *testing.T) {
+			t.Parallel()
+			r := kind.new(t, limits)
+			path := writeScript(t, t.TempDir(), "limits.py", `
+import resource
+for name in ("RLIMIT_AS", "RLIMIT_CPU", "RLIMIT_NPROC", "RLIMIT_NOFILE"):
+    print(name, *resource.getrlimit(getattr(resource, name)))
+`)
+			res := run(t, r, Job{Path: path})
+			want := fmt.Sprintf("RLIMIT_AS %d %d\nRLIMIT_CPU 2 3\nRLIMIT_NPROC 3000 3000\nRLIMIT_NOFILE 77 77\n", 900<<20, 900<<20)
+			if res.Stdout != want || exitCode(res) != "0" {
+				t.Fatalf("limits seen by the script:\n%s\nwant:\n%s\nstderr: %s", res.Stdout, want, res.Stderr)
+			}
+		})
+	}
+}
+
+func TestLimitsZeroLeavesTheServers(t *testing.T) {
+	for _, kind := range runnerKinds {
+		t.Run(kind.name, func(t *testing.T) {
+			t.Parallel()
+			r := kind.new(t, Limits{Timeout: 20 * time.Second})
+			path := writeScript(t, t.TempDir(), "limits.py", `
+import resource
+print(resource.getrlimit(resource.RLIMIT_AS) == (resource.RLIM_INFINITY, resource.RLIM_INFINITY) or resource.getrlimit(resource.RLIMIT_AS))
+print(resource.getrlimit(resource.RLIMIT_CPU)[0] == resource.RLIM_INFINITY)
+`)
+			if res := run(t, r, Job{Path: path}); res.Stdout != "True\nTrue\n" {
+				t.Fatalf("stdout %q, stderr %s", res.Stdout, res.Stderr)
+			}
+		})
+	}
+}
+
+func TestLimitMemory(t *testing.T) {
+	for _, kind := range runnerKinds {
+		t.Run(kind.name, func(t *testing.T) {
+			t.Parallel()
+			r := kind.new(t, Limits{Timeout: 20 * time.Second, MaxMemory: 512 << 20})
+			dir := t.TempDir()
+			tests := []struct {
+				name, code, exit, stdout, stderr string
+			}{
+				{name: "small", code: "b = bytearray(64 << 20)\nprint(len(b))", exit: "0", stdout: fmt.Sprintln(64 << 20)},
+				{name: "at once", code: "b = bytearray(2 << 30)\nprint('allocated')", exit: "1", stderr: "MemoryError"},
+				{name: "growing", code: "chunks = []\nwhile True:\n    chunks.append(bytearray(16 << 20))", exit: "1", stderr: "MemoryError"},
+			}
+			for _, tc := range tests {
+				res := run(t, r, Job{Path: writeScript(t, dir, strings.ReplaceAll(tc.name, " ", "_")+".py", tc.code)})
+				if exitCode(res) != tc.exit || res.Stdout != tc.stdout || !strings.Contains(res.Stderr, tc.stderr) {
+					t.Errorf("%s: exit %s, stdout %q, stderr %q; want exit %s, stdout %q, stderr with %q",
+						tc.name, exitCode(res), res.Stdout, tail(res.Stderr), tc.exit, tc.stdout, tc.stderr)
+				}
+			}
+		})
+	}
+}
+
+func TestLimitCPU(t *testing.T) {
+	for _, kind := range runnerKinds {
+		t.Run(kind.name, func(t *testing.T) {
+			t.Parallel()
+			r := kind.new(t, Limits{Timeout: 30 * time.Second, MaxCPU: time.Second})
+			dir := t.TempDir()
+			start := time.Now()
+			res := run(t, r, Job{Path: writeScript(t, dir, "spin.py", "print('spinning', flush=True)\nwhile True:\n    pass\n")})
+			if res.Signal != "SIGXCPU" || res.TimedOut || res.Stdout != "spinning\n" {
+				t.Fatalf("result %+v, want death by SIGXCPU", res)
+			}
+			if d := time.Since(start); d > 15*time.Second {
+				t.Fatalf("the CPU limit took %v", d)
+			}
+			// A script that ignores SIGXCPU dies of SIGKILL a second later.
+			res = run(t, r, Job{Path: writeScript(t, dir, "stubborn.py", "import signal\nsignal.signal(signal.SIGXCPU, signal.SIG_IGN)\nwhile True:\n    pass\n")})
+			if res.Signal != "SIGKILL" || res.TimedOut {
+				t.Fatalf("result %+v, want death by SIGKILL at the hard limit", res)
+			}
+		})
+	}
+}
+
+func TestLimitOpenFiles(t *testing.T) {
+	for _, kind := range runnerKinds {
+		t.Run(kind.name, func(t *testing.T) {
+			t.Parallel()
+			r := kind.new(t, Limits{Timeout: 20 * time.Second, MaxOpenFiles: 40})
+			res := run(t, r, Job{Path: writeScript(t, t.TempDir(), "files.py", `
+import errno, os
+fds = []
+try:
+    while True:
+        fds.append(os.open(os.devnull, os.O_RDONLY))
+except OSError as e:
+    print(len(fds) < 40, errno.errorcode[e.errno])
+`)})
+			if res.Stdout != "True EMFILE\n" {
+				t.Fatalf("stdout %q, stderr %s", res.Stdout, tail(res.Stderr))
+			}
+		})
+	}
+}
+
+// A script that closes its stdout early, and one that closes it and then
+// writes to it, end as they would under python3: nothing hangs.
+func TestClosedStdout(t *testing.T) {
+	for _, kind := range runnerKinds {
+		t.Run(kind.name, func(t *testing.T) {
+			t.Parallel()
+			r := kind.new(t, Limits{Timeout: 20 * time.Second})
+			dir := t.TempDir()
+			res := run(t, r, Job{Path: writeScript(t, dir, "close.py", "import os, sys, time\nprint('before', flush=True)\nos.close(1)\ntime.sleep(0.2)\nprint('after', file=sys.stderr)\n")})
+			if res.Stdout != "before\n" || !strings.Contains(res.Stderr, "after") || res.TimedOut {
+				t.Fatalf("result %+v", res)
+			}
+			res = run(t, r, Job{Path: writeScript(t, dir, "closeall.py", "import os, time\nos.close(0)\nos.close(1)\nos.close(2)\ntime.sleep(0.2)\n")})
+			if res.Stdout != "" || res.Stderr != "" || exitCode(res) != "0" {
+				t.Fatalf("result %+v", res)
+			}
+			// Output to a closed stdout fails, as under python3.
+			res = run(t, r, Job{Path: writeScript(t, dir, "writeclosed.py", "import os\nos.close(1)\nprint('lost')\n")})
+			if res.Stdout != "" || exitCode(res) != "1" || !strings.Contains(res.Stderr, "Bad file descriptor") {
+				t.Fatalf("result %+v", res)
+			}
+		})
+	}
+}
+
+// runAsUser is a user that scripts can run as in these tests, with an
+// interpreter it can run and a folder it can read.
+type runAsUser struct {
+	cred   *Credential
+	python string
+	dir    string
+}
+
+// nobody returns the nobody user, or skips the test when the tests do not
+// run as root or no interpreter is executable by nobody.
+func nobody(t testing.TB) runAsUser {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("switching users needs root")
+	}
+	cred := &Credential{Name: "nobody", Uid: 65534, Gid: 65534, Groups: []uint32{65534}}
+	dir, err := os.MkdirTemp("", "scripthost-runas-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{testPython(t), "/usr/bin/python3", "/usr/local/bin/python3"} {
+		cmd := exec.Command(name, "-c", "import sys; print(sys.executable)")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: cred.Uid, Gid: cred.Gid}}
+		cmd.Dir = dir
+		if out, err := cmd.Output(); err == nil {
+			python, err := ResolvePython(strings.TrimSpace(string(out)))
+			if err == nil {
+				return runAsUser{cred: cred, python: python, dir: dir}
+			}
+		}
+	}
+	t.Skip("no interpreter that nobody may run")
+	return runAsUser{}
+}
+
+// runAsKinds builds each kind of runner for u.
+func (u runAsUser) runner(t testing.TB, kind string, limits Limits) Runner {
+	t.Helper()
+	cfg := RunnerConfig{Python: u.python, RunAs: u.cred, Limits: limits, DrainTimeout: 300 * time.Millisecond, Log: testLogger(t)}
+	var r Runner
+	var err error
+	if kind == "fork" {
+		r, err = NewForkRunner(cfg, nil)
+	} else {
+		r, err = NewSpawnRunner(cfg)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Close() })
+	return r
+}
+
+func (u runAsUser) script(t testing.TB, name, code string) string {
+	t.Helper()
+	return writeScript(t, u.dir, name, code)
+}
+
+// userTasks counts the processes and threads of uid that are not zombies.
+func userTasks(uid uint32) int {
+	n := 0
+	procs, _ := os.ReadDir("/proc")
+	for _, p := range procs {
+		if _, err := strconv.Atoi(p.Name()); err != nil {
+			continue
+		}
+		status, err := os.ReadFile(filepath.Join("/proc", p.Name(), "status"))
+		if err != nil {
+			continue
+		}
+		var uidLine, state string
+		threads := 1
+		for _, line := range strings.Split(string(status), "\n") {
+			switch {
+			case strings.HasPrefix(line, "Uid:"):
+				uidLine = line
+			case strings.HasPrefix(line, "State:"):
+				state = line
+			case strings.HasPrefix(line, "Threads:"):
+				threads, _ = strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(line, "Threads:")))
+			}
+		}
+		f := strings.Fields(uidLine)
+		if len(f) > 1 && f[1] == strconv.Itoa(int(uid)) && !strings.Contains(state, "zombie") {
+			n += threads
+		}
+	}
+	return n
+}
+
+var nobodyTests sync.Mutex // the nobody user's process count is shared
+
+func TestRunAs(t *testing.T) {
+	u := nobody(t)
+	nobodyTests.Lock()
+	defer nobodyTests.Unlock()
+	for _, kind := range []string{"spawn", "fork"} {
+		t.Run(kind, func(t *testing.T) {
+			r := u.runner(t, kind, Limits{Timeout: 20 * time.Second})
+			path := u.script(t, "whoami.py", `
+import os
+print(os.getresuid(), os.getresgid(), os.getgroups())
+print(open("/proc/self/status").read().count("\n") > 0)
+try:
+    open("written-by-nobody", "w")
+except PermissionError:
+    print("folder not writable")
+`)
+			res := run(t, r, Job{Path: path})
+			want := "(65534, 65534, 65534) (65534, 65534, 65534) [65534]\nTrue\nfolder not writable\n"
+			if res.Stdout != want {
+				t.Fatalf("stdout %q, want %q; stderr %s", res.Stdout, want, tail(res.Stderr))
+			}
+			// A folder nobody cannot read: the run says so, as python3 would.
+			private := t.TempDir()
+			if err := os.Chmod(private, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			res, err := r.Run(context.Background(), Job{Path: writeScript(t, private, "private.py", "print('hi')")})
+			if err == nil && (exitCode(res) == "0" || res.Stdout != "") {
+				t.Fatalf("a script nobody may not read ran: %+v", res)
+			}
+		})
+	}
+}
+
+// A fork bomb is bounded by the process limit of the run's user and dies
+// whole at the timeout: nothing of it is left, not even zombies.
+func TestForkBombContained(t *testing.T) {
+	u := nobody(t)
+	nobodyTests.Lock()
+	defer nobodyTests.Unlock()
+	for _, kind := range []string{"spawn", "fork"} {
+		t.Run(kind, func(t *testing.T) {
+			before := userTasks(u.cred.Uid)
+			r := u.runner(t, kind, Limits{Timeout: 2 * time.Second, MaxProcs: 64 + before})
+			path := u.script(t, "bomb.py", `
+import os
+print("boom", flush=True)
+while True:
+    try:
+        os.fork()
+    except OSError:
+        pass
+`)
+			start := time.Now()
+			res := run(t, r, Job{Path: path})
+			if !res.TimedOut || !strings.HasPrefix(res.Stdout, "boom\n") {
+				t.Fatalf("result %+v", res)
+			}
+			if d := time.Since(start); d > 10*time.Second {
+				t.Fatalf("the bomb took %v to end", d)
+			}
+			waitFor(t, 10*time.Second, "the bomb's processes to be gone", func() bool {
+				return userTasks(u.cred.Uid) <= before
+			})
+			waitFor(t, 10*time.Second, "the bomb's zombies to be reaped", func() bool {
+				return zombiesOf(u.cred.Uid) == 0
+			})
+			// The runner still works.
+			if res := run(t, r, Job{Path: u.script(t, "ok.py", "print('ok')")}); res.Stdout != "ok\n" {
+				t.Fatalf("after the bomb: %+v", res)
+			}
+		})
+	}
+}
+
+// zombiesOf counts the zombies of uid whose parent is this process or
+// one of its children (a zombie of a run left to init is a leak).
+func zombiesOf(uid uint32) int {
+	n := 0
+	procs, _ := os.ReadDir("/proc")
+	for _, p := range procs {
+		if _, err := strconv.Atoi(p.Name()); err != nil {
+			continue
+		}
+		status, err := os.ReadFile(filepath.Join("/proc", p.Name(), "status"))
+		if err != nil || !bytes.Contains(status, []byte("State:\tZ")) {
+			continue
+		}
+		if bytes.Contains(status, []byte(fmt.Sprintf("Uid:\t%d\t", uid))) {
+			n++
+		}
+	}
+	return n
+}
+
+// Thousands of threads: bounded by the process limit (and the address
+// space), the script sees the error and the run ends.
+func TestThreadsContained(t *testing.T) {
+	u := nobody(t)
+	nobodyTests.Lock()
+	defer nobodyTests.Unlock()
+	for _, kind := range []string{"spawn", "fork"} {
+		t.Run(kind, func(t *testing.T) {
+			before := userTasks(u.cred.Uid)
+			r := u.runner(t, kind, Limits{Timeout: 20 * time.Second, MaxProcs: 200 + before, MaxMemory: 1 << 30})
+			path := u.script(t, "threads.py", `
+import threading, time
+stop = threading.Event()
+n = 0
+try:
+    for n in range(5000):
+        threading.Thread(target=stop.wait, daemon=True).start()
+except RuntimeError as e:
+    print("stopped at", n < 5000, e)
+stop.set()
+`)
+			res := run(t, r, Job{Path: path})
+			if !strings.HasPrefix(res.Stdout, "stopped at True") || exitCode(res) != "0" {
+				t.Fatalf("result %+v", res)
+			}
+			waitFor(t, 10*time.Second, "the threads to be gone", func() bool {
+				return userTasks(u.cred.Uid) <= before
+			})
+		})
+	}
+}
+
+func tail(s string) string {
+	if len(s) > 400 {
+		return "..." + s[len(s)-400:]
+	}
+	return s
+}
