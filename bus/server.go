@@ -21,6 +21,9 @@ type ServerConfig struct {
 	StoreDir string
 	// User and Password, when set, are demanded of every client.
 	User, Password string
+	// RunUser and RunPassword, when set (with User), are a second user
+	// that may only run, list and read scripts (RunPermissions).
+	RunUser, RunPassword string
 	// MaxPayload bounds one message; 0 means 64 MiB, enough for a run
 	// request at the body limit and a result at the output limit.
 	MaxPayload int32
@@ -80,8 +83,10 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 		MaxPayload: payload,
 		// Pending data per client must hold a few messages at the payload limit.
 		MaxPending: int64(payload) * 4,
-		Username:   cfg.User,
-		Password:   cfg.Password,
+	}
+	if err := cfg.auth(opts); err != nil {
+		s.removeStore()
+		return nil, err
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
