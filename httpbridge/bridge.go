@@ -34,6 +34,11 @@ type Config struct {
 	// CatalogTimeout bounds the wait for a catalog answer.
 	CatalogTimeout time.Duration
 	Log            *slog.Logger
+
+	// Token, when set, is the bearer token that may do everything;
+	// RunToken the one that may only list, read and run scripts. With
+	// either set, requests without a valid token get 401 (auth.go).
+	Token, RunToken string
 }
 
 func (c *Config) fill() {
@@ -76,6 +81,7 @@ func (b *Bridge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (b *Bridge) routes() chi.Router {
 	r := chi.NewRouter()
 	r.Use(b.recoverer)
+	r.Use(b.authorize)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, bus.ErrorBody{Error: "no such endpoint: " + r.Method + " " + r.URL.Path})
 	})
