@@ -3,6 +3,7 @@ GO      ?= go
 PYTHON  ?= python3
 BIN     := bin/scripthost
 FUZZTIME ?= 5s
+SOAKFOR ?= 3m
 
 .PHONY: help build run test fuzz bench soak vet clean
 
@@ -34,8 +35,8 @@ fuzz: ## run every fuzz target for FUZZTIME (default 5s)
 bench: ## measure spawn and fork modes, HTTP and NATS, cache hits (prints a table)
 	$(GO) run ./cmd/bench --python /usr/bin/python3
 
-soak: ## a longer mixed load against a real server
-	$(GO) test -race -count=1 -timeout 30m -run Soak -soak ./cmd/scripthost
+soak: ## a longer mixed load against a real server (SOAKFOR, default 3m)
+	$(GO) test -race -count=1 -timeout 30m -v -run '^TestSoak$$' ./cmd/scripthost -args -soak -soak-for=$(SOAKFOR)
 
 clean: ## remove build output
 	rm -rf bin

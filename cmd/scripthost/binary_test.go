@@ -73,7 +73,9 @@ func startBinary(t *testing.T, env []string, args ...string) *process {
 		t.Fatalf("build: %v", err)
 	}
 	p := &process{cmd: exec.Command(bin, args...), done: make(chan error, 1)}
-	p.cmd.Env = append(os.Environ(), env...)
+	// Scripts run as the tests' user unless env says otherwise (see
+	// testRunAs).
+	p.cmd.Env = append(append(os.Environ(), "SCRIPTHOST_RUN_AS="+testRunAs()), env...)
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

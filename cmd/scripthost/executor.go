@@ -49,6 +49,10 @@ func executorCommand(ctx context.Context, args []string, stderr io.Writer) error
 		if dir, err = os.MkdirTemp("", "scripthost-node-"); err != nil {
 			return err
 		}
+		// The run user (nobody, when root) must read the scripts.
+		if err := os.Chmod(dir, 0o755); err != nil {
+			return err
+		}
 		defer os.RemoveAll(dir)
 	}
 

@@ -48,6 +48,12 @@ func testConfig(t *testing.T) serveConfig {
 		Node:          "test-node",
 		LogFormat:     "text",
 		LogLevel:      "info",
+		// Tests write into their scripts folders, which only root may
+		// enter: scripts run as root, as asked for by name (limits_test.go
+		// has the tests of other run users).
+		securityConfig: securityConfig{RunAs: testRunAs(),
+			MaxMemory: defaultMaxMemory, MaxCPU: cpuSeconds(defaultMaxCPU),
+			MaxProcs: defaultMaxProcs, MaxOpenFiles: defaultMaxOpenFiles},
 	}
 }
 

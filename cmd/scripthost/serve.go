@@ -46,6 +46,8 @@ type serveConfig struct {
 	NATS string
 	// Dir is an executor node's own folder for the scripts it mirrors.
 	Dir string
+	// Run limits, run user, tokens and credentials (security.go).
+	securityConfig
 }
 
 func (c *serveConfig) flags(fs *flag.FlagSet) {
@@ -57,6 +59,7 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	c.MaxBody = 1 << 20
 	fs.Var(&c.MaxBody, "max-body", "request body limit (413 beyond)")
 	c.nodeFlags(fs, 4, "runs at once on this node; more wait in FIFO order; 0: no executor in this process")
+	c.securityConfig.serveFlags(fs)
 }
 
 // nodeFlags are the flags of an executor node, in serve and in executor.
@@ -76,6 +79,7 @@ func (c *serveConfig) nodeFlags(fs *flag.FlagSet, slots int, slotsUsage string) 
 	fs.StringVar(&c.Node, "name", host, "name of this executor node, in X-Scripthost-Node")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
+	c.securityConfig.nodeFlags(fs)
 }
 
 func (c *serveConfig) validate() error {
@@ -99,7 +103,7 @@ func (c *serveConfig) validate() error {
 	case c.Node == "":
 		return errors.New("--name must not be empty")
 	}
-	return nil
+	return c.securityConfig.validate()
 }
 
 func serveCommand(ctx context.Context, args []string, stderr io.Writer) error {
@@ -136,8 +140,7 @@ func scriptEnv() []string {
 }
 
 // newRunner starts the runner of the configured mode.
-func newRunner(mode, python, preload string, limits executor.Limits, log *slog.Logger) (executor.Runner, error) {
-	rc := executor.RunnerConfig{Python: python, Env: scriptEnv(), Limits: limits, Log: log}
+func newRunner(mode, preload string, rc executor.RunnerConfig) (executor.Runner, error) {
 	if mode == "fork" {
 		var mods []string
 		for _, m := range strings.Split(preload, ",") {
@@ -214,6 +217,7 @@ func startServer(cfg serveConfig, log *slog.Logger) (_ *server, err error) {
 		shown = s.httpAddr
 	}
 	log.Info("Server listening on http://" + shown)
+	cfg.warnOpen(log)
 
 	connect, err := s.startBus(cfg)
 	if err != nil {
@@ -266,6 +270,8 @@ func startServer(cfg serveConfig, log *slog.Logger) (_ *server, err error) {
 		MaxBody:    int64(cfg.MaxBody),
 		RunTimeout: s.runWait,
 		Log:        log,
+		Token:      cfg.Token,
+		RunToken:   cfg.RunToken,
 	}, bridgeConn)
 	s.http = &http.Server{Handler: bridge, ReadHeaderTimeout: 10 * time.Second}
 	go func() { s.served <- s.http.Serve(ln) }()
@@ -297,9 +303,10 @@ func (s *server) shutdown() {
 // startBus starts the embedded NATS server, or uses the external one of
 // --nats, and returns how the parts connect to it.
 func (s *server) startBus(cfg serveConfig) (func(role string) (*nats.Conn, error), error) {
-	conn := bus.ConnConfig{URL: cfg.NATS}
+	conn := bus.ConnConfig{URL: cfg.NATS, User: cfg.NATSUser, Password: cfg.NATSPassword}
 	if cfg.NATS == "" {
-		ns, err := bus.StartServer(bus.ServerConfig{Listen: cfg.NATSListen})
+		ns, err := bus.StartServer(bus.ServerConfig{Listen: cfg.NATSListen,
+			User: cfg.NATSUser, Password: cfg.NATSPassword, RunUser: cfg.NATSRunUser, RunPassword: cfg.NATSRunPassword})
 		if err != nil {
 			return nil, err
 		}
@@ -325,8 +332,11 @@ func (s *server) startBus(cfg serveConfig) (func(role string) (*nats.Conn, error
 
 // startNode starts an executor node on nc that finds scripts with scripts.
 func (s *server) startNode(cfg serveConfig, python string, nc *nats.Conn, scripts executor.Scripts) (*executor.Service, error) {
-	runner, err := newRunner(cfg.Mode, python, cfg.Preload,
-		executor.Limits{Timeout: cfg.Timeout, MaxOutput: int(cfg.MaxOutput)}, s.log)
+	rc, err := cfg.runnerConfig(python, scriptsDirOf(scripts), s.log)
+	if err != nil {
+		return nil, err
+	}
+	runner, err := newRunner(cfg.Mode, cfg.Preload, rc)
 	if err != nil {
 		return nil, err
 	}
