@@ -130,6 +130,10 @@ func run(cfg config) error {
 		return err
 	}
 	defer os.RemoveAll(work)
+	// Run as root, the server runs scripts as nobody, who must read them.
+	if err := os.Chmod(work, 0o755); err != nil {
+		return err
+	}
 	scripts := filepath.Join(work, "scripts")
 	os.Mkdir(scripts, 0o755)
 	hello := filepath.Join(scripts, "hello.py")
