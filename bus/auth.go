@@ -2,6 +2,8 @@ package bus
 
 import (
 	"errors"
+	"net/url"
+	"strings"
 
 	"github.com/nats-io/nats-server/v2/server"
 )
@@ -44,4 +46,23 @@ func (cfg ServerConfig) auth(opts *server.Options) error {
 		{Username: cfg.RunUser, Password: cfg.RunPassword, Permissions: RunPermissions()},
 	}
 	return nil
+}
+
+// Redact returns a NATS URL list (comma-separated) with the passwords
+// hidden, for logs and errors.
+func Redact(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, p := range parts {
+		u, err := url.Parse(strings.TrimSpace(p))
+		if err != nil || u.User == nil {
+			continue
+		}
+		if _, has := u.User.Password(); has {
+			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+		} else {
+			u.User = url.User("xxxxx") // a token
+		}
+		parts[i] = u.String()
+	}
+	return strings.Join(parts, ",")
 }

@@ -141,3 +141,19 @@ func TestAuthConfigErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestRedact(t *testing.T) {
+	tests := map[string]string{
+		"nats://u:p@h:4222":                "nats://u:xxxxx@h:4222",
+		"nats://h:4222":                    "nats://h:4222",
+		"nats://tok@h:4222":                "nats://xxxxx@h:4222",
+		"nats://a:b@h1:1, nats://c:d@h2:2": "nats://a:xxxxx@h1:1,nats://c:xxxxx@h2:2",
+		"":                                 "",
+		"nats://u:p%40ss@h:4222":           "nats://u:xxxxx@h:4222",
+	}
+	for in, want := range tests {
+		if got := Redact(in); got != want {
+			t.Errorf("Redact(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

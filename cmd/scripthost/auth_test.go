@@ -119,7 +119,7 @@ func TestNATSCredentials(t *testing.T) {
 	// Two executor nodes join: one with the credentials in the URL, one
 	// with flags.
 	host := strings.TrimPrefix(ts.s.natsURL, "nats://")
-	startBinary(t, []string{"NODE=url"}, "executor", "--nats", "nats://svc:svc-secret@"+host, "--name", "by-url",
+	byURL := startBinary(t, []string{"NODE=url"}, "executor", "--nats", "nats://svc:svc-secret@"+host, "--name", "by-url",
 		"--max-concurrent", "1", "--python", testPython(), "--mode", testMode())
 	startBinary(t, []string{"NODE=flags"}, "executor", "--nats", ts.s.natsURL, "--nats-user", "svc", "--nats-password", "svc-secret",
 		"--name", "by-flags", "--max-concurrent", "1", "--python", testPython(), "--mode", testMode())
@@ -131,6 +131,9 @@ func TestNATSCredentials(t *testing.T) {
 		}
 		return seen["by-url"] && seen["by-flags"]
 	})
+	if logs := byURL.log(); strings.Contains(logs, "svc-secret") || !strings.Contains(logs, "svc:xxxxx@") {
+		t.Errorf("the node's log shows the password, or not the redacted URL:\n%s", logs)
+	}
 
 	caller, err := nats.Connect(ts.s.natsURL, nats.UserInfo("caller", "caller-secret"))
 	if err != nil {

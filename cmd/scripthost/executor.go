@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/scripthost/scripthost/bus"
 	"github.com/scripthost/scripthost/executor"
 )
 
@@ -88,7 +89,7 @@ func executorCommand(ctx context.Context, args []string, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	log.Info("executor node joined the bus", "nats", cfg.NATS, "node", cfg.Node, "dir", mirror.Dir())
+	log.Info("executor node joined the bus", "nats", bus.Redact(cfg.NATS), "node", cfg.Node, "dir", mirror.Dir())
 
 	<-ctx.Done()
 	log.Info("draining: no new runs, finishing runs in progress")

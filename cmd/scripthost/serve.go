@@ -316,7 +316,7 @@ func (s *server) startBus(cfg serveConfig) (func(role string) (*nats.Conn, error
 		s.log.Info("NATS listening on " + s.natsURL)
 	} else {
 		s.natsURL = cfg.NATS
-		s.log.Info("using the NATS server at " + cfg.NATS)
+		s.log.Info("using the NATS server at " + bus.Redact(cfg.NATS))
 	}
 	return func(role string) (*nats.Conn, error) {
 		c := conn
