@@ -236,7 +236,7 @@ func checkRunUser(cred *executor.Credential, python, dir string, log *slog.Logge
 		problem = fmt.Sprintf("cannot run the interpreter %s: %v", python, err)
 	}
 	if problem != "" {
-		log.Warn("the run user "+cred.Name+" "+problem+": runs will fail; make it accessible to that user (folders 0755, scripts 0644, an interpreter outside /root), or choose another --run-as",
+		log.Warn("the run user "+cred.Name+" "+problem+": runs will fail (in fork mode, imports of modules the warm interpreter did not load will); make them accessible to that user (folders 0755, scripts 0644, an interpreter outside /root), or choose another --run-as",
 			"python", python, "scripts", dir)
 	}
 }
