@@ -34,6 +34,8 @@ type Config struct {
 	CacheTTL  time.Duration
 	CacheSize int64
 	Log       *slog.Logger
+	// Metrics, when not nil, receives the node's counts (metrics.go).
+	Metrics Metrics
 }
 
 func (c *Config) valid() error {
@@ -59,6 +61,7 @@ type Service struct {
 	slots   *slots
 	cache   *resultCache
 	flight  flight
+	stats   runStats
 
 	mu       sync.Mutex
 	nc       *nats.Conn
@@ -102,13 +105,18 @@ type Outcome struct {
 	Result bus.Result
 	// Cached reports a result served from the cache.
 	Cached bool
+	// Script is the name of the script once the node found it; it stays
+	// empty for a name the node does not know.
+	Script string
 }
 
 // Execute answers a run request: from the cache, by joining an identical
 // run in progress, or by running the script in a free slot (waiting in
 // FIFO order for one).
 func (s *Service) Execute(ctx context.Context, name string, req bus.RunRequest, noCache bool) (Outcome, error) {
-	return s.execute(ctx, name, req, noCache, runOpts{acquire: s.queueSlot, share: true})
+	out, err := s.execute(ctx, name, req, noCache, runOpts{acquire: s.queueSlot, share: true})
+	s.observe(name, out, err)
+	return out, err
 }
 
 // errHandedOver reports a run that another node took over: it answers the
@@ -132,7 +140,7 @@ func (s *Service) queueSlot(ctx context.Context) (bool, error) {
 	return false, err
 }
 
-func (s *Service) execute(ctx context.Context, name string, req bus.RunRequest, noCache bool, opts runOpts) (Outcome, error) {
+func (s *Service) execute(ctx context.Context, name string, req bus.RunRequest, noCache bool, opts runOpts) (out Outcome, err error) {
 	if err := catalog.ValidateName(name); err != nil {
 		return Outcome{}, err
 	}
@@ -140,6 +148,7 @@ func (s *Service) execute(ctx context.Context, name string, req bus.RunRequest, 
 	if err != nil {
 		return Outcome{}, err
 	}
+	defer func() { out.Script = name }()
 	key := cacheKey(name, version, req.Data, req.Args)
 	if !noCache {
 		if body, ok := s.cache.get(key); ok {
@@ -155,7 +164,7 @@ func (s *Service) execute(ctx context.Context, name string, req bus.RunRequest, 
 	}
 	run := func(acquire func(context.Context) (bool, error)) func() (Outcome, error) {
 		return func() (Outcome, error) {
-			handedOver, err := acquire(ctx)
+			handedOver, err := s.acquireTimed(ctx, acquire)
 			if err != nil {
 				return Outcome{}, err
 			}
@@ -163,7 +172,7 @@ func (s *Service) execute(ctx context.Context, name string, req bus.RunRequest, 
 				return Outcome{}, errHandedOver
 			}
 			defer s.releaseSlot()
-			res, err := s.runner.Run(ctx, Job{Path: path, Args: req.Args, Stdin: req.Data})
+			res, err := s.runJob(ctx, name, Job{Path: path, Args: req.Args, Stdin: req.Data})
 			if err != nil {
 				return Outcome{}, err
 			}
@@ -201,15 +210,21 @@ func (s *Service) Serve(nc *nats.Conn, version string) error {
 		Version:     version,
 		Description: "Runs scripthost scripts: script.run.<name>",
 		Metadata:    map[string]string{"node": s.cfg.Node},
+		// Our own counts: micro's see only a handler that returns at once.
+		StatsHandler: s.statsHandler,
 	})
 	if err != nil {
 		return err
 	}
-	err = svc.AddEndpoint("run", micro.HandlerFunc(s.handle),
+	err = svc.AddEndpoint(runEndpoint, micro.HandlerFunc(s.handle),
 		micro.WithEndpointSubject(bus.RunAll),
 		micro.WithEndpointQueueGroup(bus.ExecutorQueue),
 		micro.WithEndpointMetadata(map[string]string{
 			"description": "Run a script: body {data, args}, reply {stdout, stderr, exit_code, timed_out}",
+			"request":     `{"data": any JSON (the script's stdin), "args": [str]}, both optional; the script name ends the subject; header X-Scripthost-No-Cache: true bypasses the cache`,
+			"response":    `{"stdout", "stderr", "exit_code" (null when killed by a signal), "timed_out", "signal"?, "stdout_truncated"?, "stderr_truncated"?}; headers X-Scripthost-Node, X-Cache: hit|miss`,
+			"errors":      `headers Nats-Service-Error-Code (400, 404, 503, 504) and Nats-Service-Error; body {"error": "..."}; 504 carries the output so far`,
+			"stats":       "data: requests, errors, nonzero_exits, timeouts, cache_hits, cache_misses, runs, run_time_seconds, average_run_time_seconds, slots, in_use, waiting",
 		}))
 	if err != nil {
 		svc.Stop()
@@ -268,6 +283,7 @@ func (s *Service) answer(m *nats.Msg, opts runOpts) {
 		}
 	}
 	s.logRun(name, start, out, err)
+	s.observe(name, out, err)
 }
 
 func (s *Service) run(name string, body []byte, noCache bool, opts runOpts) (Outcome, error) {
@@ -306,7 +322,8 @@ func cacheWord(hit bool) string {
 }
 
 func (s *Service) logRun(name string, start time.Time, out Outcome, err error) {
-	attrs := []any{"script", name, "node", s.cfg.Node, "duration", time.Since(start).Round(time.Microsecond)}
+	attrs := []any{"script", name, "node", s.cfg.Node, "duration", time.Since(start).Round(time.Microsecond),
+		"outcome", OutcomeOf(out.Result, err)}
 	if err != nil {
 		s.cfg.Log.Info("run", append(attrs, "error", bus.Message(err), "code", bus.Code(err))...)
 		return

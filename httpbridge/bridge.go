@@ -39,6 +39,12 @@ type Config struct {
 	// RunToken the one that may only list, read and run scripts. With
 	// either set, requests without a valid token get 401 (auth.go).
 	Token, RunToken string
+	// Metrics serves GET /metrics; nil answers 404 there.
+	Metrics http.Handler
+	// HTTPMetrics, when not nil, is told of every request (metrics.go).
+	HTTPMetrics HTTPMetrics
+	// Version is the server's version, in /openapi.json.
+	Version string
 }
 
 func (c *Config) fill() {
@@ -63,6 +69,8 @@ type Bridge struct {
 	log    *slog.Logger
 	router chi.Router
 	acks   acks
+
+	openapi openapiOnce // the document of GET /openapi.json
 }
 
 // New returns a bridge that sends its requests through rq.
@@ -80,6 +88,7 @@ func (b *Bridge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (b *Bridge) routes() chi.Router {
 	r := chi.NewRouter()
+	r.Use(b.observe)
 	r.Use(b.recoverer)
 	r.Use(b.authorize)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
@@ -91,6 +100,9 @@ func (b *Bridge) routes() chi.Router {
 	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
+	r.Get("/readyz", b.wrap(b.ready))
+	r.Method(http.MethodGet, "/metrics", b.metricsHandler())
+	r.Get("/openapi.json", b.wrap(b.serveOpenAPI))
 	r.Get("/scripts", b.wrap(b.list))
 	r.Post("/scripts", b.wrap(b.create))
 	r.Get("/scripts/{name}", b.wrap(b.get))

@@ -1,0 +1,212 @@
+package executor
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/scripthost/scripthost/bus"
+)
+
+// fakeScripts knows a fixed set of scripts.
+type fakeScripts map[string]string
+
+func (f fakeScripts) Locate(name string) (string, string, error) {
+	v, ok := f[name]
+	if !ok {
+		return "", "", bus.Errorf(bus.ErrNotFound, "script %q not found", name)
+	}
+	return "/scripts/" + name, v, nil
+}
+
+// fakeRunner answers by the first argument: "ok", "fail" (exit 3),
+// "kill" (SIGKILL) or "slow" (times out).
+type fakeRunner struct{}
+
+func (fakeRunner) Run(_ context.Context, job Job) (bus.Result, error) {
+	code := func(n int) *int { return &n }
+	switch job.Args[0] {
+	case "fail":
+		return bus.Result{Stderr: "boom\n", ExitCode: code(3)}, nil
+	case "kill":
+		return bus.Result{Signal: "SIGKILL"}, nil
+	case "slow":
+		return bus.Result{Signal: "SIGKILL", TimedOut: true}, nil
+	}
+	return bus.Result{Stdout: "ok\n", ExitCode: code(0)}, nil
+}
+
+func (fakeRunner) Close() error { return nil }
+
+// recMetrics records the calls of the metrics hook.
+type recMetrics struct {
+	mu       sync.Mutex
+	answered []string // script/outcome
+	cache    []string // script/hit|miss
+	waits    int
+	inFlight int
+	finished []string
+}
+
+func (m *recMetrics) Answered(script, outcome string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.answered = append(m.answered, script+"/"+outcome)
+}
+
+func (m *recMetrics) Cache(script string, hit bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.cache = append(m.cache, script+"/"+cacheWord(hit))
+}
+
+func (m *recMetrics) QueueWaited(time.Duration) { m.mu.Lock(); m.waits++; m.mu.Unlock() }
+func (m *recMetrics) RunStarted()               { m.mu.Lock(); m.inFlight++; m.mu.Unlock() }
+
+func (m *recMetrics) RunFinished(script string, d time.Duration) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.inFlight--
+	m.finished = append(m.finished, script)
+}
+
+func sorted(s []string) string {
+	s = append([]string(nil), s...)
+	sort.Strings(s)
+	return strings.Join(s, " ")
+}
+
+// startNode serves a node with the fake runner on an embedded server and
+// returns a client connection of its own (Drain needs the node's
+// connection to itself).
+func startNode(t *testing.T, cfg Config, scripts Scripts) (*Service, *nats.Conn) {
+	t.Helper()
+	ns, err := bus.StartServer(bus.ServerConfig{Listen: "127.0.0.1:-1", StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Close)
+	nodeConn, err := bus.Connect(bus.ConnConfig{InProcess: ns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nodeConn.Close)
+	cfg.Log = testLogger(t)
+	svc, err := New(cfg, fakeRunner{}, scripts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Serve(nodeConn, "1.2.3"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := svc.Drain(ctx); err != nil {
+			t.Error(err)
+		}
+	})
+	nc, err := bus.Connect(bus.ConnConfig{InProcess: ns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return svc, nc
+}
+
+func TestStatsAndMetrics(t *testing.T) {
+	rec := &recMetrics{}
+	_, nc := startNode(t, Config{
+		Node: "n1", MaxConcurrent: 2, QueueTimeout: time.Second,
+		CacheTTL: time.Minute, CacheSize: 1 << 20, Metrics: rec,
+	}, fakeScripts{"a.py": "v1"})
+
+	for _, tc := range []struct{ subject, body, code string }{
+		{"script.run.a.py", `{"args":["ok"]}`, ""},
+		{"script.run.a.py", `{"args":["ok"]}`, ""}, // cache hit
+		{"script.run.a.py", `{"args":["fail"]}`, ""},
+		{"script.run.a.py", `{"args":["kill"]}`, ""},
+		{"script.run.a.py", `{"args":["slow"]}`, "504"},
+		{"script.run.nope.py", `{"args":["ok"]}`, "404"},
+		{"script.run.made-up.py", `{"args":5}`, "400"},
+	} {
+		m, err := nc.Request(tc.subject, []byte(tc.body), 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := m.Header.Get(bus.HeaderErrorCode); got != tc.code {
+			t.Fatalf("%s %s: code %q, want %q: %s", tc.subject, tc.body, got, tc.code, m.Data)
+		}
+	}
+
+	// The node counts a request after it replied: poll.
+	var st RunStats
+	waitFor(t, 5*time.Second, "7 requests in $SRV.STATS", func() bool {
+		m, err := nc.Request("$SRV.STATS.scripthost-executor", nil, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stats micro.Stats
+		if err := json.Unmarshal(m.Data, &stats); err != nil {
+			t.Fatal(err)
+		}
+		if len(stats.Endpoints) != 1 || stats.Endpoints[0].Name != "run" {
+			t.Fatalf("endpoints %s", m.Data)
+		}
+		if err := json.Unmarshal(stats.Endpoints[0].Data, &st); err != nil {
+			t.Fatalf("data %s: %v", stats.Endpoints[0].Data, err)
+		}
+		return st.Requests == 7
+	})
+	want := RunStats{Requests: 7, Errors: 3, NonZeroExits: 2, Timeouts: 1, CacheHits: 1, CacheMisses: 4, Runs: 4, Slots: 2, LastError: st.LastError}
+	got := st
+	got.RunTimeSeconds, got.AverageRunTimeSeconds = 0, 0
+	if got != want {
+		t.Fatalf("stats %+v\nwant  %+v", got, want)
+	}
+	if st.RunTimeSeconds <= 0 || st.AverageRunTimeSeconds <= 0 {
+		t.Fatalf("run time %v, average %v", st.RunTimeSeconds, st.AverageRunTimeSeconds)
+	}
+
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for _, c := range []struct{ what, got, want string }{
+		{"answered", sorted(rec.answered), "/bad_request /not_found a.py/error a.py/ok a.py/ok a.py/signal a.py/timeout"},
+		{"cache", sorted(rec.cache), "a.py/hit a.py/miss a.py/miss a.py/miss a.py/miss"},
+		{"finished", sorted(rec.finished), "a.py a.py a.py a.py"},
+		{"waits", fmt.Sprint(rec.waits), "4"},
+		{"in flight", fmt.Sprint(rec.inFlight), "0"},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s: %s, want %s", c.what, c.got, c.want)
+		}
+	}
+}
+
+func TestServiceInfoMetadata(t *testing.T) {
+	_, nc := startNode(t, Config{Node: "n1", MaxConcurrent: 1, QueueTimeout: time.Second}, fakeScripts{})
+	m, err := nc.Request("$SRV.INFO.scripthost-executor", nil, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info micro.Info
+	if err := json.Unmarshal(m.Data, &info); err != nil {
+		t.Fatal(err)
+	}
+	if info.Version != "1.2.3" || info.Metadata["node"] != "n1" || len(info.Endpoints) != 1 {
+		t.Fatalf("info %s", m.Data)
+	}
+	for _, k := range []string{"description", "request", "response", "errors", "stats"} {
+		if info.Endpoints[0].Metadata[k] == "" {
+			t.Errorf("endpoint metadata has no %q: %v", k, info.Endpoints[0].Metadata)
+		}
+	}
+}

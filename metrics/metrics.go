@@ -1,0 +1,160 @@
+// Package metrics exposes scripthost's figures in the Prometheus format:
+// runs by script and outcome, run and queue times, cache hits, scripts
+// known and executor slots. Everything hangs off a registry built by the
+// caller; nothing is registered globally.
+package metrics
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// NewRegistry returns a registry with the Go runtime and process
+// collectors, to which New and the gauges below add scripthost's own.
+func NewRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return reg
+}
+
+// Handler serves the registry's metrics in the Prometheus text format.
+func Handler(reg *prometheus.Registry) http.Handler {
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
+}
+
+// Buckets of the histograms, in seconds. Runs go from a few milliseconds
+// (a forked child) to the run timeout (30 s by default).
+var (
+	runBuckets   = []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}
+	queueBuckets = []float64{.0001, .001, .005, .01, .05, .1, .5, 1, 5, 10, 30}
+)
+
+// Executor records what an executor node does; it implements
+// executor.Metrics. The script label only ever holds names the node found
+// in the catalog ("" for requests naming an unknown script), so the number
+// of series stays bounded by the scripts that exist.
+type Executor struct {
+	runs        *prometheus.CounterVec
+	duration    *prometheus.HistogramVec
+	queueWait   prometheus.Histogram
+	inFlight    prometheus.Gauge
+	cacheHits   *prometheus.CounterVec
+	cacheMisses *prometheus.CounterVec
+}
+
+// NewExecutor registers the executor metrics with reg.
+func NewExecutor(reg prometheus.Registerer) *Executor {
+	m := &Executor{
+		runs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "scripthost_runs_total",
+			Help: "Run requests answered, by script and outcome (ok, error: non-zero exit, signal, timeout, bad_request, not_found, unavailable, ...).",
+		}, []string{"script", "outcome"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "scripthost_run_duration_seconds",
+			Help:    "Time of the executions of a script, from start to exit (cache hits are not executions).",
+			Buckets: runBuckets,
+		}, []string{"script"}),
+		queueWait: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "scripthost_queue_wait_seconds",
+			Help:    "Time a run request waited for a free executor slot (also when it gave up with 503).",
+			Buckets: queueBuckets,
+		}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "scripthost_runs_in_flight",
+			Help: "Scripts running now.",
+		}),
+		cacheHits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "scripthost_cache_hits_total",
+			Help: "Run requests answered from the result cache (X-Cache: hit).",
+		}, []string{"script"}),
+		cacheMisses: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "scripthost_cache_misses_total",
+			Help: "Run requests answered by running the script (X-Cache: miss).",
+		}, []string{"script"}),
+	}
+	reg.MustRegister(m.runs, m.duration, m.queueWait, m.inFlight, m.cacheHits, m.cacheMisses)
+	return m
+}
+
+// Answered counts one answered run request.
+func (m *Executor) Answered(script, outcome string) {
+	m.runs.WithLabelValues(script, outcome).Inc()
+}
+
+// Cache counts a cache hit or miss.
+func (m *Executor) Cache(script string, hit bool) {
+	if hit {
+		m.cacheHits.WithLabelValues(script).Inc()
+	} else {
+		m.cacheMisses.WithLabelValues(script).Inc()
+	}
+}
+
+// QueueWaited records the wait for a slot.
+func (m *Executor) QueueWaited(d time.Duration) { m.queueWait.Observe(d.Seconds()) }
+
+// RunStarted counts a script that starts running.
+func (m *Executor) RunStarted() { m.inFlight.Inc() }
+
+// RunFinished records a finished execution.
+func (m *Executor) RunFinished(script string, d time.Duration) {
+	m.inFlight.Dec()
+	m.duration.WithLabelValues(script).Observe(d.Seconds())
+}
+
+// RegisterScripts registers scripthost_scripts, the number of scripts the
+// catalog knows, read from count at every scrape.
+func RegisterScripts(reg prometheus.Registerer, count func() int) {
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "scripthost_scripts",
+		Help: "Scripts known by the catalog.",
+	}, func() float64 { return float64(count()) }))
+}
+
+// RegisterSlots registers scripthost_executor_slots, the capacity of the
+// executor node in this process (0 when it runs none).
+func RegisterSlots(reg prometheus.Registerer, slots int) {
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "scripthost_executor_slots",
+		Help: "Runs the executor node of this process may run at once (--max-concurrent).",
+	}, func() float64 { return float64(slots) }))
+}
+
+// HTTP records the requests the HTTP API serves; it implements
+// httpbridge.HTTPMetrics. Routes are router patterns and methods the
+// standard ones, so the label sets stay bounded.
+type HTTP struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+// NewHTTP registers the HTTP metrics with reg.
+func NewHTTP(reg prometheus.Registerer) *HTTP {
+	m := &HTTP{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "scripthost_http_requests_total",
+			Help: "HTTP requests served, by method, route pattern and status code.",
+		}, []string{"method", "route", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "scripthost_http_request_duration_seconds",
+			Help:    "Time to answer an HTTP request, by method and route pattern.",
+			Buckets: runBuckets,
+		}, []string{"method", "route"}),
+	}
+	reg.MustRegister(m.requests, m.duration)
+	return m
+}
+
+// Served records one HTTP request.
+func (m *HTTP) Served(method, route string, code int, d time.Duration) {
+	m.requests.WithLabelValues(method, route, strconv.Itoa(code)).Inc()
+	m.duration.WithLabelValues(method, route).Observe(d.Seconds())
+}
