@@ -30,6 +30,16 @@ commands:
   executor   run an executor node only, joining an existing bus (--nats URL)
   help       show this help
 
+client commands, over NATS (--nats URL, default nats://127.0.0.1:4222) or HTTP (--http URL):
+  run NAME [--arg A]... [--data JSON]
+             run a script: its stdout, its stderr and its exit code are passed on
+             (data from stdin when --data is not given and stdin is not a terminal)
+  ls         list the scripts
+  cat NAME   print a script's code
+  put NAME FILE
+             create a script from FILE ('-': stdin), or replace its code
+  rm NAME    delete a script
+
 Run 'scripthost <command> -h' for the flags of a command. Every flag can
 also be set by the environment variable SCRIPTHOST_<FLAG>, '-' written '_'
 (e.g. SCRIPTHOST_MAX_CONCURRENT=8).
@@ -47,6 +57,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = serveCommand(ctx, args[1:], stderr)
 	case "executor":
 		err = executorCommand(ctx, args[1:], stderr)
+	case "run", "ls", "cat", "put", "rm":
+		return cliCommand(ctx, args[0], args[1:], os.Stdin, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

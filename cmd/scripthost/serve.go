@@ -165,6 +165,7 @@ type server struct {
 	conns    []*nats.Conn
 	closers  []func() // run in reverse order by shutdown
 	runWait  time.Duration
+	obs      *observability // metrics; nil: none
 }
 
 // serve runs every part in one process until ctx ends, then shuts down in
@@ -231,6 +232,7 @@ func startServer(cfg serveConfig, log *slog.Logger) (_ *server, err error) {
 	scanCtx, stopScan := context.WithCancel(context.Background())
 	s.defer_(stopScan)
 	go cat.Run(scanCtx)
+	s.obs = newObservability(func() int { return len(cat.List()) }, cfg.MaxConcurrent)
 	catConn, err := connect("catalog")
 	if err != nil {
 		return nil, err
@@ -272,6 +274,10 @@ func startServer(cfg serveConfig, log *slog.Logger) (_ *server, err error) {
 		Log:        log,
 		Token:      cfg.Token,
 		RunToken:   cfg.RunToken,
+		Version:    version,
+		// GET /metrics, and every HTTP request counted.
+		Metrics:     s.obs.handler(),
+		HTTPMetrics: s.obs.httpMetrics(),
 	}, bridgeConn)
 	s.http = &http.Server{Handler: bridge, ReadHeaderTimeout: 10 * time.Second}
 	go func() { s.served <- s.http.Serve(ln) }()
@@ -348,6 +354,7 @@ func (s *server) startNode(cfg serveConfig, python string, nc *nats.Conn, script
 		CacheTTL:      cfg.CacheTTL,
 		CacheSize:     int64(cfg.CacheSize),
 		Log:           s.log,
+		Metrics:       s.obs.executorMetrics(),
 	}, runner, scripts)
 	if err != nil {
 		return nil, err

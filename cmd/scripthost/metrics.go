@@ -1,0 +1,58 @@
+package main
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/scripthost/scripthost/executor"
+	"github.com/scripthost/scripthost/httpbridge"
+	"github.com/scripthost/scripthost/metrics"
+)
+
+// observability is the metrics of one process: a registry of its own (no
+// global one) and the parts that feed it. A nil *observability records
+// nothing.
+type observability struct {
+	reg  *prometheus.Registry
+	exec *metrics.Executor
+	http *metrics.HTTP
+}
+
+// newObservability registers the process's metrics. scripts counts the
+// scripts the catalog knows (nil when this process runs no catalog);
+// slots is the capacity of the executor node of this process.
+func newObservability(scripts func() int, slots int) *observability {
+	reg := metrics.NewRegistry()
+	o := &observability{reg: reg, exec: metrics.NewExecutor(reg)}
+	metrics.RegisterSlots(reg, slots)
+	if scripts != nil {
+		metrics.RegisterScripts(reg, scripts)
+		o.http = metrics.NewHTTP(reg)
+	}
+	return o
+}
+
+// executorMetrics is the hook of the executor node; nil when off.
+func (o *observability) executorMetrics() executor.Metrics {
+	if o == nil {
+		return nil
+	}
+	return o.exec
+}
+
+// httpMetrics is the hook of the HTTP API; nil when off.
+func (o *observability) httpMetrics() httpbridge.HTTPMetrics {
+	if o == nil || o.http == nil {
+		return nil
+	}
+	return o.http
+}
+
+// handler serves the metrics; nil when off.
+func (o *observability) handler() http.Handler {
+	if o == nil {
+		return nil
+	}
+	return metrics.Handler(o.reg)
+}

@@ -1,0 +1,127 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// scrape reads /metrics into a map from series ("name{labels}") to value.
+func (ts *testServer) scrape() map[string]float64 {
+	ts.t.Helper()
+	r := ts.do("GET", "/metrics", "").want(ts.t, 200)
+	if ct := r.header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain") {
+		ts.t.Fatalf("content type %q", ct)
+	}
+	series := map[string]float64{}
+	sc := bufio.NewScanner(bytes.NewReader(r.body))
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			ts.t.Fatalf("metrics line %q: %v", line, err)
+		}
+		series[line[:i]] = v
+	}
+	return series
+}
+
+func TestMetricsAfterRuns(t *testing.T) {
+	ts := startTest(t, testConfig(t), map[string]string{
+		"ok.py":   "print('ok')\n",
+		"fail.py": "import sys\nsys.exit(3)\n",
+		"kill.py": "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n",
+	})
+	m := ts.scrape()
+	for series, want := range map[string]float64{
+		"scripthost_scripts":                  3,
+		"scripthost_executor_slots":           4,
+		"scripthost_runs_in_flight":           0,
+		"scripthost_queue_wait_seconds_count": 0,
+	} {
+		if m[series] != want {
+			t.Errorf("%s = %v, want %v", series, m[series], want)
+		}
+	}
+
+	ts.do("POST", "/run/ok.py", "").want(t, 200)
+	ts.do("POST", "/run/ok.py", "").want(t, 200) // cache hit
+	ts.do("POST", "/run/fail.py", "").want(t, 200)
+	ts.do("POST", "/run/kill.py", "").want(t, 200)
+	ts.do("POST", "/run/nope.py", "").want(t, 404)
+	ts.do("POST", "/scripts", `{"name":"new.py","code":"print(1)"}`).want(t, 201)
+
+	// A node counts a run after it answered: poll.
+	runs := func(m map[string]float64) float64 {
+		var n float64
+		for k, v := range m {
+			if strings.HasPrefix(k, "scripthost_runs_total{") {
+				n += v
+			}
+		}
+		return n
+	}
+	waitFor(t, 5*time.Second, "5 runs counted", func() bool {
+		m = ts.scrape()
+		return runs(m) == 5
+	})
+	for series, want := range map[string]float64{
+		`scripthost_runs_total{outcome="ok",script="ok.py"}`:                           2,
+		`scripthost_runs_total{outcome="error",script="fail.py"}`:                      1,
+		`scripthost_runs_total{outcome="signal",script="kill.py"}`:                     1,
+		`scripthost_runs_total{outcome="not_found",script=""}`:                         1,
+		`scripthost_cache_hits_total{script="ok.py"}`:                                  1,
+		`scripthost_cache_misses_total{script="ok.py"}`:                                1,
+		`scripthost_cache_misses_total{script="fail.py"}`:                              1,
+		`scripthost_run_duration_seconds_count{script="ok.py"}`:                        1,
+		`scripthost_run_duration_seconds_count{script="kill.py"}`:                      1,
+		`scripthost_queue_wait_seconds_count`:                                          3,
+		`scripthost_runs_in_flight`:                                                    0,
+		`scripthost_scripts`:                                                           4,
+		`scripthost_http_requests_total{code="404",method="POST",route="/run/{name}"}`: 1,
+		`scripthost_http_requests_total{code="201",method="POST",route="/scripts"}`:    1,
+	} {
+		if got, ok := m[series]; !ok || got != want {
+			t.Errorf("%s = %v (present %v), want %v", series, got, ok, want)
+		}
+	}
+	if m[`scripthost_http_requests_total{code="200",method="POST",route="/run/{name}"}`] != 4 {
+		t.Errorf("HTTP runs: %v", m)
+	}
+	for series := range m {
+		if strings.Contains(series, "nope.py") {
+			t.Errorf("an unknown name became a label: %s", series)
+		}
+	}
+	if m["go_goroutines"] == 0 || m["process_cpu_seconds_total"] == 0 && m["process_resident_memory_bytes"] == 0 {
+		t.Errorf("no runtime or process metrics")
+	}
+}
+
+func TestReadyzAndOpenAPIServed(t *testing.T) {
+	ts := startTest(t, testConfig(t), map[string]string{"a.py": "print(1)\n"})
+	var ready struct {
+		Status  string
+		Scripts int
+	}
+	ts.do("GET", "/readyz", "").want(t, 200).json(t, &ready)
+	if ready.Status != "ready" || ready.Scripts != 1 {
+		t.Fatalf("readyz %+v", ready)
+	}
+	var doc struct {
+		OpenAPI string
+		Info    struct{ Version string }
+		Paths   map[string]any
+	}
+	ts.do("GET", "/openapi.json", "").want(t, 200).json(t, &doc)
+	if !strings.HasPrefix(doc.OpenAPI, "3.") || doc.Info.Version != version || doc.Paths["/run/{name}"] == nil {
+		t.Fatalf("openapi %+v", doc)
+	}
+}
