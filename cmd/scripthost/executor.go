@@ -24,6 +24,7 @@ func executorCommand(ctx context.Context, args []string, stderr io.Writer) error
 	fs.StringVar(&cfg.NATS, "nats", "nats://127.0.0.1:4222", "URL of the bus to join (a serve node's NATS port, or any NATS server or cluster)")
 	fs.StringVar(&cfg.Dir, "dir", "", "folder for this node's copy of the scripts (default: a new temporary folder, removed at exit)")
 	cfg.nodeFlags(fs, 4, "runs at once on this node; more wait in FIFO order")
+	metricsAddr := fs.String("metrics", "", "listen address of GET /metrics (Prometheus) for this node, e.g. 0.0.0.0:9464; empty: none")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -59,6 +60,9 @@ func executorCommand(ctx context.Context, args []string, stderr io.Writer) error
 
 	s := &server{log: log, cfg: cfg}
 	defer s.close()
+	if err := s.serveMetrics(*metricsAddr); err != nil {
+		return err
+	}
 	connect, err := s.startBus(cfg)
 	if err != nil {
 		return err

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"fmt"
+	"net"
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -55,4 +58,24 @@ func (o *observability) handler() http.Handler {
 		return nil
 	}
 	return metrics.Handler(o.reg)
+}
+
+// serveMetrics serves GET /metrics of an executor node on addr, until the
+// server closes; an empty addr serves none.
+func (s *server) serveMetrics(addr string) error {
+	if addr == "" {
+		return nil
+	}
+	s.obs = newObservability(nil, s.cfg.MaxConcurrent)
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("metrics listen: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", s.obs.handler())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	s.defer_(func() { srv.Close() })
+	s.log.Info("metrics on http://" + ln.Addr().String() + "/metrics")
+	return nil
 }

@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"io"
+	"net/http"
 	"strconv"
 	"strings"
 	"testing"
@@ -123,5 +125,44 @@ func TestReadyzAndOpenAPIServed(t *testing.T) {
 	ts.do("GET", "/openapi.json", "").want(t, 200).json(t, &doc)
 	if !strings.HasPrefix(doc.OpenAPI, "3.") || doc.Info.Version != version || doc.Paths["/run/{name}"] == nil {
 		t.Fatalf("openapi %+v", doc)
+	}
+}
+
+// TestExecutorNodeMetrics: a node of its own serves its metrics on
+// --metrics, and the serve node without an executor reports no slots.
+func TestExecutorNodeMetrics(t *testing.T) {
+	c := startCluster(t, 1)
+	metricsAddr := freePort(t)
+	startBinary(t, nil, "executor", "--nats", c.natsURL, "--name", "m1", "--max-concurrent", "2",
+		"--dir", t.TempDir(), "--python", testPython(), "--mode", testMode(), "--metrics", metricsAddr)
+	c.nodes["m1"] = nil
+	c.put("a.py", "print('a')\n")
+	c.waitNodes("a.py")
+
+	get := func(url string) string {
+		t.Helper()
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	node := get("http://" + metricsAddr + "/metrics")
+	for _, want := range []string{
+		`scripthost_runs_total{outcome="ok",script="a.py"} `,
+		`scripthost_executor_slots 2`,
+		`scripthost_run_duration_seconds_count{script="a.py"} `,
+	} {
+		if !strings.Contains(node, want) {
+			t.Errorf("node metrics have no %q:\n%s", want, node)
+		}
+	}
+	serve := get(c.base + "/metrics")
+	for _, want := range []string{`scripthost_executor_slots 0`, `scripthost_scripts 1`} {
+		if !strings.Contains(serve, want) {
+			t.Errorf("serve metrics have no %q", want)
+		}
 	}
 }
