@@ -135,7 +135,14 @@ func TestNATSCredentials(t *testing.T) {
 		t.Errorf("the node's log shows the password, or not the redacted URL:\n%s", logs)
 	}
 
-	caller, err := nats.Connect(ts.s.natsURL, nats.UserInfo("caller", "caller-secret"))
+	violations := make(chan error, 8)
+	caller, err := nats.Connect(ts.s.natsURL, nats.UserInfo("caller", "caller-secret"),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			select {
+			case violations <- err:
+			default:
+			}
+		}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,6 +158,9 @@ func TestNATSCredentials(t *testing.T) {
 		if _, err := caller.Request(subj, []byte(`{"name":"evil.py","code":"import os"}`), 500*time.Millisecond); err == nil {
 			t.Errorf("run-only user got an answer on %s", subj)
 		}
+	}
+	if err := <-violations; !errors.Is(err, nats.ErrPermissionViolation) {
+		t.Errorf("the run-only user's writes: %v, want a permissions violation", err)
 	}
 	// Nothing was written or deleted.
 	if got := string(ts.do("GET", "/scripts", "").want(t, 200).body); got != "[\"hi.py\"]\n" {
