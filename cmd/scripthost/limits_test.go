@@ -326,6 +326,7 @@ func TestSecurityFlags(t *testing.T) {
 		{"--max-open-files", "3"}, {"--max-memory", "1MiB"}, {"--token", "x", "--run-token", "x"},
 		{"--nats-password", "p"}, {"--nats-user", "u"}, {"--nats-run-user", "r", "--nats-run-password", "p"},
 		{"--nats-user", "u", "--nats-password", "p", "--nats-run-user", "u", "--nats-run-password", "q"},
+		{"--nats", "nats://h:4222", "--nats-user", "u", "--nats-password", "p", "--nats-run-user", "r", "--nats-run-password", "q"},
 	} {
 		t.Run(strings.Join(bad, " "), func(t *testing.T) {
 			if _, err := parse(t, nil, bad...); err == nil {

@@ -102,6 +102,17 @@ func (c *securityConfig) validate() error {
 	return nil
 }
 
+// validateSecurity checks the security flags, also against the others.
+func (c *serveConfig) validateSecurity() error {
+	if err := c.securityConfig.validate(); err != nil {
+		return err
+	}
+	if c.NATS != "" && c.NATSRunUser != "" {
+		return errors.New("--nats-run-user is a user of the embedded NATS server: with --nats, give the users and permissions in that server's configuration")
+	}
+	return nil
+}
+
 // limits are the run limits of the flags, on top of base (timeout and
 // output cap).
 func (c *securityConfig) limits(base executor.Limits) executor.Limits {

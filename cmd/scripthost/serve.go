@@ -103,7 +103,7 @@ func (c *serveConfig) validate() error {
 	case c.Node == "":
 		return errors.New("--name must not be empty")
 	}
-	return c.securityConfig.validate()
+	return c.validateSecurity()
 }
 
 func serveCommand(ctx context.Context, args []string, stderr io.Writer) error {
