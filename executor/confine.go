@@ -1,12 +1,14 @@
 package executor
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
+	"os"
 	"os/exec"
 	"runtime"
 	"strconv"
@@ -371,4 +373,42 @@ func (cfg RunnerConfig) forkConfinement() string {
 	}
 	b, _ := json.Marshal(c)
 	return string(b)
+}
+
+// reapStrays reaps the zombie children of this process that are in
+// another session than its own: processes of runs that left their run's
+// group with setsid, came back here when their parent died
+// (becomeSubreaper) and have ended since; reapGroup cannot find them.
+// This process starts no process in another session itself, so none of
+// them is a child someone else waits for. Orphans come back to the main
+// thread, whose children list is read.
+func reapStrays() {
+	pid := os.Getpid()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	if err != nil {
+		return // no CONFIG_PROC_CHILDREN
+	}
+	sid, err := unix.Getsid(0)
+	if err != nil {
+		return
+	}
+	ours := strconv.Itoa(sid)
+	for _, f := range strings.Fields(string(data)) {
+		child, err := strconv.Atoi(f)
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", child))
+		i := bytes.LastIndexByte(stat, ')')
+		if err != nil || i < 0 {
+			continue
+		}
+		// After the command: state, ppid, process group, session.
+		fields := strings.Fields(string(stat[i+1:]))
+		if len(fields) < 4 || fields[0] != "Z" || fields[3] == ours {
+			continue
+		}
+		var ws unix.WaitStatus
+		_, _ = unix.Wait4(child, &ws, unix.WNOHANG, nil)
+	}
 }

@@ -768,6 +768,8 @@ class _Server:
                 os.waitpid(pid, 0)
             except OSError:
                 pass
+        for pgid in self.draining:
+            _reap_group(pgid)
 
 
 def _canary():

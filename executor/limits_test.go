@@ -377,3 +377,43 @@ func tail(s string) string {
 	}
 	return s
 }
+
+// A process that leaves its run's group (setsid) and ends later is reaped
+// once it has ended: it leaves no zombie behind.
+func TestEscapedProcessIsReaped(t *testing.T) {
+	for _, kind := range runnerKinds {
+		t.Run(kind.name, func(t *testing.T) {
+			t.Parallel()
+			r := kind.new(t, Limits{Timeout: 20 * time.Second})
+			dir := t.TempDir()
+			res := run(t, r, Job{Path: writeScript(t, dir, "escape.py", `
+import os, time
+rd, wr = os.pipe()
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        os.write(wr, b"%d" % os.getpid())
+        os.close(wr)
+        os.close(1)
+        os.close(2)
+        time.sleep(0.3)
+        os._exit(0)
+    os._exit(0)
+os.close(wr)
+print(os.read(rd, 32).decode())
+`)})
+			pid, err := strconv.Atoi(strings.TrimSpace(res.Stdout))
+			if err != nil {
+				t.Fatalf("result %+v", res)
+			}
+			waitFor(t, 10*time.Second, "the escaped process to end", func() bool { return processGone(pid) })
+			// The next run's end reaps it.
+			ok := writeScript(t, dir, "ok.py", "pass")
+			waitFor(t, 10*time.Second, "the escaped process to be reaped", func() bool {
+				run(t, r, Job{Path: ok})
+				_, err := os.Stat(fmt.Sprintf("/proc/%d", pid))
+				return err != nil
+			})
+		})
+	}
+}

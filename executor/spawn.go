@@ -114,6 +114,7 @@ func (r *SpawnRunner) Run(ctx context.Context, job Job) (bus.Result, error) {
 	if err == nil {
 		reapGroup(pid, false, r.cfg.DrainTimeout)
 	}
+	reapStrays()
 	pio.finish(r.cfg.DrainTimeout)
 
 	var ws syscall.WaitStatus
