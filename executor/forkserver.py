@@ -809,6 +809,20 @@ def _canary():
     return None
 
 
+def _room_to_run():
+    """A run starts with this process's address space: the memory limit
+    must leave it room to run anything at all."""
+    for name, soft, _ in _CONFINE.get("rlimits") or ():
+        if name != "RLIMIT_AS":
+            continue
+        with open("/proc/self/statm") as f:
+            size = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        if size + (32 << 20) > soft:
+            return ("the memory limit (%d MiB) leaves no room to run: the warm interpreter, "
+                    "whose address space every run starts with, has %d MiB" % (soft >> 20, size >> 20))
+    return None
+
+
 def _job(msg):
     # Arguments are decoded as CPython decodes its command line.
     if "bpath" in msg:
@@ -886,6 +900,10 @@ def _main():
     if problem:
         server.send({"op": "fatal", "error": "fork mode does not work with Python %s: %s"
                      % (sys.version.split()[0], problem)})
+        os._exit(1)
+    problem = _room_to_run()
+    if problem:
+        server.send({"op": "fatal", "error": problem})
         os._exit(1)
     server.refill()
     server.send({"op": "ready", "pid": os.getpid()})

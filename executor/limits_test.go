@@ -417,3 +417,28 @@ print(os.read(rd, 32).decode())
 		})
 	}
 }
+
+// A memory limit below what every run starts with is refused at start,
+// with a message that says so.
+func TestMemoryLimitTooLow(t *testing.T) {
+	for _, kind := range runnerKinds {
+		t.Run(kind.name, func(t *testing.T) {
+			cfg := testConfig(t, Limits{Timeout: 20 * time.Second, MaxMemory: 4 << 20})
+			var err error
+			if kind.name == "fork" {
+				var r *ForkRunner
+				if r, err = NewForkRunner(cfg, nil); err == nil {
+					r.Close()
+				}
+			} else {
+				var r *SpawnRunner
+				if r, err = NewSpawnRunner(cfg); err == nil {
+					r.Close()
+				}
+			}
+			if err == nil || !strings.Contains(err.Error(), "memory") {
+				t.Fatalf("a 4 MiB limit: %v", err)
+			}
+		})
+	}
+}
