@@ -138,12 +138,23 @@ func (c *serveConfig) runnerConfig(python, scriptsDir string, log *slog.Logger) 
 		RunAs:  cred,
 		Log:    log,
 	}
+	if cred != nil && c.RunAs == "" {
+		// The default run user must be able to run scripts at all; where it
+		// cannot (an interpreter under /root, a 0700 folder), runs would
+		// fail one and all, so the server keeps its own user and says why.
+		if problem := runUserProblem(cred, python, scriptsDir); problem != "" {
+			log.Warn("scripts run as root: the default run user "+cred.Name+" "+problem+"; give the scripts a user that can run them with --run-as (folders 0755, scripts 0644, an interpreter outside /root), or --run-as root to keep this choice and silence this warning",
+				"python", python, "scripts", scriptsDir)
+			cred = nil
+			rc.RunAs = nil
+		}
+	}
 	runUID := uint32(os.Geteuid())
 	if cred != nil {
 		runUID = cred.Uid
 		log.Info("scripts run as user "+cred.String(), "run_as", cred.Name)
 		checkRunUser(cred, python, scriptsDir, log)
-	} else if os.Geteuid() == 0 {
+	} else if os.Geteuid() == 0 && c.RunAs != "" {
 		log.Warn("scripts run as root (--run-as root): a script can do anything the server can")
 	}
 	switch {
@@ -237,6 +248,15 @@ func lookupUser(spec string) (*executor.Credential, error) {
 // checkRunUser warns when the run user cannot run the interpreter or read
 // the scripts folder: every run would fail.
 func checkRunUser(cred *executor.Credential, python, dir string, log *slog.Logger) {
+	if problem := runUserProblem(cred, python, dir); problem != "" {
+		log.Warn("the run user "+cred.Name+" "+problem+": runs will fail (in fork mode, imports of modules the warm interpreter did not load will); make them accessible to that user (folders 0755, scripts 0644, an interpreter outside /root), or choose another --run-as",
+			"python", python, "scripts", dir)
+	}
+}
+
+// runUserProblem says why the run user cannot run the interpreter or read
+// the scripts folder, or "" when it can.
+func runUserProblem(cred *executor.Credential, python, dir string) string {
 	probe := "import os, sys\nd = sys.argv[1]\nif d and not os.access(d, os.R_OK | os.X_OK): print('cannot read the scripts folder ' + d)\n"
 	cmd := exec.Command(python, "-S", "-c", probe, dir)
 	cmd.Dir = "/"
@@ -246,10 +266,7 @@ func checkRunUser(cred *executor.Credential, python, dir string, log *slog.Logge
 	if err != nil && problem == "" {
 		problem = fmt.Sprintf("cannot run the interpreter %s: %v", python, err)
 	}
-	if problem != "" {
-		log.Warn("the run user "+cred.Name+" "+problem+": runs will fail (in fork mode, imports of modules the warm interpreter did not load will); make them accessible to that user (folders 0755, scripts 0644, an interpreter outside /root), or choose another --run-as",
-			"python", python, "scripts", dir)
-	}
+	return problem
 }
 
 // userTasks counts the processes and threads of uid, as RLIMIT_NPROC does.
