@@ -280,6 +280,13 @@ func startServer(cfg serveConfig, log *slog.Logger) (_ *server, err error) {
 		HTTPMetrics: s.obs.httpMetrics(),
 	}, bridgeConn)
 	s.http = &http.Server{Handler: bridge, ReadHeaderTimeout: 10 * time.Second}
+	// The services' subscriptions reach the NATS server before the first
+	// request can: without this, an early run may find no executor.
+	for _, nc := range s.conns {
+		if err := nc.Flush(); err != nil {
+			return nil, fmt.Errorf("nats: %w", err)
+		}
+	}
 	go func() { s.served <- s.http.Serve(ln) }()
 	return s, nil
 }
