@@ -22,7 +22,8 @@
 #
 # Confinement ({"rlimits": [[name, soft, hard], ...], "user": {"uid", "gid",
 # "groups"}}, both optional): a child sets the run's resource limits and
-# drops to the run's user once it has its job, before it opens the script.
+# drops to the run's user once it has entered the folder and opened the
+# script, before the script runs.
 # This process is the subreaper of its runs: what is left of a run's process
 # group once its leader exits is killed and reaped here, and the run's end is
 # reported once the group is gone (or after _DRAIN_WAIT).
@@ -377,9 +378,11 @@ def _await_job(chan):
 
 
 def _confine():
-    """Right after the job arrives, before anything of the script: the
-    run's resource limits, then its user. A limit is never raised above the
-    hard limit: limits only restrict."""
+    """Once the run's folder is entered and its script opened, before
+    anything of the script runs: the run's resource limits, then its user.
+    (The server, which reads the scripts, opens them: a folder the run user
+    cannot read still runs its scripts, which cannot read beside them.) A
+    limit is never raised above the hard limit: limits only restrict."""
     for name, soft, hard in _CONFINE.get("rlimits") or ():
         res = getattr(resource, name)
         cur = resource.getrlimit(res)[1]
@@ -474,9 +477,9 @@ def _child(chan):
     try:
         _prepare_child(chan)
         job = _await_job(chan)
+        fp = _become_run(job)
         if not job.get("canary"):
             _confine()
-        fp = _become_run(job)
     except BaseException as e:
         try:
             os.write(2, ("scripthost: cannot start the run: %r\n" % (e,)).encode())

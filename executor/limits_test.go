@@ -265,14 +265,20 @@ except PermissionError:
 			if res.Stdout != want {
 				t.Fatalf("stdout %q, want %q; stderr %s", res.Stdout, want, tail(res.Stderr))
 			}
-			// A folder nobody cannot read: the run says so, as python3 would.
+			// A folder nobody cannot read: spawn mode's interpreter, run
+			// as nobody, cannot open the script, and says so; fork mode's
+			// child opens it before it drops to nobody, and the script
+			// runs, unable to read beside itself.
 			private := t.TempDir()
 			if err := os.Chmod(private, 0o700); err != nil {
 				t.Fatal(err)
 			}
-			res, err := r.Run(context.Background(), Job{Path: writeScript(t, private, "private.py", "print('hi')")})
-			if err == nil && (exitCode(res) == "0" || res.Stdout != "") {
-				t.Fatalf("a script nobody may not read ran: %+v", res)
+			res, err := r.Run(context.Background(), Job{Path: writeScript(t, private, "private.py", "import os\nprint('hi', os.getuid(), os.access('.', os.R_OK))")})
+			switch {
+			case kind == "fork" && (err != nil || res.Stdout != "hi 65534 False\n"):
+				t.Fatalf("fork mode, a folder only root reads: %+v %v", res, err)
+			case kind == "spawn" && err == nil && (exitCode(res) == "0" || res.Stdout != "" || !strings.Contains(res.Stderr, "ermission denied")):
+				t.Fatalf("spawn mode, a folder only root reads: %+v", res)
 			}
 		})
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/scripthost/scripthost/bus"
+	"github.com/scripthost/scripthost/executor"
 )
 
 // runProcesses lists the live processes (not zombies) whose working
@@ -376,5 +377,50 @@ func TestResolveRunAs(t *testing.T) {
 	}
 	if cred, _ := resolveRunAs("nobody"); cred == nil || fmt.Sprint(cred.Groups) == "[]" {
 		t.Errorf("nobody has no groups: %v", cred)
+	}
+}
+
+// As root, the default run user is nobody even where nobody cannot reach
+// the interpreter or the folder (pyenv's python3 under /root, a 0700
+// test folder): scripts never run as root unless asked for. Fork mode
+// runs them (its child opens the script before it switches users); spawn
+// mode refuses to start when nobody cannot run the interpreter.
+func TestDefaultRunUserNeverRoot(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the default run user is for a server that runs as root")
+	}
+	cfg := testConfig(t)
+	cfg.RunAs = ""
+	if err := os.WriteFile(filepath.Join(cfg.Scripts, "whoami.py"), []byte("import os\nprint(os.getuid(), os.access(__file__, os.R_OK))\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Mode == "spawn" {
+		python, err := executor.ResolvePython(cfg.Python)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cred, _ := resolveRunAs("")
+		if execErr, _ := runUserAccess(cred, python, cfg.Scripts); execErr != nil {
+			s, err := startServer(cfg, slogTo(tlog{t}))
+			if err == nil {
+				s.shutdown()
+				t.Fatal("spawn mode started with a default run user that cannot run the interpreter")
+			}
+			if !strings.Contains(err.Error(), "--run-as") {
+				t.Fatalf("error %v does not say what to do", err)
+			}
+			return
+		}
+		ts := startTest(t, cfg, nil)
+		res := ts.do("POST", "/run/whoami.py", "").want(t, 200).result(t)
+		if !strings.Contains(res.Stderr, "ermission denied") {
+			t.Fatalf("spawn mode, a folder nobody cannot read: %+v", res)
+		}
+		return
+	}
+	ts := startTest(t, cfg, nil)
+	res := ts.do("POST", "/run/whoami.py", "").want(t, 200).result(t)
+	if res.Stdout != "65534 False\n" {
+		t.Fatalf("fork mode, default run user in a folder only root reads: %+v", res)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -138,23 +139,14 @@ func (c *serveConfig) runnerConfig(python, scriptsDir string, log *slog.Logger) 
 		RunAs:  cred,
 		Log:    log,
 	}
-	if cred != nil && c.RunAs == "" {
-		// The default run user must be able to run scripts at all; where it
-		// cannot (an interpreter under /root, a 0700 folder), runs would
-		// fail one and all, so the server keeps its own user and says why.
-		if problem := runUserProblem(cred, python, scriptsDir); problem != "" {
-			log.Warn("scripts run as root: the default run user "+cred.Name+" "+problem+"; give the scripts a user that can run them with --run-as (folders 0755, scripts 0644, an interpreter outside /root), or --run-as root to keep this choice and silence this warning",
-				"python", python, "scripts", scriptsDir)
-			cred = nil
-			rc.RunAs = nil
-		}
-	}
 	runUID := uint32(os.Geteuid())
 	if cred != nil {
 		runUID = cred.Uid
 		log.Info("scripts run as user "+cred.String(), "run_as", cred.Name)
-		checkRunUser(cred, python, scriptsDir, log)
-	} else if os.Geteuid() == 0 && c.RunAs != "" {
+		if err := checkRunUser(cred, c.RunAs == "", c.Mode, python, scriptsDir, log); err != nil {
+			return executor.RunnerConfig{}, err
+		}
+	} else if os.Geteuid() == 0 {
 		log.Warn("scripts run as root (--run-as root): a script can do anything the server can")
 	}
 	switch {
@@ -245,28 +237,94 @@ func lookupUser(spec string) (*executor.Credential, error) {
 	return cred, nil
 }
 
-// checkRunUser warns when the run user cannot run the interpreter or read
-// the scripts folder: every run would fail.
-func checkRunUser(cred *executor.Credential, python, dir string, log *slog.Logger) {
-	if problem := runUserProblem(cred, python, dir); problem != "" {
-		log.Warn("the run user "+cred.Name+" "+problem+": runs will fail (in fork mode, imports of modules the warm interpreter did not load will); make them accessible to that user (folders 0755, scripts 0644, an interpreter outside /root), or choose another --run-as",
-			"python", python, "scripts", dir)
+// checkRunUser checks that the run user can run scripts here. It never
+// falls back to root: scripts run as root only when --run-as names it.
+//   - Spawn mode execs the interpreter as the run user, who must be able to
+//     run it: if the default user (nobody) cannot, the server refuses to
+//     start rather than fail every run; a user given by --run-as gets a
+//     warning. Nor can it open scripts in a folder it cannot read.
+//   - Fork mode's warm interpreter runs as the server, and each run's child
+//     enters the folder and opens the script before it switches users: it
+//     runs, but cannot import modules the warm interpreter did not load
+//     when the interpreter is out of reach, nor read beside the script when
+//     the folder is.
+func checkRunUser(cred *executor.Credential, byDefault bool, mode, python, dir string, log *slog.Logger) error {
+	execErr, folderOK := runUserAccess(cred, python, dir)
+	const fix = "make them accessible to that user (folders 0755, scripts 0644, an interpreter outside /root, e.g. --python /usr/bin/python3), or choose the user with --run-as"
+	switch {
+	case execErr != nil && mode == "spawn" && byDefault:
+		return fmt.Errorf("scripts run as %s (the default run user when the server is root), who cannot run the interpreter %s (%v): %s (--run-as root runs them as root)",
+			cred.Name, python, execErr, fix)
+	case execErr != nil && mode == "spawn":
+		log.Warn("the run user "+cred.Name+" cannot run the interpreter: every run will fail; "+fix, "python", python, "err", execErr)
+	case execErr != nil:
+		log.Warn("the run user "+cred.Name+" cannot run the interpreter: scripts can only import the modules the warm interpreter loaded; "+fix, "python", python, "err", execErr)
+	}
+	switch {
+	case folderOK:
+	case mode == "spawn":
+		log.Warn("the run user "+cred.Name+" cannot read the scripts folder: every run will fail; "+fix, "scripts", dir)
+	default:
+		log.Warn("the run user "+cred.Name+" cannot read the scripts folder: scripts run, but cannot read files beside them nor import each other; "+fix, "scripts", dir)
+	}
+	return nil
+}
+
+// runUserAccess tells whether the run user can execute the interpreter
+// (nil) and read the scripts folder. The folder is judged by its mode bits
+// and those of the folders above it (ACLs are not looked at).
+func runUserAccess(cred *executor.Credential, python, dir string) (execErr error, folderOK bool) {
+	cmd := exec.Command(python, "-S", "-c", "pass")
+	cmd.Dir = "/"
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: cred.Uid, Gid: cred.Gid, Groups: cred.Groups}}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		execErr = err
+		if msg := strings.TrimSpace(string(out)); msg != "" {
+			execErr = fmt.Errorf("%w: %s", err, msg)
+		}
+	}
+	return execErr, dir == "" || canEnter(cred, dir, true)
+}
+
+// canEnter tells whether cred may search every folder down to dir, and
+// read dir itself when read is set, by the mode bits.
+func canEnter(cred *executor.Credential, dir string, read bool) bool {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return false
+	}
+	for p := abs; ; p = filepath.Dir(p) {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return false
+		}
+		need := os.FileMode(1) // search
+		if read && p == abs {
+			need |= 4
+		}
+		if !permits(cred, fi, need) {
+			return false
+		}
+		if p == filepath.Dir(p) {
+			return true
+		}
 	}
 }
 
-// runUserProblem says why the run user cannot run the interpreter or read
-// the scripts folder, or "" when it can.
-func runUserProblem(cred *executor.Credential, python, dir string) string {
-	probe := "import os, sys\nd = sys.argv[1]\nif d and not os.access(d, os.R_OK | os.X_OK): print('cannot read the scripts folder ' + d)\n"
-	cmd := exec.Command(python, "-S", "-c", probe, dir)
-	cmd.Dir = "/"
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: cred.Uid, Gid: cred.Gid, Groups: cred.Groups}}
-	out, err := cmd.CombinedOutput()
-	problem := strings.TrimSpace(string(out))
-	if err != nil && problem == "" {
-		problem = fmt.Sprintf("cannot run the interpreter %s: %v", python, err)
+// permits applies the owner, group or other bits of fi that apply to cred.
+func permits(cred *executor.Credential, fi os.FileInfo, need os.FileMode) bool {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return true
 	}
-	return problem
+	perm := fi.Mode().Perm()
+	switch {
+	case st.Uid == cred.Uid:
+		perm >>= 6
+	case st.Gid == cred.Gid || slices.Contains(cred.Groups, st.Gid):
+		perm >>= 3
+	}
+	return perm&need == need
 }
 
 // userTasks counts the processes and threads of uid, as RLIMIT_NPROC does.
