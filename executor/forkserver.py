@@ -112,6 +112,9 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _fopen = _libc.fopen
 _fopen.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
 _fopen.restype = ctypes.c_void_p
+_fdopen = _libc.fdopen
+_fdopen.argtypes = [ctypes.c_int, ctypes.c_char_p]
+_fdopen.restype = ctypes.c_void_p
 _prctl = _libc.prctl
 _prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
 _prctl.restype = ctypes.c_int
@@ -444,9 +447,21 @@ def _become_run(job):
     warnings._filters_mutated()
 
     sys.audit("cpython.run_file", path)
-    fp = _fopen(os.fsencode(path), b"rbe")
-    if not fp:
+    if _CONFINE.get("user"):
+        # Opened with the server's rights, before the switch to the run
+        # user: never through a symbolic link put in the script's place.
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+            fp = _fdopen(fd, b"rb")
+            err = ctypes.get_errno()
+            if not fp:
+                os.close(fd)
+        except OSError as e:
+            fp, err = None, e.errno
+    else:
+        fp = _fopen(os.fsencode(path), b"rbe")
         err = ctypes.get_errno()
+    if not fp:
         sys.stderr.write("%s: can't open file %r: [Errno %d] %s\n"
                          % (_PYTHON, path, err, os.strerror(err)))
         return None

@@ -448,3 +448,28 @@ func TestMemoryLimitTooLow(t *testing.T) {
 		})
 	}
 }
+
+// Fork mode opens a run's script with the server's rights before it drops
+// to the run user: never through a symbolic link in the script's place.
+func TestForkRunAsDoesNotFollowSymlinks(t *testing.T) {
+	u := nobody(t)
+	nobodyTests.Lock()
+	defer nobodyTests.Unlock()
+	secret := filepath.Join(t.TempDir(), "secret.py")
+	if err := os.WriteFile(secret, []byte("root only\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(u.dir, "link.py")
+	if err := os.Symlink(secret, link); err != nil {
+		t.Fatal(err)
+	}
+	for _, kind := range []string{"spawn", "fork"} {
+		t.Run(kind, func(t *testing.T) {
+			r := u.runner(t, kind, Limits{Timeout: 20 * time.Second})
+			res, err := r.Run(context.Background(), Job{Path: link})
+			if err == nil && (strings.Contains(res.Stderr, "root only") || exitCode(res) == "0") {
+				t.Fatalf("the run read a file only root may read: %+v", res)
+			}
+		})
+	}
+}
