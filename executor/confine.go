@@ -24,12 +24,16 @@ import (
 // Confinement: what a run may use (Limits' resource limits) and who it
 // runs as (RunnerConfig.RunAs). Both runners apply the same limits, and
 // both apply them before the first instruction of the script:
-//   - spawn mode starts the interpreter stopped at its exec (the child asks
-//     to be traced, so the kernel stops it there), sets the limits on it
-//     with prlimit(2) and lets it go; the user and groups are switched by
-//     the child before its exec (SysProcAttr.Credential);
-//   - fork mode: the forked child sets the limits on itself and drops to
-//     the user before it opens the script (see forkserver.py).
+//   - spawn mode, same user: the interpreter starts traced, so the kernel
+//     stops it at its exec; the limits are set on it with prlimit(2) and
+//     it goes on untraced;
+//   - spawn mode, another user: a short trampoline, run as the server,
+//     sets the limits on itself, drops to the user and execs the run's
+//     command line (spawnTrampoline);
+//   - fork mode: the forked child enters the folder, opens the script,
+//     sets the limits on itself and drops to the user (forkserver.py).
+// What is left of a run once it ends is reaped here (becomeSubreaper,
+// reapGroup, reapStrays) or by the warm interpreter.
 
 // Credential is the user a run takes: every process of the run has these
 // user and group ids (real, effective and saved) and supplementary groups.
@@ -283,11 +287,8 @@ func startStopped(cmd *exec.Cmd, lims []rlimit) error {
 	return nil
 }
 
-// si_code values of SIGCHLD.
+// si_code values of SIGCHLD for a stopped child.
 const (
-	cldExited  = 1
-	cldKilled  = 2
-	cldDumped  = 3
 	cldTrapped = 4
 	cldStopped = 5
 )
