@@ -205,16 +205,26 @@ func (b *Bridge) create(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func (b *Bridge) update(w http.ResponseWriter, r *http.Request) error {
+// namedBody takes the {name} of the path and the body, both validated
+// (check decodes the body) before anything reaches the bus.
+func (b *Bridge) namedBody(w http.ResponseWriter, r *http.Request, check func([]byte) error) (string, []byte, error) {
 	name, err := scriptName(r)
 	if err != nil {
-		return err
+		return "", nil, err
 	}
 	body, err := b.readBody(w, r)
 	if err != nil {
-		return err
+		return "", nil, err
 	}
-	if _, err := bus.DecodeUpdate(body); err != nil {
+	return name, body, check(body)
+}
+
+func (b *Bridge) update(w http.ResponseWriter, r *http.Request) error {
+	name, body, err := b.namedBody(w, r, func(body []byte) error {
+		_, err := bus.DecodeUpdate(body)
+		return err
+	})
+	if err != nil {
 		return err
 	}
 	reply, err := b.catalog(r, bus.UpdateSubject(name), body)
@@ -251,15 +261,11 @@ func runHeaders(r *http.Request) nats.Header {
 }
 
 func (b *Bridge) runOne(w http.ResponseWriter, r *http.Request) error {
-	name, err := scriptName(r)
-	if err != nil {
+	name, body, err := b.namedBody(w, r, func(body []byte) error {
+		_, err := bus.DecodeRunRequest(body)
 		return err
-	}
-	body, err := b.readBody(w, r)
+	})
 	if err != nil {
-		return err
-	}
-	if _, err := bus.DecodeRunRequest(body); err != nil {
 		return err
 	}
 	reply, err := b.runRequest(r.Context(), name, body, runHeaders(r))
