@@ -94,9 +94,26 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// writeFile puts a file in dir as an editor that saves atomically does: a
+// rescan never sees it half written.
 func writeFile(t *testing.T, dir, name, content string) {
 	t.Helper()
-	if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+	f, err := os.CreateTemp(filepath.Dir(dir), ".write-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.WriteString(content)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(f.Name(), 0o644)
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), filepath.Join(dir, name))
+	}
+	if err != nil {
+		os.Remove(f.Name())
 		t.Fatal(err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -160,10 +161,31 @@ type runAsUser struct {
 // run as root or no interpreter is executable by nobody.
 func nobody(t testing.TB) runAsUser {
 	t.Helper()
+	return runAs(t, &Credential{Name: "nobody", Uid: 65534, Gid: 65534, Groups: []uint32{65534}})
+}
+
+// lastUID numbers the uids that freshUser hands out.
+var lastUID atomic.Uint32
+
+// freshUser returns a user that no other process on the machine runs as:
+// its uid has no passwd entry and is made of this test process's pid, so
+// the process limit (RLIMIT_NPROC counts every process of the uid) and
+// the task counts of a test see only the processes that test started,
+// whatever else runs as nobody on the machine.
+func freshUser(t testing.TB) runAsUser {
+	t.Helper()
+	uid := 1<<30 + uint32(os.Getpid())<<6 + lastUID.Add(1)%64
+	return runAs(t, &Credential{Name: strconv.FormatUint(uint64(uid), 10), Uid: uid, Gid: uid, Groups: []uint32{uid}})
+}
+
+// runAs returns cred with an interpreter it can run and a folder of its
+// own, or skips the test when the tests do not run as root or there is
+// no such interpreter.
+func runAs(t testing.TB, cred *Credential) runAsUser {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("switching users needs root")
 	}
-	cred := &Credential{Name: "nobody", Uid: 65534, Gid: 65534, Groups: []uint32{65534}}
 	dir, err := os.MkdirTemp("", "scripthost-runas-")
 	if err != nil {
 		t.Fatal(err)
@@ -174,7 +196,7 @@ func nobody(t testing.TB) runAsUser {
 	}
 	for _, name := range []string{testPython(t), "/usr/bin/python3", "/usr/local/bin/python3"} {
 		cmd := exec.Command(name, "-c", "import sys; print(sys.executable)")
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: cred.Uid, Gid: cred.Gid}}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: cred.Uid, Gid: cred.Gid, Groups: cred.Groups}}
 		cmd.Dir = dir
 		if out, err := cmd.Output(); err == nil {
 			python, err := ResolvePython(strings.TrimSpace(string(out)))
@@ -183,7 +205,7 @@ func nobody(t testing.TB) runAsUser {
 			}
 		}
 	}
-	t.Skip("no interpreter that nobody may run")
+	t.Skip("no interpreter that " + cred.Name + " may run")
 	return runAsUser{}
 }
 
@@ -285,15 +307,13 @@ except PermissionError:
 }
 
 // A fork bomb is bounded by the process limit of the run's user and dies
-// whole at the timeout: nothing of it is left, not even zombies.
+// whole at the timeout: nothing of it is left, not even zombies. The run
+// user is one of its own, so the counts are of the bomb alone.
 func TestForkBombContained(t *testing.T) {
-	u := nobody(t)
-	nobodyTests.Lock()
-	defer nobodyTests.Unlock()
 	for _, kind := range []string{"spawn", "fork"} {
 		t.Run(kind, func(t *testing.T) {
-			before := userTasks(u.cred.Uid)
-			r := u.runner(t, kind, Limits{Timeout: 2 * time.Second, MaxProcs: 64 + before})
+			u := freshUser(t)
+			r := u.runner(t, kind, Limits{Timeout: 2 * time.Second, MaxProcs: 64})
 			path := u.script(t, "bomb.py", `
 import os
 print("boom", flush=True)
@@ -308,13 +328,13 @@ while True:
 			if !res.TimedOut || !strings.HasPrefix(res.Stdout, "boom\n") {
 				t.Fatalf("result %+v", res)
 			}
-			if d := time.Since(start); d > 10*time.Second {
+			if d := time.Since(start); d > 20*time.Second {
 				t.Fatalf("the bomb took %v to end", d)
 			}
-			waitFor(t, 10*time.Second, "the bomb's processes to be gone", func() bool {
-				return userTasks(u.cred.Uid) <= before
+			waitFor(t, 20*time.Second, "the bomb's processes to be gone", func() bool {
+				return userTasks(u.cred.Uid) == 0
 			})
-			waitFor(t, 10*time.Second, "the bomb's zombies to be reaped", func() bool {
+			waitFor(t, 20*time.Second, "the bomb's zombies to be reaped", func() bool {
 				return zombiesOf(u.cred.Uid) == 0
 			})
 			// The runner still works.
@@ -348,13 +368,10 @@ func zombiesOf(uid uint32) int {
 // Thousands of threads: bounded by the process limit (and the address
 // space), the script sees the error and the run ends.
 func TestThreadsContained(t *testing.T) {
-	u := nobody(t)
-	nobodyTests.Lock()
-	defer nobodyTests.Unlock()
 	for _, kind := range []string{"spawn", "fork"} {
 		t.Run(kind, func(t *testing.T) {
-			before := userTasks(u.cred.Uid)
-			r := u.runner(t, kind, Limits{Timeout: 20 * time.Second, MaxProcs: 200 + before, MaxMemory: 1 << 30})
+			u := freshUser(t)
+			r := u.runner(t, kind, Limits{Timeout: 20 * time.Second, MaxProcs: 200, MaxMemory: 1 << 30})
 			path := u.script(t, "threads.py", `
 import threading, time
 stop = threading.Event()
@@ -370,8 +387,8 @@ stop.set()
 			if !strings.HasPrefix(res.Stdout, "stopped at True") || exitCode(res) != "0" {
 				t.Fatalf("result %+v", res)
 			}
-			waitFor(t, 10*time.Second, "the threads to be gone", func() bool {
-				return userTasks(u.cred.Uid) <= before
+			waitFor(t, 20*time.Second, "the threads to be gone", func() bool {
+				return userTasks(u.cred.Uid) == 0
 			})
 		})
 	}

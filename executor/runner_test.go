@@ -71,7 +71,7 @@ func TestRunnerTimeoutKillsGroup(t *testing.T) {
 	for _, kind := range runnerKinds {
 		t.Run(kind.name, func(t *testing.T) {
 			t.Parallel()
-			r := kind.new(t, Limits{Timeout: 700 * time.Millisecond})
+			r := kind.new(t, Limits{Timeout: 2 * time.Second})
 			dir := t.TempDir()
 			pidFile := filepath.Join(dir, "grandchild.pid")
 			path := writeScript(t, dir, "hang.py", `

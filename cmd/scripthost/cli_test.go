@@ -37,7 +37,7 @@ var cliScripts = map[string]string{
 
 func TestCLI(t *testing.T) {
 	cfg := testConfig(t)
-	cfg.Timeout = 1500 * time.Millisecond
+	cfg.Timeout = 3 * time.Second
 	ts := startTest(t, cfg, cliScripts)
 	file := filepath.Join(t.TempDir(), "new.py")
 
