@@ -20,7 +20,11 @@ var (
 	ErrTooLarge     = errors.New("request too large")
 	ErrUnavailable  = errors.New("service unavailable")
 	ErrTimeout      = errors.New("timed out")
-	ErrInternal     = errors.New("internal error")
+	// ErrCancelled is a run stopped because its caller went away or asked
+	// to cancel it: the caller's doing, not the server's (code 499, the
+	// "client closed request" of nginx).
+	ErrCancelled = errors.New("cancelled")
+	ErrInternal  = errors.New("internal error")
 )
 
 var codes = []struct {
@@ -35,6 +39,7 @@ var codes = []struct {
 	{ErrTooLarge, 413},
 	{ErrUnavailable, 503},
 	{ErrTimeout, 504},
+	{ErrCancelled, 499},
 	{ErrInternal, 500},
 }
 
@@ -88,6 +93,9 @@ func kindOf(code int) error {
 	}
 	return ErrInternal
 }
+
+// StatusCancelled is the code of ErrCancelled.
+const StatusCancelled = 499
 
 // ErrorBody is the JSON body of every error reply: {"error": "..."}.
 type ErrorBody struct {

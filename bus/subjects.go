@@ -41,6 +41,57 @@ const (
 	HeaderError     = "Nats-Service-Error"
 )
 
+// Streaming and cancellation of a run (see docs/streaming.md).
+const (
+	// HeaderStream ("true") on a run request asks for the run's output as
+	// it comes: several messages to the request's reply subject before the
+	// final result, each marked by HeaderEvent.
+	HeaderStream = "X-Scripthost-Stream"
+	// HeaderEvent marks the messages of a streamed run: EventStart (the
+	// run has a node and an id, in HeaderRunID; no body), EventStdout and
+	// EventStderr (the body is a chunk of that output, raw bytes), and
+	// EventResult on the final reply.
+	HeaderEvent = "X-Scripthost-Event"
+	// HeaderRunID names a run in progress, for CancelSubject.
+	HeaderRunID = "X-Scripthost-Run-Id"
+
+	EventStart  = "start"
+	EventStdout = "stdout"
+	EventStderr = "stderr"
+	EventResult = "result"
+
+	// CancelPrefix starts script.cancel.<run id>: a request there kills the
+	// run's process group and frees its slot. A run id is two tokens (the
+	// node's, then the run's), both random.
+	CancelPrefix = "script.cancel."
+)
+
+// CancelSubject is the subject that cancels the run with the given id.
+func CancelSubject(runID string) string { return CancelPrefix + runID }
+
+// NodeCancelAll is the subject a node serves for the cancels of its runs,
+// whose ids all start with nodeToken.
+func NodeCancelAll(nodeToken string) string { return CancelPrefix + nodeToken + ".*" }
+
+// ValidRunID reports whether id has the shape of a run id: two non-empty
+// tokens of letters and digits.
+func ValidRunID(id string) bool {
+	node, run, ok := strings.Cut(id, ".")
+	return ok && alnum(node) && alnum(run)
+}
+
+func alnum(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
 // RunSubject is the subject that runs the named script.
 func RunSubject(name string) string { return RunPrefix + name }
 

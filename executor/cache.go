@@ -1,6 +1,7 @@
 package executor
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"sync"
@@ -89,33 +90,60 @@ type flight struct {
 }
 
 type call struct {
-	done chan struct{}
-	out  Outcome
-	err  error
+	done   chan struct{}
+	out    Outcome
+	err    error
+	refs   int // callers still waiting
+	cancel context.CancelFunc
 }
 
 // do runs fn once for all callers with the same key that arrive while it
 // runs; shared reports whether this caller got another caller's result.
-func (f *flight) do(key string, fn func() (Outcome, error)) (out Outcome, shared bool, err error) {
+// The execution has a context of its own, cancelled when every caller's
+// ctx is done: a caller that goes away leaves the others their run, and
+// the last one to go stops it (and waits for it to end, so that its slot
+// is free when do returns).
+func (f *flight) do(ctx context.Context, key string, fn func(context.Context) (Outcome, error)) (out Outcome, shared bool, err error) {
 	f.mu.Lock()
 	if f.calls == nil {
 		f.calls = make(map[string]*call)
 	}
-	if c, ok := f.calls[key]; ok {
-		f.mu.Unlock()
-		<-c.done
-		return c.out, true, c.err
+	c, shared := f.calls[key]
+	if shared {
+		c.refs++
+	} else {
+		cctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		c = &call{done: make(chan struct{}), refs: 1, cancel: cancel}
+		f.calls[key] = c
+		go func() {
+			c.out, c.err = fn(cctx)
+			f.mu.Lock()
+			if f.calls[key] == c {
+				delete(f.calls, key)
+			}
+			f.mu.Unlock()
+			cancel()
+			close(c.done)
+		}()
 	}
-	c := &call{done: make(chan struct{})}
-	f.calls[key] = c
 	f.mu.Unlock()
 
-	defer func() {
-		f.mu.Lock()
-		delete(f.calls, key)
-		f.mu.Unlock()
-		close(c.done)
-	}()
-	c.out, c.err = fn()
-	return c.out, false, c.err
+	select {
+	case <-c.done:
+		return c.out, shared, c.err
+	case <-ctx.Done():
+	}
+	f.mu.Lock()
+	c.refs--
+	last := c.refs == 0
+	if last && f.calls[key] == c {
+		delete(f.calls, key) // later callers start afresh
+	}
+	f.mu.Unlock()
+	if !last {
+		return Outcome{}, shared, cancelled(ctx)
+	}
+	c.cancel()
+	<-c.done
+	return c.out, shared, c.err
 }

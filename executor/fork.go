@@ -124,8 +124,8 @@ func (r *ForkRunner) Run(ctx context.Context, job Job) (bus.Result, error) {
 	if err := checkJob(job); err != nil {
 		return bus.Result{}, err
 	}
-	if err := ctx.Err(); err != nil {
-		return bus.Result{}, bus.Errorf(bus.ErrUnavailable, "run cancelled: %v", err)
+	if ctx.Err() != nil {
+		return bus.Result{}, cancelled(ctx)
 	}
 	r.mu.Lock()
 	if r.closed {
@@ -142,7 +142,7 @@ func (r *ForkRunner) Run(ctx context.Context, job Job) (bus.Result, error) {
 	wctx, cancel := context.WithTimeout(ctx, r.cfg.Limits.Timeout)
 	defer cancel()
 
-	pio, err := newProcIO(job.Stdin, r.cfg.Limits.MaxOutput)
+	pio, err := newProcIO(job.Stdin, r.cfg.Limits.MaxOutput, job.Output)
 	if err != nil {
 		return bus.Result{}, err
 	}
@@ -238,7 +238,7 @@ wait:
 			kill()
 		case <-ctxDone:
 			ctxDone = nil
-			runErr = bus.Errorf(bus.ErrUnavailable, "run cancelled: %v", ctx.Err())
+			runErr = cancelled(ctx)
 			kill()
 		case <-closing:
 			closing = nil
@@ -308,7 +308,7 @@ func (r *ForkRunner) warm(ctx context.Context) (*warm, error) {
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return nil, bus.Errorf(bus.ErrUnavailable, "run cancelled: %v", ctx.Err())
+			return nil, cancelled(ctx)
 		}
 	}
 }
@@ -366,7 +366,10 @@ type forkMsg struct {
 	Pid    int      `json:"pid,omitempty"`
 	Status int      `json:"status,omitempty"`
 	Error  string   `json:"error,omitempty"`
-	fd     int      // a pidfd that came with "started"
+	// Unbuffered runs the job with unbuffered stdout and stderr, as
+	// PYTHONUNBUFFERED=1 does (a streamed run).
+	Unbuffered bool `json:"unbuffered,omitempty"`
+	fd         int  // a pidfd that came with "started"
 }
 
 type forkRun struct {
@@ -565,6 +568,7 @@ func (w *warm) start(id uint64, run *forkRun, job Job, pio *procIO) error {
 			msg.BArgs = append(msg.BArgs, []byte(a))
 		}
 	}
+	msg.Unbuffered = job.Output != nil
 	fds := []int{int(pio.child[0].Fd()), int(pio.child[1].Fd()), int(pio.child[2].Fd())}
 	body, err := json.Marshal(msg)
 	if err == nil && len(body) > maxInlineJob {

@@ -255,6 +255,14 @@ func TestForkStuckWarm(t *testing.T) {
 		_ = syscall.Kill(first, syscall.SIGCONT)
 		t.Fatal("the run did not end")
 	}
+	// The next run waits for the new warm interpreter within its own
+	// time limit, short here: let the restart end first, however slow the
+	// machine.
+	waitFor(t, 30*time.Second, "a new warm interpreter", func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return r.starting == nil && r.cur != nil && !r.cur.isDead() && r.cur.pid != first
+	})
 	if got := run(t, r, Job{Path: hello}); got.Stdout != "hello\n" {
 		t.Errorf("after the stuck interpreter: %+v", got)
 	}

@@ -13,7 +13,8 @@
 #               memfd holding the JSON, replaces the body of jobs too large
 #               for one message; "bpath"/"bargs", base64 bytes, replace
 #               "path"/"args" when they are not UTF-8);
-#               {"op":"kill","id":N}.
+#               {"op":"kill","id":N}. "unbuffered":true in a run gives
+#               the child unbuffered stdout and stderr (a streamed run).
 #   here -> Go: {"op":"ready","pid":P}; {"op":"fatal","error":E};
 #               {"op":"started","id":N,"pid":P} with a pidfd of the child;
 #               {"op":"failed","id":N,"error":E};
@@ -328,17 +329,18 @@ def _arm_finalizers():
     sys.modules[last.__name__] = last
 
 
-def _stdio(fd, write, name, errors):
-    # CPython's create_stdio, for a fresh interpreter's fds 0, 1 and 2.
-    buffering = 0 if (write and not _BUFFERED) else -1
+def _stdio(fd, write, name, errors, buffered=_BUFFERED):
+    # CPython's create_stdio, for a fresh interpreter's fds 0, 1 and 2
+    # (buffered False: as under PYTHONUNBUFFERED=1).
+    buffering = 0 if (write and not buffered) else -1
     buf = io.open(fd, "wb" if write else "rb", buffering, None, None, None, False)
     raw = buf.raw if buffering else buf
     raw.name = name
     isatty = raw.isatty()
     stream = io.TextIOWrapper(
         buf, _ENCODING, errors, "\n",
-        _BUFFERED and (isatty or fd == 2),  # line_buffering
-        not _BUFFERED,  # write_through
+        buffered and (isatty or fd == 2),  # line_buffering
+        not buffered,  # write_through
     )
     stream.mode = "w" if write else "r"
     return stream
@@ -419,6 +421,9 @@ def _become_run(job):
     folder = job["dir"]  # as Go's filepath.Dir has it, like spawn's cwd and PWD
     os.chdir(folder)
     os.environ["PWD"] = folder
+    buffered = _BUFFERED and not job.get("unbuffered")
+    if job.get("unbuffered"):
+        os.environ["PYTHONUNBUFFERED"] = "1"  # a streamed run, as spawn has it
 
     signal.pthread_sigmask(signal.SIG_SETMASK, _SIGMASK)
     for sig, handler in _SIGNALS.items():
@@ -429,8 +434,8 @@ def _become_run(job):
                 pass
 
     sys.stdin = sys.__stdin__ = _stdio(0, False, "<stdin>", _STDIN_ERRORS)
-    sys.stdout = sys.__stdout__ = _stdio(1, True, "<stdout>", _ERRORS)
-    sys.stderr = sys.__stderr__ = _stdio(2, True, "<stderr>", _STDERR_ERRORS)
+    sys.stdout = sys.__stdout__ = _stdio(1, True, "<stdout>", _ERRORS, buffered)
+    sys.stderr = sys.__stderr__ = _stdio(2, True, "<stderr>", _STDERR_ERRORS, buffered)
 
     sys.argv = [path] + list(args)
     if hasattr(sys, "orig_argv"):
@@ -852,7 +857,7 @@ def _job(msg):
         args = [os.fsdecode(base64.b64decode(a)) for a in msg["bargs"]]
     else:
         args = msg.get("args") or []
-    return {"path": path, "dir": folder, "args": args}
+    return {"path": path, "dir": folder, "args": args, "unbuffered": bool(msg.get("unbuffered"))}
 
 
 def _reap_group(pgid):

@@ -41,7 +41,8 @@ const (
 	OutcomeNotFound    = "not_found"   // no such script
 	OutcomeUnavailable = "unavailable" // no slot within the queue timeout
 	OutcomeTooLarge    = "too_large"
-	OutcomeDenied      = "denied" // unauthorized or forbidden
+	OutcomeDenied      = "denied"    // unauthorized or forbidden
+	OutcomeCancelled   = "cancelled" // the caller went away or cancelled it
 	OutcomeInternal    = "internal"
 )
 
@@ -68,6 +69,8 @@ func OutcomeOf(res bus.Result, err error) string {
 		return OutcomeTooLarge
 	case errors.Is(err, bus.ErrUnauthorized), errors.Is(err, bus.ErrForbidden):
 		return OutcomeDenied
+	case errors.Is(err, bus.ErrCancelled):
+		return OutcomeCancelled
 	}
 	return OutcomeInternal
 }
@@ -81,6 +84,7 @@ type runStats struct {
 	errors      int64
 	nonZero     int64
 	timeouts    int64
+	cancelled   int64
 	cacheHits   int64
 	cacheMisses int64
 	runs        int64
@@ -98,7 +102,10 @@ type RunStats struct {
 	// NonZeroExits counts results with a non-zero exit code or a signal.
 	NonZeroExits int64 `json:"nonzero_exits"`
 	// Timeouts counts runs killed at the time limit.
-	Timeouts    int64 `json:"timeouts"`
+	Timeouts int64 `json:"timeouts"`
+	// Cancelled counts requests whose caller went away or cancelled them
+	// (not errors: the caller's doing).
+	Cancelled   int64 `json:"cancelled"`
 	CacheHits   int64 `json:"cache_hits"`
 	CacheMisses int64 `json:"cache_misses"`
 	// Runs is the number of executions; identical concurrent requests
@@ -125,6 +132,7 @@ func (s *Service) Stats() RunStats {
 		Errors:         st.errors,
 		NonZeroExits:   st.nonZero,
 		Timeouts:       st.timeouts,
+		Cancelled:      st.cancelled,
 		CacheHits:      st.cacheHits,
 		CacheMisses:    st.cacheMisses,
 		Runs:           st.runs,
@@ -162,6 +170,8 @@ func (s *Service) observe(name string, out Outcome, err error) {
 	st.mu.Lock()
 	st.requests++
 	switch {
+	case errors.Is(err, bus.ErrCancelled):
+		st.cancelled++
 	case err != nil:
 		st.errors++
 		st.lastError = bus.Message(err)

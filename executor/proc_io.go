@@ -47,10 +47,15 @@ type procIO struct {
 	stdout, stderr cappedBuffer
 	readers        sync.WaitGroup
 	fed            chan struct{}
+
+	// out, when not nil, is told of each piece of output kept.
+	out   Output
+	outMu sync.Mutex
 }
 
-func newProcIO(stdin []byte, maxOutput int) (*procIO, error) {
+func newProcIO(stdin []byte, maxOutput int, out Output) (*procIO, error) {
 	p := &procIO{
+		out:    out,
 		stdin:  stdin,
 		stdout: cappedBuffer{max: maxOutput},
 		stderr: cappedBuffer{max: maxOutput},
@@ -76,8 +81,8 @@ func newProcIO(stdin []byte, maxOutput int) (*procIO, error) {
 func (p *procIO) start() {
 	p.closeChild()
 	p.readers.Add(2)
-	go p.read(p.outR, &p.stdout)
-	go p.read(p.errR, &p.stderr)
+	go p.read(p.outR, 1, &p.stdout)
+	go p.read(p.errR, 2, &p.stderr)
 	go p.feed()
 }
 
@@ -91,13 +96,18 @@ func (p *procIO) feed() {
 	_ = p.stdinW.Close()
 }
 
-func (p *procIO) read(r *os.File, w *cappedBuffer) {
+func (p *procIO) read(r *os.File, fd int, w *cappedBuffer) {
 	defer p.readers.Done()
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := r.Read(buf)
 		if n > 0 {
-			_, _ = w.Write(buf[:n])
+			kept, _ := w.Write(buf[:n])
+			if p.out != nil && kept > 0 {
+				p.outMu.Lock()
+				p.out.Chunk(fd, buf[:kept])
+				p.outMu.Unlock()
+			}
 		}
 		if err != nil {
 			return

@@ -2,6 +2,7 @@ package executor
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/scripthost/scripthost/bus"
@@ -16,6 +17,28 @@ type Job struct {
 	Args []string
 	// Stdin is written to the script's stdin, which is then closed.
 	Stdin []byte
+	// Output, when not nil, receives the run's output as it is read, in
+	// order of arrival, within the output caps. Such a run's stdout and
+	// stderr are unbuffered (PYTHONUNBUFFERED=1), as a user watching it
+	// expects; its result is the same.
+	Output Output
+}
+
+// Output receives the output of a run while it runs.
+type Output interface {
+	// Chunk is called with each piece of output as read: fd is 1 (stdout)
+	// or 2 (stderr). p is only valid during the call. Calls do not
+	// overlap.
+	Chunk(fd int, p []byte)
+}
+
+// cancelled is the error of a run stopped by its context: ErrCancelled
+// when the caller cancelled it, ErrUnavailable when a deadline passed.
+func cancelled(ctx context.Context) error {
+	if errors.Is(ctx.Err(), context.Canceled) {
+		return bus.Errorf(bus.ErrCancelled, "run cancelled")
+	}
+	return bus.Errorf(bus.ErrUnavailable, "run cancelled: %v", ctx.Err())
 }
 
 // Limits bound every run of a runner.

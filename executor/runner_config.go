@@ -90,10 +90,14 @@ func (cfg RunnerConfig) withDefaults() (RunnerConfig, error) {
 	return cfg, nil
 }
 
-// runEnv is the environment of one run: the configured one, then PWD.
-func runEnv(base []string, dir string) []string {
-	env := make([]string, len(base), len(base)+1)
+// runEnv is the environment of one run: the configured one, then PWD,
+// and PYTHONUNBUFFERED=1 for a streamed run.
+func runEnv(base []string, dir string, unbuffered bool) []string {
+	env := make([]string, len(base), len(base)+2)
 	copy(env, base)
+	if unbuffered {
+		env = append(env, "PYTHONUNBUFFERED=1")
+	}
 	return append(env, "PWD="+dir)
 }
 

@@ -81,17 +81,19 @@ func (s *Service) handleSpare(m *nats.Msg) {
 	}()
 }
 
-// announce tells a caller watching its request which node took it.
-func (s *Service) announce(ack string) {
+// announce tells a caller watching its request which node took it, and
+// the id under which it may cancel the run.
+func (s *Service) announce(ack, runID string) {
 	m := nats.NewMsg(ack)
 	m.Header.Set(bus.HeaderNode, s.cfg.Node)
+	m.Header.Set(bus.HeaderRunID, runID)
 	m.Data = []byte(s.alive)
 	s.nc.PublishMsg(m)
 }
 
 // ownSubs is the number of subscriptions the node keeps while it drains:
-// its alive subject and its offers inbox.
-const ownSubs = 2
+// its alive subject, its offers inbox and its cancel subject.
+const ownSubs = 3
 
 // serveScaleOut starts the alive subject and the spare interest.
 func (s *Service) serveScaleOut(nc *nats.Conn) error {
@@ -166,5 +168,8 @@ func (s *Service) closeAlive() {
 	if s.aliveSub != nil {
 		s.aliveSub.Unsubscribe()
 		s.offersSub.Unsubscribe()
+	}
+	if s.cancels.sub != nil {
+		s.cancels.sub.Unsubscribe()
 	}
 }

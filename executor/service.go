@@ -73,6 +73,7 @@ type Service struct {
 	aliveSub  *nats.Subscription // on alive
 	offers    bus.Inboxes        // answers to runs offered to other nodes
 	offersSub *nats.Subscription
+	cancels   cancels // runs a caller may cancel (stream.go)
 	spareMu   sync.Mutex
 	spareSub  *nats.Subscription // on SpareAll while a slot is free
 	spareOff  bool               // no spare interest: not serving, or draining
@@ -131,6 +132,8 @@ type runOpts struct {
 	share bool
 	// onMiss is called when the request needs a real run.
 	onMiss func()
+	// output, when not nil, receives the run's output as it comes.
+	output Output
 }
 
 // queueSlot waits in this node's FIFO queue for a slot.
@@ -162,38 +165,39 @@ func (s *Service) execute(ctx context.Context, name string, req bus.RunRequest, 
 	if opts.onMiss != nil {
 		opts.onMiss()
 	}
-	run := func(acquire func(context.Context) (bool, error)) func() (Outcome, error) {
-		return func() (Outcome, error) {
-			handedOver, err := s.acquireTimed(ctx, acquire)
-			if err != nil {
-				return Outcome{}, err
-			}
-			if handedOver {
-				return Outcome{}, errHandedOver
-			}
-			defer s.releaseSlot()
-			res, err := s.runJob(ctx, name, Job{Path: path, Args: req.Args, Stdin: req.Data})
-			if err != nil {
-				return Outcome{}, err
-			}
-			body, err := json.Marshal(res)
-			if err != nil {
-				return Outcome{}, err
-			}
-			if !res.TimedOut && res.ExitCode != nil && *res.ExitCode == 0 {
-				s.cache.put(key, body)
-			}
-			return Outcome{Body: body, Result: res}, nil
+	run := func(ctx context.Context, acquire func(context.Context) (bool, error)) (Outcome, error) {
+		handedOver, err := s.acquireTimed(ctx, acquire)
+		if err != nil {
+			return Outcome{}, err
 		}
+		if handedOver {
+			return Outcome{}, errHandedOver
+		}
+		defer s.releaseSlot()
+		res, err := s.runJob(ctx, name, Job{Path: path, Args: req.Args, Stdin: req.Data, Output: opts.output})
+		if err != nil {
+			// A cancelled run keeps what it wrote, for its caller.
+			return Outcome{Result: res}, err
+		}
+		body, err := json.Marshal(res)
+		if err != nil {
+			return Outcome{}, err
+		}
+		if !res.TimedOut && res.ExitCode != nil && *res.ExitCode == 0 {
+			s.cache.put(key, body)
+		}
+		return Outcome{Body: body, Result: res}, nil
 	}
 	if noCache || !opts.share {
-		return run(opts.acquire)()
+		return run(ctx, opts.acquire)
 	}
-	out, shared, err := s.flight.do(key, run(opts.acquire))
+	out, shared, err := s.flight.do(ctx, key, func(ctx context.Context) (Outcome, error) {
+		return run(ctx, opts.acquire)
+	})
 	if shared && errors.Is(err, errHandedOver) {
 		// The run this request joined went to another node, which answers
 		// only its own caller: run again here.
-		return run(s.queueSlot)()
+		return run(ctx, s.queueSlot)
 	}
 	return out, err
 }
@@ -237,6 +241,11 @@ func (s *Service) Serve(nc *nats.Conn, version string) error {
 		svc.Stop()
 		return err
 	}
+	if err := s.serveCancels(nc); err != nil {
+		svc.Stop()
+		s.closeAlive()
+		return err
+	}
 	return nil
 }
 
@@ -268,15 +277,47 @@ func (s *Service) answer(m *nats.Msg, opts runOpts) {
 		name = n
 	}
 	noCache := m.Header.Get(bus.HeaderNoCache) == "true"
-	if ack := m.Header.Get(bus.HeaderAck); ack != "" {
-		opts.onMiss = func() { s.announce(ack) }
+	ctx := context.Background()
+	ack := m.Header.Get(bus.HeaderAck)
+	var st *streamer
+	if m.Header.Get(bus.HeaderStream) == "true" && m.Reply != "" {
+		st = &streamer{nc: s.nc, reply: m.Reply, log: func(err error) {
+			s.cfg.Log.Warn("streaming output failed", "script", name, "err", err)
+		}}
+		// A stream shows one run from its start: it joins no other.
+		opts.output, opts.share = st, false
 	}
-	out, err := s.run(name, m.Data, noCache, opts)
+	if ack != "" || st != nil {
+		// The caller can learn this run's id: let it cancel the run.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		id := s.cancels.newID()
+		opts.onMiss = func() {
+			s.cancels.add(id, cancel)
+			if ack != "" {
+				s.announce(ack, id)
+			}
+			if st != nil {
+				start := nats.NewMsg(m.Reply)
+				start.Header.Set(bus.HeaderEvent, bus.EventStart)
+				start.Header.Set(bus.HeaderRunID, id)
+				start.Header.Set(bus.HeaderNode, s.cfg.Node)
+				s.nc.PublishMsg(start)
+			}
+		}
+		defer s.cancels.remove(id)
+	}
+	out, err := s.run(ctx, name, m.Data, noCache, opts)
 	if errors.Is(err, errHandedOver) {
 		return
 	}
 	rm := s.replyMsg(out, err)
 	rm.Subject = m.Reply
+	if st != nil {
+		st.close()
+		rm.Header.Set(bus.HeaderEvent, bus.EventResult)
+	}
 	if m.Reply != "" {
 		if perr := s.nc.PublishMsg(rm); perr != nil {
 			s.cfg.Log.Warn("reply failed", "script", name, "err", perr)
@@ -286,18 +327,22 @@ func (s *Service) answer(m *nats.Msg, opts runOpts) {
 	s.observe(name, out, err)
 }
 
-func (s *Service) run(name string, body []byte, noCache bool, opts runOpts) (Outcome, error) {
+func (s *Service) run(ctx context.Context, name string, body []byte, noCache bool, opts runOpts) (Outcome, error) {
 	req, err := bus.DecodeRunRequest(body)
 	if err != nil {
 		return Outcome{}, err
 	}
-	return s.execute(context.Background(), name, req, noCache, opts)
+	return s.execute(ctx, name, req, noCache, opts)
 }
 
 // replyMsg encodes an outcome as a bus reply.
 func (s *Service) replyMsg(out Outcome, err error) *nats.Msg {
 	var m *nats.Msg
 	switch {
+	case errors.Is(err, bus.ErrCancelled):
+		// What the run wrote before it was stopped goes with the error.
+		body, _ := json.Marshal(bus.TimeoutBody{Error: bus.Message(err), Result: out.Result})
+		m = bus.ErrorMsg(err, body)
 	case err != nil:
 		m = bus.ErrorMsg(err, nil)
 	case out.Result.TimedOut:

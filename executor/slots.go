@@ -41,7 +41,8 @@ func (s *slots) freeCount() int {
 }
 
 // acquire takes a slot, waiting in FIFO order for at most wait. It fails
-// with bus.ErrUnavailable when the wait expires, or with ctx's error.
+// with bus.ErrUnavailable when the wait expires, or as cancelled says when
+// ctx is done.
 func (s *slots) acquire(ctx context.Context, wait time.Duration) error {
 	s.mu.Lock()
 	if s.free > 0 && s.waiters.Len() == 0 {
@@ -62,7 +63,7 @@ func (s *slots) acquire(ctx context.Context, wait time.Duration) error {
 	case <-timer.C:
 		err = bus.Errorf(bus.ErrUnavailable, "all %d executor slots busy: waited %s in the queue", s.size, wait)
 	case <-ctx.Done():
-		err = ctx.Err()
+		err = cancelled(ctx)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

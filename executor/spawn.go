@@ -48,8 +48,8 @@ func (r *SpawnRunner) Run(ctx context.Context, job Job) (bus.Result, error) {
 	if err := checkJob(job); err != nil {
 		return bus.Result{}, err
 	}
-	if err := ctx.Err(); err != nil {
-		return bus.Result{}, bus.Errorf(bus.ErrUnavailable, "run cancelled: %v", err)
+	if ctx.Err() != nil {
+		return bus.Result{}, cancelled(ctx)
 	}
 	r.mu.Lock()
 	if r.closed {
@@ -60,7 +60,7 @@ func (r *SpawnRunner) Run(ctx context.Context, job Job) (bus.Result, error) {
 	r.mu.Unlock()
 	defer r.running.Done()
 
-	pio, err := newProcIO(job.Stdin, r.cfg.Limits.MaxOutput)
+	pio, err := newProcIO(job.Stdin, r.cfg.Limits.MaxOutput, job.Output)
 	if err != nil {
 		return bus.Result{}, err
 	}
@@ -69,7 +69,7 @@ func (r *SpawnRunner) Run(ctx context.Context, job Job) (bus.Result, error) {
 		Path:        r.cfg.Python,
 		Args:        append([]string{r.cfg.Python, job.Path}, job.Args...),
 		Dir:         dir,
-		Env:         runEnv(r.cfg.Env, dir),
+		Env:         runEnv(r.cfg.Env, dir, job.Output != nil),
 		Stdin:       pio.child[0],
 		Stdout:      pio.child[1],
 		Stderr:      pio.child[2],
@@ -93,7 +93,7 @@ func (r *SpawnRunner) Run(ctx context.Context, job Job) (bus.Result, error) {
 	case <-timer.C:
 		timedOut = true
 	case <-ctx.Done():
-		runErr = bus.Errorf(bus.ErrUnavailable, "run cancelled: %v", ctx.Err())
+		runErr = cancelled(ctx)
 	case <-r.closing:
 		runErr = errClosed
 	}

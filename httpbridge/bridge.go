@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -45,6 +46,9 @@ type Config struct {
 	HTTPMetrics HTTPMetrics
 	// Version is the server's version, in /openapi.json.
 	Version string
+	// StreamBuffer bounds the output held for one client of a streamed
+	// run that reads slowly, in bytes (sse.go); 0: DefaultStreamBuffer.
+	StreamBuffer int
 }
 
 func (c *Config) fill() {
@@ -60,6 +64,9 @@ func (c *Config) fill() {
 	if c.Log == nil {
 		c.Log = slog.Default()
 	}
+	if c.StreamBuffer <= 0 {
+		c.StreamBuffer = DefaultStreamBuffer
+	}
 }
 
 // Bridge translates the REST API into bus requests.
@@ -71,6 +78,8 @@ type Bridge struct {
 	acks   acks
 
 	openapi openapiOnce // the document of GET /openapi.json
+	// streamHigh is the most output a streamed run's buffer ever held.
+	streamHigh atomic.Int64
 }
 
 // New returns a bridge that sends its requests through rq.
@@ -267,6 +276,9 @@ func (b *Bridge) runOne(w http.ResponseWriter, r *http.Request) error {
 	})
 	if err != nil {
 		return err
+	}
+	if wantsEvents(r) {
+		return b.runEvents(w, r, name, body, runHeaders(r))
 	}
 	reply, err := b.runRequest(r.Context(), name, body, runHeaders(r))
 	if err != nil {

@@ -43,6 +43,8 @@ func transportError(err error, subject string) error {
 		return bus.Errorf(bus.ErrUnavailable, "no executor node is connected to the bus to run scripts")
 	case errors.Is(err, nats.ErrNoResponders):
 		return bus.Errorf(bus.ErrUnavailable, "the script catalog is not available on the bus")
+	case errors.Is(err, context.Canceled):
+		return bus.Errorf(bus.ErrCancelled, "the client went away")
 	case errors.Is(err, nats.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
 		return bus.Errorf(bus.ErrTimeout, "no answer from the bus in time")
 	case errors.Is(err, nats.ErrMaxPayload):

@@ -62,40 +62,125 @@ func (b *Bridge) ackSubject() (string, chan *nats.Msg) {
 func (b *Bridge) ackDone(subject string) { b.acks.boxes.Close(subject) }
 
 // runRequest sends a run request and waits for its answer, watching the
-// node that took it.
+// node that took it. When ctx ends first (the HTTP client went away), or
+// the bridge gives up waiting, the run is cancelled on its node.
 func (b *Bridge) runRequest(ctx context.Context, name string, body []byte, hdr nats.Header) (*nats.Msg, error) {
-	ack, acked := b.ackSubject()
-	if ack == "" {
-		return b.request(ctx, b.cfg.RunTimeout, bus.RunSubject(name), body, hdr)
-	}
-	defer b.ackDone(ack)
+	return b.runCall(ctx, name, body, hdr, nil)
+}
+
+// Streamer is what the bridge needs of the bus to stream a run's output;
+// *nats.Conn is one. Without it, runs are answered whole.
+type Streamer interface {
+	Watcher
+	PublishMsg(m *nats.Msg) error
+	NewInbox() string
+}
+
+// runCall sends a run request and waits for its answer. With events not
+// nil the run is streamed: events gets the messages that come before the
+// result (start, stdout, stderr), from a NATS callback, so it must not
+// block.
+func (b *Bridge) runCall(ctx context.Context, name string, body []byte, hdr nats.Header, events func(*nats.Msg)) (*nats.Msg, error) {
 	h := nats.Header{}
 	for k, v := range hdr {
 		h[k] = v
 	}
-	h.Set(bus.HeaderAck, ack)
+	ack, acked := b.ackSubject()
+	if ack != "" {
+		h.Set(bus.HeaderAck, ack)
+	}
+	ackOpen := ack != ""
+	defer func() {
+		if ackOpen {
+			b.ackDone(ack)
+		}
+	}()
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	type answer struct {
 		reply *nats.Msg
 		err   error
 	}
 	answered := make(chan answer, 1)
-	go func() {
-		reply, err := b.request(ctx, b.cfg.RunTimeout, bus.RunSubject(name), body, h)
-		answered <- answer{reply, err}
-	}()
+	// The request outlives ctx: when the caller goes away, the loop below
+	// still has to cancel the run.
+	rctx, rcancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer rcancel()
+	var deadline <-chan time.Time
+	if sb, ok := b.bus.(Streamer); ok && events != nil {
+		h.Set(bus.HeaderStream, "true")
+		inbox := sb.NewInbox()
+		sub, err := sb.Subscribe(inbox, func(m *nats.Msg) {
+			if m.Header.Get(bus.HeaderEvent) == bus.EventResult || len(m.Data) == 0 && m.Header.Get("Status") != "" {
+				// The result, or the server's status message (503: nobody
+				// serves the subject) in its place.
+				var err error
+				if m.Header.Get("Status") == "503" {
+					err = transportError(nats.ErrNoResponders, bus.RunSubject(name))
+				} else if err = bus.ReplyError(m); err != nil {
+					err = &statusError{err: err, body: m.Data, hdr: m.Header}
+				}
+				select {
+				case answered <- answer{m, err}:
+				default:
+				}
+				return
+			}
+			events(m)
+		})
+		if err != nil {
+			return nil, transportError(err, bus.RunSubject(name))
+		}
+		defer sub.Unsubscribe()
+		msg := &nats.Msg{Subject: bus.RunSubject(name), Reply: inbox, Data: body, Header: h}
+		if err := sb.PublishMsg(msg); err != nil {
+			return nil, transportError(err, msg.Subject)
+		}
+		t := time.NewTimer(b.cfg.RunTimeout)
+		defer t.Stop()
+		deadline = t.C
+	} else {
+		go func() {
+			reply, err := b.request(rctx, b.cfg.RunTimeout, bus.RunSubject(name), body, h)
+			answered <- answer{reply, err}
+		}()
+	}
 
-	var alive, node string
+	var alive, node, runID string
 	var tick <-chan time.Time
 	misses := 0
+	// stop cancels the run the bridge no longer waits for.
+	stop := func() {
+		if runID != "" || !ackOpen {
+			go b.cancelRun(runID)
+			return
+		}
+		// Not announced yet: the announcement may still come.
+		ackOpen = false
+		go func() {
+			defer b.ackDone(ack)
+			select {
+			case m := <-acked:
+				b.cancelRun(m.Header.Get(bus.HeaderRunID))
+			case <-time.After(2 * time.Second):
+			}
+		}()
+	}
 	for {
 		select {
 		case a := <-answered:
+			if a.reply == nil && errors.Is(a.err, bus.ErrTimeout) {
+				stop() // the bus did not answer in time
+			}
 			return a.reply, a.err
+		case <-ctx.Done():
+			stop()
+			return nil, bus.Errorf(bus.ErrCancelled, "the client went away: run cancelled")
+		case <-deadline:
+			stop()
+			return nil, bus.Errorf(bus.ErrTimeout, "no answer from the bus in time")
 		case m := <-acked:
 			alive, node = string(m.Data), m.Header.Get(bus.HeaderNode)
+			runID = m.Header.Get(bus.HeaderRunID)
 			misses = 0
 			if tick == nil {
 				t := time.NewTicker(watchEvery)
@@ -115,6 +200,18 @@ func (b *Bridge) runRequest(ctx context.Context, name string, body []byte, hdr n
 			return nil, bus.Errorf(bus.ErrUnavailable, "executor node %s was lost while running %s", node, name)
 		}
 	}
+}
+
+// cancelRun asks the node running a run to stop it.
+func (b *Bridge) cancelRun(runID string) {
+	w, ok := b.bus.(Watcher)
+	if runID == "" || !ok || !bus.ValidRunID(runID) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_, err := w.RequestWithContext(ctx, bus.CancelSubject(runID), nil)
+	b.log.Debug("cancelled a run whose caller went away", "run", runID, "err", err)
 }
 
 // nodeLost pings a node's alive subject.

@@ -1,0 +1,222 @@
+package executor
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nuid"
+
+	"github.com/scripthost/scripthost/bus"
+)
+
+// Streaming and cancellation over the bus. A run request with the header
+// X-Scripthost-Stream: true gets, on its reply subject, a start message
+// (the run's id and node) once the node takes the run, then each chunk of
+// output as the script writes it, then the final result; a cache hit gets
+// only the result. A request on script.cancel.<run id> stops the run: its
+// process group is killed, its slot freed, and its caller answered 499.
+// The HTTP bridge cancels the runs of callers that went away the same way.
+
+// streamer sends a run's output to the caller's reply subject. Output
+// that comes close together (an unbuffered print is several writes) is
+// sent as one message: a chunk waits at most streamWindow, or goes when
+// streamChunk bytes are pending. A chunk never ends inside a UTF-8
+// sequence: the tail waits for the next chunk, so each message is whole
+// characters (unless the script writes bytes that are not UTF-8, which
+// pass as they are).
+type streamer struct {
+	nc    *nats.Conn
+	reply string
+	log   func(err error)
+
+	mu      sync.Mutex
+	pending []segment // in order of arrival; neighbours differ in fd
+	size    int
+	timer   *time.Timer
+	carry   [3][]byte // by fd: the start of a character cut by a read
+	closed  bool
+}
+
+type segment struct {
+	fd   int
+	data []byte
+}
+
+const (
+	streamWindow = 10 * time.Millisecond
+	streamChunk  = 32 << 10
+)
+
+var _ Output = (*streamer)(nil)
+
+// Chunk queues p (fd 1: stdout, 2: stderr).
+func (st *streamer) Chunk(fd int, p []byte) {
+	if fd != 1 && fd != 2 {
+		return
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.closed {
+		return
+	}
+	if n := len(st.pending); n > 0 && st.pending[n-1].fd == fd {
+		st.pending[n-1].data = append(st.pending[n-1].data, p...)
+	} else {
+		st.pending = append(st.pending, segment{fd, append([]byte(nil), p...)})
+	}
+	st.size += len(p)
+	switch {
+	case st.size >= streamChunk:
+		st.flushLocked(false)
+	case st.timer == nil:
+		st.timer = time.AfterFunc(streamWindow, func() {
+			st.mu.Lock()
+			defer st.mu.Unlock()
+			st.timer = nil
+			if !st.closed {
+				st.flushLocked(false)
+			}
+		})
+	}
+}
+
+// close sends what is left once the run has ended; later chunks are
+// dropped.
+func (st *streamer) close() {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.flushLocked(true)
+	st.closed = true
+}
+
+func (st *streamer) flushLocked(final bool) {
+	if st.timer != nil {
+		st.timer.Stop()
+		st.timer = nil
+	}
+	for _, seg := range st.pending {
+		data := seg.data
+		if c := st.carry[seg.fd]; len(c) > 0 {
+			data = append(c, data...)
+			st.carry[seg.fd] = nil
+		}
+		if n := wholeUTF8(data); n < len(data) && !final {
+			st.carry[seg.fd] = append([]byte(nil), data[n:]...)
+			data = data[:n]
+		}
+		st.send(seg.fd, data)
+	}
+	if final {
+		for fd, c := range st.carry {
+			if len(c) > 0 {
+				st.send(fd, c)
+				st.carry[fd] = nil
+			}
+		}
+	}
+	st.pending, st.size = st.pending[:0], 0
+}
+
+func (st *streamer) send(fd int, data []byte) {
+	if len(data) == 0 {
+		return
+	}
+	m := nats.NewMsg(st.reply)
+	m.Header.Set(bus.HeaderEvent, eventOf(fd))
+	m.Data = data // PublishMsg copies it before it returns
+	if err := st.nc.PublishMsg(m); err != nil && st.log != nil {
+		st.log(err)
+	}
+}
+
+func eventOf(fd int) string {
+	if fd == 2 {
+		return bus.EventStderr
+	}
+	return bus.EventStdout
+}
+
+// wholeUTF8 is the length of the longest prefix of p that does not end
+// inside a UTF-8 sequence that the next bytes may complete.
+func wholeUTF8(p []byte) int {
+	for i := len(p) - 1; i >= 0 && i >= len(p)-utf8.UTFMax; i-- {
+		if utf8.RuneStart(p[i]) {
+			if utf8.FullRune(p[i:]) {
+				return len(p)
+			}
+			return i
+		}
+	}
+	return len(p)
+}
+
+// cancels holds the runs of this node that a caller may cancel, by id.
+type cancels struct {
+	token string // the first token of every run id of this node
+	mu    sync.Mutex
+	runs  map[string]context.CancelFunc
+	sub   *nats.Subscription
+}
+
+// newID returns a new run id: the node's token, then 128 random bits, so
+// that knowing the id of one run tells nothing of another's.
+func (c *cancels) newID() string {
+	return c.token + "." + rand.Text()
+}
+
+func (c *cancels) add(id string, cancel context.CancelFunc) {
+	c.mu.Lock()
+	if c.runs == nil {
+		c.runs = map[string]context.CancelFunc{}
+	}
+	c.runs[id] = cancel
+	c.mu.Unlock()
+}
+
+func (c *cancels) remove(id string) {
+	c.mu.Lock()
+	delete(c.runs, id)
+	c.mu.Unlock()
+}
+
+// cancel stops the run with the given id; false if it is not in progress.
+func (c *cancels) cancel(id string) bool {
+	c.mu.Lock()
+	f := c.runs[id]
+	delete(c.runs, id)
+	c.mu.Unlock()
+	if f != nil {
+		f()
+	}
+	return f != nil
+}
+
+// CancelAnswer is the reply of script.cancel.<run id>.
+type CancelAnswer struct {
+	ID        string `json:"id"`
+	Cancelled bool   `json:"cancelled"`
+}
+
+// serveCancels answers script.cancel.<this node's token>.*.
+func (s *Service) serveCancels(nc *nats.Conn) error {
+	s.cancels.token = nuid.Next()
+	sub, err := nc.Subscribe(bus.NodeCancelAll(s.cancels.token), func(m *nats.Msg) {
+		id, _ := bus.NameFrom(m.Subject, bus.CancelPrefix)
+		if !s.cancels.cancel(id) {
+			m.RespondMsg(bus.ErrorMsg(bus.Errorf(bus.ErrNotFound, "no run %s in progress on node %s", id, s.cfg.Node), nil))
+			return
+		}
+		body, _ := json.Marshal(CancelAnswer{ID: id, Cancelled: true})
+		m.Respond(body)
+	})
+	if err != nil {
+		return err
+	}
+	s.cancels.sub = sub
+	return nil
+}

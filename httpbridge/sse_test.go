@@ -1,0 +1,462 @@
+package httpbridge
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/scripthost/scripthost/bus"
+	"github.com/scripthost/scripthost/catalog"
+	"github.com/scripthost/scripthost/executor"
+)
+
+// execBridge is a bridge in front of a real executor node (fork mode, a
+// real python3) and a real catalog on an embedded NATS server.
+type execBridge struct {
+	url  string
+	dir  string
+	node *executor.Service
+	b    *Bridge
+}
+
+func startExecBridge(t *testing.T, limits executor.Limits, slots int, cfg Config, scripts map[string]string) *execBridge {
+	t.Helper()
+	python := os.Getenv("SCRIPTHOST_TEST_PYTHON")
+	if python == "" {
+		python = "python3"
+	}
+	py, err := executor.ResolvePython(python)
+	if err != nil {
+		t.Skipf("no python interpreter: %v", err)
+	}
+	ns, err := bus.StartServer(bus.ServerConfig{Listen: "127.0.0.1:-1", StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Close)
+	connect := func() *nats.Conn {
+		nc, err := bus.Connect(bus.ConnConfig{InProcess: ns})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		return nc
+	}
+	dir := t.TempDir()
+	cat, err := catalog.New(catalog.Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	catConn := connect()
+	csvc, err := cat.Serve(catConn, "0.1.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { csvc.Stop() })
+	for name, code := range scripts {
+		if _, err := cat.Create(name, code); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runner, err := executor.NewForkRunner(executor.RunnerConfig{Python: py, Limits: limits, DrainTimeout: 300 * time.Millisecond}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, err := executor.New(executor.Config{Node: "n1", MaxConcurrent: slots, QueueTimeout: 30 * time.Second,
+		CacheTTL: time.Minute, CacheSize: 64 << 20}, runner, cat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodeConn := connect()
+	if err := node.Serve(nodeConn, "0.1.0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		node.Drain(ctx)
+		runner.Close()
+	})
+	b := New(cfg, connect())
+	srv := httptest.NewServer(b)
+	t.Cleanup(srv.Close)
+	return &execBridge{url: srv.URL, dir: dir, node: node, b: b}
+}
+
+// event is one server-sent event and when it came.
+type event struct {
+	name, data string
+	at         time.Time
+}
+
+// readEvents parses a text/event-stream body, calling each for every
+// event; each returns false to stop reading.
+func readEvents(t *testing.T, r io.Reader, each func(event) bool) {
+	t.Helper()
+	sc := bufio.NewScanner(r)
+	sc.Buffer(nil, 64<<20)
+	var ev event
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case line == "":
+			if ev.name != "" || ev.data != "" {
+				ev.at = time.Now()
+				if !each(ev) {
+					return
+				}
+			}
+			ev = event{}
+		case strings.HasPrefix(line, "event: "):
+			ev.name = strings.TrimPrefix(line, "event: ")
+		case strings.HasPrefix(line, "data: "):
+			ev.data += strings.TrimPrefix(line, "data: ")
+		case strings.HasPrefix(line, ":"):
+		default:
+			t.Errorf("not a line of an event stream: %q", line)
+		}
+	}
+}
+
+func postEvents(t *testing.T, ctx context.Context, client *http.Client, url, body string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, "POST", url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+const tickPy = `
+import sys, time
+for i in range(4):
+    print("tick", i)
+    time.sleep(0.2)
+    print("warn", i, file=sys.stderr)
+    time.sleep(0.2)
+`
+
+// The output comes as the script writes it, stdout and stderr in order,
+// then the result; the same run again is a cache hit: only the result.
+func TestRunEvents(t *testing.T) {
+	eb := startExecBridge(t, executor.Limits{Timeout: 30 * time.Second}, 1, Config{}, map[string]string{"tick.py": tickPy})
+	resp := postEvents(t, context.Background(), http.DefaultClient, eb.url+"/run/tick.py", `{}`)
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" || resp.Header.Get(bus.HeaderNode) != "n1" || resp.Header.Get(bus.HeaderCache) != "miss" {
+		t.Fatalf("%d %v", resp.StatusCode, resp.Header)
+	}
+	var evs []event
+	readEvents(t, resp.Body, func(ev event) bool { evs = append(evs, ev); return true })
+	if len(evs) < 3 {
+		t.Fatalf("events %+v", evs)
+	}
+	last := evs[len(evs)-1]
+	if last.name != "result" {
+		t.Fatalf("last event %+v", last)
+	}
+	var res bus.Result
+	if err := json.Unmarshal([]byte(last.data), &res); err != nil {
+		t.Fatal(err)
+	}
+	var out, errs strings.Builder
+	var order []string
+	for _, ev := range evs[:len(evs)-1] {
+		var chunk string
+		if err := json.Unmarshal([]byte(ev.data), &chunk); err != nil {
+			t.Fatalf("event %+v: data is not a JSON string: %v", ev, err)
+		}
+		switch ev.name {
+		case "stdout":
+			out.WriteString(chunk)
+		case "stderr":
+			errs.WriteString(chunk)
+		default:
+			t.Fatalf("event %+v", ev)
+		}
+		order = append(order, ev.name+":"+strings.TrimSpace(chunk))
+	}
+	if evs[0].name != "stdout" || last.at.Sub(evs[0].at) < time.Second {
+		t.Errorf("first event %+v came %v before the result", evs[0], last.at.Sub(evs[0].at))
+	}
+	want := "stdout:tick 0,stderr:warn 0,stdout:tick 1,stderr:warn 1,stdout:tick 2,stderr:warn 2,stdout:tick 3,stderr:warn 3"
+	if got := strings.Join(order, ","); got != want {
+		t.Errorf("events %s\nwant   %s", got, want)
+	}
+	if res.Stdout != out.String() || res.Stderr != errs.String() || *res.ExitCode != 0 {
+		t.Errorf("result %+v; streamed %q %q", res, out.String(), errs.String())
+	}
+
+	resp = postEvents(t, context.Background(), http.DefaultClient, eb.url+"/run/tick.py", `{}`)
+	defer resp.Body.Close()
+	evs = nil
+	readEvents(t, resp.Body, func(ev event) bool { evs = append(evs, ev); return true })
+	if resp.Header.Get(bus.HeaderCache) != "hit" || len(evs) != 1 || evs[0].name != "result" || evs[0].data != last.data {
+		t.Fatalf("cache hit: %v %+v", resp.Header, evs)
+	}
+
+	// Errors before any output are the usual JSON answers.
+	resp = postEvents(t, context.Background(), http.DefaultClient, eb.url+"/run/nope.py", `{}`)
+	data, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 404 || !strings.Contains(string(data), `"error"`) {
+		t.Fatalf("unknown script: %d %s", resp.StatusCode, data)
+	}
+}
+
+// The caps hold while streaming; a timeout ends the stream with its 504
+// body as the result.
+func TestRunEventsCapsAndTimeout(t *testing.T) {
+	eb := startExecBridge(t, executor.Limits{Timeout: 2 * time.Second, MaxOutput: 5000}, 2, Config{}, map[string]string{
+		"big.py":  "import sys\nfor i in range(1000):\n    print('x' * 99)\nsys.stderr.write('e' * 9000)\n",
+		"slow.py": "import time\nprint('before', flush=True)\ntime.sleep(30)\n",
+	})
+	for _, tc := range []struct {
+		name, script string
+		check        func(res bus.TimeoutBody, out, errs string) string
+	}{
+		{"caps", "big.py", func(res bus.TimeoutBody, out, errs string) string {
+			if len(out) != 5000 || len(errs) != 5000 || out != res.Stdout || errs != res.Stderr || !res.StdoutTruncated || !res.StderrTruncated {
+				return fmt.Sprintf("streamed %d+%d bytes; result %d+%d, truncated %v %v", len(out), len(errs), len(res.Stdout), len(res.Stderr), res.StdoutTruncated, res.StderrTruncated)
+			}
+			return ""
+		}},
+		{"timeout", "slow.py", func(res bus.TimeoutBody, out, errs string) string {
+			if out != "before\n" || !res.TimedOut || res.Error != bus.MsgTimedOut || res.Stdout != out {
+				return fmt.Sprintf("streamed %q; result %+v", out, res)
+			}
+			return ""
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp := postEvents(t, context.Background(), http.DefaultClient, eb.url+"/run/"+tc.script, `{}`)
+			defer resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Fatalf("status %d", resp.StatusCode)
+			}
+			var out, errs strings.Builder
+			var res bus.TimeoutBody
+			results := 0
+			readEvents(t, resp.Body, func(ev event) bool {
+				var chunk string
+				switch ev.name {
+				case "stdout", "stderr":
+					json.Unmarshal([]byte(ev.data), &chunk)
+					if ev.name == "stdout" {
+						out.WriteString(chunk)
+					} else {
+						errs.WriteString(chunk)
+					}
+				case "result":
+					results++
+					json.Unmarshal([]byte(ev.data), &res)
+				default:
+					t.Errorf("event %+v", ev)
+				}
+				return true
+			})
+			if results != 1 {
+				t.Fatalf("%d result events", results)
+			}
+			if msg := tc.check(res, out.String(), errs.String()); msg != "" {
+				t.Error(msg)
+			}
+		})
+	}
+}
+
+// A client that goes away mid-run cancels it: its processes are gone
+// within a second, and the node's only slot serves the next caller at
+// once. Streamed or not.
+func TestClientGoneCancelsRun(t *testing.T) {
+	script := func(pidFile string) string {
+		return fmt.Sprintf(`
+import os, subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+open(%[1]q + ".tmp", "w").write("%%d %%d\n" %% (os.getpid(), child.pid))
+os.rename(%[1]q + ".tmp", %[1]q)
+print("working", flush=True)
+time.sleep(60)
+`, pidFile)
+	}
+	pidDir := t.TempDir()
+	os.Chmod(pidDir, 0o777) // scripts may run as nobody
+	eb := startExecBridge(t, executor.Limits{Timeout: 60 * time.Second}, 1, Config{}, map[string]string{
+		"long-sse.py":  script(filepath.Join(pidDir, "sse.pid")),
+		"long-json.py": script(filepath.Join(pidDir, "json.pid")),
+		"quick.py":     `print("quick")`,
+	})
+	for i, tc := range []struct {
+		name, script string
+		sse          bool
+	}{
+		{"sse", "long-sse.py", true},
+		{"json", "long-json.py", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			pidFile := filepath.Join(pidDir, tc.name+".pid")
+			gone := make(chan struct{})
+			if tc.sse {
+				resp := postEvents(t, ctx, http.DefaultClient, eb.url+"/run/"+tc.script, `{}`)
+				readEvents(t, resp.Body, func(ev event) bool {
+					if ev.name != "stdout" || ev.data != `"working\n"` {
+						t.Errorf("first event %+v", ev)
+					}
+					return false
+				})
+				close(gone)
+			} else {
+				go func() {
+					defer close(gone)
+					req, _ := http.NewRequestWithContext(ctx, "POST", eb.url+"/run/"+tc.script, strings.NewReader(`{}`))
+					if resp, err := http.DefaultClient.Do(req); err == nil {
+						resp.Body.Close()
+						t.Errorf("an answer %d to a request that was given up", resp.StatusCode)
+					}
+				}()
+			}
+			pids := readPids(t, pidFile)
+			cancel() // the client goes away
+			<-gone
+			left := time.Now()
+			deadline := time.Now().Add(time.Second)
+			for _, pid := range pids {
+				for !gonePid(pid) {
+					if time.Now().After(deadline) {
+						t.Fatalf("process %d of the run still there %v after the client left", pid, time.Since(left))
+					}
+					time.Sleep(5 * time.Millisecond)
+				}
+			}
+			start := time.Now()
+			code, body := post(t, eb.url+"/run/quick.py", `{"data":`+strconv.Itoa(i)+`}`)
+			if code != 200 || !strings.Contains(body, "quick") {
+				t.Fatalf("next run: %d %s", code, body)
+			}
+			if took := time.Since(start); took > 2*time.Second {
+				t.Errorf("the next caller waited %v for the only slot", took)
+			}
+		})
+	}
+	st := eb.node.Stats()
+	if st.Cancelled != 2 || st.Errors != 0 {
+		t.Errorf("node stats %+v", st)
+	}
+}
+
+// readPids waits for a file of pids written by a test script.
+func readPids(t *testing.T, path string) []int {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		b, err := os.ReadFile(path)
+		if err == nil && bytes.HasSuffix(b, []byte("\n")) {
+			var pids []int
+			for _, f := range strings.Fields(string(b)) {
+				n, err := strconv.Atoi(f)
+				if err != nil {
+					t.Fatalf("pid file %q", b)
+				}
+				pids = append(pids, n)
+			}
+			return pids
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no pid file %s", path)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// gonePid tells whether pid no longer runs (gone, or a zombie).
+func gonePid(pid int) bool {
+	if err := syscall.Kill(pid, 0); err == syscall.ESRCH {
+		return true
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	i := bytes.LastIndexByte(stat, ')')
+	return i > 0 && i+2 < len(stat) && (stat[i+2] == 'Z' || stat[i+2] == 'X')
+}
+
+// A client that does not read cannot make the bridge hold the output:
+// beyond StreamBuffer chunks are dropped and said so, the script runs to
+// its end unhindered, and the result has all of it.
+func TestSlowEventReader(t *testing.T) {
+	const total = 16 << 20
+	const buffer = 64 << 10
+	eb := startExecBridge(t, executor.Limits{Timeout: 60 * time.Second, MaxOutput: 32 << 20}, 1, Config{StreamBuffer: buffer},
+		map[string]string{"flood.py": fmt.Sprintf("import sys\nline = 'y' * 1023 + '\\n'\nfor i in range(%d):\n    sys.stdout.write(line)\n", total/1024)})
+	// A client with a tiny receive buffer, which reads nothing at first.
+	client := &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{
+		Control: func(network, address string, c syscall.RawConn) error {
+			return c.Control(func(fd uintptr) {
+				syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+			})
+		},
+	}).DialContext}}
+	resp := postEvents(t, context.Background(), client, eb.url+"/run/flood.py", `{}`)
+	defer resp.Body.Close()
+	// The run ends, and the node answers, while the client reads nothing.
+	deadline := time.Now().Add(60 * time.Second)
+	for eb.node.Stats().Requests < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the run did not end while its client was not reading")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	var streamed, skipped int
+	var res bus.Result
+	readEvents(t, resp.Body, func(ev event) bool {
+		switch ev.name {
+		case "stdout":
+			var chunk string
+			json.Unmarshal([]byte(ev.data), &chunk)
+			streamed += len(chunk)
+		case "skipped":
+			var n map[string]int
+			if err := json.Unmarshal([]byte(ev.data), &n); err != nil {
+				t.Errorf("skipped %s: %v", ev.data, err)
+			}
+			skipped += n["stdout"]
+		case "result":
+			json.Unmarshal([]byte(ev.data), &res)
+		default:
+			t.Errorf("event %s", ev.name)
+		}
+		return true
+	})
+	if len(res.Stdout) != total {
+		t.Fatalf("result has %d bytes of stdout, want %d", len(res.Stdout), total)
+	}
+	if skipped == 0 || streamed+skipped != total {
+		t.Errorf("streamed %d + skipped %d bytes, want %d in all, some skipped", streamed, skipped, total)
+	}
+	if high := eb.b.streamHigh.Load(); high > buffer {
+		t.Errorf("the bridge held %d bytes for the stream, more than its %d", high, buffer)
+	}
+	t.Logf("streamed %d bytes, skipped %d, the bridge held at most %d", streamed, skipped, eb.b.streamHigh.Load())
+}
