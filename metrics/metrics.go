@@ -55,7 +55,7 @@ func NewExecutor(reg prometheus.Registerer) *Executor {
 	m := &Executor{
 		runs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "scripthost_runs_total",
-			Help: "Run requests answered, by script and outcome (ok, error: non-zero exit, signal, timeout, bad_request, not_found, unavailable, ...).",
+			Help: "Run requests answered, by script and outcome (ok, error: non-zero exit, signal, timeout, cancelled, bad_request, not_found, unavailable, ...).",
 		}, []string{"script", "outcome"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "scripthost_run_duration_seconds",

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -34,6 +35,8 @@ const (
 	exitFailed   = 125 // scripthost could not run the script (bus, server, 400, 503 ...)
 	exitNotFound = 127 // no such script
 	exitSignal   = 128 // + the number of the signal that killed the script
+	// exitCancelled: the run was cancelled (^C), as a shell reports SIGINT.
+	exitCancelled = exitSignal + int(unix.SIGINT)
 )
 
 // cliConfig is what the client commands are told by flags.
@@ -323,14 +326,26 @@ func cliRun(ctx context.Context, c client, cfg cliConfig, name string, stdin io.
 		}
 		return fail(exitUsage, "%s: %v (a run's data is one JSON value; --data '' sends none)", from, err)
 	}
-	ans, err := c.run(ctx, name, body, cfg.NoCache)
+	sink := &runSink{out: [3]io.Writer{nil, stdout, stderr}}
+	ans, err := c.run(ctx, name, body, cfg.NoCache, sink)
+	if sink.skipped > 0 {
+		fail(0, "%d bytes of output were not shown: this client read them too slowly (the server's result has them)", sink.skipped)
+	}
+	if errors.Is(err, bus.ErrCancelled) {
+		return fail(exitCancelled, "cancelled: the run was stopped")
+	}
 	if err != nil {
 		return fail(failCode("run", err), "%v", err)
 	}
 	log.Debug("answered", "script", name, "node", ans.node, "cache", ans.cache)
 	res := ans.result
-	io.WriteString(stdout, res.Stdout)
-	io.WriteString(stderr, res.Stderr)
+	// What was streamed is printed already; a cache hit streams nothing.
+	if !sink.got[1] {
+		io.WriteString(stdout, res.Stdout)
+	}
+	if !sink.got[2] {
+		io.WriteString(stderr, res.Stderr)
+	}
 	if res.StdoutTruncated {
 		fail(0, "the script's stdout was cut at the server's output limit")
 	}
@@ -357,9 +372,34 @@ type client interface {
 	create(ctx context.Context, name, code string) (bus.Script, error)
 	update(ctx context.Context, name, code string) (bus.Script, error)
 	remove(ctx context.Context, name string) error
-	// run returns the result also when the script timed out.
-	run(ctx context.Context, name string, body []byte, noCache bool) (runAnswer, error)
+	// run returns the result also when the script timed out. The output
+	// goes to sink as it comes. When ctx ends first (^C, --wait), the run
+	// is cancelled on the server, and run returns an error wrapping
+	// bus.ErrCancelled (^C) or bus.ErrTimeout.
+	run(ctx context.Context, name string, body []byte, noCache bool, sink *runSink) (runAnswer, error)
 	close()
+}
+
+// runSink prints a run's output as it comes.
+type runSink struct {
+	out     [3]io.Writer // by fd: 1 stdout, 2 stderr
+	got     [3]bool      // output came for that fd
+	skipped int          // bytes the server did not send (a slow client)
+}
+
+func (s *runSink) write(fd int, p []byte) {
+	if fd == 1 || fd == 2 {
+		s.got[fd] = true
+		s.out[fd].Write(p)
+	}
+}
+
+// gaveUp is the error of a run whose caller stopped waiting: ctx is done.
+func gaveUp(ctx context.Context, wait time.Duration) error {
+	if errors.Is(context.Cause(ctx), context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return bus.Errorf(bus.ErrTimeout, "no answer within %s (--wait); the run was cancelled", wait)
+	}
+	return bus.Errorf(bus.ErrCancelled, "cancelled")
 }
 
 // runAnswer is a run's result and where it came from.
@@ -464,16 +504,55 @@ func (c *natsClient) remove(ctx context.Context, name string) error {
 	return err
 }
 
-func (c *natsClient) run(ctx context.Context, name string, body []byte, noCache bool) (runAnswer, error) {
-	hdr := nats.Header{}
+// run streams the run: the node sends a start message (the run's id),
+// the chunks of output, then the result, to an inbox of this client.
+func (c *natsClient) run(ctx context.Context, name string, body []byte, noCache bool, sink *runSink) (runAnswer, error) {
+	subject := bus.RunSubject(name)
+	msg := nats.NewMsg(subject)
 	if noCache {
-		hdr.Set(bus.HeaderNoCache, "true")
+		msg.Header.Set(bus.HeaderNoCache, "true")
 	}
-	reply, err := c.request(ctx, bus.RunSubject(name), body, hdr)
-	if reply == nil {
-		return runAnswer{}, err
+	msg.Header.Set(bus.HeaderStream, "true")
+	msg.Data = body
+	msg.Reply = c.nc.NewInbox()
+	sub, err := c.nc.SubscribeSync(msg.Reply)
+	if err != nil {
+		return runAnswer{}, fmt.Errorf("%s: %w", subject, err)
 	}
-	return decodeRun(reply.Data, reply.Header.Get, err)
+	defer sub.Unsubscribe()
+	start := time.Now()
+	if err := c.nc.PublishMsg(msg); err != nil {
+		return runAnswer{}, fmt.Errorf("%s: %w", subject, err)
+	}
+	var runID string
+	for {
+		m, err := sub.NextMsgWithContext(ctx)
+		if err != nil {
+			if runID != "" {
+				// Stop the run on its node, and say so only once it is.
+				cctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				_, cerr := c.nc.RequestWithContext(cctx, bus.CancelSubject(runID), nil)
+				cancel()
+				c.log.Debug("cancel", "run", runID, "err", cerr)
+			}
+			return runAnswer{}, gaveUp(ctx, c.wait)
+		}
+		if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
+			return runAnswer{}, bus.Errorf(bus.ErrUnavailable, "no executor is serving %s on the bus at %s", subject, c.url)
+		}
+		switch m.Header.Get(bus.HeaderEvent) {
+		case bus.EventStart:
+			runID = m.Header.Get(bus.HeaderRunID)
+			c.log.Debug("started", "script", name, "node", m.Header.Get(bus.HeaderNode), "run", runID)
+		case bus.EventStdout:
+			sink.write(1, m.Data)
+		case bus.EventStderr:
+			sink.write(2, m.Data)
+		default:
+			c.log.Debug("nats request", "subject", subject, "took", time.Since(start).Round(time.Microsecond))
+			return decodeRun(m.Data, m.Header.Get, bus.ReplyError(m))
+		}
+	}
 }
 
 // httpClient talks to the HTTP API.
@@ -482,6 +561,7 @@ type httpClient struct {
 	token string
 	hc    *http.Client
 	log   *slog.Logger
+	wait  time.Duration
 }
 
 func newHTTPClient(cfg cliConfig, log *slog.Logger) (*httpClient, error) {
@@ -493,7 +573,7 @@ func newHTTPClient(cfg cliConfig, log *slog.Logger) (*httpClient, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, bus.Errorf(bus.ErrBadRequest, "--http %q: want a URL such as http://127.0.0.1:3000", cfg.HTTP)
 	}
-	return &httpClient{base: base, token: cfg.Token, hc: &http.Client{}, log: log}, nil
+	return &httpClient{base: base, token: cfg.Token, hc: &http.Client{}, log: log, wait: cfg.Wait}, nil
 }
 
 func (c *httpClient) close() { c.hc.CloseIdleConnections() }
@@ -590,14 +670,101 @@ func (c *httpClient) remove(ctx context.Context, name string) error {
 	return err
 }
 
-func (c *httpClient) run(ctx context.Context, name string, body []byte, noCache bool) (runAnswer, error) {
-	hdr := http.Header{}
-	if noCache {
-		hdr.Set("Cache-Control", "no-cache")
-	}
-	resp, data, err := c.do(ctx, "POST", "/run/"+url.PathEscape(name), body, hdr)
-	if resp == nil {
+// run asks for server-sent events: the chunks of output, then the result.
+// Closing the request (^C, --wait) makes the server cancel the run.
+func (c *httpClient) run(ctx context.Context, name string, body []byte, noCache bool, sink *runSink) (runAnswer, error) {
+	path := "/run/" + url.PathEscape(name)
+	req, err := http.NewRequestWithContext(ctx, "POST", c.base+path, bytes.NewReader(body))
+	if err != nil {
 		return runAnswer{}, err
 	}
-	return decodeRun(data, resp.Header.Get, err)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "text/event-stream")
+	if noCache {
+		req.Header.Set("Cache-Control", "no-cache")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	start := time.Now()
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return runAnswer{}, gaveUp(ctx, c.wait)
+		}
+		return runAnswer{}, bus.Errorf(bus.ErrUnavailable, "cannot reach the HTTP API at %s: %v", c.base, errors.Unwrap(err))
+	}
+	defer resp.Body.Close()
+	c.log.Debug("http request", "method", "POST", "path", path, "status", resp.StatusCode, "took", time.Since(start).Round(time.Microsecond))
+	if !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		data, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return runAnswer{}, fmt.Errorf("read the answer of POST %s: %w", path, err)
+		}
+		var serr error
+		if resp.StatusCode >= 400 {
+			serr = statusErr(resp.StatusCode, data)
+		}
+		return decodeRun(data, resp.Header.Get, serr)
+	}
+	var ans *runAnswer
+	var evErr error
+	err = readEvents(resp.Body, func(event, data string) bool {
+		switch event {
+		case "stdout", "stderr":
+			var chunk string
+			if json.Unmarshal([]byte(data), &chunk) == nil {
+				sink.write(map[string]int{"stdout": 1, "stderr": 2}[event], []byte(chunk))
+			}
+		case "skipped":
+			var n map[string]int
+			json.Unmarshal([]byte(data), &n)
+			sink.skipped += n["stdout"] + n["stderr"]
+		case "result":
+			a, err := decodeRun([]byte(data), resp.Header.Get, nil)
+			ans, evErr = &a, err
+			return false
+		case "error":
+			var e bus.ErrorBody
+			json.Unmarshal([]byte(data), &e)
+			evErr = bus.Errorf(bus.ErrUnavailable, "%s", e.Error)
+			return false
+		}
+		return true
+	})
+	switch {
+	case ctx.Err() != nil:
+		return runAnswer{}, gaveUp(ctx, c.wait)
+	case evErr != nil || ans != nil:
+		if ans == nil {
+			return runAnswer{}, evErr
+		}
+		return *ans, evErr
+	case err != nil:
+		return runAnswer{}, fmt.Errorf("read the answer of POST %s: %w", path, err)
+	}
+	return runAnswer{}, fmt.Errorf("the answer of POST %s ended before its result", path)
+}
+
+// readEvents reads a text/event-stream, calling each for every event
+// until it returns false.
+func readEvents(r io.Reader, each func(event, data string) bool) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(nil, 256<<20) // a result event holds the whole output
+	var event, data string
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case line == "":
+			if event != "" && !each(event, data) {
+				return nil
+			}
+			event, data = "", ""
+		case strings.HasPrefix(line, "event:"):
+			event = strings.TrimSpace(strings.TrimPrefix(line, "event:"))
+		case strings.HasPrefix(line, "data:"):
+			data += strings.TrimPrefix(strings.TrimPrefix(line, "data:"), " ")
+		}
+	}
+	return sc.Err()
 }

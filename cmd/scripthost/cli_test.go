@@ -95,6 +95,17 @@ func TestCLI(t *testing.T) {
 					}
 				}
 				code, stdout, stderr := c(tc.stdin, tc.args...)
+				if tc.name == "ls" {
+					// The other transport's subtest creates and removes its
+					// own new_*.py meanwhile.
+					var kept []string
+					for _, l := range strings.SplitAfter(stdout, "\n") {
+						if !strings.HasPrefix(l, "new_") {
+							kept = append(kept, l)
+						}
+					}
+					stdout = strings.Join(kept, "")
+				}
 				okOut := stdout == tc.stdout || strings.HasSuffix(tc.stdout, "(version ") && strings.HasPrefix(stdout, tc.stdout)
 				if code != tc.code || !okOut || !strings.Contains(stderr, tc.stderrPart) {
 					t.Errorf("%s: %q\nexit %d, stdout %q, stderr %q\nwant exit %d, stdout %q, stderr with %q",
