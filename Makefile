@@ -32,8 +32,8 @@ fuzz: ## run every fuzz target for FUZZTIME (default 5s)
 	  done; \
 	done
 
-bench: ## measure spawn and fork modes, HTTP and NATS, cache hits (prints a table)
-	$(GO) run ./cmd/bench --python /usr/bin/python3
+bench: ## measure spawn and fork modes, HTTP and NATS, streamed runs, cache hits (BASELINE=rev: compare with that revision)
+	$(GO) run ./cmd/bench --python /usr/bin/python3 $(if $(BASELINE),--baseline $(BASELINE))
 
 soak: ## a longer mixed load against a real server (SOAKFOR, default 3m)
 	$(GO) test -race -count=1 -timeout 30m -v -run '^TestSoak$$' ./cmd/scripthost -args -soak -soak-for=$(SOAKFOR)

@@ -1,8 +1,11 @@
 // Command bench measures scripthost on this machine and prints a table:
 // the bare cost of starting the interpreter, runs of the seed's hello.py
 // over HTTP and over NATS in spawn and fork mode at several concurrency
-// levels, and cache hits over HTTP. It starts the real binary for each
-// mode and drives it from this process.
+// levels, the same runs streamed (server-sent events over HTTP, streamed
+// replies over NATS), and cache hits over HTTP. It starts the real binary
+// for each mode and drives it from this process. With --baseline REF it
+// also builds the binary of that git revision and measures its plain runs
+// in the same session, to compare.
 package main
 
 import (
@@ -39,6 +42,7 @@ type config struct {
 	duration time.Duration
 	levels   []int
 	modes    []string
+	baseline string
 }
 
 func main() {
@@ -48,6 +52,7 @@ func main() {
 	flag.DurationVar(&cfg.duration, "duration", 3*time.Second, "measuring time of each cell")
 	flag.StringVar(&levels, "c", "1,4,16", "concurrency levels")
 	flag.StringVar(&modes, "modes", "spawn,fork", "execution modes")
+	flag.StringVar(&cfg.baseline, "baseline", "", "also measure the plain runs of the binary built from this git revision (e.g. main)")
 	flag.Parse()
 	for _, l := range strings.Split(levels, ",") {
 		var n int
@@ -144,6 +149,12 @@ func run(cfg config) error {
 	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/scripthost").CombinedOutput(); err != nil {
 		return fmt.Errorf("build: %v\n%s", err, out)
 	}
+	var baseBin string
+	if cfg.baseline != "" {
+		if baseBin, err = buildRevision(work, cfg.baseline); err != nil {
+			return err
+		}
+	}
 	version, _ := exec.Command(cfg.python, "--version").Output()
 	fmt.Printf("machine: %s, %d cores, %s/%s; interpreter: %s (%s)\n", cpuModel(), runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, cfg.python, strings.TrimSpace(string(version)))
 	fmt.Printf("each cell: %s after a warm-up; client and server share the machine\n\n", cfg.duration)
@@ -165,6 +176,11 @@ func run(cfg config) error {
 	}
 
 	for _, mode := range cfg.modes {
+		if baseBin != "" {
+			if err := plainCells(baseBin, cfg, mode, scripts, " ("+cfg.baseline+")"); err != nil {
+				return err
+			}
+		}
 		srv, err := startServer(bin, cfg.python, mode, scripts)
 		if err != nil {
 			return err
@@ -175,15 +191,16 @@ func run(cfg config) error {
 			srv.stop()
 			return err
 		}
-		for _, c := range cfg.levels {
-			s := measure(fmt.Sprintf("%s mode, HTTP, c=%d", mode, c), c, cfg.duration, func() error {
-				return httpRun(client, srv.base, "no-cache")
+		plain(cfg, mode, "", client, srv, nc)
+		for _, c := range []int{1, 4} {
+			s := measure(fmt.Sprintf("%s mode, HTTP SSE stream, c=%d", mode, c), c, cfg.duration, func() error {
+				return sseRun(client, srv.base)
 			})
 			fmt.Println(s.row())
 		}
-		for _, c := range cfg.levels {
-			s := measure(fmt.Sprintf("%s mode, NATS, c=%d", mode, c), c, cfg.duration, func() error {
-				return natsRun(nc)
+		for _, c := range []int{1, 4} {
+			s := measure(fmt.Sprintf("%s mode, NATS stream, c=%d", mode, c), c, cfg.duration, func() error {
+				return natsStreamRun(nc)
 			})
 			fmt.Println(s.row())
 		}
@@ -200,6 +217,124 @@ func run(cfg config) error {
 		srv.stop()
 	}
 	return nil
+}
+
+// plain measures runs that do not ask for streaming, over HTTP and NATS.
+func plain(cfg config, mode, label string, client *http.Client, srv *server, nc *nats.Conn) {
+	for _, c := range cfg.levels {
+		s := measure(fmt.Sprintf("%s mode, HTTP, c=%d%s", mode, c, label), c, cfg.duration, func() error {
+			return httpRun(client, srv.base, "no-cache")
+		})
+		fmt.Println(s.row())
+	}
+	for _, c := range cfg.levels {
+		s := measure(fmt.Sprintf("%s mode, NATS, c=%d%s", mode, c, label), c, cfg.duration, func() error {
+			return natsRun(nc)
+		})
+		fmt.Println(s.row())
+	}
+}
+
+// plainCells starts bin in mode and measures its plain runs.
+func plainCells(bin string, cfg config, mode, scripts, label string) error {
+	srv, err := startServer(bin, cfg.python, mode, scripts)
+	if err != nil {
+		return err
+	}
+	defer srv.stop()
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	nc, err := nats.Connect(srv.natsURL)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	plain(cfg, mode, label, client, srv, nc)
+	return nil
+}
+
+// buildRevision builds the scripthost binary of a git revision.
+func buildRevision(work, rev string) (string, error) {
+	src := filepath.Join(work, "baseline-src")
+	if err := os.Mkdir(src, 0o755); err != nil {
+		return "", err
+	}
+	archive := exec.Command("git", "archive", "--format=tar", rev)
+	untar := exec.Command("tar", "-x", "-C", src)
+	pipe, err := archive.StdoutPipe()
+	if err != nil {
+		return "", err
+	}
+	untar.Stdin = pipe
+	var errb bytes.Buffer
+	archive.Stderr, untar.Stderr = &errb, &errb
+	if err := untar.Start(); err != nil {
+		return "", err
+	}
+	if err := archive.Run(); err != nil {
+		untar.Wait()
+		return "", fmt.Errorf("git archive %s: %v: %s", rev, err, errb.String())
+	}
+	if err := untar.Wait(); err != nil {
+		return "", fmt.Errorf("unpack %s: %v: %s", rev, err, errb.String())
+	}
+	bin := filepath.Join(work, "scripthost-baseline")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/scripthost")
+	build.Dir = src
+	if out, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build %s: %v\n%s", rev, err, out)
+	}
+	return bin, nil
+}
+
+// sseRun is a run streamed as server-sent events.
+func sseRun(client *http.Client, base string) error {
+	req, _ := http.NewRequest("POST", base+"/run/hello.py", bytes.NewReader(body))
+	req.Header.Set("Cache-Control", "no-cache")
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	data, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !bytes.Contains(data, []byte("event: stdout\ndata: ")) || !bytes.Contains(data, []byte("event: result")) {
+		return fmt.Errorf("status %d: %s", resp.StatusCode, data)
+	}
+	return nil
+}
+
+// natsStreamRun is a run streamed over NATS: chunks, then the result, to
+// an inbox of the caller's.
+func natsStreamRun(nc *nats.Conn) error {
+	m := nats.NewMsg("script.run.hello.py")
+	m.Data = body
+	m.Header.Set("X-Scripthost-No-Cache", "true")
+	m.Header.Set("X-Scripthost-Stream", "true")
+	m.Reply = nc.NewInbox()
+	sub, err := nc.SubscribeSync(m.Reply)
+	if err != nil {
+		return err
+	}
+	defer sub.Unsubscribe()
+	if err := nc.PublishMsg(m); err != nil {
+		return err
+	}
+	chunks := 0
+	for {
+		r, err := sub.NextMsg(30 * time.Second)
+		if err != nil {
+			return err
+		}
+		switch r.Header.Get("X-Scripthost-Event") {
+		case "stdout":
+			chunks++
+		case "result":
+			if chunks == 0 || !bytes.Contains(r.Data, []byte("Hello, Alice")) {
+				return fmt.Errorf("%d chunks, result %s", chunks, r.Data)
+			}
+			return nil
+		}
+	}
 }
 
 func httpRun(client *http.Client, base, cacheControl string) error {
