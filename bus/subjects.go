@@ -41,7 +41,7 @@ const (
 	HeaderError     = "Nats-Service-Error"
 )
 
-// Streaming and cancellation of a run (see docs/streaming.md).
+// Streaming and cancellation of a run (README: "Streaming and cancellation").
 const (
 	// HeaderStream ("true") on a run request asks for the run's output as
 	// it comes: several messages to the request's reply subject before the

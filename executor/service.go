@@ -225,10 +225,10 @@ func (s *Service) Serve(nc *nats.Conn, version string) error {
 		micro.WithEndpointQueueGroup(bus.ExecutorQueue),
 		micro.WithEndpointMetadata(map[string]string{
 			"description": "Run a script: body {data, args}, reply {stdout, stderr, exit_code, timed_out}",
-			"request":     `{"data": any JSON (the script's stdin), "args": [str]}, both optional; the script name ends the subject; header X-Scripthost-No-Cache: true bypasses the cache`,
+			"request":     `{"data": any JSON (the script's stdin), "args": [str]}, both optional; the script name ends the subject; header X-Scripthost-No-Cache: true bypasses the cache; X-Scripthost-Stream: true streams the output (messages marked X-Scripthost-Event: start, stdout, stderr, then result), cancel with script.cancel.<X-Scripthost-Run-Id>`,
 			"response":    `{"stdout", "stderr", "exit_code" (null when killed by a signal), "timed_out", "signal"?, "stdout_truncated"?, "stderr_truncated"?}; headers X-Scripthost-Node, X-Cache: hit|miss`,
-			"errors":      `headers Nats-Service-Error-Code (400, 404, 503, 504) and Nats-Service-Error; body {"error": "..."}; 504 carries the output so far`,
-			"stats":       "data: requests, errors, nonzero_exits, timeouts, cache_hits, cache_misses, runs, run_time_seconds, average_run_time_seconds, slots, in_use, waiting",
+			"errors":      `headers Nats-Service-Error-Code (400, 404, 499 cancelled, 503, 504) and Nats-Service-Error; body {"error": "..."}; 499 and 504 carry the output so far`,
+			"stats":       "data: requests, errors, nonzero_exits, timeouts, cancelled, cache_hits, cache_misses, runs, run_time_seconds, average_run_time_seconds, slots, in_use, waiting",
 		}))
 	if err != nil {
 		svc.Stop()
