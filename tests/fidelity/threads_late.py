@@ -4,8 +4,11 @@ import threading
 import time
 
 
-def late(n):
-    time.sleep(0.05 * n)
+def late(n, before):
+    # Each waits for the one before it: the order holds on a busy machine.
+    if before is not None:
+        before.join()
+    time.sleep(0.05)
     print("late thread", n, flush=True)
 
 
@@ -15,6 +18,8 @@ def daemon():
 
 
 threading.Thread(target=daemon, daemon=True).start()
+prev = None
 for i in range(1, 4):
-    threading.Thread(target=late, args=(i,)).start()
+    prev = threading.Thread(target=late, args=(i, prev))
+    prev.start()
 print("main module done", threading.active_count())
