@@ -176,11 +176,6 @@ func run(cfg config) error {
 	}
 
 	for _, mode := range cfg.modes {
-		if baseBin != "" {
-			if err := plainCells(baseBin, cfg, mode, scripts, " ("+cfg.baseline+")"); err != nil {
-				return err
-			}
-		}
 		srv, err := startServer(bin, cfg.python, mode, scripts)
 		if err != nil {
 			return err
@@ -191,7 +186,27 @@ func run(cfg config) error {
 			srv.stop()
 			return err
 		}
-		plain(cfg, mode, "", client, srv, nc)
+		targets := []target{{"", client, srv, nc}}
+		if baseBin != "" {
+			// Both servers run; each cell measures one, then the other, so
+			// that the machine's changing load falls on both alike.
+			bsrv, err := startServer(baseBin, cfg.python, mode, scripts)
+			if err != nil {
+				return err
+			}
+			bnc, err := nats.Connect(bsrv.natsURL)
+			if err != nil {
+				bsrv.stop()
+				return err
+			}
+			bclient := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+			targets = append([]target{{" (" + cfg.baseline + ")", bclient, bsrv, bnc}}, targets...)
+		}
+		plain(cfg, mode, targets)
+		if baseBin != "" {
+			targets[0].nc.Close()
+			targets[0].srv.stop()
+		}
 		for _, c := range []int{1, 4} {
 			s := measure(fmt.Sprintf("%s mode, HTTP SSE stream, c=%d", mode, c), c, cfg.duration, func() error {
 				return sseRun(client, srv.base)
@@ -219,37 +234,33 @@ func run(cfg config) error {
 	return nil
 }
 
-// plain measures runs that do not ask for streaming, over HTTP and NATS.
-func plain(cfg config, mode, label string, client *http.Client, srv *server, nc *nats.Conn) {
-	for _, c := range cfg.levels {
-		s := measure(fmt.Sprintf("%s mode, HTTP, c=%d%s", mode, c, label), c, cfg.duration, func() error {
-			return httpRun(client, srv.base, "no-cache")
-		})
-		fmt.Println(s.row())
-	}
-	for _, c := range cfg.levels {
-		s := measure(fmt.Sprintf("%s mode, NATS, c=%d%s", mode, c, label), c, cfg.duration, func() error {
-			return natsRun(nc)
-		})
-		fmt.Println(s.row())
-	}
+// target is a server to measure, with its clients.
+type target struct {
+	label  string
+	client *http.Client
+	srv    *server
+	nc     *nats.Conn
 }
 
-// plainCells starts bin in mode and measures its plain runs.
-func plainCells(bin string, cfg config, mode, scripts, label string) error {
-	srv, err := startServer(bin, cfg.python, mode, scripts)
-	if err != nil {
-		return err
+// plain measures runs that do not ask for streaming, over HTTP and NATS,
+// on each target in turn.
+func plain(cfg config, mode string, targets []target) {
+	for _, c := range cfg.levels {
+		for _, tg := range targets {
+			s := measure(fmt.Sprintf("%s mode, HTTP, c=%d%s", mode, c, tg.label), c, cfg.duration, func() error {
+				return httpRun(tg.client, tg.srv.base, "no-cache")
+			})
+			fmt.Println(s.row())
+		}
 	}
-	defer srv.stop()
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
-	nc, err := nats.Connect(srv.natsURL)
-	if err != nil {
-		return err
+	for _, c := range cfg.levels {
+		for _, tg := range targets {
+			s := measure(fmt.Sprintf("%s mode, NATS, c=%d%s", mode, c, tg.label), c, cfg.duration, func() error {
+				return natsRun(tg.nc)
+			})
+			fmt.Println(s.row())
+		}
 	}
-	defer nc.Close()
-	plain(cfg, mode, label, client, srv, nc)
-	return nil
 }
 
 // buildRevision builds the scripthost binary of a git revision.

@@ -3,8 +3,10 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -182,3 +184,104 @@ func TestNATSCLIStream(t *testing.T) {
 		text = text[i:] // in this order
 	}
 }
+
+// sse runs a script as server-sent events and calls each for every event
+// until it returns false.
+func (c *cluster) sse(name string, each func(event, data string) bool) (int, error) {
+	req, _ := http.NewRequest("POST", c.base+"/run/"+name, strings.NewReader(`{}`))
+	req.Header.Set("Cache-Control", "no-cache")
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	return resp.StatusCode, readEvents(resp.Body, each)
+}
+
+// Streams across nodes: a run handed over by a busy node streams from the
+// node that takes it; a node lost mid-stream ends the stream with an
+// error event that names it.
+func TestScaleOutStreams(t *testing.T) {
+	c := startCluster(t, 1, "node-a", "node-b")
+	c.put("quick.py", "print('quick')\n")
+	c.put("tick.py", "import time\nfor i in range(3):\n    print('tick', i)\n    time.sleep(0.1)\n")
+	c.put("hold.py", "import os, time\nopen('held.' + str(os.getpid()), 'w').close()\ntime.sleep(4)\n")
+	c.put("long.py", "import os, time\nopen('started.' + str(os.getpid()), 'w').close()\nprint('working', flush=True)\ntime.sleep(30)\n")
+	c.waitNodes("quick.py")
+
+	// One node busy: streamed runs that reach it go to the other.
+	held := make(chan int, 1)
+	go func() { code, _, _ := c.run("hold.py", ""); held <- code }()
+	waitFor(t, 10*time.Second, "hold.py to start", func() bool {
+		for _, dir := range c.dirs {
+			if m, _ := filepath.Glob(filepath.Join(dir, "held.*")); len(m) > 0 {
+				return true
+			}
+		}
+		return false
+	})
+	for i := range 4 {
+		var out, result string
+		code, err := c.sse("tick.py", func(event, data string) bool {
+			switch event {
+			case "stdout":
+				var chunk string
+				json.Unmarshal([]byte(data), &chunk)
+				out += chunk
+			case "result":
+				result = data
+			default:
+				t.Errorf("run %d: event %s %s", i, event, data)
+			}
+			return true
+		})
+		if code != 200 || err != nil || out != "tick 0\ntick 1\ntick 2\n" || !strings.Contains(result, `"stdout":"tick 0\ntick 1\ntick 2\n"`) {
+			t.Fatalf("streamed run %d: %d %v, streamed %q, result %s", i, code, err, out, result)
+		}
+	}
+	if code := <-held; code != 200 {
+		t.Fatalf("hold.py: %d", code)
+	}
+
+	// kill -9 of the node streaming a run.
+	var last event
+	done := make(chan error, 1)
+	working := make(chan struct{})
+	go func() {
+		_, err := c.sse("long.py", func(ev, data string) bool {
+			if last.name == "" {
+				close(working)
+			}
+			last = event{ev, data}
+			return ev != "error"
+		})
+		done <- err
+	}()
+	select {
+	case <-working: // the stream has begun
+	case <-time.After(10 * time.Second):
+		t.Fatal("no event from long.py")
+	}
+	var victim string
+	waitFor(t, 10*time.Second, "long.py to start", func() bool {
+		for name, dir := range c.dirs {
+			if m, _ := filepath.Glob(filepath.Join(dir, "started.*")); len(m) > 0 {
+				victim = name
+				return true
+			}
+		}
+		return false
+	})
+	c.nodes[victim].cmd.Process.Signal(syscall.SIGKILL)
+	select {
+	case err := <-done:
+		if err != nil || last.name != "error" || !strings.Contains(last.data, victim) {
+			t.Fatalf("stream of the lost node ended with %+v, %v", last, err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the stream did not end after its node was killed")
+	}
+}
+
+type event struct{ name, data string }
