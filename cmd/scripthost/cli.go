@@ -94,9 +94,10 @@ func (o *optString) Set(s string) error {
 // cliUsage describes the client commands, for `scripthost <command> -h`.
 var cliUsage = map[string]string{
 	"run": "usage: scripthost run NAME [--arg A]... [--data JSON] [--no-cache] [flags]\n\n" +
-		"Runs a script on the server: prints its stdout to stdout and its stderr to stderr,\n" +
-		"and exits with its exit code (128+N when killed by signal N, 124 when it timed out,\n" +
-		"127 when there is no such script, 125 when scripthost could not run it).\n" +
+		"Runs a script on the server: prints its stdout to stdout and its stderr to stderr\n" +
+		"as it writes them, and exits with its exit code (128+N when killed by signal N,\n" +
+		"124 when it timed out, 127 when there is no such script, 125 when scripthost could\n" +
+		"not run it). ^C cancels the run on the server (exit 130).\n" +
 		"Without --data, the JSON on stdin is the script's data when stdin is not a terminal.\n",
 	"ls":  "usage: scripthost ls [flags]\n\nLists the scripts, one name a line.\n",
 	"cat": "usage: scripthost cat NAME [flags]\n\nPrints the code of a script.\n",
