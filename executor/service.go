@@ -132,7 +132,8 @@ type runOpts struct {
 	share bool
 	// onMiss is called when the request needs a real run.
 	onMiss func()
-	// output, when not nil, receives the run's output as it comes.
+	// output, when not nil, receives the run's output as it comes, in
+	// whole characters, output close together in one chunk (coalescer).
 	output Output
 }
 
@@ -174,7 +175,13 @@ func (s *Service) execute(ctx context.Context, name string, req bus.RunRequest, 
 			return Outcome{}, errHandedOver
 		}
 		defer s.releaseSlot()
-		res, err := s.runJob(ctx, name, Job{Path: path, Args: req.Args, Stdin: req.Data, Output: opts.output})
+		job := Job{Path: path, Args: req.Args, Stdin: req.Data}
+		if opts.output != nil {
+			c := newCoalescer(opts.output)
+			defer c.close() // before the slot goes: the output precedes the result
+			job.Output = c
+		}
+		res, err := s.runJob(ctx, name, job)
 		if err != nil {
 			// A cancelled run keeps what it wrote, for its caller.
 			return Outcome{Result: res}, err
@@ -315,7 +322,6 @@ func (s *Service) answer(m *nats.Msg, opts runOpts) {
 	rm := s.replyMsg(out, err)
 	rm.Subject = m.Reply
 	if st != nil {
-		st.close()
 		rm.Header.Set(bus.HeaderEvent, bus.EventResult)
 	}
 	if m.Reply != "" {

@@ -22,17 +22,15 @@ import (
 // process group is killed, its slot freed, and its caller answered 499.
 // The HTTP bridge cancels the runs of callers that went away the same way.
 
-// streamer sends a run's output to the caller's reply subject. Output
-// that comes close together (an unbuffered print is several writes) is
-// sent as one message: a chunk waits at most streamWindow, or goes when
-// streamChunk bytes are pending. A chunk never ends inside a UTF-8
-// sequence: the tail waits for the next chunk, so each message is whole
-// characters (unless the script writes bytes that are not UTF-8, which
-// pass as they are).
-type streamer struct {
-	nc    *nats.Conn
-	reply string
-	log   func(err error)
+// coalescer passes a run's output on to an Output in fewer, whole pieces:
+// output that comes close together (an unbuffered print is several
+// writes) goes on as one chunk, at most streamWindow after its first
+// byte, or once streamChunk bytes are pending. A chunk never ends inside
+// a UTF-8 sequence: the tail waits for the next chunk, so that each chunk
+// is whole characters (bytes that are not UTF-8 pass as they are). close
+// passes on what is left when the run has ended.
+type coalescer struct {
+	out Output
 
 	mu      sync.Mutex
 	pending []segment // in order of arrival; neighbours differ in fd
@@ -52,80 +50,92 @@ const (
 	streamChunk  = 32 << 10
 )
 
-var _ Output = (*streamer)(nil)
+var _ Output = (*coalescer)(nil)
+
+func newCoalescer(out Output) *coalescer { return &coalescer{out: out} }
 
 // Chunk queues p (fd 1: stdout, 2: stderr).
-func (st *streamer) Chunk(fd int, p []byte) {
+func (c *coalescer) Chunk(fd int, p []byte) {
 	if fd != 1 && fd != 2 {
 		return
 	}
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	if st.closed {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
 		return
 	}
-	if n := len(st.pending); n > 0 && st.pending[n-1].fd == fd {
-		st.pending[n-1].data = append(st.pending[n-1].data, p...)
+	if n := len(c.pending); n > 0 && c.pending[n-1].fd == fd {
+		c.pending[n-1].data = append(c.pending[n-1].data, p...)
 	} else {
-		st.pending = append(st.pending, segment{fd, append([]byte(nil), p...)})
+		c.pending = append(c.pending, segment{fd, append([]byte(nil), p...)})
 	}
-	st.size += len(p)
+	c.size += len(p)
 	switch {
-	case st.size >= streamChunk:
-		st.flushLocked(false)
-	case st.timer == nil:
-		st.timer = time.AfterFunc(streamWindow, func() {
-			st.mu.Lock()
-			defer st.mu.Unlock()
-			st.timer = nil
-			if !st.closed {
-				st.flushLocked(false)
+	case c.size >= streamChunk:
+		c.flushLocked(false)
+	case c.timer == nil:
+		c.timer = time.AfterFunc(streamWindow, func() {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			c.timer = nil
+			if !c.closed {
+				c.flushLocked(false)
 			}
 		})
 	}
 }
 
-// close sends what is left once the run has ended; later chunks are
-// dropped.
-func (st *streamer) close() {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	st.flushLocked(true)
-	st.closed = true
+// close passes on what is left; later chunks are dropped.
+func (c *coalescer) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.closed {
+		c.flushLocked(true)
+		c.closed = true
+	}
 }
 
-func (st *streamer) flushLocked(final bool) {
-	if st.timer != nil {
-		st.timer.Stop()
-		st.timer = nil
+func (c *coalescer) flushLocked(final bool) {
+	if c.timer != nil {
+		c.timer.Stop()
+		c.timer = nil
 	}
-	for _, seg := range st.pending {
+	for _, seg := range c.pending {
 		data := seg.data
-		if c := st.carry[seg.fd]; len(c) > 0 {
-			data = append(c, data...)
-			st.carry[seg.fd] = nil
+		if k := c.carry[seg.fd]; len(k) > 0 {
+			data = append(k, data...)
+			c.carry[seg.fd] = nil
 		}
 		if n := wholeUTF8(data); n < len(data) && !final {
-			st.carry[seg.fd] = append([]byte(nil), data[n:]...)
+			c.carry[seg.fd] = append([]byte(nil), data[n:]...)
 			data = data[:n]
 		}
-		st.send(seg.fd, data)
+		if len(data) > 0 {
+			c.out.Chunk(seg.fd, data)
+		}
 	}
 	if final {
-		for fd, c := range st.carry {
-			if len(c) > 0 {
-				st.send(fd, c)
-				st.carry[fd] = nil
+		for fd, k := range c.carry {
+			if len(k) > 0 {
+				c.out.Chunk(fd, k)
+				c.carry[fd] = nil
 			}
 		}
 	}
-	st.pending, st.size = st.pending[:0], 0
+	c.pending, c.size = c.pending[:0], 0
 }
 
-func (st *streamer) send(fd int, data []byte) {
-	if len(data) == 0 {
-		return
-	}
+// streamer sends a run's output to the caller's reply subject, a message
+// a chunk (the coalescer before it makes the chunks).
+type streamer struct {
+	nc    *nats.Conn
+	reply string
+	log   func(err error)
+}
+
+var _ Output = (*streamer)(nil)
+
+func (st *streamer) Chunk(fd int, data []byte) {
 	m := nats.NewMsg(st.reply)
 	m.Header.Set(bus.HeaderEvent, eventOf(fd))
 	m.Data = data // PublishMsg copies it before it returns

@@ -479,3 +479,31 @@ func TestFlightCancel(t *testing.T) {
 		t.Fatalf("second caller: %v; the run: %v", err, ended)
 	}
 }
+
+// The coalescer merges output that comes close together, keeps the order
+// of stdout and stderr, and never cuts a character.
+func TestCoalescer(t *testing.T) {
+	out := &recOutput{}
+	c := newCoalescer(out)
+	c.Chunk(1, []byte("a"))
+	c.Chunk(1, []byte("b"))
+	c.Chunk(2, []byte("E"))
+	c.Chunk(1, []byte("c\xc3"))
+	waitFor(t, 5*time.Second, "a flush", func() bool {
+		out.mu.Lock()
+		defer out.mu.Unlock()
+		return len(out.chunks) == 3
+	})
+	c.Chunk(1, []byte("\xa9!"))
+	c.Chunk(2, []byte("\xe2\x82"))
+	c.close()
+	c.Chunk(1, []byte("after the end"))
+	var got []string
+	for _, ch := range out.chunks {
+		got = append(got, fmt.Sprintf("%d:%q", ch.fd, ch.data))
+	}
+	want := `1:"ab",2:"E",1:"c",1:"é!",2:"\xe2\x82"`
+	if strings.Join(got, ",") != want {
+		t.Errorf("chunks %s\nwant   %s", strings.Join(got, ","), want)
+	}
+}
