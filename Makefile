@@ -32,7 +32,7 @@ fuzz: ## run every fuzz target for FUZZTIME (default 5s)
 	  done; \
 	done
 
-bench: ## measure spawn and fork modes, HTTP and NATS, streamed runs, cache hits (BASELINE=rev: compare with that revision)
+bench: ## bare spawn, spawn and fork modes (hello.py and numpy), sandbox on/off, streamed runs, cache hits, ratios (BASELINE=rev: compare)
 	$(GO) run ./cmd/bench --python /usr/bin/python3 $(if $(BASELINE),--baseline $(BASELINE))
 
 soak: ## a longer mixed load against a real server (SOAKFOR, default 3m)

@@ -1,17 +1,21 @@
 // Command bench measures scripthost on this machine and prints a table:
-// the bare cost of starting the interpreter, runs of the seed's hello.py
-// over HTTP and over NATS in spawn and fork mode at several concurrency
-// levels, the same runs streamed (server-sent events over HTTP, streamed
-// replies over NATS), and cache hits over HTTP. It starts the real binary
-// for each mode and drives it from this process. With --baseline REF it
-// also builds the binary of that git revision and measures its plain runs
-// in the same session, to compare.
+// the bare cost of starting the interpreter afresh for the seed's hello.py
+// and for a script that imports numpy, runs of both over HTTP (and of
+// hello.py over NATS) in spawn and fork mode at several concurrency levels,
+// fork mode with the run sandbox on and off where the binary has one, cache
+// hits over HTTP, hello.py's runs streamed (server-sent events over HTTP,
+// streamed replies over NATS), and the ratios to the bare spawn. It starts
+// the real binary for each mode and drives it from this process. Every
+// request body is unique (identical runs in flight share one execution, and
+// a benchmark of the same body would measure that instead). With
+// --baseline REF it also builds the binary of that git revision and
+// measures its plain runs in the same session, to compare.
 package main
 
 import (
 	"bytes"
 	"context"
-	"errors"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -32,10 +36,36 @@ import (
 
 const helloPy = `import sys, json; data = json.load(sys.stdin); print(json.dumps({"greeting": f"Hello, {data['name']}"}))` + "\n"
 
-var (
-	stdin = []byte(`{"name": "Alice"}`)
-	body  = []byte(`{"data": {"name": "Alice"}}`)
-)
+// numpyPy is a small script whose cost is importing numpy (Debian's
+// python3-numpy), as a real script's would be.
+const numpyPy = `import sys, json
+import numpy as np
+data = json.load(sys.stdin)
+a = np.arange(data["n"] % 1000 + 1, dtype=np.int64)
+print(json.dumps({"n": data["n"], "sum": int(a.sum())}))
+`
+
+// workload is one script driven with unique bodies.
+type workload struct {
+	name string // file name in the scripts folder
+	code string
+	// body returns the i-th request's data and what its stdout must hold.
+	body func(i int64) (data []byte, want []byte)
+}
+
+var workloads = []workload{
+	{"hello.py", helloPy, func(i int64) ([]byte, []byte) {
+		return fmt.Appendf(nil, `{"name": "Alice-%d"}`, i), fmt.Appendf(nil, `Hello, Alice-%d"`, i)
+	}},
+	{"numpy_sum.py", numpyPy, func(i int64) ([]byte, []byte) {
+		return fmt.Appendf(nil, `{"n": %d}`, i), fmt.Appendf(nil, `{"n": %d, "sum": %d}`, i, sum(i%1000+1))
+	}},
+}
+
+func sum(n int64) int64 { return n * (n - 1) / 2 }
+
+// seq numbers the requests of the whole benchmark: every body is unique.
+var seq atomic.Int64
 
 type config struct {
 	python   string
@@ -79,15 +109,16 @@ type stats struct {
 }
 
 func (s stats) row() string {
-	return fmt.Sprintf("| %-34s | %8.0f | %8s | %8s | %6d |", s.name, s.throughput, ms(s.p50), ms(s.p99), s.errors)
+	return fmt.Sprintf("| %-46s | %8.0f | %8s | %8s | %6d |", s.name, s.throughput, ms(s.p50), ms(s.p99), s.errors)
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
 
 // measure calls op from c goroutines for d and collects latencies.
 func measure(name string, c int, d time.Duration, op func() error) stats {
-	// A short warm-up, not counted.
-	warm := time.Now().Add(d / 10)
+	// A warm-up, not counted: long enough for the server to learn what a
+	// hot script imports.
+	warm := time.Now().Add(max(d/10, time.Second))
 	for time.Now().Before(warm) {
 		op()
 	}
@@ -141,9 +172,13 @@ func run(cfg config) error {
 	}
 	scripts := filepath.Join(work, "scripts")
 	os.Mkdir(scripts, 0o755)
-	hello := filepath.Join(scripts, "hello.py")
-	if err := os.WriteFile(hello, []byte(helloPy), 0o644); err != nil {
-		return err
+	for _, w := range workloads {
+		if err := os.WriteFile(filepath.Join(scripts, w.name), []byte(w.code), 0o644); err != nil {
+			return err
+		}
+	}
+	if err := exec.Command(cfg.python, "-c", "import numpy").Run(); err != nil {
+		return fmt.Errorf("%s cannot import numpy (apt-get install python3-numpy): %v", cfg.python, err)
 	}
 	bin := filepath.Join(work, "scripthost")
 	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/scripthost").CombinedOutput(); err != nil {
@@ -155,28 +190,53 @@ func run(cfg config) error {
 			return err
 		}
 	}
+	help, _ := exec.Command(bin, "serve", "-h").CombinedOutput()
+	hasSandbox := bytes.Contains(help, []byte("-sandbox"))
 	version, _ := exec.Command(cfg.python, "--version").Output()
 	fmt.Printf("machine: %s, %d cores, %s/%s; interpreter: %s (%s)\n", cpuModel(), runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, cfg.python, strings.TrimSpace(string(version)))
-	fmt.Printf("each cell: %s after a warm-up; client and server share the machine\n\n", cfg.duration)
+	fmt.Printf("each cell: %s after a warm-up; client and server share the machine; every request body unique\n\n", cfg.duration)
 	fmt.Println("| what | runs/s | p50 | p99 | errors |")
 	fmt.Println("|---|---:|---:|---:|---:|")
 
-	for _, c := range []int{1, 4} {
-		s := measure(fmt.Sprintf("bare `python3 hello.py` spawn, c=%d", c), c, cfg.duration, func() error {
-			cmd := exec.Command(cfg.python, hello)
-			cmd.Stdin = bytes.NewReader(stdin)
-			cmd.Dir = scripts
-			out, err := cmd.Output()
-			if err == nil && !bytes.Contains(out, []byte("Hello, Alice")) {
-				err = errors.New("unexpected output")
-			}
-			return err
-		})
+	cells := map[string]stats{}
+	print := func(key string, s stats) {
+		cells[key] = s
 		fmt.Println(s.row())
 	}
+	for _, w := range workloads {
+		for _, c := range []int{1, 4} {
+			s := measure(fmt.Sprintf("bare `python3 %s` spawn, c=%d", w.name, c), c, cfg.duration, func() error {
+				data, want := w.body(seq.Add(1))
+				cmd := exec.Command(cfg.python, filepath.Join(scripts, w.name))
+				cmd.Stdin = bytes.NewReader(data)
+				cmd.Dir = scripts
+				out, err := cmd.Output()
+				if err == nil && !bytes.Contains(out, want) {
+					err = fmt.Errorf("unexpected output %q", out)
+				}
+				return err
+			})
+			print(fmt.Sprintf("bare %s %d", w.name, c), s)
+		}
+	}
 
+	type variant struct {
+		mode, label string
+		flags       []string
+	}
+	variants := []variant{}
 	for _, mode := range cfg.modes {
-		srv, err := startServer(bin, cfg.python, mode, scripts)
+		v := variant{mode: mode, label: mode + " mode"}
+		if hasSandbox {
+			v.flags = []string{"--sandbox", "off"}
+		}
+		variants = append(variants, v)
+		if mode == "fork" && hasSandbox {
+			variants = append(variants, variant{mode: mode, label: "fork mode, sandbox on", flags: []string{"--sandbox", "on"}})
+		}
+	}
+	for vi, v := range variants {
+		srv, err := startServer(bin, cfg.python, v.mode, scripts, v.flags)
 		if err != nil {
 			return err
 		}
@@ -186,11 +246,12 @@ func run(cfg config) error {
 			srv.stop()
 			return err
 		}
+		sandboxOn := strings.Contains(v.label, "sandbox on")
 		targets := []target{{"", client, srv, nc}}
-		if baseBin != "" {
+		if baseBin != "" && !sandboxOn {
 			// Both servers run; each cell measures one, then the other, so
 			// that the machine's changing load falls on both alike.
-			bsrv, err := startServer(baseBin, cfg.python, mode, scripts)
+			bsrv, err := startServer(baseBin, cfg.python, v.mode, scripts, nil)
 			if err != nil {
 				return err
 			}
@@ -202,34 +263,87 @@ func run(cfg config) error {
 			bclient := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 			targets = append([]target{{" (" + cfg.baseline + ")", bclient, bsrv, bnc}}, targets...)
 		}
-		plain(cfg, mode, targets)
-		if baseBin != "" {
+		levels := cfg.levels
+		if sandboxOn {
+			levels = []int{1, 4}
+		}
+		for _, w := range workloads {
+			for _, c := range levels {
+				for _, tg := range targets {
+					s := measure(fmt.Sprintf("%s, %s, HTTP, c=%d%s", v.label, w.name, c, tg.label), c, cfg.duration, func() error {
+						return httpRun(tg.client, tg.srv.base, w, "no-cache")
+					})
+					print(fmt.Sprintf("%s %s %d%s", v.label, w.name, c, tg.label), s)
+				}
+			}
+		}
+		if !sandboxOn {
+			for _, c := range cfg.levels {
+				for _, tg := range targets {
+					s := measure(fmt.Sprintf("%s, hello.py, NATS, c=%d%s", v.label, c, tg.label), c, cfg.duration, func() error {
+						return natsRun(tg.nc, workloads[0])
+					})
+					print(fmt.Sprintf("%s nats %d%s", v.label, c, tg.label), s)
+				}
+			}
+		}
+		if len(targets) > 1 {
 			targets[0].nc.Close()
 			targets[0].srv.stop()
 		}
-		for _, c := range []int{1, 4} {
-			s := measure(fmt.Sprintf("%s mode, HTTP SSE stream, c=%d", mode, c), c, cfg.duration, func() error {
-				return sseRun(client, srv.base)
-			})
-			fmt.Println(s.row())
+		if !sandboxOn {
+			for _, c := range []int{1, 4} {
+				s := measure(fmt.Sprintf("%s, hello.py, HTTP SSE stream, c=%d", v.label, c), c, cfg.duration, func() error {
+					return sseRun(client, srv.base, workloads[0])
+				})
+				print(fmt.Sprintf("%s sse %d", v.label, c), s)
+			}
+			for _, c := range []int{1, 4} {
+				s := measure(fmt.Sprintf("%s, hello.py, NATS stream, c=%d", v.label, c), c, cfg.duration, func() error {
+					return natsStreamRun(nc, workloads[0])
+				})
+				print(fmt.Sprintf("%s natsstream %d", v.label, c), s)
+			}
 		}
-		for _, c := range []int{1, 4} {
-			s := measure(fmt.Sprintf("%s mode, NATS stream, c=%d", mode, c), c, cfg.duration, func() error {
-				return natsStreamRun(nc)
-			})
-			fmt.Println(s.row())
-		}
-		if mode == cfg.modes[len(cfg.modes)-1] {
-			if err := httpRun(client, srv.base, ""); err != nil { // fill the cache
+		if vi == len(variants)-1 {
+			// The same body every time: all but the first are cache hits.
+			data, want := workloads[0].body(0)
+			hit := workload{name: workloads[0].name, body: func(int64) ([]byte, []byte) { return data, want }}
+			if err := httpRun(client, srv.base, hit, ""); err != nil { // fill the cache
 				return err
 			}
-			s := measure("cache hits, HTTP, c=16", 16, cfg.duration, func() error {
-				return httpRun(client, srv.base, "")
+			s := measure("cache hits, hello.py, HTTP, c=16", 16, cfg.duration, func() error {
+				return httpRun(client, srv.base, hit, "")
 			})
-			fmt.Println(s.row())
+			print("cache", s)
 		}
 		nc.Close()
 		srv.stop()
+	}
+
+	fmt.Println()
+	ratio := func(what, num, den string, p50 bool) {
+		a, ok1 := cells[num]
+		b, ok2 := cells[den]
+		if !ok1 || !ok2 || b.throughput == 0 || a.p50 == 0 {
+			return
+		}
+		if p50 {
+			fmt.Printf("- %s: %.1fx (p50 %s vs %s)\n", what, float64(b.p50)/float64(a.p50), ms(a.p50), ms(b.p50))
+			return
+		}
+		fmt.Printf("- %s: %.1fx (%.0f vs %.0f runs/s)\n", what, a.throughput/b.throughput, a.throughput, b.throughput)
+	}
+	ratio("fork mode hello.py throughput at c=4 over bare spawn's", "fork mode hello.py 4", "bare hello.py 4", false)
+	ratio("fork mode hello.py p50 at c=1, bare spawn's over it", "fork mode hello.py 1", "bare hello.py 1", true)
+	ratio("fork mode numpy_sum.py throughput at c=4 over bare spawn's", "fork mode numpy_sum.py 4", "bare numpy_sum.py 4", false)
+	ratio("fork mode numpy_sum.py p50 at c=1, bare spawn's over it", "fork mode numpy_sum.py 1", "bare numpy_sum.py 1", true)
+	ratio("spawn mode hello.py throughput at c=4 over bare spawn's", "spawn mode hello.py 4", "bare hello.py 4", false)
+	if hasSandbox {
+		ratio("fork mode hello.py at c=4, sandbox on over off", "fork mode, sandbox on hello.py 4", "fork mode hello.py 4", false)
+		ratio("fork mode numpy_sum.py at c=4, sandbox on over off", "fork mode, sandbox on numpy_sum.py 4", "fork mode numpy_sum.py 4", false)
+	} else {
+		fmt.Println("- sandbox: this binary has no --sandbox flag; no sandbox rows")
 	}
 	return nil
 }
@@ -240,27 +354,6 @@ type target struct {
 	client *http.Client
 	srv    *server
 	nc     *nats.Conn
-}
-
-// plain measures runs that do not ask for streaming, over HTTP and NATS,
-// on each target in turn.
-func plain(cfg config, mode string, targets []target) {
-	for _, c := range cfg.levels {
-		for _, tg := range targets {
-			s := measure(fmt.Sprintf("%s mode, HTTP, c=%d%s", mode, c, tg.label), c, cfg.duration, func() error {
-				return httpRun(tg.client, tg.srv.base, "no-cache")
-			})
-			fmt.Println(s.row())
-		}
-	}
-	for _, c := range cfg.levels {
-		for _, tg := range targets {
-			s := measure(fmt.Sprintf("%s mode, NATS, c=%d%s", mode, c, tg.label), c, cfg.duration, func() error {
-				return natsRun(tg.nc)
-			})
-			fmt.Println(s.row())
-		}
-	}
 }
 
 // buildRevision builds the scripthost binary of a git revision.
@@ -298,27 +391,31 @@ func buildRevision(work, rev string) (string, error) {
 }
 
 // sseRun is a run streamed as server-sent events.
-func sseRun(client *http.Client, base string) error {
-	req, _ := http.NewRequest("POST", base+"/run/hello.py", bytes.NewReader(body))
+func sseRun(client *http.Client, base string, w workload) error {
+	data, want := w.body(seq.Add(1))
+	body := append(append([]byte(`{"data": `), data...), '}')
+	req, _ := http.NewRequest("POST", base+"/run/"+w.name, bytes.NewReader(body))
 	req.Header.Set("Cache-Control", "no-cache")
 	req.Header.Set("Accept", "text/event-stream")
 	resp, err := client.Do(req)
 	if err != nil {
 		return err
 	}
-	data, _ := io.ReadAll(resp.Body)
+	out, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != 200 || !bytes.Contains(data, []byte("event: stdout\ndata: ")) || !bytes.Contains(data, []byte("event: result")) {
-		return fmt.Errorf("status %d: %s", resp.StatusCode, data)
+	if resp.StatusCode != 200 || !bytes.Contains(out, []byte("event: stdout\ndata: ")) || !bytes.Contains(out, []byte("event: result")) ||
+		!bytes.Contains(out, jsonString(want)) {
+		return fmt.Errorf("status %d: %s", resp.StatusCode, out)
 	}
 	return nil
 }
 
 // natsStreamRun is a run streamed over NATS: chunks, then the result, to
 // an inbox of the caller's.
-func natsStreamRun(nc *nats.Conn) error {
-	m := nats.NewMsg("script.run.hello.py")
-	m.Data = body
+func natsStreamRun(nc *nats.Conn, w workload) error {
+	data, want := w.body(seq.Add(1))
+	m := nats.NewMsg("script.run." + w.name)
+	m.Data = append(append([]byte(`{"data": `), data...), '}')
 	m.Header.Set("X-Scripthost-No-Cache", "true")
 	m.Header.Set("X-Scripthost-Stream", "true")
 	m.Reply = nc.NewInbox()
@@ -340,7 +437,7 @@ func natsStreamRun(nc *nats.Conn) error {
 		case "stdout":
 			chunks++
 		case "result":
-			if chunks == 0 || !bytes.Contains(r.Data, []byte("Hello, Alice")) {
+			if chunks == 0 || !bytes.Contains(r.Data, jsonString(want)) {
 				return fmt.Errorf("%d chunks, result %s", chunks, r.Data)
 			}
 			return nil
@@ -348,8 +445,10 @@ func natsStreamRun(nc *nats.Conn) error {
 	}
 }
 
-func httpRun(client *http.Client, base, cacheControl string) error {
-	req, _ := http.NewRequest("POST", base+"/run/hello.py", bytes.NewReader(body))
+func httpRun(client *http.Client, base string, w workload, cacheControl string) error {
+	data, want := w.body(seq.Add(1))
+	body := append(append([]byte(`{"data": `), data...), '}')
+	req, _ := http.NewRequest("POST", base+"/run/"+w.name, bytes.NewReader(body))
 	if cacheControl != "" {
 		req.Header.Set("Cache-Control", cacheControl)
 	}
@@ -357,23 +456,30 @@ func httpRun(client *http.Client, base, cacheControl string) error {
 	if err != nil {
 		return err
 	}
-	data, _ := io.ReadAll(resp.Body)
+	out, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != 200 || !bytes.Contains(data, []byte("Hello, Alice")) {
-		return fmt.Errorf("status %d: %s", resp.StatusCode, data)
+	if resp.StatusCode != 200 || !bytes.Contains(out, jsonString(want)) {
+		return fmt.Errorf("status %d: %s", resp.StatusCode, out)
 	}
 	return nil
 }
 
-func natsRun(nc *nats.Conn) error {
-	m := nats.NewMsg("script.run.hello.py")
-	m.Data = body
+// jsonString is want as it appears inside the result's JSON string.
+func jsonString(want []byte) []byte {
+	b, _ := json.Marshal(string(want))
+	return b[1 : len(b)-1]
+}
+
+func natsRun(nc *nats.Conn, w workload) error {
+	data, want := w.body(seq.Add(1))
+	m := nats.NewMsg("script.run." + w.name)
+	m.Data = append(append([]byte(`{"data": `), data...), '}')
 	m.Header.Set("X-Scripthost-No-Cache", "true")
 	reply, err := nc.RequestMsg(m, 30*time.Second)
 	if err != nil {
 		return err
 	}
-	if !bytes.Contains(reply.Data, []byte("Hello, Alice")) {
+	if !bytes.Contains(reply.Data, jsonString(want)) {
 		return fmt.Errorf("reply %s", reply.Data)
 	}
 	return nil
@@ -394,11 +500,12 @@ func freeAddr() string {
 	return ln.Addr().String()
 }
 
-func startServer(bin, python, mode, scripts string) (*server, error) {
+func startServer(bin, python, mode, scripts string, extra []string) (*server, error) {
 	httpAddr, natsAddr := freeAddr(), freeAddr()
-	cmd := exec.Command(bin, "serve", "--http", httpAddr, "--nats-listen", natsAddr,
+	args := append([]string{"serve", "--http", httpAddr, "--nats-listen", natsAddr,
 		"--scripts", scripts, "--python", python, "--mode", mode, "--log-level", "warn",
-		"--max-concurrent", "4", "--queue-timeout", "60s")
+		"--max-concurrent", "4", "--queue-timeout", "60s"}, extra...)
+	cmd := exec.Command(bin, args...)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		return nil, err
