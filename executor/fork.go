@@ -85,6 +85,8 @@ type ForkRunner struct {
 	nextID    atomic.Uint64
 	killGrace time.Duration
 
+	parents parents
+
 	mu       sync.Mutex
 	cur      *warm
 	starting chan struct{} // closed when the start in progress ends
@@ -107,11 +109,16 @@ func NewForkRunner(cfg RunnerConfig, preload []string) (*ForkRunner, error) {
 	closeInheritedOnExec()
 	becomeSubreaper()
 	r := &ForkRunner{cfg: cfg, preload: preload, killGrace: defaultKillGrace, closing: make(chan struct{})}
+	r.parents.cfg = cfg.WarmParents.withDefaults()
+	r.parents.byPath = map[string]*parent{}
 	w, err := r.launch()
 	if err != nil {
 		return nil, err
 	}
 	r.cur = w
+	if r.parents.cfg.enabled() {
+		go r.janitor()
+	}
 	return r, nil
 }
 
@@ -150,11 +157,23 @@ func (r *ForkRunner) Run(ctx context.Context, job Job) (bus.Result, error) {
 	run := &forkRun{msgs: make(chan forkMsg, 3)}
 	var w *warm
 	for attempt := 0; ; attempt++ {
-		if w, err = r.warm(wctx); err != nil {
+		// A hot script's own warm parent, else the warm interpreter.
+		p := r.parentFor(job)
+		if p != nil {
+			w = p.w
+		} else if w, err = r.warm(wctx); err != nil {
 			pio.closeAll()
 			return bus.Result{}, err
 		}
-		if err = w.start(id, run, job, pio); err == nil {
+		if w != nil {
+			err = w.start(id, run, job, pio)
+		} else {
+			err = errWarmDead // retired meanwhile
+		}
+		if p != nil {
+			defer r.releaseParent(p)
+		}
+		if err == nil {
 			break
 		}
 		// A warm interpreter that died before taking the job: the job never
@@ -231,7 +250,7 @@ wait:
 			// Ending it ends its runs (see above) and starts a new one.
 			grace = nil
 			r.cfg.Log.Error("the warm interpreter does not answer; killing it", "pid", w.pid)
-			_ = w.cmd.Process.Kill()
+			w.kill()
 		case <-timeout:
 			timeout = nil
 			timedOut = true
@@ -275,6 +294,7 @@ func (r *ForkRunner) Close() error {
 	case <-time.After(5 * time.Second):
 		// The warm interpreter does not answer: stopping it ends the runs.
 	}
+	r.closeParents()
 	r.mu.Lock()
 	w := r.cur
 	r.cur = nil
@@ -369,7 +389,11 @@ type forkMsg struct {
 	// Unbuffered runs the job with unbuffered stdout and stderr, as
 	// PYTHONUNBUFFERED=1 does (a streamed run).
 	Unbuffered bool `json:"unbuffered,omitempty"`
-	fd         int  // a pidfd that came with "started"
+	// Imports are the modules a warm parent imported ("ready").
+	Imports []string `json:"imports,omitempty"`
+	// Memory is a warm parent's own memory once it has imported them.
+	Memory int64 `json:"memory,omitempty"`
+	fd     int   // a pidfd that came with "started" or a warm parent's "ready"
 }
 
 type forkRun struct {
@@ -378,12 +402,20 @@ type forkRun struct {
 
 var errWarmDead = errors.New("the warm interpreter is gone")
 
-// warm is one warm interpreter process and its control connection.
+// warm is one warm interpreter process, or one warm parent, and its
+// control connection.
 type warm struct {
 	r    *ForkRunner
-	cmd  *exec.Cmd
+	cmd  *exec.Cmd // nil for a warm parent
 	conn *net.UnixConn
 	pid  int
+
+	// A warm parent's: a pidfd of it (-1 once it ended) and what it
+	// imported.
+	parent  bool
+	pidfd   int
+	imports []string
+	memory  int64 // its own memory when it was ready
 
 	mu      sync.Mutex
 	runs    map[uint64]*forkRun
@@ -412,10 +444,13 @@ func (r *ForkRunner) launch() (*warm, error) {
 	conn := fc.(*net.UnixConn)
 
 	preload, _ := json.Marshal(append([]string{}, r.preload...))
+	// With warm parents, the warm interpreter stays small: the standard
+	// library a script imports goes to its own warm parent.
+	options, _ := json.Marshal(map[string]bool{"stdlib": !r.parents.cfg.enabled()})
 	logw := &lineLogger{log: r.cfg.Log}
 	cmd := &exec.Cmd{
 		Path:       r.cfg.Python,
-		Args:       []string{r.cfg.Python, "-c", forkBootstrap, forkserverSource, "3", string(preload), r.cfg.forkConfinement()},
+		Args:       []string{r.cfg.Python, "-c", forkBootstrap, forkserverSource, "3", string(preload), r.cfg.forkConfinement(), string(options)},
 		Dir:        "/",
 		Env:        r.cfg.Env,
 		Stdout:     logw,
@@ -435,7 +470,7 @@ func (r *ForkRunner) launch() (*warm, error) {
 		return nil, bus.Errorf(bus.ErrUnavailable, "cannot start the warm interpreter: %v", err)
 	}
 	w := &warm{
-		r: r, cmd: cmd, conn: conn, pid: cmd.Process.Pid,
+		r: r, cmd: cmd, conn: conn, pid: cmd.Process.Pid, pidfd: -1,
 		runs:   map[uint64]*forkRun{},
 		dead:   make(chan struct{}),
 		exited: make(chan struct{}),
@@ -537,7 +572,11 @@ func (w *warm) readLoop() {
 	select {
 	case <-w.exited:
 	case <-time.After(time.Second):
-		_ = w.cmd.Process.Kill()
+		w.kill()
+	}
+	if w.parent {
+		w.r.parentDied(w)
+		return
 	}
 	w.r.died(w)
 }
@@ -655,7 +694,7 @@ func (w *warm) stop() {
 	select {
 	case <-w.exited:
 	case <-time.After(5 * time.Second):
-		_ = w.cmd.Process.Kill()
+		w.kill()
 		<-w.exited
 	}
 	_ = w.conn.Close()

@@ -14,8 +14,14 @@
 #               for one message; "bpath"/"bargs", base64 bytes, replace
 #               "path"/"args" when they are not UTF-8);
 #               {"op":"kill","id":N}. "unbuffered":true in a run gives
-#               the child unbuffered stdout and stderr (a streamed run).
-#   here -> Go: {"op":"ready","pid":P}; {"op":"fatal","error":E};
+#               the child unbuffered stdout and stderr (a streamed run);
+#               {"op":"parent","dir":D} with two fds, a control socket and a
+#               memfd holding a script's code: fork a warm parent for that
+#               script (see "warm parents" below), which answers on that
+#               socket with the protocol of this one.
+#   here -> Go: {"op":"ready","pid":P} (a warm parent adds "imports", the
+#               modules it imported, and a pidfd of itself);
+#               {"op":"fatal","error":E};
 #               {"op":"started","id":N,"pid":P} with a pidfd of the child;
 #               {"op":"failed","id":N,"error":E};
 #               {"op":"exited","id":N,"status":S} (S: the raw wait status).
@@ -92,6 +98,9 @@ _MAIN_TEMPLATE = [
 _CTL_FD = int(sys.argv[2])
 _PRELOAD = json.loads(sys.argv[3]) if len(sys.argv) > 3 else []
 _CONFINE = json.loads(sys.argv[4]) if len(sys.argv) > 4 else {}
+# {"stdlib": false}: a small base, that leaves the common standard library
+# to the warm parents of the scripts that import it.
+_OPTIONS = json.loads(sys.argv[5]) if len(sys.argv) > 5 else {}
 _PYTHON = sys.orig_argv[0] if hasattr(sys, "orig_argv") else sys.executable
 _WARM_PID = os.getpid()
 
@@ -442,6 +451,7 @@ def _become_run(job):
         sys.orig_argv = [_PYTHON, path] + list(args)
     if not _SAFE_PATH:
         sys.path.insert(0, os.path.dirname(os.path.realpath(path)))
+        _look_in_path0()
     main = types.ModuleType("__main__")
     d = main.__dict__
     d.clear()
@@ -623,6 +633,7 @@ class _Server:
         self.idle = collections.OrderedDict()  # pidfd -> (pid, channel): children waiting for a job
         self.pool_size = 1
         self.draining = {}  # pgid -> (id, status, deadline): runs whose group is not gone yet
+        self.parents = {}  # pidfd -> pid: warm parents forked from here
 
     def send(self, msg, fds=()):
         _send(self.ctl, json.dumps(msg).encode(), fds)
@@ -638,6 +649,8 @@ class _Server:
                     self.drop_idle(fd)
                 elif fd in self.by_pidfd:
                     self.reap(fd)
+                elif fd in self.parents:
+                    self.reap_parent(fd)
             self.drain()
             self.reap_strays()
             self.refill()
@@ -665,6 +678,9 @@ class _Server:
                 run = self.runs.get(msg["id"])
                 if run is not None:
                     _killpg(run[0])
+            elif op == "parent":
+                given, fds = fds, []
+                self.fork_parent(msg, given)
             else:
                 _log("unknown request %r" % (op,))
         except Exception as e:
@@ -770,6 +786,7 @@ class _Server:
         run's group and were re-parented here when their parent died."""
         known = {pid for pid, _ in self.runs.values()}
         known.update(pid for pid, _ in self.idle.values())
+        known.update(self.parents.values())
         while True:
             try:
                 info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
@@ -782,8 +799,48 @@ class _Server:
             except ChildProcessError:
                 return
 
+    def fork_parent(self, msg, fds):
+        if len(fds) != 2:
+            raise ValueError("expected 2 fds, got %d" % len(fds))
+        ctl_fd, code_fd = fds
+        try:
+            with open(code_fd, "rb", closefd=False) as f:
+                f.seek(0)
+                code = f.read()
+            for f in (sys.stdout, sys.stderr):
+                try:
+                    f.flush()
+                except (OSError, ValueError, AttributeError):
+                    pass
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # fork with a thread: ours is idle
+                pid = os.fork()
+            if pid == 0:
+                try:
+                    _become_parent(ctl_fd, msg.get("dir") or "/", code)
+                except BaseException as e:
+                    _log("warm parent: %r" % (e,))
+                finally:
+                    os._exit(1)
+            pidfd = os.pidfd_open(pid)
+            self.parents[pidfd] = pid
+            self.poll.register(pidfd, select.POLLIN)
+        finally:
+            os.close(ctl_fd)
+            os.close(code_fd)
+
+    def reap_parent(self, pidfd):
+        pid = self.parents.pop(pidfd)
+        self.poll.unregister(pidfd)
+        os.close(pidfd)
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+
     def stop(self):
         pids = [pid for pid, _ in self.runs.values()] + [pid for pid, _ in self.idle.values()]
+        pids += list(self.parents.values())
         for pid in pids:
             _killpg(pid)
         for pid in pids:
@@ -893,6 +950,175 @@ def _killpg(pid):
         pass
 
 
+# ------------------------------------------------------------ warm parents
+#
+# A warm parent is a fork of this server, from its main thread, that has
+# then imported what one script imports (found in its code: the absolute
+# imports of its top level, outside functions and classes), and serves that
+# script's runs as this server does: its children have those modules in
+# sys.modules already. Modules of the script's own folder are never
+# imported here (they change, and the folder is not on this sys.path). An
+# import that writes anything (to fd 1 or 2) would lose that output from
+# every run: such a script is refused a warm parent.
+
+
+def _imports_of(code, folder):
+    """The modules a script imports at its top level, in order, less
+    relative imports and modules of its own folder."""
+    had_ast = "_ast" in sys.modules
+    try:
+        tree = compile(code, "<script>", "exec", 0x400)  # PyCF_ONLY_AST
+    except (SyntaxError, ValueError):
+        return []
+    finally:
+        if not had_ast:
+            sys.modules.pop("_ast", None)
+    names = []
+    todo = list(tree.body)
+    while todo:
+        node = todo.pop(0)
+        kind = type(node).__name__
+        if kind == "Import":
+            names += [a.name for a in node.names]
+        elif kind == "ImportFrom":
+            if node.level == 0 and node.module:
+                names.append(node.module)
+                names += [node.module + "." + a.name for a in node.names if a.name != "*"]
+        elif kind in ("If", "Try", "TryStar", "With", "For", "While"):
+            for field in ("body", "orelse", "finalbody"):
+                todo += getattr(node, field, None) or []
+            for h in getattr(node, "handlers", None) or []:
+                todo += h.body
+    out = []
+    for name in names:
+        top = name.split(".")[0]
+        if name in out or top in ("__main__", "__future__") or _in_folder(top, folder):
+            continue
+        out.append(name)
+    return out
+
+
+def _in_folder(top, folder):
+    try:
+        entries = os.listdir(folder)
+    except OSError:
+        return False
+    return any(e == top or e.split(".")[0] == top for e in entries)
+
+
+def _warm_imports(names):
+    """Imports names; returns those that are modules now. fds 1 and 2 go to
+    a memfd meanwhile: anything written there is reported (None)."""
+    sink = os.memfd_create("scripthost-imports", os.MFD_CLOEXEC)
+    saved = [os.dup(1), os.dup(2)]
+    os.dup2(sink, 1)
+    os.dup2(sink, 2)
+    done = []
+    try:
+        for name in names:
+            try:
+                importlib.import_module(name)
+            except BaseException:
+                continue
+            done.append(name)
+        for f in (sys.stdout, sys.stderr):
+            try:
+                f.flush()
+            except BaseException:
+                pass
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        os.close(saved[0])
+        os.close(saved[1])
+        wrote = os.fstat(sink).st_size
+        os.close(sink)
+    return None if wrote else done
+
+
+# A module a run's script imports, that a fresh interpreter would have
+# looked for on sys.path, starting with the script's folder (which creates
+# that folder's entry in sys.path_importer_cache); here it is imported
+# already, so the child looks for it there as the search would have.
+_FIND_IN_PATH0 = None
+
+
+def _searched_name(imported):
+    for name in imported:
+        if "." not in name and name not in sys.builtin_module_names:
+            spec = getattr(sys.modules.get(name), "__spec__", None)
+            if spec is not None and spec.origin not in (None, "built-in", "frozen"):
+                return name
+    return None
+
+
+def _look_in_path0():
+    if _FIND_IN_PATH0 is not None and not _SAFE_PATH:
+        importlib.machinery.PathFinder.find_spec(_FIND_IN_PATH0, sys.path[:1])
+
+
+def _private_memory():
+    total = 0
+    try:
+        with open("/proc/self/smaps_rollup") as f:
+            for line in f:
+                key, _, rest = line.partition(":")
+                if key in ("Private_Clean", "Private_Dirty"):
+                    total += int(rest.split()[0]) << 10
+    except (OSError, ValueError, IndexError):
+        pass
+    return total
+
+
+def _become_parent(ctl_fd, folder, code):
+    global _WARM_PID, _go, _done
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != _WARM_PID:
+        os._exit(1)
+    _WARM_PID = os.getpid()
+    _prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    # Nothing of the base server's is ours: its sockets, its children's
+    # pidfds and channels. The forker thread did not survive the fork.
+    for sock in _OWNED_SOCKETS:
+        sock.detach()
+    del _OWNED_SOCKETS[:]
+    os.closerange(3, ctl_fd)
+    os.closerange(ctl_fd + 1, _MAXFD)
+    ctl = socket.socket(fileno=ctl_fd)
+    ctl.setblocking(True)
+    _OWNED_SOCKETS.append(ctl)
+    _go = _thread.allocate_lock()
+    _go.acquire()
+    _done = _thread.allocate_lock()
+    _done.acquire()
+    _slot[0] = _slot[1] = None
+    server = _Server(ctl)
+    imported = _warm_imports(_imports_of(code, folder))
+    if imported is None:
+        server.send({"op": "fatal", "error": "importing what the script imports writes output"})
+        os._exit(1)
+    _WARM_MODULES.update((k, v) for k, v in sys.modules.items() if k != "__main__")
+    global _FIND_IN_PATH0
+    _FIND_IN_PATH0 = _searched_name(imported)
+    gc.collect()
+    gc.freeze()
+    # What is ours alone now, before a child shares it: what ending this
+    # process frees.
+    memory = _private_memory()
+    _thread.start_new_thread(_results.extend, (map(operator.methodcaller("__call__"), _forker()),))
+    server.refill()
+    me = os.pidfd_open(os.getpid())
+    server.send({"op": "ready", "pid": os.getpid(), "imports": imported, "memory": memory}, [me])
+    os.close(me)
+    try:
+        server.serve()
+    except BaseException as e:
+        _log("warm parent stopping: %r" % (e,))
+    finally:
+        server.stop()
+        os._exit(0)
+
+
 def _main():
     # The runs' orphans come here, to be reaped (see _Server.drain).
     _prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
@@ -901,7 +1127,7 @@ def _main():
     _OWNED_SOCKETS.append(ctl)
     server = _Server(ctl)
     try:
-        for name in _STDLIB:
+        for name in (_STDLIB if _OPTIONS.get("stdlib", True) else ()):
             try:
                 importlib.import_module(name)
             except ImportError:

@@ -22,6 +22,10 @@ type Job struct {
 	// stderr are unbuffered (PYTHONUNBUFFERED=1), as a user watching it
 	// expects; its result is the same.
 	Output Output
+	// Version is the script's version (catalog.Version of its code). In
+	// fork mode, runs of a hot script with a version go to a warm parent
+	// made for that version; without one they never do.
+	Version string
 }
 
 // Output receives the output of a run while it runs.

@@ -2,27 +2,85 @@ package executor
 
 import (
 	"context"
+	"fmt"
+	"os/exec"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/scripthost/scripthost/catalog"
 )
 
-// The benchmarks print per-run figures for a trivial script; they assert
-// nothing about time. Run with SCRIPTHOST_TEST_PYTHON=/usr/bin/python3 for
-// the system interpreter:
+// The benchmarks print per-run figures; they assert nothing about time.
+// Every run has its own stdin. Run with
+// SCRIPTHOST_TEST_PYTHON=/usr/bin/python3 for the system interpreter:
 //
 //	go test -run '^$' -bench Runner -benchtime 200x ./executor/
+//
+// The fork runner's cases: "base" runs every job from the warm interpreter
+// (jobs without a version never use a warm parent), "parent" from the
+// script's warm parent, and "noparents" with warm parents off (the warm
+// interpreter then preloads the common standard library).
 
-func benchRunner(b *testing.B, r Runner, parallel bool) {
+const benchHello = `import sys, json; data = json.load(sys.stdin); print(json.dumps({"greeting": "Hello, " + data["name"]}))` + "\n"
+
+const benchNumpy = `import sys, json
+import numpy as np
+data = json.load(sys.stdin)
+print(json.dumps({"sum": int(np.arange(data["n"]).sum())}))
+`
+
+type benchScript struct {
+	name, code string
+	stdin      func(i int64) []byte
+	want       func(i int64) string
+}
+
+var benchScripts = []benchScript{
+	{"hello.py", benchHello,
+		func(i int64) []byte { return fmt.Appendf(nil, `{"name": "A%d"}`, i) },
+		func(i int64) string { return fmt.Sprintf(`{"greeting": "Hello, A%d"}`+"\n", i) }},
+	{"numpy_sum.py", benchNumpy,
+		func(i int64) []byte { return fmt.Appendf(nil, `{"n": %d}`, i%100) },
+		func(i int64) string { n := i % 100; return fmt.Sprintf(`{"sum": %d}`+"\n", n*(n-1)/2) }},
+}
+
+func benchRunner(b *testing.B, r Runner, s benchScript, versioned, parallel bool) {
+	if s.name == "numpy_sum.py" {
+		if err := exec.Command(testPython(b), "-c", "import numpy").Run(); err != nil {
+			b.Skipf("%s cannot import numpy (python3-numpy): %v", testPython(b), err)
+		}
+	}
 	dir := b.TempDir()
-	path := writeScript(b, dir, "hello.py", `print("Hello, World!")`)
+	path := writeScript(b, dir, s.name, s.code)
 	job := Job{Path: path}
+	if versioned {
+		job.Version = catalog.Version([]byte(s.code))
+	}
+	var seq atomic.Int64
 	one := func() {
-		res, err := r.Run(context.Background(), job)
-		if err != nil || res.Stdout != "Hello, World!\n" {
+		i := seq.Add(1)
+		j := job
+		j.Stdin = s.stdin(i)
+		res, err := r.Run(context.Background(), j)
+		if err != nil || res.Stdout != s.want(i) {
 			b.Fatalf("run: %+v %v", res, err)
 		}
 	}
-	one() // warm caches
+	// Warm caches, and let a versioned script get its warm parent.
+	for range 3 {
+		one()
+	}
+	if fr, ok := r.(*ForkRunner); ok && versioned && fr.parents.cfg.enabled() {
+		deadline := time.Now().Add(30 * time.Second)
+		for fr.WarmStats().Parents == 0 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if fr.WarmStats().Parents == 0 {
+			b.Fatal("no warm parent")
+		}
+	}
 	b.ResetTimer()
 	if !parallel {
 		for b.Loop() {
@@ -44,16 +102,34 @@ func BenchmarkSpawnRunner(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer r.Close()
-	b.Run("serial", func(b *testing.B) { benchRunner(b, r, false) })
-	b.Run("parallel", func(b *testing.B) { benchRunner(b, r, true) })
+	for _, s := range benchScripts {
+		name := strings.TrimSuffix(s.name, ".py")
+		b.Run(name+"/serial", func(b *testing.B) { benchRunner(b, r, s, true, false) })
+		b.Run(name+"/parallel", func(b *testing.B) { benchRunner(b, r, s, true, true) })
+	}
 }
 
 func BenchmarkForkRunner(b *testing.B) {
-	r, err := NewForkRunner(testConfig(b, Limits{Timeout: 30 * time.Second}), nil)
-	if err != nil {
-		b.Fatal(err)
+	for _, kind := range []struct {
+		name      string
+		parents   WarmParents
+		versioned bool
+	}{
+		{"parent", WarmParents{}, true},
+		{"base", WarmParents{}, false},
+		{"noparents", WarmParents{Max: -1}, true},
+	} {
+		cfg := testConfig(b, Limits{Timeout: 30 * time.Second})
+		cfg.WarmParents = kind.parents
+		r, err := NewForkRunner(cfg, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, s := range benchScripts {
+			name := kind.name + "/" + strings.TrimSuffix(s.name, ".py")
+			b.Run(name+"/serial", func(b *testing.B) { benchRunner(b, r, s, kind.versioned, false) })
+			b.Run(name+"/parallel", func(b *testing.B) { benchRunner(b, r, s, kind.versioned, true) })
+		}
+		r.Close()
 	}
-	defer r.Close()
-	b.Run("serial", func(b *testing.B) { benchRunner(b, r, false) })
-	b.Run("parallel", func(b *testing.B) { benchRunner(b, r, true) })
 }

@@ -43,6 +43,8 @@ type RunnerConfig struct {
 	DrainTimeout time.Duration
 	// Log receives the runner's own messages; nil discards them.
 	Log *slog.Logger
+	// WarmParents configures fork mode's per-script warm parents.
+	WarmParents WarmParents
 }
 
 // withDefaults returns cfg with its zero fields filled in and checks it.

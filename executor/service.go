@@ -175,7 +175,7 @@ func (s *Service) execute(ctx context.Context, name string, req bus.RunRequest, 
 			return Outcome{}, errHandedOver
 		}
 		defer s.releaseSlot()
-		job := Job{Path: path, Args: req.Args, Stdin: req.Data}
+		job := Job{Path: path, Args: req.Args, Stdin: req.Data, Version: version}
 		if opts.output != nil {
 			c := newCoalescer(opts.output)
 			defer c.close() // before the slot goes: the output precedes the result

@@ -158,3 +158,45 @@ func (m *HTTP) Served(method, route string, code int, d time.Duration) {
 	m.requests.WithLabelValues(method, route, strconv.Itoa(code)).Inc()
 	m.duration.WithLabelValues(method, route).Observe(d.Seconds())
 }
+
+// WarmParents are the figures of fork mode's per-script warm parents.
+type WarmParents struct {
+	Parents                   int
+	MemoryBytes               int64
+	Created, Evicted, Refused uint64
+	Runs                      uint64
+}
+
+// RegisterWarmParents registers the warm-parent metrics, read from stats
+// at every scrape: scripthost_warm_parents and
+// scripthost_warm_parent_memory_bytes (gauges), and the counters
+// scripthost_warm_parents_created_total, _evicted_total, _refused_total
+// and scripthost_warm_parent_runs_total.
+func RegisterWarmParents(reg prometheus.Registerer, stats func() WarmParents) {
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "scripthost_warm_parents",
+			Help: "Warm parents alive: forks of the warm interpreter that imported what one hot script imports.",
+		}, func() float64 { return float64(stats().Parents) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "scripthost_warm_parent_memory_bytes",
+			Help: "Memory of the warm parents that is their own (not shared with the warm interpreter), as last measured.",
+		}, func() float64 { return float64(stats().MemoryBytes) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "scripthost_warm_parents_created_total",
+			Help: "Warm parents made.",
+		}, func() float64 { return float64(stats().Created) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "scripthost_warm_parents_evicted_total",
+			Help: "Warm parents ended: idle, over a bound, or replaced by a new version of their script.",
+		}, func() float64 { return float64(stats().Evicted) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "scripthost_warm_parents_refused_total",
+			Help: "Script versions refused a warm parent (importing what they import writes output, or it alone is over the memory bound).",
+		}, func() float64 { return float64(stats().Refused) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "scripthost_warm_parent_runs_total",
+			Help: "Runs served by a warm parent.",
+		}, func() float64 { return float64(stats().Runs) }),
+	)
+}

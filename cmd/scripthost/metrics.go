@@ -52,6 +52,18 @@ func (o *observability) httpMetrics() httpbridge.HTTPMetrics {
 	return o.http
 }
 
+// warmParents registers the metrics of fork mode's warm parents.
+func (o *observability) warmParents(stats func() executor.WarmStats) {
+	if o == nil {
+		return
+	}
+	metrics.RegisterWarmParents(o.reg, func() metrics.WarmParents {
+		st := stats()
+		return metrics.WarmParents{Parents: st.Parents, MemoryBytes: st.MemoryBytes,
+			Created: st.Created, Evicted: st.Evicted, Refused: st.Refused, Runs: st.Runs}
+	})
+}
+
 // handler serves the metrics; nil when off.
 func (o *observability) handler() http.Handler {
 	if o == nil {

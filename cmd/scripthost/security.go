@@ -133,11 +133,15 @@ func (c *serveConfig) runnerConfig(python, scriptsDir string, log *slog.Logger) 
 		return executor.RunnerConfig{}, err
 	}
 	rc := executor.RunnerConfig{
-		Python: python,
-		Env:    scriptEnv(),
-		Limits: c.limits(executor.Limits{Timeout: c.Timeout, MaxOutput: int(c.MaxOutput)}),
-		RunAs:  cred,
-		Log:    log,
+		Python:      python,
+		Env:         scriptEnv(),
+		Limits:      c.limits(executor.Limits{Timeout: c.Timeout, MaxOutput: int(c.MaxOutput)}),
+		RunAs:       cred,
+		Log:         log,
+		WarmParents: executor.WarmParents{Max: c.WarmParents, MaxMemory: int64(c.WarmMemory), Idle: c.WarmIdle},
+	}
+	if c.WarmParents == 0 {
+		rc.WarmParents.Max = -1 // none
 	}
 	runUID := uint32(os.Geteuid())
 	if cred != nil {

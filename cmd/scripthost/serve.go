@@ -36,6 +36,9 @@ type serveConfig struct {
 	Python        string
 	Mode          string
 	Preload       string
+	WarmParents   int
+	WarmMemory    byteSize
+	WarmIdle      time.Duration
 	MaxBody       byteSize
 	MaxOutput     byteSize
 	Node          string
@@ -73,6 +76,10 @@ func (c *serveConfig) nodeFlags(fs *flag.FlagSet, slots int, slotsUsage string) 
 	fs.StringVar(&c.Python, "python", "python3", "Python interpreter, resolved once at start")
 	fs.StringVar(&c.Mode, "mode", "fork", "execution mode: spawn (a fresh interpreter per run) or fork (a child of a warm interpreter per run)")
 	fs.StringVar(&c.Preload, "preload", "", "fork mode: comma-separated modules the warm interpreter imports once")
+	fs.IntVar(&c.WarmParents, "warm-parents", executor.DefaultMaxWarmParents, "fork mode: warm parents at most, each a warm interpreter that imported what one hot script imports; 0: none")
+	c.WarmMemory = executor.DefaultWarmParentMemory
+	fs.Var(&c.WarmMemory, "warm-memory", "fork mode: memory of the warm parents together (their own, not shared); the least recently used go first")
+	fs.DurationVar(&c.WarmIdle, "warm-idle", executor.DefaultWarmParentIdle, "fork mode: a warm parent with no run for this long is ended")
 	c.MaxOutput = 1 << 20
 	fs.Var(&c.MaxOutput, "max-output", "cap of stdout and of stderr of a run; the rest is dropped")
 	host, _ := os.Hostname()
@@ -96,6 +103,12 @@ func (c *serveConfig) validate() error {
 		return errors.New("--cache-ttl must not be negative")
 	case c.MaxBody <= 0:
 		return errors.New("--max-body must be positive")
+	case c.WarmParents < 0:
+		return errors.New("--warm-parents must not be negative")
+	case c.WarmMemory <= 0:
+		return errors.New("--warm-memory must be positive")
+	case c.WarmIdle <= 0:
+		return errors.New("--warm-idle must be positive")
 	case c.MaxOutput <= 0:
 		return errors.New("--max-output must be positive")
 	case c.Mode != "spawn" && c.Mode != "fork":
@@ -354,6 +367,9 @@ func (s *server) startNode(cfg serveConfig, python string, nc *nats.Conn, script
 		return nil, err
 	}
 	s.defer_(func() { runner.Close() })
+	if fr, ok := runner.(*executor.ForkRunner); ok {
+		s.obs.warmParents(fr.WarmStats)
+	}
 	exec, err := executor.New(executor.Config{
 		Node:          cfg.Node,
 		MaxConcurrent: cfg.MaxConcurrent,

@@ -1,0 +1,504 @@
+package executor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/scripthost/scripthost/catalog"
+)
+
+// Defaults of WarmParents.
+const (
+	DefaultMaxWarmParents   = 8
+	DefaultWarmParentMemory = 1 << 30
+	DefaultWarmParentIdle   = 5 * time.Minute
+	DefaultWarmParentHot    = 2
+	// maxWarmScript is the largest script whose imports are looked for.
+	maxWarmScript = 4 << 20
+)
+
+// WarmParents configures the per-script warm parents of fork mode: for a
+// script that runs often (Hot runs of one version), a fork of the warm
+// interpreter that has imported what the script imports, from which that
+// script's runs then fork. A new version of the script gets a new warm
+// parent; the old one serves no run of it.
+type WarmParents struct {
+	// Max bounds the warm parents alive at once (0: DefaultMaxWarmParents);
+	// a negative Max disables them, and the warm interpreter then imports
+	// the common standard library itself.
+	Max int
+	// MaxMemory bounds the memory of the warm parents together, in bytes:
+	// what is their own (not shared with the warm interpreter), which
+	// evicting them frees (0: DefaultWarmParentMemory).
+	MaxMemory int64
+	// Idle evicts a warm parent that served no run for that long
+	// (0: DefaultWarmParentIdle).
+	Idle time.Duration
+	// Hot is the number of runs of one version of a script, served by the
+	// warm interpreter, after which it gets a warm parent (0:
+	// DefaultWarmParentHot).
+	Hot int
+}
+
+func (p WarmParents) withDefaults() WarmParents {
+	if p.Max == 0 {
+		p.Max = DefaultMaxWarmParents
+	}
+	if p.MaxMemory == 0 {
+		p.MaxMemory = DefaultWarmParentMemory
+	}
+	if p.Idle == 0 {
+		p.Idle = DefaultWarmParentIdle
+	}
+	if p.Hot == 0 {
+		p.Hot = DefaultWarmParentHot
+	}
+	return p
+}
+
+func (p WarmParents) enabled() bool { return p.Max > 0 }
+
+// WarmStats are the counts of a fork runner's warm parents.
+type WarmStats struct {
+	// Parents is the number of warm parents alive, and MemoryBytes their
+	// own memory as last measured.
+	Parents     int
+	MemoryBytes int64
+	// Created, Evicted and Refused count warm parents made, ended (idle,
+	// over a bound, or replaced by a new version) and scripts refused one
+	// (their imports write output).
+	Created, Evicted, Refused uint64
+	// Runs counts the runs served by a warm parent.
+	Runs uint64
+}
+
+// parent is the warm-parent state of one script (by path): counting its
+// runs until it is hot, then its warm parent.
+type parent struct {
+	path, version string
+	hits          int       // runs of this version served by the warm interpreter
+	lastUsed      time.Time // last run started
+	starting      bool
+	refused       bool // this version cannot have one
+	retired       bool // out of the table: ends once its runs have
+	w             *warm
+	active        int   // runs in progress on w
+	mem           int64 // own memory of w, last measured
+	imports       []string
+}
+
+// parents is the table of a ForkRunner's warm parents.
+type parents struct {
+	cfg     WarmParents
+	mu      sync.Mutex
+	byPath  map[string]*parent
+	closed  bool
+	stats   WarmStats
+	stopped sync.WaitGroup // parents being stopped
+}
+
+// parentFor returns the warm parent a run of job uses, holding one run on
+// it, or nil when the run goes to the warm interpreter (counting it
+// towards the script's being hot).
+func (r *ForkRunner) parentFor(job Job) *parent {
+	ps := &r.parents
+	if !ps.cfg.enabled() || job.Version == "" {
+		return nil
+	}
+	now := time.Now()
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if ps.closed {
+		return nil
+	}
+	p := ps.byPath[job.Path]
+	if p != nil && p.version != job.Version {
+		// A new version (or a run of an older one): the old warm parent
+		// serves no run of it.
+		r.retireLocked(p)
+		p = nil
+	}
+	if p == nil {
+		p = &parent{path: job.Path, version: job.Version}
+		ps.byPath[job.Path] = p
+	}
+	p.lastUsed = now
+	if p.w != nil && !p.w.isDead() {
+		p.active++
+		ps.stats.Runs++
+		return p
+	}
+	p.hits++
+	if p.w == nil && !p.starting && !p.refused && p.hits >= ps.cfg.Hot && r.roomForParentLocked() {
+		p.starting = true
+		go r.makeParent(p)
+	}
+	return nil
+}
+
+// releaseParent ends one run on p.
+func (r *ForkRunner) releaseParent(p *parent) {
+	ps := &r.parents
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	p.active--
+	p.lastUsed = time.Now()
+	if p.retired && p.active == 0 {
+		r.stopParentLocked(p)
+	}
+}
+
+// roomForParentLocked makes room for one more warm parent, evicting the
+// least recently used idle one if the table is full; false if all are busy.
+func (r *ForkRunner) roomForParentLocked() bool {
+	ps := &r.parents
+	n := 0
+	for _, p := range ps.byPath {
+		if p.w != nil || p.starting {
+			n++
+		}
+	}
+	if n < ps.cfg.Max {
+		return true
+	}
+	if lru := ps.lruLocked(); lru != nil {
+		r.retireLocked(lru)
+		return true
+	}
+	return false
+}
+
+// lruLocked is the least recently used warm parent with no run, or nil.
+func (ps *parents) lruLocked() *parent {
+	var lru *parent
+	for _, p := range ps.byPath {
+		if p.w != nil && p.active == 0 && (lru == nil || p.lastUsed.Before(lru.lastUsed)) {
+			lru = p
+		}
+	}
+	return lru
+}
+
+// retireLocked takes p out of the table; its warm parent ends once its
+// runs have.
+func (r *ForkRunner) retireLocked(p *parent) {
+	ps := &r.parents
+	if ps.byPath[p.path] == p {
+		delete(ps.byPath, p.path)
+	}
+	p.retired = true
+	if p.active == 0 {
+		r.stopParentLocked(p)
+	}
+}
+
+func (r *ForkRunner) stopParentLocked(p *parent) {
+	w := p.w
+	if w == nil {
+		return // a start in progress sees retired and stops it
+	}
+	p.w = nil
+	r.parents.stats.Evicted++
+	r.parents.stopped.Add(1)
+	go func() {
+		defer r.parents.stopped.Done()
+		w.stop()
+		r.cfg.Log.Debug("warm parent stopped", "script", p.path, "version", p.version, "pid", w.pid)
+	}()
+}
+
+// makeParent starts the warm parent of p.
+func (r *ForkRunner) makeParent(p *parent) {
+	w, refused, err := r.forkParent(p)
+	ps := &r.parents
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	p.starting = false
+	switch {
+	case refused:
+		p.refused = true
+		ps.stats.Refused++
+		r.cfg.Log.Info("no warm parent for this script", "script", p.path, "reason", err)
+	case err != nil:
+		p.hits = 0 // try again once it is hot again
+		r.cfg.Log.Warn("cannot start a warm parent", "script", p.path, "err", err)
+	case p.retired || ps.closed:
+		ps.stopped.Add(1)
+		go func() {
+			defer ps.stopped.Done()
+			w.stop()
+		}()
+	default:
+		p.w, p.mem = w, w.memory
+		ps.stats.Created++
+		r.cfg.Log.Info("warm parent ready", "script", p.path, "version", p.version, "pid", w.pid, "imports", w.imports)
+	}
+}
+
+// forkParent asks the warm interpreter for a warm parent of p's script;
+// refused reports a script that cannot have one.
+func (r *ForkRunner) forkParent(p *parent) (w *warm, refused bool, err error) {
+	code, err := readScript(p.path)
+	if err != nil {
+		return nil, false, err
+	}
+	if catalog.Version(code) != p.version {
+		return nil, false, errors.New("the script changed")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), warmStartTimeout)
+	defer cancel()
+	base, err := r.warm(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, false, err
+	}
+	ours := os.NewFile(uintptr(fds[0]), "warm-parent-control")
+	fc, err := net.FileConn(ours)
+	_ = ours.Close()
+	if err != nil {
+		_ = unix.Close(fds[1])
+		return nil, false, err
+	}
+	memfd, err := bigJob(code)
+	if err != nil {
+		_ = unix.Close(fds[1])
+		_ = fc.Close()
+		return nil, false, err
+	}
+	body, _ := json.Marshal(forkMsg{Op: "parent", Dir: filepath.Dir(p.path)})
+	err = base.sendRaw(body, []int{fds[1], memfd})
+	_ = unix.Close(fds[1])
+	_ = unix.Close(memfd)
+	if err != nil {
+		_ = fc.Close()
+		return nil, false, err
+	}
+	w = &warm{
+		r: r, conn: fc.(*net.UnixConn), pidfd: -1, parent: true,
+		runs:   map[uint64]*forkRun{},
+		dead:   make(chan struct{}),
+		exited: make(chan struct{}),
+	}
+	_ = w.conn.SetReadDeadline(time.Now().Add(warmStartTimeout))
+	m, err := w.read()
+	_ = w.conn.SetReadDeadline(time.Time{})
+	if err == nil && m.Op == "fatal" {
+		_ = w.conn.Close()
+		return nil, true, errors.New(m.Error)
+	}
+	if err == nil && (m.Op != "ready" || m.fd < 0) {
+		err = fmt.Errorf("unexpected message %q", m.Op)
+	}
+	if err != nil {
+		if m.fd >= 0 {
+			_ = unix.Close(m.fd)
+		}
+		_ = w.conn.Close()
+		return nil, false, fmt.Errorf("the warm parent did not start: %w", err)
+	}
+	w.pid, w.pidfd, w.imports, w.memory = m.Pid, m.fd, m.Imports, m.Memory
+	go w.watchExit()
+	go w.readLoop()
+	return w, false, nil
+}
+
+func readScript(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err != nil {
+		return nil, err
+	} else if st.Size() > maxWarmScript {
+		return nil, errors.New("too large to look for its imports")
+	}
+	return os.ReadFile(path)
+}
+
+// parentDied takes a warm parent that ended by itself out of the table;
+// the script's next runs go to the warm interpreter until it is made again.
+func (r *ForkRunner) parentDied(w *warm) {
+	ps := &r.parents
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	for _, p := range ps.byPath {
+		if p.w == w {
+			p.w, p.hits = nil, 0
+			if !ps.closed {
+				r.cfg.Log.Warn("a warm parent died", "script", p.path, "pid", w.pid, "err", w.deadErr)
+			}
+		}
+	}
+}
+
+// janitor measures the warm parents and evicts those idle too long, then
+// the least recently used while over the bounds.
+func (r *ForkRunner) janitor() {
+	every := min(2*time.Second, max(r.parents.cfg.Idle/4, 10*time.Millisecond))
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.closing:
+			return
+		case <-t.C:
+			r.sweep()
+		}
+	}
+}
+
+func (r *ForkRunner) sweep() {
+	ps := &r.parents
+	ps.mu.Lock()
+	var live []*parent
+	for _, p := range ps.byPath {
+		if p.w != nil {
+			live = append(live, p)
+		}
+	}
+	ps.mu.Unlock()
+	mems := make([]int64, len(live))
+	for i, p := range live {
+		mems[i] = ownMemory(p.w.pid)
+	}
+	now := time.Now()
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	for i, p := range live {
+		// Its children share its pages (one is always forked ahead), so
+		// what is private to it now undercounts what it holds: its memory
+		// once it was ready is the floor.
+		if p.w != nil {
+			p.mem = max(mems[i], p.w.memory)
+		}
+	}
+	for path, p := range ps.byPath {
+		idle := now.Sub(p.lastUsed) > ps.cfg.Idle
+		switch {
+		case p.w != nil && p.active == 0 && p.mem > ps.cfg.MaxMemory:
+			// Alone over the bound: this version gets none again.
+			r.cfg.Log.Info("a warm parent alone is over the memory bound: ending it", "script", p.path, "memory", p.mem)
+			r.retireLocked(p)
+			ps.byPath[path] = &parent{path: p.path, version: p.version, refused: true, lastUsed: now}
+			ps.stats.Refused++
+		case p.w != nil && p.active == 0 && idle:
+			r.cfg.Log.Debug("warm parent idle: evicting it", "script", p.path)
+			r.retireLocked(p)
+		case p.w == nil && !p.starting && idle:
+			delete(ps.byPath, path) // a cold script's count
+		}
+	}
+	for {
+		var total int64
+		n := 0
+		for _, p := range ps.byPath {
+			if p.w != nil {
+				total += p.mem
+				n++
+			}
+		}
+		if n <= ps.cfg.Max && total <= ps.cfg.MaxMemory {
+			return
+		}
+		lru := ps.lruLocked()
+		if lru == nil {
+			return
+		}
+		r.cfg.Log.Debug("warm parents over their bounds: evicting one", "script", lru.path, "parents", n, "memory", total)
+		r.retireLocked(lru)
+	}
+}
+
+// WarmStats returns the counts of the warm parents.
+func (r *ForkRunner) WarmStats() WarmStats {
+	ps := &r.parents
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	st := ps.stats
+	for _, p := range ps.byPath {
+		if p.w != nil {
+			st.Parents++
+			st.MemoryBytes += p.mem
+		}
+	}
+	return st
+}
+
+// closeParents stops every warm parent; runs on them are killed by then.
+func (r *ForkRunner) closeParents() {
+	ps := &r.parents
+	ps.mu.Lock()
+	ps.closed = true
+	for _, p := range ps.byPath {
+		r.retireLocked(p)
+	}
+	ps.mu.Unlock()
+	ps.stopped.Wait()
+}
+
+// ownMemory is the memory of process pid that is its own, not shared with
+// another (the private pages of /proc/PID/smaps_rollup), in bytes; 0 if it
+// cannot be read.
+func ownMemory(pid int) int64 {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/smaps_rollup")
+	if err != nil {
+		return 0
+	}
+	var total int64
+	for _, line := range strings.Split(string(data), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok || (k != "Private_Clean" && k != "Private_Dirty") {
+			continue
+		}
+		f := strings.Fields(v)
+		if len(f) == 2 && f[1] == "kB" {
+			n, _ := strconv.ParseInt(f[0], 10, 64)
+			total += n << 10
+		}
+	}
+	return total
+}
+
+// watchExit closes w.exited once the warm parent's process has ended.
+func (w *warm) watchExit() {
+	defer close(w.exited)
+	fds := []unix.PollFd{{Fd: int32(w.pidfd), Events: unix.POLLIN}}
+	for {
+		_, err := unix.Poll(fds, -1)
+		if !errors.Is(err, unix.EINTR) {
+			break
+		}
+	}
+	w.mu.Lock()
+	_ = unix.Close(w.pidfd)
+	w.pidfd = -1
+	w.mu.Unlock()
+}
+
+// kill ends the warm interpreter's or warm parent's process at once.
+func (w *warm) kill() {
+	if w.cmd != nil {
+		_ = w.cmd.Process.Kill()
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.pidfd >= 0 {
+		_ = unix.PidfdSendSignal(w.pidfd, unix.SIGKILL, nil, 0)
+	}
+}

@@ -1,0 +1,301 @@
+package executor
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/scripthost/scripthost/catalog"
+)
+
+// newParentsFork is a fork runner with warm parents as configured, whose
+// scripts also import from lib (on PYTHONPATH, outside their folder).
+func newParentsFork(t *testing.T, wp WarmParents, lib string) *ForkRunner {
+	t.Helper()
+	cfg := testConfig(t, Limits{Timeout: 30 * time.Second})
+	cfg.Env = append(os.Environ(), "PYTHONPATH="+lib)
+	cfg.WarmParents = wp
+	r, err := NewForkRunner(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Close() })
+	return r
+}
+
+// parentPid is the pid of the warm parent that serves path now, or 0.
+func parentPid(r *ForkRunner, path string) int {
+	r.parents.mu.Lock()
+	defer r.parents.mu.Unlock()
+	if p := r.parents.byPath[path]; p != nil && p.w != nil && !p.w.isDead() {
+		return p.w.pid
+	}
+	return 0
+}
+
+func versioned(path string) Job {
+	code, _ := os.ReadFile(path)
+	return Job{Path: path, Version: catalog.Version(code)}
+}
+
+// whoImported runs a script that prints its version, the pid of the
+// process that imported lib's marker module, and its own pid.
+func whoImported(t *testing.T, r Runner, job Job) (version string, importer, self int) {
+	t.Helper()
+	res := run(t, r, job)
+	if _, err := fmt.Sscan(res.Stdout, &version, &importer, &self); err != nil {
+		t.Fatalf("output %q (stderr %q): %v", res.Stdout, res.Stderr, err)
+	}
+	return version, importer, self
+}
+
+const markerScript = `import os
+import marker
+print(%q, marker.IMPORTED_BY, os.getpid())
+`
+
+// A new version of a script never runs from the warm parent of the old
+// one: its first run already does not, and it gets a warm parent of its
+// own, while the old one ends.
+func TestWarmParentNewVersion(t *testing.T) {
+	t.Parallel()
+	lib := t.TempDir()
+	writeScript(t, lib, "marker.py", "import os\nIMPORTED_BY = os.getpid()\n")
+	r := newParentsFork(t, WarmParents{Hot: 1}, lib)
+	dir := t.TempDir()
+	path := writeScript(t, dir, "versions.py", fmt.Sprintf(markerScript, "v1"))
+	v1 := versioned(path)
+
+	// The first run imports marker itself; then the script has its parent.
+	if v, importer, self := whoImported(t, r, v1); v != "v1" || importer != self {
+		t.Fatalf("first run: %s, imported by %d, run %d", v, importer, self)
+	}
+	waitFor(t, 30*time.Second, "the warm parent of v1", func() bool { return parentPid(r, path) != 0 })
+	old := parentPid(r, path)
+	for range 3 {
+		if v, importer, self := whoImported(t, r, v1); v != "v1" || importer != old || self == old {
+			t.Fatalf("run of v1: %s, imported by %d, run %d; warm parent %d", v, importer, self, old)
+		}
+	}
+
+	writeScript(t, dir, "versions.py", fmt.Sprintf(markerScript, "v2"))
+	v2 := versioned(path)
+	if v2.Version == v1.Version {
+		t.Fatal("same version")
+	}
+	if v, importer, _ := whoImported(t, r, v2); v != "v2" || importer == old {
+		t.Fatalf("first run of v2: %s, imported by %d (the old warm parent is %d)", v, importer, old)
+	}
+	waitFor(t, 10*time.Second, "the old warm parent to end", func() bool { return processGone(old) })
+	waitFor(t, 30*time.Second, "the warm parent of v2", func() bool { return parentPid(r, path) != 0 })
+	fresh := parentPid(r, path)
+	if fresh == old {
+		t.Fatalf("v2 has the warm parent of v1 (%d)", old)
+	}
+	if v, importer, _ := whoImported(t, r, v2); v != "v2" || importer != fresh {
+		t.Fatalf("run of v2: %s, imported by %d; warm parent %d", v, importer, fresh)
+	}
+	// A run without a version never uses a warm parent.
+	if _, importer, self := whoImported(t, r, Job{Path: path}); importer != self {
+		t.Fatalf("unversioned run imported by %d, run %d", importer, self)
+	}
+	if st := r.WarmStats(); st.Created != 2 || st.Evicted != 1 || st.Parents != 1 || st.Runs < 4 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// A warm parent that serves no run for the idle time ends, and the memory
+// its imports took goes with it: the metrics show it, then show it gone.
+func TestWarmParentEvictionFreesMemory(t *testing.T) {
+	t.Parallel()
+	lib := t.TempDir()
+	writeScript(t, lib, "big.py", "BLOB = b'x' * (48 << 20)\n")
+	r := newParentsFork(t, WarmParents{Hot: 1, Idle: 500 * time.Millisecond}, lib)
+	dir := t.TempDir()
+	path := writeScript(t, dir, "big_user.py", "import big\nprint(len(big.BLOB))\n")
+	job := versioned(path)
+	if got := run(t, r, job).Stdout; got != fmt.Sprintln(48<<20) {
+		t.Fatalf("stdout %q", got)
+	}
+	waitFor(t, 30*time.Second, "the warm parent", func() bool { return parentPid(r, path) != 0 })
+	pid := parentPid(r, path)
+	// Keep it in use while it is measured.
+	waitFor(t, 30*time.Second, "its memory measured", func() bool {
+		run(t, r, job)
+		return r.WarmStats().MemoryBytes >= 48<<20
+	})
+	if rss := residentBytes(t, pid); rss < 48<<20 {
+		t.Fatalf("the warm parent holds %d bytes", rss)
+	}
+	waitFor(t, 30*time.Second, "the idle warm parent to end", func() bool {
+		st := r.WarmStats()
+		return st.Parents == 0 && st.MemoryBytes == 0 && st.Evicted == 1
+	})
+	waitFor(t, 10*time.Second, "its process to end", func() bool { return processGone(pid) })
+}
+
+// The bounds: with room for one warm parent, a second hot script's
+// takes the place of the first, whose process ends; a warm parent alone
+// over the memory bound is ended and its script gets no other.
+func TestWarmParentBounds(t *testing.T) {
+	t.Parallel()
+	lib := t.TempDir()
+	writeScript(t, lib, "big.py", "BLOB = b'x' * (48 << 20)\n")
+	writeScript(t, lib, "small.py", "X = 1\n")
+	r := newParentsFork(t, WarmParents{Hot: 1, Max: 1, MaxMemory: 32 << 20}, lib)
+	dir := t.TempDir()
+	a := versioned(writeScript(t, dir, "a.py", "import small\nprint('a')\n"))
+	b := versioned(writeScript(t, dir, "b.py", "import small\nprint('b')\n"))
+	run(t, r, a)
+	waitFor(t, 30*time.Second, "a's warm parent", func() bool { return parentPid(r, a.Path) != 0 })
+	first := parentPid(r, a.Path)
+	run(t, r, b)
+	waitFor(t, 30*time.Second, "b's warm parent", func() bool { return parentPid(r, b.Path) != 0 })
+	waitFor(t, 10*time.Second, "a's warm parent to end", func() bool { return processGone(first) })
+	if st := r.WarmStats(); st.Parents != 1 || parentPid(r, a.Path) != 0 {
+		t.Fatalf("stats %+v, a's warm parent %d", st, parentPid(r, a.Path))
+	}
+
+	big := versioned(writeScript(t, dir, "c.py", "import big\nprint('c')\n"))
+	run(t, r, big)
+	waitFor(t, 30*time.Second, "the big script refused", func() bool { return r.WarmStats().Refused == 1 })
+	for range 3 {
+		if got := run(t, r, big).Stdout; got != "c\n" {
+			t.Fatalf("stdout %q", got)
+		}
+	}
+	if pid := parentPid(r, big.Path); pid != 0 {
+		t.Fatalf("the big script has a warm parent again: %d", pid)
+	}
+}
+
+// A script whose imports write output gets no warm parent: every run
+// still writes it, as a fresh interpreter's would.
+func TestWarmParentNoisyImport(t *testing.T) {
+	t.Parallel()
+	lib := t.TempDir()
+	writeScript(t, lib, "noisy.py", "print('imported noisy')\n")
+	r := newParentsFork(t, WarmParents{Hot: 1}, lib)
+	dir := t.TempDir()
+	job := versioned(writeScript(t, dir, "noisy_user.py", "import noisy\nprint('ran')\n"))
+	run(t, r, job)
+	waitFor(t, 30*time.Second, "the script refused", func() bool { return r.WarmStats().Refused == 1 })
+	if got := run(t, r, job).Stdout; got != "imported noisy\nran\n" {
+		t.Fatalf("stdout %q", got)
+	}
+	if st := r.WarmStats(); st.Parents != 0 || st.Created != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// The modules of a script's own folder stay out of its warm parent: they
+// change without the script's version changing.
+func TestWarmParentSkipsFolderModules(t *testing.T) {
+	t.Parallel()
+	lib := t.TempDir()
+	writeScript(t, lib, "marker.py", "import os\nIMPORTED_BY = os.getpid()\n")
+	r := newParentsFork(t, WarmParents{Hot: 1}, lib)
+	dir := t.TempDir()
+	writeScript(t, dir, "sibling.py", "VALUE = 'one'\n")
+	path := writeScript(t, dir, "uses_sibling.py", "import marker\nimport sibling\nprint(sibling.VALUE)\n")
+	job := versioned(path)
+	run(t, r, job)
+	waitFor(t, 30*time.Second, "the warm parent", func() bool { return parentPid(r, path) != 0 })
+	r.parents.mu.Lock()
+	imports := r.parents.byPath[path].w.imports
+	r.parents.mu.Unlock()
+	if !reflect.DeepEqual(imports, []string{"marker"}) {
+		t.Fatalf("imports %q", imports)
+	}
+	writeScript(t, dir, "sibling.py", "VALUE = 'two'\n")
+	if got := run(t, r, job).Stdout; got != "two\n" {
+		t.Fatalf("stdout %q", got)
+	}
+}
+
+// TestFidelityWarmParents runs the corpus through warm parents: each
+// script's run from its own warm parent gives what a fresh interpreter
+// gives, byte for byte.
+func TestFidelityWarmParents(t *testing.T) {
+	t.Parallel()
+	dir, scripts := copyCorpus(t)
+	cfg := testConfig(t, Limits{Timeout: 20 * time.Second})
+	cfg.Env = append(os.Environ(), "SCRIPTHOST_FIDELITY_VALUE=\u00fc")
+	spawn, err := NewSpawnRunner(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer spawn.Close()
+	cfg.WarmParents = WarmParents{Hot: 1, Max: len(scripts) + 1}
+	fork, err := NewForkRunner(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fork.Close()
+
+	sem := make(chan struct{}, 4)
+	var wg sync.WaitGroup
+	for _, name := range scripts {
+		job := versioned(filepath.Join(dir, name))
+		job.Args, job.Stdin = corpusArgs, corpusStdin
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			want, err := spawn.Run(context.Background(), job)
+			if err != nil {
+				t.Errorf("%s: spawn: %v", name, err)
+				return
+			}
+			// The first run makes the script hot; the next comes from its
+			// warm parent.
+			if _, err := fork.Run(context.Background(), job); err != nil {
+				t.Errorf("%s: fork: %v", name, err)
+				return
+			}
+			deadline := time.Now().Add(60 * time.Second)
+			for parentPid(fork, job.Path) == 0 {
+				if time.Now().After(deadline) {
+					t.Errorf("%s: no warm parent", name)
+					return
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			got, err := fork.Run(context.Background(), job)
+			if err != nil {
+				t.Errorf("%s: fork: %v", name, err)
+				return
+			}
+			if !reflect.DeepEqual(want, got) {
+				t.Errorf("%s: results differ\n%s", name, describeDiff(want, got))
+			}
+		})
+	}
+	wg.Wait()
+	if st := fork.WarmStats(); st.Runs < uint64(len(scripts)) || st.Refused != 0 {
+		t.Errorf("stats %+v for %d scripts", st, len(scripts))
+	}
+}
+
+// residentBytes is the resident memory of process pid (VmRSS).
+func residentBytes(t *testing.T, pid int) int64 {
+	t.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			var kb int64
+			fmt.Sscan(v, &kb)
+			return kb << 10
+		}
+	}
+	t.Fatalf("no VmRSS in /proc/%d/status", pid)
+	return 0
+}
