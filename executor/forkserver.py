@@ -1070,6 +1070,46 @@ def _private_memory():
     return total
 
 
+def _as_run_user(fn, *args):
+    """Calls fn with the run user's effective ids and groups, when there is
+    one: what the script's imports do when imported, they do as the run
+    user would (files they write or read, processes they start). The
+    saved ids stay those of this process, which takes them back after."""
+    user = _CONFINE.get("user")
+    if not user or os.geteuid() != 0:
+        return fn(*args)
+    groups, egid = os.getgroups(), os.getegid()
+    os.setgroups(user.get("groups") or [])
+    os.setresgid(-1, user["gid"], -1)
+    os.setresuid(-1, user["uid"], -1)
+    try:
+        return fn(*args)
+    finally:
+        os.setresuid(-1, 0, -1)
+        os.setresgid(-1, egid, -1)
+        os.setgroups(groups)
+
+
+def _run_user_reads_stdlib():
+    """Whether the run user can import the standard library (not so with an
+    interpreter under /root): if not, the base preloads it after all."""
+    user = _CONFINE.get("user")
+    if not user or os.geteuid() != 0:
+        return True
+    pid = os.fork()
+    if pid == 0:
+        ok = False
+        try:
+            os.setgroups(user.get("groups") or [])
+            os.setresgid(user["gid"], user["gid"], user["gid"])
+            os.setresuid(user["uid"], user["uid"], user["uid"])
+            ok = os.access(os.__file__, os.R_OK) and os.access(os.path.dirname(os.__file__), os.R_OK | os.X_OK)
+        finally:
+            os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    return status == 0
+
+
 def _become_parent(ctl_fd, folder, code):
     global _WARM_PID, _go, _done
     _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
@@ -1093,9 +1133,13 @@ def _become_parent(ctl_fd, folder, code):
     _done.acquire()
     _slot[0] = _slot[1] = None
     server = _Server(ctl)
-    imported = _warm_imports(_imports_of(code, folder))
+    imported = _as_run_user(_warm_imports, _imports_of(code, folder))
     if imported is None:
         server.send({"op": "fatal", "error": "importing what the script imports writes output"})
+        os._exit(1)
+    problem = _room_to_run()
+    if problem:
+        server.send({"op": "fatal", "error": problem})
         os._exit(1)
     _WARM_MODULES.update((k, v) for k, v in sys.modules.items() if k != "__main__")
     global _FIND_IN_PATH0
@@ -1127,7 +1171,8 @@ def _main():
     _OWNED_SOCKETS.append(ctl)
     server = _Server(ctl)
     try:
-        for name in (_STDLIB if _OPTIONS.get("stdlib", True) else ()):
+        stdlib = _OPTIONS.get("stdlib", True) or not _run_user_reads_stdlib()
+        for name in (_STDLIB if stdlib else ()):
             try:
                 importlib.import_module(name)
             except ImportError:
