@@ -45,8 +45,9 @@ func TestCLI(t *testing.T) {
 		{"nats", "--nats", ts.s.natsURL},
 		{"http", "--http", ts.base},
 	} {
+		// One transport after the other: both list the scripts of one
+		// server and write the same file.
 		t.Run(transport.name, func(t *testing.T) {
-			t.Parallel()
 			name := "new_" + transport.name + ".py"
 			c := func(stdin string, args ...string) (int, string, string) {
 				t.Helper()
