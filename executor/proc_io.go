@@ -45,7 +45,7 @@ type procIO struct {
 	stdin      []byte
 
 	stdout, stderr cappedBuffer
-	readers        sync.WaitGroup
+	readDone       chan struct{} // one value from each of the two readers
 	fed            chan struct{}
 
 	// out, when not nil, is told of each piece of output kept.
@@ -55,11 +55,12 @@ type procIO struct {
 
 func newProcIO(stdin []byte, maxOutput int, out Output) (*procIO, error) {
 	p := &procIO{
-		out:    out,
-		stdin:  stdin,
-		stdout: cappedBuffer{max: maxOutput},
-		stderr: cappedBuffer{max: maxOutput},
-		fed:    make(chan struct{}),
+		out:      out,
+		stdin:    stdin,
+		stdout:   cappedBuffer{max: maxOutput},
+		stderr:   cappedBuffer{max: maxOutput},
+		readDone: make(chan struct{}, 2),
+		fed:      make(chan struct{}),
 	}
 	var err error
 	if p.child[0], p.stdinW, err = os.Pipe(); err != nil {
@@ -80,10 +81,39 @@ func newProcIO(stdin []byte, maxOutput int, out Output) (*procIO, error) {
 // reading stdout and stderr. Call it once the child holds its ends.
 func (p *procIO) start() {
 	p.closeChild()
-	p.readers.Add(2)
 	go p.read(p.outR, 1, &p.stdout)
 	go p.read(p.errR, 2, &p.stderr)
+	// Most stdin fits in the new, empty pipe: written here at once, it
+	// needs no goroutine of its own.
+	if p.writeNow() {
+		_ = p.stdinW.Close()
+		close(p.fed)
+		return
+	}
 	go p.feed()
+}
+
+// writeNow writes as much of stdin as the pipe takes without waiting,
+// and reports whether that was all of it (or the child is gone already).
+func (p *procIO) writeNow() bool {
+	if len(p.stdin) == 0 {
+		return true
+	}
+	rc, err := p.stdinW.SyscallConn()
+	if err != nil {
+		return false
+	}
+	done := false
+	_ = rc.Write(func(fd uintptr) bool {
+		n, err := unix.Write(int(fd), p.stdin)
+		if n > 0 {
+			p.stdin = p.stdin[n:]
+		}
+		// EPIPE: the script exited without reading, a normal end.
+		done = len(p.stdin) == 0 || err != nil && !errors.Is(err, unix.EAGAIN)
+		return true // one try: what is left goes to feed
+	})
+	return done
 }
 
 func (p *procIO) feed() {
@@ -97,7 +127,7 @@ func (p *procIO) feed() {
 }
 
 func (p *procIO) read(r *os.File, fd int, w *cappedBuffer) {
-	defer p.readers.Done()
+	defer func() { p.readDone <- struct{}{} }()
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := r.Read(buf)
@@ -119,18 +149,15 @@ func (p *procIO) read(r *os.File, fd int, w *cappedBuffer) {
 // gone. Processes that escaped the group may hold the pipes: after delay
 // the pipes are closed under them.
 func (p *procIO) finish(delay time.Duration) {
-	done := make(chan struct{})
-	go func() {
-		p.readers.Wait()
-		close(done)
-	}()
 	t := time.NewTimer(delay)
-	select {
-	case <-done:
-	case <-t.C:
-		_ = p.outR.Close()
-		_ = p.errR.Close()
-		<-done
+	for range 2 {
+		select {
+		case <-p.readDone:
+		case <-t.C:
+			_ = p.outR.Close()
+			_ = p.errR.Close()
+			<-p.readDone
+		}
 	}
 	t.Stop()
 	_ = p.stdinW.Close()

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/scripthost/scripthost/catalog"
 )
 
@@ -17,6 +19,11 @@ import (
 // SCRIPTHOST_TEST_PYTHON=/usr/bin/python3 for the system interpreter:
 //
 //	go test -run '^$' -bench Runner -benchtime 200x ./executor/
+//
+// Each case also reports cpu-ms/run: the CPU time of this process and of
+// every process of the runner (the warm interpreter, warm parents, runs;
+// counted once they are reaped, which closing the runner ends), per run.
+// It varies far less with the machine's load than ns/op.
 //
 // The fork runner's cases: "base" runs every job from the warm interpreter
 // (jobs without a version never use a warm parent), "parent" from the
@@ -46,7 +53,28 @@ var benchScripts = []benchScript{
 		func(i int64) string { n := i % 100; return fmt.Sprintf(`{"sum": %d}`+"\n", n*(n-1)/2) }},
 }
 
-func benchRunner(b *testing.B, r Runner, s benchScript, versioned, parallel bool) {
+// cpuTime is the CPU time of this process and of its reaped descendants.
+func cpuTime() time.Duration {
+	var self, children unix.Rusage
+	_ = unix.Getrusage(unix.RUSAGE_SELF, &self)
+	_ = unix.Getrusage(unix.RUSAGE_CHILDREN, &children)
+	total := time.Duration(0)
+	for _, tv := range []unix.Timeval{self.Utime, self.Stime, children.Utime, children.Stime} {
+		total += time.Duration(tv.Nano())
+	}
+	return total
+}
+
+// benchRunner measures runs of s on the runner that newRunner makes for
+// this case alone, closed at its end.
+func benchRunner(b *testing.B, newRunner func() Runner, s benchScript, versioned, parallel bool) {
+	r := newRunner()
+	closed := false
+	defer func() {
+		if !closed {
+			r.Close()
+		}
+	}()
 	if s.name == "numpy_sum.py" {
 		if err := exec.Command(testPython(b), "-c", "import numpy").Run(); err != nil {
 			b.Skipf("%s cannot import numpy (python3-numpy): %v", testPython(b), err)
@@ -81,31 +109,38 @@ func benchRunner(b *testing.B, r Runner, s benchScript, versioned, parallel bool
 			b.Fatal("no warm parent")
 		}
 	}
+	cpu0 := cpuTime()
 	b.ResetTimer()
 	if !parallel {
 		for b.Loop() {
 			one()
 		}
-		return
+	} else {
+		b.SetParallelism(2) // 2 × GOMAXPROCS runs in flight
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				one()
+			}
+		})
 	}
-	b.SetParallelism(2) // 2 × GOMAXPROCS runs in flight
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			one()
-		}
-	})
+	b.StopTimer()
+	r.Close()
+	closed = true
+	b.ReportMetric(float64(cpuTime()-cpu0)/float64(time.Millisecond)/float64(b.N), "cpu-ms/run")
 }
 
 func BenchmarkSpawnRunner(b *testing.B) {
-	r, err := NewSpawnRunner(testConfig(b, Limits{Timeout: 30 * time.Second}))
-	if err != nil {
-		b.Fatal(err)
+	newRunner := func() Runner {
+		r, err := NewSpawnRunner(testConfig(b, Limits{Timeout: 30 * time.Second}))
+		if err != nil {
+			b.Fatal(err)
+		}
+		return r
 	}
-	defer r.Close()
 	for _, s := range benchScripts {
 		name := strings.TrimSuffix(s.name, ".py")
-		b.Run(name+"/serial", func(b *testing.B) { benchRunner(b, r, s, true, false) })
-		b.Run(name+"/parallel", func(b *testing.B) { benchRunner(b, r, s, true, true) })
+		b.Run(name+"/serial", func(b *testing.B) { benchRunner(b, newRunner, s, true, false) })
+		b.Run(name+"/parallel", func(b *testing.B) { benchRunner(b, newRunner, s, true, true) })
 	}
 }
 
@@ -119,17 +154,19 @@ func BenchmarkForkRunner(b *testing.B) {
 		{"base", WarmParents{}, false},
 		{"noparents", WarmParents{Max: -1}, true},
 	} {
-		cfg := testConfig(b, Limits{Timeout: 30 * time.Second})
-		cfg.WarmParents = kind.parents
-		r, err := NewForkRunner(cfg, nil)
-		if err != nil {
-			b.Fatal(err)
+		newRunner := func() Runner {
+			cfg := testConfig(b, Limits{Timeout: 30 * time.Second})
+			cfg.WarmParents = kind.parents
+			r, err := NewForkRunner(cfg, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return r
 		}
 		for _, s := range benchScripts {
 			name := kind.name + "/" + strings.TrimSuffix(s.name, ".py")
-			b.Run(name+"/serial", func(b *testing.B) { benchRunner(b, r, s, kind.versioned, false) })
-			b.Run(name+"/parallel", func(b *testing.B) { benchRunner(b, r, s, kind.versioned, true) })
+			b.Run(name+"/serial", func(b *testing.B) { benchRunner(b, newRunner, s, kind.versioned, false) })
+			b.Run(name+"/parallel", func(b *testing.B) { benchRunner(b, newRunner, s, kind.versioned, true) })
 		}
-		r.Close()
 	}
 }
