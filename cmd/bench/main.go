@@ -194,7 +194,7 @@ func run(cfg config) error {
 	hasSandbox := bytes.Contains(help, []byte("-sandbox"))
 	version, _ := exec.Command(cfg.python, "--version").Output()
 	fmt.Printf("machine: %s, %d cores, %s/%s; interpreter: %s (%s)\n", cpuModel(), runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, cfg.python, strings.TrimSpace(string(version)))
-	fmt.Printf("each cell: %s after a warm-up; client and server share the machine; every request body unique\n\n", cfg.duration)
+	fmt.Printf("each cell: %s after a warm-up; client and server share the machine; every request body unique; load average at start: %s\n\n", cfg.duration, loadAverage())
 	fmt.Println("| what | runs/s | p50 | p99 | errors |")
 	fmt.Println("|---|---:|---:|---:|---:|")
 
@@ -334,6 +334,7 @@ func run(cfg config) error {
 		}
 		fmt.Printf("- %s: %.1fx (%.0f vs %.0f runs/s)\n", what, a.throughput/b.throughput, a.throughput, b.throughput)
 	}
+	fmt.Printf("load average at the end: %s\n", loadAverage())
 	ratio("fork mode hello.py throughput at c=4 over bare spawn's", "fork mode hello.py 4", "bare hello.py 4", false)
 	ratio("fork mode hello.py p50 at c=1, bare spawn's over it", "fork mode hello.py 1", "bare hello.py 1", true)
 	ratio("fork mode numpy_sum.py throughput at c=4 over bare spawn's", "fork mode numpy_sum.py 4", "bare numpy_sum.py 4", false)
@@ -547,4 +548,18 @@ func cpuModel() string {
 		}
 	}
 	return "unknown cpu"
+}
+
+// loadAverage is the machine's 1, 5 and 15 minute load averages: the other
+// work the figures shared the cores with.
+func loadAverage() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(data))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
 }
