@@ -178,9 +178,9 @@ func TestRunnerCancelKillsGroup(t *testing.T) {
 			path := writeScript(t, dir, "sleep.py", fmt.Sprintf(`
 import os, subprocess, sys, time
 child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+print("started", flush=True)
 open(%[1]q + ".tmp", "w").write(str(child.pid) + "\n")
 os.rename(%[1]q + ".tmp", %[1]q)
-print("started", flush=True)
 time.sleep(60)
 `, pidFile))
 			ctx, cancel := context.WithCancel(context.Background())

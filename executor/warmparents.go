@@ -240,7 +240,8 @@ func (r *ForkRunner) makeParent(p *parent) {
 			w.stop()
 		}()
 	default:
-		p.w, p.mem = w, w.memory
+		// Idle from now: it may have taken longer to make than --warm-idle.
+		p.w, p.mem, p.lastUsed = w, w.memory, time.Now()
 		ps.stats.Created++
 		r.cfg.Log.Info("warm parent ready", "script", p.path, "version", p.version, "pid", w.pid, "imports", w.imports)
 	}
