@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -80,6 +83,9 @@ func DecodeRunRequest(body []byte) (RunRequest, error) {
 	if raw == nil {
 		return req, nil
 	}
+	if err := knownFields(raw, runFields); err != nil {
+		return req, err
+	}
 	if data, ok := raw["data"]; ok {
 		req.Data = data
 	}
@@ -102,7 +108,7 @@ func DecodeCreate(body []byte) (CreateRequest, error) {
 	if isEmpty(body) {
 		return req, Errorf(ErrBadRequest, `request body must be a JSON object with "name" and "code"`)
 	}
-	if err := decodeStrict(body, &req); err != nil {
+	if err := decodeStrict(body, &req, "name", "code"); err != nil {
 		return req, err
 	}
 	if req.Name == nil {
@@ -120,7 +126,7 @@ func DecodeUpdate(body []byte) (UpdateRequest, error) {
 	if isEmpty(body) {
 		return req, Errorf(ErrBadRequest, `request body must be a JSON object with "code"`)
 	}
-	if err := decodeStrict(body, &req); err != nil {
+	if err := decodeStrict(body, &req, "code"); err != nil {
 		return req, err
 	}
 	if req.Code == nil {
@@ -134,11 +140,42 @@ func isEmpty(body []byte) bool {
 	return len(t) == 0 || bytes.Equal(t, []byte("null"))
 }
 
+// runFields are the fields of a run request.
+var runFields = []string{"data", "args", "version"}
+
+// knownFields rejects a field of raw that is not one of known: a caller's
+// typo ("arg") must not run the script without its arguments.
+func knownFields(raw map[string]json.RawMessage, known []string) error {
+	var unknown []string
+	for k := range raw {
+		if !slices.Contains(known, k) {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	sort.Strings(unknown)
+	return Errorf(ErrBadRequest, "invalid JSON body: unknown field %q (the fields are %s)", unknown[0], quoteAll(known))
+}
+
+func quoteAll(names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = strconv.Quote(n)
+	}
+	return strings.Join(q, ", ")
+}
+
 // decodeStrict decodes exactly one JSON object into v, with messages that
-// name the offending field.
-func decodeStrict(body []byte, v any) error {
+// name the offending field; a field v does not have is an error.
+func decodeStrict(body []byte, v any, fields ...string) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
+		if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok && len(fields) > 0 {
+			return Errorf(ErrBadRequest, "invalid JSON body: unknown field %s (the fields are %s)", f, quoteAll(fields))
+		}
 		return Errorf(ErrBadRequest, "invalid JSON body: %s", describe(err))
 	}
 	if dec.More() {

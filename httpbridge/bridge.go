@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
 	"github.com/nats-io/nats.go"
 
 	"github.com/scripthost/scripthost/bus"
@@ -99,12 +100,16 @@ func (b *Bridge) routes() chi.Router {
 	r := chi.NewRouter()
 	r.Use(b.observe)
 	r.Use(b.recoverer)
+	r.Use(middleware.GetHead) // HEAD on every GET route
+	r.Use(b.options)
 	r.Use(b.authorize)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, bus.ErrorBody{Error: "no such endpoint: " + r.Method + " " + r.URL.Path})
 	})
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusMethodNotAllowed, bus.ErrorBody{Error: "method " + r.Method + " not allowed on " + r.URL.Path})
+		allow := b.allowed(r.URL.Path)
+		w.Header().Set("Allow", allow)
+		writeJSON(w, http.StatusMethodNotAllowed, bus.ErrorBody{Error: "method " + r.Method + " not allowed on " + r.URL.Path + "; allowed: " + allow})
 	})
 	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -120,6 +125,45 @@ func (b *Bridge) routes() chi.Router {
 	r.Post("/run/{name}", b.wrap(b.runOne))
 	r.Post("/run", b.wrap(b.runMany))
 	return r
+}
+
+// routeMethods are the methods the routes are registered with.
+var routeMethods = []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete}
+
+// allowed lists the methods path answers, for the Allow header (RFC 9110):
+// HEAD wherever GET is, and OPTIONS everywhere; "" when no route has path.
+func (b *Bridge) allowed(path string) string {
+	var allow []string
+	for _, m := range routeMethods {
+		if b.router.Match(chi.NewRouteContext(), m, path) {
+			allow = append(allow, m)
+			if m == http.MethodGet {
+				allow = append(allow, http.MethodHead)
+			}
+		}
+	}
+	if len(allow) == 0 {
+		return ""
+	}
+	return strings.Join(append(allow, http.MethodOptions), ", ")
+}
+
+// options answers OPTIONS on every route with 204 and the methods it
+// allows; the path needs no token, as it reveals no more than a 405 does.
+func (b *Bridge) options(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodOptions {
+			next.ServeHTTP(w, r)
+			return
+		}
+		allow := b.allowed(r.URL.Path)
+		if allow == "" {
+			next.ServeHTTP(w, r) // 404
+			return
+		}
+		w.Header().Set("Allow", allow)
+		w.WriteHeader(http.StatusNoContent)
+	})
 }
 
 // recoverer answers 500 instead of dropping the connection when a handler
