@@ -133,15 +133,25 @@ func ResolvePython(name string) (string, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, path, "-c", "import sys; print(sys.executable)")
+	cmd := exec.CommandContext(ctx, path, "-c", "import sys; print(sys.version_info[0]); print(sys.executable)")
 	var stderr bytes.Buffer
 	cmd.Stdin = nil
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
-	if err != nil {
-		return "", fmt.Errorf("executor: run interpreter %s: %w: %s", path, err, bytes.TrimSpace(stderr.Bytes()))
+	said := bytes.TrimSpace(stderr.Bytes())
+	if len(said) == 0 {
+		said = []byte("and printed nothing")
+	} else {
+		said = append([]byte("saying: "), said...)
 	}
-	exe := strings.TrimSpace(string(out))
+	if err != nil {
+		return "", fmt.Errorf("executor: interpreter %s is not a working Python 3: `%s -c ...` failed (%v) %s", path, path, err, said)
+	}
+	major, exe, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+	if major != "3" {
+		return "", fmt.Errorf("executor: interpreter %s is not Python 3: asked for its version, it printed %q", path, cutText(string(out), 80))
+	}
+	exe = strings.TrimSpace(exe)
 	if exe == "" {
 		// sys.executable may be empty in odd installs; keep what PATH gave.
 		exe = path
@@ -155,4 +165,12 @@ func ResolvePython(name string) (string, error) {
 		return "", fmt.Errorf("executor: interpreter %s: %w", exe, err)
 	}
 	return exe, nil
+}
+
+// cutText shortens s to at most n bytes, for an error message.
+func cutText(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
 }

@@ -66,7 +66,7 @@ func (c *cliConfig) flags(fs *flag.FlagSet, run bool) {
 	fs.StringVar(&c.Token, "token", "", "HTTP bearer token, when the server has one")
 	fs.StringVar(&c.NATSUser, "nats-user", "", "NATS user, when the bus demands one")
 	fs.StringVar(&c.NATSPassword, "nats-password", "", "password of --nats-user")
-	fs.DurationVar(&c.Wait, "wait", 2*time.Minute, "how long to wait for an answer (a run's answer includes its queue wait and run time)")
+	durationVar(fs, &c.Wait, "wait", 2*time.Minute, "how long to wait for an answer (a run's answer includes its queue wait and run time)")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", "warn", "log level: debug (shows each request and which node answered), info, warn or error")
 	if run {
@@ -93,12 +93,13 @@ func (o *optString) Set(s string) error {
 
 // cliUsage describes the client commands, for `scripthost <command> -h`.
 var cliUsage = map[string]string{
-	"run": "usage: scripthost run NAME [--arg A]... [--data JSON] [--no-cache] [flags]\n\n" +
+	"run": "usage: scripthost run NAME [--arg A]... [--data JSON] [--no-cache] [flags] [-- ARG...]\n\n" +
 		"Runs a script on the server: prints its stdout to stdout and its stderr to stderr\n" +
 		"as it writes them, and exits with its exit code (128+N when killed by signal N,\n" +
 		"124 when it timed out, 127 when there is no such script, 125 when scripthost could\n" +
 		"not run it). ^C cancels the run on the server (exit 130).\n" +
-		"Without --data, the JSON on stdin is the script's data when stdin is not a terminal.\n",
+		"Without --data, the JSON on stdin is the script's data when stdin is not a terminal.\n" +
+		"What follows -- is the script's argv as it is (scripthost run argp.py -- --times 2).\n",
 	"ls":  "usage: scripthost ls [flags]\n\nLists the scripts, one name a line.\n",
 	"cat": "usage: scripthost cat NAME [flags]\n\nPrints the code of a script.\n",
 	"put": "usage: scripthost put NAME FILE [flags]\n\nCreates the script NAME from FILE ('-': stdin), or replaces its code if it exists.\n",
@@ -120,12 +121,18 @@ func cliCommand(ctx context.Context, cmd string, args []string, stdin io.Reader,
 		fs.PrintDefaults()
 	}
 	cfg.flags(fs, cmd == "run")
-	pos, given, err := parseCLIFlags(fs, args)
+	pos, dashed, given, err := parseCLIFlags(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
 	if err != nil {
 		return exitUsage // the flag package said why
+	}
+	if cmd == "run" {
+		// run NAME -- ARG...: the script's own argv, after any --arg.
+		cfg.Args = append(cfg.Args, dashed...)
+	} else {
+		pos = append(pos, dashed...)
 	}
 	fail := func(code int, format string, a ...any) int {
 		fmt.Fprintf(stderr, "scripthost %s: %s\n", cmd, fmt.Sprintf(format, a...))
@@ -215,17 +222,17 @@ func failCode(cmd string, err error) int {
 }
 
 // parseCLIFlags parses flags before and after the positional arguments
-// (`run hello.py --arg x`), up to a "--" after which all is positional;
-// then flags not given on the command line are set from the environment.
-// given tells which flags the command line gave.
-func parseCLIFlags(fs *flag.FlagSet, args []string) (pos []string, given map[string]bool, err error) {
+// (`run hello.py --arg x`), up to a "--": what follows it is returned as
+// dashed, flags or not; then flags not given on the command line are set
+// from the environment. given tells which flags the command line gave.
+func parseCLIFlags(fs *flag.FlagSet, args []string) (pos, dashed []string, given map[string]bool, err error) {
 	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, nil, err
+		if err := parseArgs(fs, args); err != nil {
+			return nil, nil, nil, err
 		}
 		rest := fs.Args()
 		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
-			pos = append(pos, rest...)
+			dashed = rest
 			break
 		}
 		if len(rest) == 0 {
@@ -246,7 +253,7 @@ func parseCLIFlags(fs *flag.FlagSet, args []string) (pos []string, given map[str
 			}
 		}
 	})
-	return pos, given, err
+	return pos, dashed, given, err
 }
 
 // readFile reads a script's code from path, or from stdin for "-".

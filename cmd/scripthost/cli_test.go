@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -51,7 +52,13 @@ func TestCLI(t *testing.T) {
 			name := "new_" + transport.name + ".py"
 			c := func(stdin string, args ...string) (int, string, string) {
 				t.Helper()
-				return cli(t, stdin, append(args, transport.flag, transport.url)...)
+				// The transport's flag goes before a "--": what follows
+				// it is the script's.
+				at := slices.Index(args, "--")
+				if at < 0 {
+					at = len(args)
+				}
+				return cli(t, stdin, slices.Concat(args[:at], []string{transport.flag, transport.url}, args[at:])...)
 			}
 			for _, tc := range []struct {
 				name       string
@@ -65,6 +72,8 @@ func TestCLI(t *testing.T) {
 					stdout: "data={\"x\": [1, 2.50]} args=['a b', '-c']\n", stderrPart: "to stderr\n"},
 				{name: "flags before the name", args: []string{"run", "--arg", "z", "echo.py"},
 					stdout: "data= args=['z']\n"},
+				{name: "argv after --", args: []string{"run", "echo.py", "--data", "1", "--arg", "a", "--", "--times", "2", "--", "-h"},
+					stdout: "data=1 args=['a', '--times', '2', '--', '-h']\n"},
 				{name: "data from stdin", stdin: "{\"from\": \"stdin\"}\n", args: []string{"run", "echo.py"},
 					stdout: "data={\"from\": \"stdin\"} args=[]\n"},
 				{name: "--data wins over stdin", stdin: `{"from": "stdin"}`, args: []string{"run", "echo.py", "--data", "7"},
@@ -126,6 +135,7 @@ func TestCLIUsageAndUnreachable(t *testing.T) {
 	}{
 		{name: "both transports", args: []string{"ls", "--nats", "nats://" + dead, "--http", "http://" + dead}, code: 2, part: "not both"},
 		{name: "unknown flag", args: []string{"ls", "--bogus"}, code: 2, part: "flag provided but not defined"},
+		{name: "bad --wait", args: []string{"ls", "--wait", "3x"}, code: 2, part: `invalid duration "3x": want a duration like 30s or 1m30s, or seconds (30)`},
 		{name: "extra argument", args: []string{"ls", "x"}, code: 2, part: "want 0 argument"},
 		{name: "nats down", args: []string{"ls", "--nats", "nats://" + dead}, code: 1, part: "cannot reach the NATS bus at nats://" + dead},
 		{name: "http down", args: []string{"run", "a.py", "--http", dead}, code: 125, part: "cannot reach the HTTP API at http://" + dead},
@@ -136,6 +146,11 @@ func TestCLIUsageAndUnreachable(t *testing.T) {
 			code, _, stderr := cli(t, "", tc.args...)
 			if code != tc.code || !strings.Contains(stderr, tc.part) {
 				t.Fatalf("exit %d, stderr %q; want %d with %q", code, stderr, tc.code, tc.part)
+			}
+			// A bad command line is answered in a few lines, not with
+			// every flag.
+			if code == 2 && strings.Count(stderr, "\n") > 6 {
+				t.Fatalf("%d lines for a bad command line:\n%s", strings.Count(stderr, "\n"), stderr)
 			}
 		})
 	}

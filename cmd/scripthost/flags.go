@@ -1,11 +1,14 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // envPrefix starts the environment variable of every flag:
@@ -20,7 +23,7 @@ func envName(flagName string) string {
 // parseFlags parses args, then sets every flag not given on the command
 // line from its environment variable, if that is set.
 func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
+	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
 	given := map[string]bool{}
@@ -37,6 +40,34 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 		}
 	})
 	return err
+}
+
+// errUsage is a command line the flag package has already explained.
+var errUsage = errors.New("bad command line")
+
+// parseArgs parses args with fs. A bad flag is answered in two lines (what
+// is wrong, and where the flags are listed), not with the whole list,
+// which only -h prints; its error wraps errUsage.
+func parseArgs(fs *flag.FlagSet, args []string) error {
+	full := fs.Usage
+	if full == nil {
+		full = func() {
+			fmt.Fprintf(fs.Output(), "usage of %s:\n", fs.Name())
+			fs.PrintDefaults()
+		}
+	}
+	fs.Usage = func() {}
+	err := fs.Parse(args)
+	fs.Usage = full
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		full()
+		return err
+	case err != nil:
+		fmt.Fprintf(fs.Output(), "Run '%s -h' for its flags.\n", fs.Name())
+		return fmt.Errorf("%w: %w", errUsage, err)
+	}
+	return nil
 }
 
 // byteSize is a flag holding a size in bytes, written as 1048576, 1MiB,
@@ -80,5 +111,39 @@ func (b *byteSize) Set(s string) error {
 		return fmt.Errorf("invalid size %q: want a number of bytes, e.g. 1048576 or 1MiB", s)
 	}
 	*b = byteSize(n * mult)
+	return nil
+}
+
+// durationFlag is a time flag that takes a duration (30s, 1m30s, 500ms)
+// or a plain number of seconds (30), as --max-cpu does.
+type durationFlag struct{ d *time.Duration }
+
+// durationVar defines a durationFlag on fs.
+func durationVar(fs *flag.FlagSet, p *time.Duration, name string, value time.Duration, usage string) {
+	*p = value
+	fs.Var(durationFlag{p}, name, usage)
+}
+
+func (f durationFlag) String() string {
+	if f.d == nil {
+		return "0s"
+	}
+	return f.d.String()
+}
+
+func (f durationFlag) Set(s string) error {
+	s = strings.TrimSpace(s)
+	if n, err := strconv.ParseFloat(s, 64); err == nil {
+		if n < 0 || math.IsNaN(n) || n > math.MaxInt64/float64(time.Second) {
+			return fmt.Errorf("invalid duration %q: want a duration like 30s or 1m30s, or seconds (30)", s)
+		}
+		*f.d = time.Duration(n * float64(time.Second))
+		return nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("invalid duration %q: want a duration like 30s or 1m30s, or seconds (30)", s)
+	}
+	*f.d = d
 	return nil
 }

@@ -11,6 +11,9 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/debug"
+	"strings"
 	"syscall"
 )
 
@@ -29,10 +32,12 @@ commands:
   serve      run the HTTP API, the catalog, an executor and the embedded NATS server
   executor   run an executor node only, joining an existing bus (--nats URL)
   help       show this help
+  version    print the version (also --version)
 
 client commands, over NATS (--nats URL, default nats://127.0.0.1:4222) or HTTP (--http URL):
-  run NAME [--arg A]... [--data JSON]
+  run NAME [--arg A]... [--data JSON] [-- ARG...]
              run a script: its stdout, its stderr and its exit code are passed on
+             (what follows -- is the script's argv)
              (data from stdin when --data is not given and stdin is not a terminal)
   ls         list the scripts
   cat NAME   print a script's code
@@ -62,6 +67,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
+	case "version", "--version", "-version":
+		fmt.Fprintln(stdout, versionLine())
+		return 0
 	default:
 		fmt.Fprintf(stderr, "scripthost: unknown command %q\n\n%s", args[0], usage)
 		return 2
@@ -69,11 +77,42 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
+	if errors.Is(err, errUsage) {
+		return 2 // the flag package said what is wrong
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "scripthost: %v\n", err)
 		return 1
 	}
 	return 0
+}
+
+// versionLine says which scripthost this is: its version, the commit it
+// was built from (when the build knew it) and the Go toolchain.
+func versionLine() string {
+	line := "scripthost " + version
+	var details []string
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		var rev, dirty string
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.modified":
+				if s.Value == "true" {
+					dirty = "+dirty"
+				}
+			}
+		}
+		if len(rev) > 12 {
+			rev = rev[:12]
+		}
+		if rev != "" {
+			details = append(details, "commit "+rev+dirty)
+		}
+	}
+	details = append(details, runtime.Version()+" "+runtime.GOOS+"/"+runtime.GOARCH)
+	return line + " (" + strings.Join(details, ", ") + ")"
 }
 
 // newLogger builds the process logger: text or JSON on stderr.

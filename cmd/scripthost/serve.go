@@ -58,7 +58,7 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.NATSListen, "nats-listen", "127.0.0.1:4222", "listen address of the embedded NATS server, for other services")
 	fs.StringVar(&c.NATS, "nats", "", "URL of an external NATS server or cluster to use instead of the embedded one")
 	fs.StringVar(&c.Scripts, "scripts", "./scripts", "scripts folder")
-	fs.DurationVar(&c.ScanInterval, "scan-interval", 5*time.Second, "how often the scripts folder is rescanned")
+	durationVar(fs, &c.ScanInterval, "scan-interval", 5*time.Second, "how often the scripts folder is rescanned")
 	c.MaxBody = 1 << 20
 	fs.Var(&c.MaxBody, "max-body", "request body limit (413 beyond)")
 	c.nodeFlags(fs, 4, "runs at once on this node; more wait in FIFO order; 0: no executor in this process")
@@ -68,9 +68,9 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 // nodeFlags are the flags of an executor node, in serve and in executor.
 func (c *serveConfig) nodeFlags(fs *flag.FlagSet, slots int, slotsUsage string) {
 	fs.IntVar(&c.MaxConcurrent, "max-concurrent", slots, slotsUsage)
-	fs.DurationVar(&c.Timeout, "timeout", 30*time.Second, "time limit of one run; the run's process group is killed after it")
-	fs.DurationVar(&c.QueueTimeout, "queue-timeout", 30*time.Second, "how long a run may wait for a free slot before 503")
-	fs.DurationVar(&c.CacheTTL, "cache-ttl", 5*time.Minute, "how long a successful result is cached; 0 disables the cache")
+	durationVar(fs, &c.Timeout, "timeout", 30*time.Second, "time limit of one run; the run's process group is killed after it")
+	durationVar(fs, &c.QueueTimeout, "queue-timeout", 30*time.Second, "how long a run may wait for a free slot before 503")
+	durationVar(fs, &c.CacheTTL, "cache-ttl", 5*time.Minute, "how long a successful result is cached; 0 disables the cache")
 	c.CacheSize = 64 << 20
 	fs.Var(&c.CacheSize, "cache-size", "result cache size (e.g. 64MiB)")
 	fs.StringVar(&c.Python, "python", "python3", "Python interpreter, resolved once at start")
@@ -132,6 +132,12 @@ func serveCommand(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	if err := cfg.validate(); err != nil {
 		return err
+	}
+	if cfg.MaxConcurrent > 0 {
+		// Before anything starts: a bad --run-as is a bad command line.
+		if _, err := resolveRunAs(cfg.RunAs); err != nil {
+			return err
+		}
 	}
 	log, err := newLogger(stderr, cfg.LogFormat, cfg.LogLevel)
 	if err != nil {
@@ -211,9 +217,15 @@ func (s *server) close() {
 // startServer starts every part and returns once HTTP requests are served.
 func startServer(cfg serveConfig, log *slog.Logger) (_ *server, err error) {
 	s := &server{log: log, cfg: cfg, served: make(chan error, 1)}
+	// A failed start leaves nothing behind: not even the scripts folder,
+	// when this start created it and it is still empty.
+	_, statErr := os.Stat(cfg.Scripts)
 	defer func() {
 		if err != nil {
 			s.close()
+			if errors.Is(statErr, os.ErrNotExist) {
+				os.Remove(cfg.Scripts) // only if empty
+			}
 		}
 	}()
 	python, err := executor.ResolvePython(cfg.Python)
@@ -226,11 +238,6 @@ func startServer(cfg serveConfig, log *slog.Logger) (_ *server, err error) {
 	}
 	s.defer_(func() { ln.Close() })
 	s.httpAddr = ln.Addr().String()
-	shown := cfg.HTTP // as given (0.0.0.0:3000), unless the port was chosen
-	if _, port, _ := net.SplitHostPort(cfg.HTTP); port == "0" {
-		shown = s.httpAddr
-	}
-	log.Info("Server listening on http://" + shown)
 	cfg.warnOpen(log)
 
 	connect, err := s.startBus(cfg)
@@ -300,6 +307,13 @@ func startServer(cfg serveConfig, log *slog.Logger) (_ *server, err error) {
 			return nil, fmt.Errorf("nats: %w", err)
 		}
 	}
+	// Said only once every part has started: a start that fails never
+	// claims to listen.
+	shown := cfg.HTTP // as given (0.0.0.0:3000), unless the port was chosen
+	if _, port, _ := net.SplitHostPort(cfg.HTTP); port == "0" {
+		shown = s.httpAddr
+	}
+	log.Info("Server listening on http://" + shown)
 	go func() { s.served <- s.http.Serve(ln) }()
 	return s, nil
 }
