@@ -29,6 +29,27 @@ type Mirror struct {
 	mu    sync.Mutex
 	kv    jetstream.KeyValue
 	index map[string]uint64 // name -> bucket revision written to dir
+	hooks []func(name string, exists bool)
+}
+
+// OnChange calls fn whenever a script appears in the folder or leaves it.
+// fn runs with the mirror locked: it must be quick and must not call the
+// Mirror.
+func (m *Mirror) OnChange(fn func(name string, exists bool)) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.hooks = append(m.hooks, fn)
+}
+
+// forget removes a script from the folder. mu must be held.
+func (m *Mirror) forget(name string) {
+	if _, ok := m.index[name]; ok {
+		for _, fn := range m.hooks {
+			fn(name, false)
+		}
+	}
+	delete(m.index, name)
+	os.Remove(filepath.Join(m.dir, name))
 }
 
 // NewMirror mirrors the bucket into dir, which it creates.
@@ -113,8 +134,7 @@ func (m *Mirror) apply(e jetstream.KeyValueEntry) (bus.Script, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if e.Operation() != jetstream.KeyValuePut {
-		delete(m.index, name)
-		os.Remove(filepath.Join(m.dir, name))
+		m.forget(name)
 		return bus.Script{}, bus.Errorf(bus.ErrNotFound, "script %q not found", name)
 	}
 	var s bus.Script
@@ -126,6 +146,11 @@ func (m *Mirror) apply(e jetstream.KeyValueEntry) (bus.Script, error) {
 	}
 	if err := catalog.WriteFile(m.dir, name, []byte(s.Code)); err != nil {
 		return s, err
+	}
+	if _, ok := m.index[name]; !ok {
+		for _, fn := range m.hooks {
+			fn(name, true)
+		}
 	}
 	m.index[name] = e.Revision()
 	return s, nil
@@ -143,8 +168,7 @@ func (m *Mirror) Locate(name string) (path, version string, err error) {
 	e, err := kv.Get(ctx, name)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		m.mu.Lock()
-		delete(m.index, name)
-		os.Remove(filepath.Join(m.dir, name))
+		m.forget(name)
 		m.mu.Unlock()
 		return "", "", bus.Errorf(bus.ErrNotFound, "script %q not found", name)
 	}

@@ -88,6 +88,7 @@ func New(cfg Config, rq Requester) *Bridge {
 	cfg.fill()
 	b := &Bridge{cfg: cfg, bus: rq, log: cfg.Log}
 	b.router = b.routes()
+	b.declareRoutes(b.router)
 	return b
 }
 

@@ -17,6 +17,31 @@ type HTTPMetrics interface {
 	Served(method, route string, code int, d time.Duration)
 }
 
+// routeDeclarer is an HTTPMetrics that wants every route, with its usual
+// status code, before the first request: its counters then start at zero.
+type routeDeclarer interface {
+	Route(method, route string, code int)
+}
+
+// declareRoutes tells cfg.HTTPMetrics of every route of r.
+func (b *Bridge) declareRoutes(r chi.Routes) {
+	d, ok := b.cfg.HTTPMetrics.(routeDeclarer)
+	if !ok {
+		return
+	}
+	chi.Walk(r, func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
+		code := http.StatusOK
+		switch {
+		case method == http.MethodPost && route == "/scripts":
+			code = http.StatusCreated
+		case method == http.MethodDelete:
+			code = http.StatusNoContent
+		}
+		d.Route(method, route, code)
+		return nil
+	})
+}
+
 // metricsHandler serves GET /metrics: the configured handler, or 404 when
 // the server exposes no metrics.
 func (b *Bridge) metricsHandler() http.Handler {

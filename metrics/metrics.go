@@ -6,6 +6,7 @@ package metrics
 
 import (
 	"net/http"
+	"runtime"
 	"strconv"
 	"time"
 
@@ -25,17 +26,37 @@ func NewRegistry() *prometheus.Registry {
 	return reg
 }
 
-// Handler serves the registry's metrics in the Prometheus text format.
+// Handler serves the registry's metrics in the Prometheus text format,
+// or in OpenMetrics to a scraper that asks for it (Accept:
+// application/openmetrics-text).
 func Handler(reg *prometheus.Registry) http.Handler {
-	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, EnableOpenMetrics: true})
 }
 
-// Buckets of the histograms, in seconds. Runs go from a few milliseconds
-// (a forked child) to the run timeout (30 s by default).
+// RegisterBuildInfo registers scripthost_build_info, always 1, whose
+// labels say which build this is.
+func RegisterBuildInfo(reg prometheus.Registerer, version, revision string) {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "scripthost_build_info",
+		Help:        "Always 1; the labels name the version, the commit (when known) and the Go toolchain of this build.",
+		ConstLabels: prometheus.Labels{"version": version, "revision": revision, "goversion": runtime.Version()},
+	})
+	g.Set(1)
+	reg.MustRegister(g)
+}
+
+// Buckets of the histograms, in seconds. Answers go from a tenth of a
+// millisecond (a cache hit) through a few milliseconds (a forked child)
+// to the run timeout (30 s by default).
 var (
-	runBuckets   = []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}
+	runBuckets   = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}
 	queueBuckets = []float64{.0001, .001, .005, .01, .05, .1, .5, 1, 5, 10, 30}
 )
+
+// outcomes are the values of the outcome label that every known script's
+// scripthost_runs_total has from the start (as executor.Outcome* name
+// them); the rarer ones appear on first use.
+var outcomes = []string{"ok", "error", "signal", "timeout"}
 
 // Executor records what an executor node does; it implements
 // executor.Metrics. The script label only ever holds names the node found
@@ -82,6 +103,28 @@ func NewExecutor(reg prometheus.Registerer) *Executor {
 	}
 	reg.MustRegister(m.runs, m.duration, m.queueWait, m.inFlight, m.cacheHits, m.cacheMisses)
 	return m
+}
+
+// Known gives a script its series, at zero, as soon as it exists: a
+// counter that is absent until its first increase cannot be told from a
+// scrape that lost it, and rate() misses the first increase.
+func (m *Executor) Known(script string) {
+	for _, o := range outcomes {
+		m.runs.WithLabelValues(script, o)
+	}
+	m.cacheHits.WithLabelValues(script)
+	m.cacheMisses.WithLabelValues(script)
+}
+
+// Forget removes the series of a script that was deleted, so that the
+// number of series follows the scripts that exist, not every script that
+// ever did.
+func (m *Executor) Forget(script string) {
+	l := prometheus.Labels{"script": script}
+	m.runs.DeletePartialMatch(l)
+	m.duration.DeletePartialMatch(l)
+	m.cacheHits.DeletePartialMatch(l)
+	m.cacheMisses.DeletePartialMatch(l)
 }
 
 // Answered counts one answered run request.
@@ -151,6 +194,12 @@ func NewHTTP(reg prometheus.Registerer) *HTTP {
 	}
 	reg.MustRegister(m.requests, m.duration)
 	return m
+}
+
+// Route declares a route the API serves, so that its request counter is
+// there, at zero, from the start (for its usual answer, code).
+func (m *HTTP) Route(method, route string, code int) {
+	m.requests.WithLabelValues(method, route, strconv.Itoa(code))
 }
 
 // Served records one HTTP request.

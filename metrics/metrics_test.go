@@ -67,3 +67,30 @@ func TestExecutorMetrics(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+func TestKnownAndForget(t *testing.T) {
+	reg := NewRegistry()
+	m := NewExecutor(reg)
+	RegisterBuildInfo(reg, "1.2.3", "abc")
+	m.Known("a.py")
+	m.Known("b.py")
+	m.Answered("a.py", "ok")
+	m.RunFinished("a.py", 300*time.Microsecond)
+	m.Forget("a.py")
+	rec := httptest.NewRecorder()
+	Handler(reg).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body := rec.Body.String()
+	for _, want := range []string{
+		`scripthost_runs_total{outcome="ok",script="b.py"} 0`,
+		`scripthost_runs_total{outcome="timeout",script="b.py"} 0`,
+		`scripthost_cache_hits_total{script="b.py"} 0`,
+		`scripthost_build_info{goversion="go`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("no %q in\n%s", want, body)
+		}
+	}
+	if strings.Contains(body, `script="a.py"`) {
+		t.Errorf("a forgotten script's series remain:\n%s", body)
+	}
+}

@@ -84,6 +84,7 @@ func executorCommand(ctx context.Context, args []string, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
+	mirror.OnChange(s.obs.scriptChanged)
 	mirrorCtx, stopMirror := context.WithCancel(context.Background())
 	defer stopMirror()
 	go mirror.Run(mirrorCtx)

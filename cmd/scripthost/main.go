@@ -90,29 +90,36 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // versionLine says which scripthost this is: its version, the commit it
 // was built from (when the build knew it) and the Go toolchain.
 func versionLine() string {
-	line := "scripthost " + version
 	var details []string
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		var rev, dirty string
-		for _, s := range bi.Settings {
-			switch s.Key {
-			case "vcs.revision":
-				rev = s.Value
-			case "vcs.modified":
-				if s.Value == "true" {
-					dirty = "+dirty"
-				}
-			}
-		}
-		if len(rev) > 12 {
-			rev = rev[:12]
-		}
-		if rev != "" {
-			details = append(details, "commit "+rev+dirty)
-		}
+	if rev := buildRevision(); rev != "" {
+		details = append(details, "commit "+rev)
 	}
 	details = append(details, runtime.Version()+" "+runtime.GOOS+"/"+runtime.GOARCH)
-	return line + " (" + strings.Join(details, ", ") + ")"
+	return "scripthost " + version + " (" + strings.Join(details, ", ") + ")"
+}
+
+// buildRevision is the commit the binary was built from (12 digits,
+// "+dirty" with uncommitted changes), or "" when the build did not say.
+func buildRevision() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return ""
+	}
+	var rev, dirty string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				dirty = "+dirty"
+			}
+		}
+	}
+	if rev == "" {
+		return ""
+	}
+	return rev[:min(12, len(rev))] + dirty
 }
 
 // newLogger builds the process logger: text or JSON on stderr.

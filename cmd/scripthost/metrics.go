@@ -28,12 +28,27 @@ type observability struct {
 func newObservability(scripts func() int, slots int) *observability {
 	reg := metrics.NewRegistry()
 	o := &observability{reg: reg, exec: metrics.NewExecutor(reg)}
+	metrics.RegisterBuildInfo(reg, version, buildRevision())
 	metrics.RegisterSlots(reg, slots)
 	if scripts != nil {
 		metrics.RegisterScripts(reg, scripts)
 		o.http = metrics.NewHTTP(reg)
 	}
 	return o
+}
+
+// scriptChanged keeps the per-script series in line with the scripts
+// that exist: a new script's counters start at zero, a deleted script's
+// series go.
+func (o *observability) scriptChanged(name string, exists bool) {
+	if o == nil {
+		return
+	}
+	if exists {
+		o.exec.Known(name)
+	} else {
+		o.exec.Forget(name)
+	}
 }
 
 // executorMetrics is the hook of the executor node; nil when off.

@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -164,5 +166,73 @@ func TestExecutorNodeMetrics(t *testing.T) {
 		if !strings.Contains(serve, want) {
 			t.Errorf("serve metrics have no %q", want)
 		}
+	}
+	// A deleted script's series leave the node too.
+	req, _ := http.NewRequest("DELETE", c.base+"/scripts/a.py", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 204 {
+		t.Fatalf("delete: %v %v", err, resp)
+	}
+	resp.Body.Close()
+	waitFor(t, 10*time.Second, "the node to forget a.py", func() bool {
+		return !strings.Contains(get("http://"+metricsAddr+"/metrics"), `script="a.py"`)
+	})
+}
+
+// Per-script series exist from the script's start, at zero, and go with
+// the script; the build is named; OpenMetrics is served on request.
+func TestMetricsFollowScripts(t *testing.T) {
+	cfg := testConfig(t)
+	ts := startTest(t, cfg, map[string]string{"a.py": "print('a')\n", "b.py": "print('b')\n"})
+	m := ts.scrape()
+	for _, series := range []string{
+		`scripthost_runs_total{outcome="ok",script="a.py"}`,
+		`scripthost_runs_total{outcome="error",script="b.py"}`,
+		`scripthost_runs_total{outcome="timeout",script="b.py"}`,
+		`scripthost_cache_hits_total{script="a.py"}`,
+		`scripthost_cache_misses_total{script="b.py"}`,
+		`scripthost_http_requests_total{code="200",method="POST",route="/run/{name}"}`,
+		`scripthost_http_requests_total{code="201",method="POST",route="/scripts"}`,
+		`scripthost_http_requests_total{code="204",method="DELETE",route="/scripts/{name}"}`,
+	} {
+		if v, ok := m[series]; !ok || v != 0 {
+			t.Errorf("%s = %v (present %v), want 0 from the start", series, v, ok)
+		}
+	}
+	build := false
+	for series, v := range m {
+		if strings.HasPrefix(series, "scripthost_build_info{") && strings.Contains(series, `version="`+version+`"`) && strings.Contains(series, `goversion="go1.`) && v == 1 {
+			build = true
+		}
+	}
+	if !build {
+		t.Errorf("no scripthost_build_info")
+	}
+
+	// A cache hit takes well under a millisecond: the buckets tell it
+	// from a run.
+	ts.do("POST", "/run/a.py", "").want(t, 200)
+	m = ts.scrape()
+	if _, ok := m[`scripthost_http_request_duration_seconds_bucket{method="POST",route="/run/{name}",le="0.0005"}`]; !ok {
+		t.Errorf("no bucket below a millisecond")
+	}
+
+	// Deleted through the API, or by hand from the folder: the series go.
+	ts.do("DELETE", "/scripts/a.py", "").want(t, 204)
+	if err := os.Remove(filepath.Join(cfg.Scripts, "b.py")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the series of deleted scripts to go", func() bool {
+		for series := range ts.scrape() {
+			if strings.Contains(series, `script="a.py"`) || strings.Contains(series, `script="b.py"`) {
+				return false
+			}
+		}
+		return true
+	})
+
+	r := ts.do("GET", "/metrics", "", "Accept", "application/openmetrics-text; version=1.0.0").want(t, 200)
+	if ct := r.header.Get("Content-Type"); !strings.HasPrefix(ct, "application/openmetrics-text") || !bytes.HasSuffix(r.body, []byte("# EOF\n")) {
+		t.Errorf("OpenMetrics: %q, ends %q", ct, r.body[max(0, len(r.body)-20):])
 	}
 }

@@ -253,6 +253,7 @@ func startServer(cfg serveConfig, log *slog.Logger) (_ *server, err error) {
 	s.defer_(stopScan)
 	go cat.Run(scanCtx)
 	s.obs = newObservability(func() int { return len(cat.List()) }, cfg.MaxConcurrent)
+	cat.OnChange(func(name string, sc *bus.Script) { s.obs.scriptChanged(name, sc != nil) })
 	catConn, err := connect("catalog")
 	if err != nil {
 		return nil, err
