@@ -6,8 +6,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go/micro"
-
 	"github.com/scripthost/scripthost/bus"
 )
 
@@ -76,8 +74,7 @@ func OutcomeOf(res bus.Result, err error) string {
 }
 
 // runStats are the node's own counts, shown in the data of the run
-// endpoint's $SRV.STATS: micro's own figures see only the handler, which
-// hands each request to a goroutine and returns at once.
+// endpoint's $SRV.STATS, beside the micro figures (microsvc.go).
 type runStats struct {
 	mu          sync.Mutex
 	requests    int64
@@ -146,14 +143,6 @@ func (s *Service) Stats() RunStats {
 	out.Slots = s.cfg.MaxConcurrent
 	out.InUse, out.Waiting = s.slots.busy()
 	return out
-}
-
-// statsHandler fills the data of the run endpoint in $SRV.STATS.
-func (s *Service) statsHandler(ep *micro.Endpoint) any {
-	if ep.Name != runEndpoint {
-		return nil
-	}
-	return s.Stats()
 }
 
 // runEndpoint is the name of the run endpoint of the executor service.

@@ -149,6 +149,7 @@ func TestStatsAndMetrics(t *testing.T) {
 
 	// The node counts a request after it replied: poll.
 	var st RunStats
+	var ep micro.EndpointStats
 	waitFor(t, 5*time.Second, "7 requests in $SRV.STATS", func() bool {
 		m, err := nc.Request("$SRV.STATS.scripthost-executor", nil, 5*time.Second)
 		if err != nil {
@@ -164,8 +165,17 @@ func TestStatsAndMetrics(t *testing.T) {
 		if err := json.Unmarshal(stats.Endpoints[0].Data, &st); err != nil {
 			t.Fatalf("data %s: %v", stats.Endpoints[0].Data, err)
 		}
+		ep = *stats.Endpoints[0]
 		return st.Requests == 7
 	})
+	// micro's own figures are true too: every request and error counted
+	// when it was answered, and the time to answer each, runs included.
+	if ep.NumRequests != 7 || ep.NumErrors != 3 || !strings.HasPrefix(ep.LastError, "40") {
+		t.Errorf("micro stats: %d requests, %d errors, last %q; want 7, 3, a 400 or 404", ep.NumRequests, ep.NumErrors, ep.LastError)
+	}
+	if ep.ProcessingTime.Seconds() < st.RunTimeSeconds || ep.AverageProcessingTime != ep.ProcessingTime/7 {
+		t.Errorf("micro processing time %v (average %v), the runs took %.3fs", ep.ProcessingTime, ep.AverageProcessingTime, st.RunTimeSeconds)
+	}
 	want := RunStats{Requests: 7, Errors: 3, NonZeroExits: 2, Timeouts: 1, CacheHits: 1, CacheMisses: 4, Runs: 4, Slots: 2, LastError: st.LastError}
 	got := st
 	got.RunTimeSeconds, got.AverageRunTimeSeconds = 0, 0

@@ -65,7 +65,7 @@ type Service struct {
 
 	mu       sync.Mutex
 	nc       *nats.Conn
-	svc      micro.Service
+	svc      *runService
 	inflight int           // requests taken and not yet answered
 	idle     chan struct{} // closed when inflight drops to zero
 
@@ -216,40 +216,38 @@ func (s *Service) Serve(nc *nats.Conn, version string) error {
 	s.mu.Lock()
 	s.nc = nc
 	s.mu.Unlock()
-	svc, err := micro.AddService(nc, micro.Config{
+	// The micro protocol, with counts taken when a run answers (microsvc.go).
+	svc, err := startRunService(nc, runServiceConfig{
 		Name:        "scripthost-executor",
 		Version:     version,
 		Description: "Runs scripthost scripts: script.run.<name>",
 		Metadata:    map[string]string{"node": s.cfg.Node},
-		// Our own counts: micro's see only a handler that returns at once.
-		StatsHandler: s.statsHandler,
-	})
+		Endpoint: micro.EndpointInfo{
+			Name:       runEndpoint,
+			Subject:    bus.RunAll,
+			QueueGroup: bus.ExecutorQueue,
+			Metadata: map[string]string{
+				"description": "Run a script: body {data, args}, reply {stdout, stderr, exit_code, timed_out}",
+				"request":     `{"data": any JSON (the script's stdin), "args": [str]}, both optional; the script name ends the subject; header X-Scripthost-No-Cache: true bypasses the cache; X-Scripthost-Stream: true streams the output (messages marked X-Scripthost-Event: start, stdout, stderr, then result), cancel with script.cancel.<X-Scripthost-Run-Id>`,
+				"response":    `{"stdout", "stderr", "exit_code" (null when killed by a signal), "timed_out", "signal"?, "stdout_truncated"?, "stderr_truncated"?}; headers X-Scripthost-Node, X-Cache: hit|miss`,
+				"errors":      `headers Nats-Service-Error-Code (400, 404, 499 cancelled, 503, 504) and Nats-Service-Error; body {"error": "..."}; 499 and 504 carry the output so far`,
+				"stats":       "num_requests, num_errors, processing_time: counted when a run answers; data: requests, errors, nonzero_exits, timeouts, cancelled, cache_hits, cache_misses, runs, run_time_seconds, average_run_time_seconds, slots, in_use, waiting",
+			},
+		},
+		Stats: func() any { return s.Stats() },
+	}, s.handle)
 	if err != nil {
-		return err
-	}
-	err = svc.AddEndpoint(runEndpoint, micro.HandlerFunc(s.handle),
-		micro.WithEndpointSubject(bus.RunAll),
-		micro.WithEndpointQueueGroup(bus.ExecutorQueue),
-		micro.WithEndpointMetadata(map[string]string{
-			"description": "Run a script: body {data, args}, reply {stdout, stderr, exit_code, timed_out}",
-			"request":     `{"data": any JSON (the script's stdin), "args": [str]}, both optional; the script name ends the subject; header X-Scripthost-No-Cache: true bypasses the cache; X-Scripthost-Stream: true streams the output (messages marked X-Scripthost-Event: start, stdout, stderr, then result), cancel with script.cancel.<X-Scripthost-Run-Id>`,
-			"response":    `{"stdout", "stderr", "exit_code" (null when killed by a signal), "timed_out", "signal"?, "stdout_truncated"?, "stderr_truncated"?}; headers X-Scripthost-Node, X-Cache: hit|miss`,
-			"errors":      `headers Nats-Service-Error-Code (400, 404, 499 cancelled, 503, 504) and Nats-Service-Error; body {"error": "..."}; 499 and 504 carry the output so far`,
-			"stats":       "data: requests, errors, nonzero_exits, timeouts, cancelled, cache_hits, cache_misses, runs, run_time_seconds, average_run_time_seconds, slots, in_use, waiting",
-		}))
-	if err != nil {
-		svc.Stop()
 		return err
 	}
 	s.mu.Lock()
 	s.nc, s.svc = nc, svc
 	s.mu.Unlock()
 	if err := s.serveScaleOut(nc); err != nil {
-		svc.Stop()
+		svc.stop()
 		return err
 	}
 	if err := s.serveCancels(nc); err != nil {
-		svc.Stop()
+		svc.stop()
 		s.closeAlive()
 		return err
 	}
@@ -257,9 +255,8 @@ func (s *Service) Serve(nc *nats.Conn, version string) error {
 }
 
 // handle takes one request off the subscription and answers it from its
-// own goroutine: micro calls handlers one message at a time.
-func (s *Service) handle(req micro.Request) {
-	m := &nats.Msg{Subject: req.Subject(), Reply: req.Reply(), Data: req.Data(), Header: nats.Header(req.Headers())}
+// own goroutine: a subscription hands over one message at a time.
+func (s *Service) handle(m *nats.Msg) {
 	s.begin()
 	go func() {
 		defer s.end()
@@ -328,6 +325,12 @@ func (s *Service) answer(m *nats.Msg, opts runOpts) {
 		if perr := s.nc.PublishMsg(rm); perr != nil {
 			s.cfg.Log.Warn("reply failed", "script", name, "err", perr)
 		}
+	}
+	s.mu.Lock()
+	svc := s.svc
+	s.mu.Unlock()
+	if svc != nil {
+		svc.answered(time.Since(start), rm.Header.Get(bus.HeaderErrorCode), rm.Header.Get(bus.HeaderError))
 	}
 	s.logRun(name, start, out, err)
 	s.observe(name, out, err)
@@ -436,7 +439,7 @@ func (s *Service) Drain(ctx context.Context) error {
 	s.mu.Unlock()
 	if svc != nil {
 		s.stopScaleOut()
-		if err := svc.Stop(); err != nil {
+		if err := svc.stop(); err != nil {
 			return err
 		}
 		// Stop drains asynchronously: messages already delivered to the

@@ -130,4 +130,24 @@ func TestNATSCLI(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "scripthost-executor") || !strings.Contains(string(out), "scripthost-catalog") {
 		t.Fatalf("nats micro ls: %v\n%s", err, out)
 	}
+
+	// nats micro stats shows the node's real errors and run time: a run
+	// of 0.3 s and a request for a script that does not exist.
+	ts.write("slow.py", "import time\ntime.sleep(0.3)\n")
+	waitFor(t, 5*time.Second, "slow.py", func() bool { return ts.do("POST", "/run/slow.py", "").status == 200 })
+	ts.do("POST", "/run/nope.py", "").want(t, 404)
+	var stats []micro.Stats
+	waitFor(t, 5*time.Second, "the requests in nats micro stats", func() bool {
+		out, err = exec.Command(cli, "--server", ts.s.natsURL, "micro", "stats", "scripthost-executor", "--json").CombinedOutput()
+		return err == nil && json.Unmarshal(out, &stats) == nil && len(stats) == 1 && len(stats[0].Endpoints) == 1 && stats[0].Endpoints[0].NumRequests >= 3
+	})
+	ep := stats[0].Endpoints[0]
+	if ep.NumErrors < 1 || !strings.Contains(ep.LastError, "404:") || ep.ProcessingTime < 300*time.Millisecond {
+		t.Fatalf("nats micro stats: %d errors (last %q), processing time %v; want the 404 and the 0.3 s run:\n%s", ep.NumErrors, ep.LastError, ep.ProcessingTime, out)
+	}
+	out, err = exec.Command(cli, "--server", ts.s.natsURL, "micro", "stats", "scripthost-executor").CombinedOutput()
+	t.Logf("nats micro stats:\n%s", out)
+	if err != nil || !strings.Contains(string(out), "run") {
+		t.Fatalf("nats micro stats: %v\n%s", err, out)
+	}
 }
