@@ -229,7 +229,9 @@ func TestForkManyConcurrent(t *testing.T) {
 // timeout, and the next runs get a new warm interpreter.
 func TestForkStuckWarm(t *testing.T) {
 	t.Parallel()
-	r := newFork(t, Limits{Timeout: 300 * time.Millisecond}, nil)
+	// The timeout also covers the start of the next warm interpreter for
+	// the run after: room for a loaded machine.
+	r := newFork(t, Limits{Timeout: 2 * time.Second}, nil)
 	r.killGrace = 300 * time.Millisecond
 	dir := t.TempDir()
 	path := writeScript(t, dir, "sleep.py", `import time; time.sleep(60)`)

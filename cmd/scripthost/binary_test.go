@@ -136,10 +136,11 @@ func TestBinaryServeFromEnvAndGracefulStop(t *testing.T) {
 	}, "serve", "--timeout", "20s")
 	base := "http://" + httpAddr
 	waitHTTP(t, base+"/healthz")
+	// The log is read from the process's stderr as it comes.
+	waitFor(t, 10*time.Second, "the listening line", func() bool {
+		return strings.Contains(p.log(), "Server listening on http://"+httpAddr)
+	})
 	logs := p.log()
-	if !strings.Contains(logs, "Server listening on http://"+httpAddr) {
-		t.Fatalf("no listening line in:\n%s", logs)
-	}
 	if !regexp.MustCompile(`Scanned scripts: found 2 scripts`).MatchString(logs) {
 		t.Fatalf("no scan line in:\n%s", logs)
 	}
