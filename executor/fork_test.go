@@ -78,7 +78,7 @@ time.sleep(60)`)
 	case <-time.After(10 * time.Second):
 		t.Fatal("the run did not end when its warm interpreter died")
 	}
-	waitFor(t, 5*time.Second, "the orphaned run to die", func() bool { return processGone(runPid) })
+	waitFor(t, 30*time.Second, "the orphaned run to die", func() bool { return processGone(runPid) })
 
 	res := run(t, r, Job{Path: hello})
 	if res.Stdout != "hello\n" {
@@ -93,7 +93,7 @@ time.sleep(60)`)
 	if err := syscall.Kill(second, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "a new warm interpreter", func() bool {
+	waitFor(t, 30*time.Second, "a new warm interpreter", func() bool {
 		p := warmPid(r)
 		return p != 0 && p != second
 	})
@@ -240,7 +240,7 @@ func TestForkStuckWarm(t *testing.T) {
 	res := make(chan bus.Result, 1)
 	go func() { res <- run(t, r, Job{Path: path}) }()
 	// Let the run start, then stop the warm interpreter.
-	waitFor(t, 5*time.Second, "the run to start", func() bool {
+	waitFor(t, 30*time.Second, "the run to start", func() bool {
 		r.cur.mu.Lock()
 		defer r.cur.mu.Unlock()
 		return len(r.cur.runs) == 1

@@ -429,10 +429,10 @@ print(os.read(rd, 32).decode())
 			if err != nil {
 				t.Fatalf("result %+v", res)
 			}
-			waitFor(t, 10*time.Second, "the escaped process to end", func() bool { return processGone(pid) })
+			waitFor(t, 30*time.Second, "the escaped process to end", func() bool { return processGone(pid) })
 			// The next run's end reaps it.
 			ok := writeScript(t, dir, "ok.py", "pass")
-			waitFor(t, 10*time.Second, "the escaped process to be reaped", func() bool {
+			waitFor(t, 30*time.Second, "the escaped process to be reaped", func() bool {
 				run(t, r, Job{Path: ok})
 				_, err := os.Stat(fmt.Sprintf("/proc/%d", pid))
 				return err != nil

@@ -150,7 +150,7 @@ func TestStatsAndMetrics(t *testing.T) {
 	// The node counts a request after it replied: poll.
 	var st RunStats
 	var ep micro.EndpointStats
-	waitFor(t, 5*time.Second, "7 requests in $SRV.STATS", func() bool {
+	waitFor(t, 30*time.Second, "7 requests in $SRV.STATS", func() bool {
 		m, err := nc.Request("$SRV.STATS.scripthost-executor", nil, 5*time.Second)
 		if err != nil {
 			t.Fatal(err)

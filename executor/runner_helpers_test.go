@@ -136,7 +136,7 @@ func processGone(pid int) bool {
 func readPid(t testing.TB, path string) int {
 	t.Helper()
 	var pid int
-	waitFor(t, 10*time.Second, "pid file "+path, func() bool {
+	waitFor(t, 30*time.Second, "pid file "+path, func() bool {
 		b, err := os.ReadFile(path)
 		if err != nil || !bytes.HasSuffix(b, []byte("\n")) {
 			return false

@@ -92,7 +92,7 @@ p.wait()
 				t.Errorf("stdout %q", res.Stdout)
 			}
 			pid := readPid(t, pidFile)
-			waitFor(t, 5*time.Second, "the grandchild to die", func() bool { return processGone(pid) })
+			waitFor(t, 30*time.Second, "the grandchild to die", func() bool { return processGone(pid) })
 		})
 	}
 }
@@ -122,7 +122,7 @@ print("bye")
 				t.Errorf("result %+v", res)
 			}
 			pid := readPid(t, pidFile)
-			waitFor(t, 5*time.Second, "the background process to die", func() bool { return processGone(pid) })
+			waitFor(t, 30*time.Second, "the background process to die", func() bool { return processGone(pid) })
 		})
 	}
 }
@@ -306,7 +306,7 @@ time.sleep(60)`, pidFile))
 			case <-time.After(10 * time.Second):
 				t.Fatal("Close did not end the run in progress")
 			}
-			waitFor(t, 5*time.Second, "the run to die", func() bool { return processGone(pid) })
+			waitFor(t, 30*time.Second, "the run to die", func() bool { return processGone(pid) })
 			if _, err := r.Run(context.Background(), Job{Path: path}); !errors.Is(err, bus.ErrUnavailable) {
 				t.Errorf("run after Close: err %v", err)
 			}

@@ -28,7 +28,7 @@ func TestSlotsFIFOAndTimeout(t *testing.T) {
 			order <- i
 			s.release()
 		}()
-		deadline := time.Now().Add(5 * time.Second)
+		deadline := time.Now().Add(30 * time.Second)
 		for {
 			if _, waiting := s.busy(); waiting == i+1 {
 				break

@@ -112,7 +112,7 @@ func startBinary(t *testing.T, env []string, args ...string) *process {
 // waitHTTP polls url until it answers 200.
 func waitHTTP(t *testing.T, url string) {
 	t.Helper()
-	waitFor(t, 20*time.Second, url+" to answer", func() bool {
+	waitFor(t, 60*time.Second, url+" to answer", func() bool {
 		resp, err := http.Get(url)
 		if err != nil {
 			return false
@@ -137,7 +137,7 @@ func TestBinaryServeFromEnvAndGracefulStop(t *testing.T) {
 	base := "http://" + httpAddr
 	waitHTTP(t, base+"/healthz")
 	// The log is read from the process's stderr as it comes.
-	waitFor(t, 10*time.Second, "the listening line", func() bool {
+	waitFor(t, 30*time.Second, "the listening line", func() bool {
 		return strings.Contains(p.log(), "Server listening on http://"+httpAddr)
 	})
 	logs := p.log()
@@ -172,7 +172,7 @@ func TestBinaryServeFromEnvAndGracefulStop(t *testing.T) {
 		resp.Body.Close()
 		got <- answer{code: resp.StatusCode, body: string(b)}
 	}()
-	waitFor(t, 10*time.Second, "the run to start", func() bool {
+	waitFor(t, 30*time.Second, "the run to start", func() bool {
 		_, err := os.Stat(filepath.Join(dir, "started"))
 		return err == nil
 	})

@@ -209,7 +209,7 @@ func TestCLIBinary(t *testing.T) {
 
 	// One JSON log line per run, with what an operator needs.
 	var line map[string]any
-	waitFor(t, 5*time.Second, "the run's log line", func() bool {
+	waitFor(t, 30*time.Second, "the run's log line", func() bool {
 		for _, l := range strings.Split(p.log(), "\n") {
 			if json.Unmarshal([]byte(l), &line) == nil && line["msg"] == "run" && line["script"] == "exit3.py" {
 				return true

@@ -47,7 +47,7 @@ func runProcesses(dir string) []string {
 // waitNoRunLeft waits until no process of a run of dir is alive.
 func waitNoRunLeft(t *testing.T, dir string) {
 	t.Helper()
-	waitFor(t, 10*time.Second, "the runs' processes to be gone", func() bool {
+	waitFor(t, 30*time.Second, "the runs' processes to be gone", func() bool {
 		return len(runProcesses(dir)) == 0
 	})
 }
@@ -143,7 +143,7 @@ func TestHostileScriptsContained(t *testing.T) {
 	}
 	// And it still runs scripts.
 	ts.write("ok.py", "print('ok')")
-	waitFor(t, 5*time.Second, "ok.py", func() bool { return ts.do("POST", "/run/ok.py", "").status == 200 })
+	waitFor(t, 30*time.Second, "ok.py", func() bool { return ts.do("POST", "/run/ok.py", "").status == 200 })
 }
 
 func exitIs(r bus.Result, code int) bool { return r.ExitCode != nil && *r.ExitCode == code }

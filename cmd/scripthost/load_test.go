@@ -182,7 +182,7 @@ func loadConfig(t *testing.T) serveConfig {
 func waitGoroutines(t *testing.T, baseline int) {
 	t.Helper()
 	var n int
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for n = runtime.NumGoroutine(); n > baseline+10; n = runtime.NumGoroutine() {
 		if time.Now().After(deadline) {
 			buf := make([]byte, 1<<20)

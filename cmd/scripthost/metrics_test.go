@@ -72,7 +72,7 @@ func TestMetricsAfterRuns(t *testing.T) {
 		}
 		return n
 	}
-	waitFor(t, 5*time.Second, "5 runs counted", func() bool {
+	waitFor(t, 30*time.Second, "5 runs counted", func() bool {
 		m = ts.scrape()
 		return runs(m) == 5
 	})
@@ -174,7 +174,7 @@ func TestExecutorNodeMetrics(t *testing.T) {
 		t.Fatalf("delete: %v %v", err, resp)
 	}
 	resp.Body.Close()
-	waitFor(t, 10*time.Second, "the node to forget a.py", func() bool {
+	waitFor(t, 30*time.Second, "the node to forget a.py", func() bool {
 		return !strings.Contains(get("http://"+metricsAddr+"/metrics"), `script="a.py"`)
 	})
 }
@@ -222,7 +222,7 @@ func TestMetricsFollowScripts(t *testing.T) {
 	if err := os.Remove(filepath.Join(cfg.Scripts, "b.py")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the series of deleted scripts to go", func() bool {
+	waitFor(t, 30*time.Second, "the series of deleted scripts to go", func() bool {
 		for series := range ts.scrape() {
 			if strings.Contains(series, `script="a.py"`) || strings.Contains(series, `script="b.py"`) {
 				return false

@@ -299,7 +299,7 @@ func TestScaleOutNodeLossAndDrain(t *testing.T) {
 		got <- answer{code, body}
 	}()
 	var victim string
-	waitFor(t, 10*time.Second, "the long run to start", func() bool {
+	waitFor(t, 30*time.Second, "the long run to start", func() bool {
 		for name, dir := range c.dirs {
 			if m, _ := filepath.Glob(filepath.Join(dir, "started.*")); len(m) > 0 {
 				victim = name
@@ -328,7 +328,7 @@ func TestScaleOutNodeLossAndDrain(t *testing.T) {
 	c.addNode("node-c", 2)
 	joined := time.Now()
 	c.t.Helper()
-	waitFor(t, 10*time.Second, "node-c to serve", func() bool {
+	waitFor(t, 30*time.Second, "node-c to serve", func() bool {
 		_, node, _ := c.run("quick.py", "")
 		return node == "node-c"
 	})
@@ -352,7 +352,7 @@ func TestScaleOutNodeLossAndDrain(t *testing.T) {
 			answers <- answer{code, body}
 		}()
 	}
-	waitFor(t, 10*time.Second, "runs on "+other, func() bool { return len(mustGlob(t, c.dirs[other], "started.*")) > 0 })
+	waitFor(t, 30*time.Second, "runs on "+other, func() bool { return len(mustGlob(t, c.dirs[other], "started.*")) > 0 })
 	c.nodes[other].cmd.Process.Signal(syscall.SIGTERM)
 	for range 8 {
 		if a := <-answers; a.code != 200 || !strings.Contains(a.body, `"stdout":"short\n"`) {
