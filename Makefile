@@ -5,7 +5,9 @@ BIN     := bin/scripthost
 FUZZTIME ?= 5s
 SOAKFOR ?= 3m
 
-.PHONY: help build run test fuzz bench soak vet clean
+REDOCLY ?= redocly
+
+.PHONY: help build run test fuzz bench soak vet lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -19,6 +21,9 @@ run: build ## serve ./scripts on :3000 (NATS on 127.0.0.1:4222)
 vet: ## go vet and gofmt
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+
+lint: ## redocly lint of httpbridge/openapi.json (rules: redocly.yaml; npm install -g @redocly/cli@2.77.0)
+	REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true $(REDOCLY) lint httpbridge/openapi.json
 
 test: vet ## all tests with the race detector, then each fuzz target briefly
 	$(GO) test -race -count=1 -timeout 20m ./...

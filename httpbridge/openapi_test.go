@@ -1,13 +1,17 @@
 package httpbridge
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"regexp"
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 )
@@ -33,12 +37,22 @@ func documented(t *testing.T, doc map[string]any) []string {
 	return ops
 }
 
-// routed lists "METHOD /path" for every route of the bridge's router.
+// routed lists "METHOD /path" for every route of the bridge's router,
+// with the HEAD of every GET route and the OPTIONS of every path, which
+// the bridge answers too (TestMethods).
 func routed(t *testing.T, b *Bridge) []string {
 	t.Helper()
 	var ops []string
+	paths := map[string]bool{}
 	err := chi.Walk(b.router, func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
 		ops = append(ops, method+" "+route)
+		if method == http.MethodGet {
+			ops = append(ops, "HEAD "+route)
+		}
+		if !paths[route] {
+			paths[route] = true
+			ops = append(ops, "OPTIONS "+route)
+		}
 		return nil
 	})
 	if err != nil {
@@ -196,4 +210,43 @@ func deref(doc map[string]any, v any) map[string]any {
 		m, _ = resolve(doc, ref)
 	}
 	return m
+}
+
+// TestOpenAPILint runs `redocly lint` on the document with the rules of
+// redocly.yaml at the repository's root. .ci/run installs Redocly and
+// sets SCRIPTHOST_REQUIRE_REDOCLY, so in CI a missing redocly fails.
+func TestOpenAPILint(t *testing.T) {
+	redocly, err := exec.LookPath("redocly")
+	if err != nil {
+		if os.Getenv("SCRIPTHOST_REQUIRE_REDOCLY") != "" {
+			t.Fatal("redocly is not on PATH")
+		}
+		t.Skip("redocly not on PATH (npm install @redocly/cli@2.77.0; .ci/run does)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, redocly, "lint", "--format", "json", "httpbridge/openapi.json")
+	cmd.Dir = ".."
+	cmd.Env = append(os.Environ(), "REDOCLY_TELEMETRY=off", "REDOCLY_SUPPRESS_UPDATE_NOTICE=true")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	var report struct {
+		Totals   struct{ Errors, Warnings, Ignored int }
+		Problems []struct {
+			RuleID, Severity, Message string
+			Location                  []struct{ Pointer string }
+		}
+	}
+	if jerr := json.Unmarshal(out, &report); jerr != nil {
+		t.Fatalf("redocly lint: %v %v\n%s\n%s", err, jerr, out, stderr.String())
+	}
+	// Warnings do not fail redocly lint; they fail this test.
+	for _, p := range report.Problems {
+		t.Errorf("%s %s: %s %v", p.Severity, p.RuleID, p.Message, p.Location)
+	}
+	if err != nil || report.Totals.Errors+report.Totals.Warnings > 0 {
+		t.Fatalf("redocly lint: %v, %+v", err, report.Totals)
+	}
+	t.Logf("redocly lint: %+v (ignored: see .redocly.lint-ignore.yaml)", report.Totals)
 }
