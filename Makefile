@@ -1,6 +1,12 @@
 # scripthost: `make help` lists the targets.
 GO      ?= go
-PYTHON  ?= python3
+# As root, scripts run as nobody, who cannot run an interpreter under /root
+# (a pyenv shim): make run takes the first python3 that the run user can
+# run, python3 on PATH first. PYTHON=... chooses another.
+PYTHON  ?= $(shell for p in "$$(command -v python3)" /usr/bin/python3 /usr/local/bin/python3; do \
+             [ -x "$$p" ] || continue; \
+             if [ "$$(id -u)" != 0 ] || setpriv --reuid=65534 --regid=65534 --clear-groups "$$p" -S -c pass 2>/dev/null; then echo "$$p"; exit; fi; \
+           done; echo python3)
 BIN     := bin/scripthost
 FUZZTIME ?= 5s
 SOAKFOR ?= 3m

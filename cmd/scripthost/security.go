@@ -254,7 +254,12 @@ func lookupUser(spec string) (*executor.Credential, error) {
 //     the folder is.
 func checkRunUser(cred *executor.Credential, byDefault bool, mode, python, dir string, log *slog.Logger) error {
 	execErr, folderOK := runUserAccess(cred, python, dir)
-	const fix = "make them accessible to that user (folders 0755, scripts 0644, an interpreter outside /root, e.g. --python /usr/bin/python3), or choose the user with --run-as"
+	fix := "make them accessible to that user (folders 0755, scripts 0644, an interpreter outside /root, e.g. --python /usr/bin/python3), or choose the user with --run-as"
+	if execErr != nil {
+		if alt := interpreterFor(cred, python); alt != "" {
+			fix = "--python " + alt + " is one that " + cred.Name + " can run; or " + fix
+		}
+	}
 	switch {
 	case execErr != nil && mode == "spawn" && byDefault:
 		return fmt.Errorf("scripts run as %s (the default run user when the server is root), who cannot run the interpreter %s (%v): %s (--run-as root runs them as root)",
@@ -272,6 +277,21 @@ func checkRunUser(cred *executor.Credential, byDefault bool, mode, python, dir s
 		log.Warn("the run user "+cred.Name+" cannot read the scripts folder: scripts run, but cannot read files beside them nor import each other; "+fix, "scripts", dir)
 	}
 	return nil
+}
+
+// interpreterFor returns a system interpreter other than python that
+// cred can run, or "".
+func interpreterFor(cred *executor.Credential, python string) string {
+	for _, alt := range []string{"/usr/bin/python3", "/usr/local/bin/python3"} {
+		real, err := filepath.EvalSymlinks(alt)
+		if err != nil || real == python || alt == python {
+			continue
+		}
+		if err, _ := runUserAccess(cred, alt, ""); err == nil {
+			return alt
+		}
+	}
+	return ""
 }
 
 // runUserAccess tells whether the run user can execute the interpreter
