@@ -117,6 +117,9 @@ const (
 	// publishes every script (key: name, value: Script JSON) for nodes
 	// that do not share its folder.
 	ScriptsBucket = "scripthost-scripts"
+	// FilesBucket holds the data files beside the scripts (key: file
+	// name, value: its bytes), for the same nodes.
+	FilesBucket = "scripthost-files"
 	// SparePrefix starts scripthost.spare.<name>: a node that has a free
 	// slot takes over a run from a node that has none. Only nodes with a
 	// free slot are subscribed, in the SpareQueue group.

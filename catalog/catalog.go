@@ -64,6 +64,10 @@ type Catalog struct {
 	opMu   sync.Mutex
 	hooks  []func(string, *bus.Script) // guarded by opMu
 	warned map[string]bool             // names warned about; guarded by opMu
+	// files are the data files beside the scripts, and fileHooks learn
+	// of their changes (datafiles.go); guarded by opMu.
+	files     map[string]dataFile
+	fileHooks []func(string, []byte)
 
 	// mu guards index for Locate's fast path, which takes no opMu.
 	mu    sync.RWMutex
@@ -107,6 +111,7 @@ func New(cfg Config) (*Catalog, error) {
 		log:      cfg.Log,
 		warned:   make(map[string]bool),
 		index:    make(map[string]entry),
+		files:    make(map[string]dataFile),
 	}
 	c.opMu.Lock()
 	defer c.opMu.Unlock()

@@ -21,6 +21,7 @@ func TestNewScansFolder(t *testing.T) {
 	writeFile(t, dir, "hello.py", "print('hello')\n")
 	writeFile(t, dir, "math.py", "print(1+1)\n")
 	writeFile(t, dir, "README.md", "not a script\n")
+	writeFile(t, dir, "my notes.txt", "not a script nor a data file name\n")
 	writeFile(t, dir, "bad name.py", "print()\n")
 	writeFile(t, dir, ".hidden.py", "print()\n")
 	for _, sub := range []string{"pkg", "__pycache__", "dir.py"} {
@@ -49,12 +50,14 @@ func TestNewScansFolder(t *testing.T) {
 	for range 3 {
 		c.Rescan()
 	}
-	for _, skipped := range []string{"README.md", "bad name.py", ".hidden.py", "link.py"} {
+	for _, skipped := range []string{"my notes.txt", "bad name.py", ".hidden.py", "link.py"} {
 		if n := logs.count("WARN", "file="+skipped); n != 1 {
 			t.Errorf("%d warnings about %q, want exactly 1", n, skipped)
 		}
 	}
-	for _, quiet := range []string{"pkg", "__pycache__", "dir.py", ".scripthost-tmp-"} {
+	// README.md is a data file: followed (and copied to executor nodes),
+	// not warned about.
+	for _, quiet := range []string{"pkg", "__pycache__", "dir.py", ".scripthost-tmp-", "README.md"} {
 		if n := logs.count("WARN", "file="+quiet); n != 0 {
 			t.Errorf("%d warnings about %q, want none", n, quiet)
 		}
@@ -68,12 +71,12 @@ func TestNewScansFolder(t *testing.T) {
 	}
 
 	// A skipped file that goes away and comes back is warned about again.
-	os.Remove(filepath.Join(dir, "README.md"))
+	os.Remove(filepath.Join(dir, "my notes.txt"))
 	c.Rescan()
-	writeFile(t, dir, "README.md", "again\n")
+	writeFile(t, dir, "my notes.txt", "again\n")
 	c.Rescan()
-	if n := logs.count("WARN", "file=README.md"); n != 2 {
-		t.Errorf("%d warnings about README.md after it came back, want 2", n)
+	if n := logs.count("WARN", "file=my notes.txt"); n != 2 {
+		t.Errorf("%d warnings about my notes.txt after it came back, want 2", n)
 	}
 }
 

@@ -92,3 +92,53 @@ func (c *Catalog) PublishKV(ctx context.Context, js jetstream.JetStream, bucket 
 	})
 	return kv, nil
 }
+
+// PublishFilesKV copies the data files beside the scripts into the
+// key-value bucket named bucket (key: file name, value: the file's bytes),
+// as PublishKV does for scripts: created if missing, in memory storage,
+// brought in line before it returns, then kept in line with every change
+// a scan finds until ctx ends. Executor nodes mirror it into their folders.
+func (c *Catalog) PublishFilesKV(ctx context.Context, js jetstream.JetStream, bucket string) (jetstream.KeyValue, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      bucket,
+		Description: "scripthost data files beside the scripts: key = file name, value = its bytes",
+		Storage:     jetstream.MemoryStorage,
+		History:     1,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("catalog: key-value bucket %q: %w", bucket, err)
+	}
+	write := func(ctx context.Context, name string, data []byte) error {
+		ctx, cancel := context.WithTimeout(ctx, kvTimeout)
+		defer cancel()
+		if data == nil {
+			return kv.Delete(ctx, name)
+		}
+		_, err := kv.Put(ctx, name, data)
+		return err
+	}
+	c.opMu.Lock()
+	defer c.opMu.Unlock()
+	keys, err := kv.Keys(ctx)
+	if err != nil && !errors.Is(err, jetstream.ErrNoKeysFound) {
+		return nil, fmt.Errorf("catalog: list keys of bucket %q: %w", bucket, err)
+	}
+	for _, key := range keys {
+		if _, ok := c.files[key]; !ok {
+			if err := write(ctx, key, nil); err != nil {
+				return nil, fmt.Errorf("catalog: delete %q from bucket %q: %w", key, bucket, err)
+			}
+		}
+	}
+	// A file the bus cannot carry (over an external server's max_payload)
+	// is logged and stays on this node's folder; the rest go on.
+	c.onFileChange(func(name string, data []byte) {
+		if ctx.Err() != nil {
+			return
+		}
+		if err := write(ctx, name, data); err != nil {
+			c.log.Error("catalog: cannot publish data file", "bucket", bucket, "name", name, "deleted", data == nil, "error", err)
+		}
+	})
+	return kv, nil
+}

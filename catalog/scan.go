@@ -42,7 +42,7 @@ func (c *Catalog) scan(first bool) error {
 	}
 	present := make(map[string]bool, len(entries))
 	isScript := make(map[string]bool, len(entries))
-	var scripts []string
+	var scripts, files []string
 	for _, de := range entries {
 		name := de.Name()
 		present[name] = true
@@ -54,8 +54,12 @@ func (c *Catalog) scan(first bool) error {
 		case de.IsDir():
 			// Packages and __pycache__ beside the scripts: not scripts,
 			// not worth a warning.
+		case ValidateName(name) != nil && validFileName(name):
+			// A data file beside the scripts (data.csv): followed, and
+			// copied to executor nodes (datafiles.go).
+			files = append(files, name)
 		case ValidateName(name) != nil:
-			c.warnOnce(name, "Skipping file: not a valid script name (letters, digits, '_', '-' and dots, ending in .py, at most 128 bytes)")
+			c.warnOnce(name, "Skipping file: not a valid script name (letters, digits, '_', '-' and dots, ending in .py, at most 128 bytes), nor a data file name (the same, not ending in .py): it stays in the folder but is not copied to executor nodes")
 		case !de.Type().IsRegular():
 			c.warnOnce(name, "Skipping script: not a regular file (symbolic links are not followed)")
 		default:
@@ -75,6 +79,7 @@ func (c *Catalog) scan(first bool) error {
 			c.log.Warn("catalog: cannot read script", "name", name, "error", err)
 		}
 	}
+	c.refreshFiles(files)
 	// A file that went away and comes back is warned about again.
 	for name := range c.warned {
 		if !present[name] {

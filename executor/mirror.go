@@ -86,8 +86,15 @@ func (m *Mirror) bucket(ctx context.Context) (jetstream.KeyValue, error) {
 }
 
 // Run follows the bucket until ctx ends: every put is written into the
-// folder, every delete removed from it.
+// folder, every delete removed from it. The data files beside the
+// scripts (bus.FilesBucket) are followed the same way.
 func (m *Mirror) Run(ctx context.Context) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		m.runFiles(ctx)
+	}()
+	defer func() { <-done }()
 	for ctx.Err() == nil {
 		if err := m.follow(ctx); err != nil && ctx.Err() == nil {
 			m.log.Debug("mirror: waiting for the scripts bucket", "err", err)
@@ -180,4 +187,61 @@ func (m *Mirror) Locate(name string) (path, version string, err error) {
 		return "", "", err
 	}
 	return filepath.Join(m.dir, name), s.Version, nil
+}
+
+// runFiles follows the data files bucket until ctx ends.
+func (m *Mirror) runFiles(ctx context.Context) {
+	for ctx.Err() == nil {
+		if err := m.followFiles(ctx); err != nil && ctx.Err() == nil {
+			m.log.Debug("mirror: waiting for the data files bucket", "err", err)
+			select {
+			case <-time.After(250 * time.Millisecond):
+			case <-ctx.Done():
+			}
+		}
+	}
+}
+
+func (m *Mirror) followFiles(ctx context.Context) error {
+	kv, err := m.js.KeyValue(ctx, bus.FilesBucket)
+	if err != nil {
+		return err
+	}
+	w, err := kv.WatchAll(ctx)
+	if err != nil {
+		return err
+	}
+	defer w.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-w.Updates():
+			if !ok {
+				return errors.New("watch ended")
+			}
+			if e == nil {
+				continue
+			}
+			m.applyFile(e)
+		}
+	}
+}
+
+// applyFile brings the folder in line with one data file entry. A name
+// that is not a data file's (a script's, a path) is never written.
+func (m *Mirror) applyFile(e jetstream.KeyValueEntry) {
+	name := e.Key()
+	if catalog.ValidateFileName(name) != nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e.Operation() != jetstream.KeyValuePut {
+		os.Remove(filepath.Join(m.dir, name))
+		return
+	}
+	if err := catalog.WriteDataFile(m.dir, name, e.Value()); err != nil {
+		m.log.Warn("mirror: cannot write data file", "name", name, "err", err)
+	}
 }

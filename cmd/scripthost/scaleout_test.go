@@ -378,3 +378,43 @@ func mustGlob(t *testing.T, dir, pattern string) []string {
 	}
 	return m
 }
+
+// Data files beside the scripts reach executor nodes on other machines:
+// a file put in the serve node's folder by hand is there for a script on
+// every node, and so are its edits and its removal.
+func TestScaleOutDataFiles(t *testing.T) {
+	c := startCluster(t, 2, "node-a", "node-b")
+	if err := os.WriteFile(filepath.Join(c.scripts, "data.csv"), []byte("x,y\n1,2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c.put("reader.py", "import os\nprint(open('data.csv').read() if os.path.exists('data.csv') else 'no data.csv', end='')\n")
+	c.waitNodes("reader.py")
+	seenOn := func(want string) func() bool {
+		return func() bool {
+			seen := map[string]bool{}
+			for range 8 {
+				code, node, body := c.run("reader.py", "")
+				var res struct{ Stdout string }
+				if code != 200 || json.Unmarshal([]byte(body), &res) != nil || res.Stdout != want {
+					return false
+				}
+				seen[node] = true
+			}
+			return len(seen) == 2
+		}
+	}
+	waitFor(t, 30*time.Second, "data.csv on both nodes", seenOn("x,y\n1,2\n"))
+	if err := os.WriteFile(filepath.Join(c.scripts, "data.csv"), []byte("x,y\n3,4\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the edit of data.csv on both nodes", seenOn("x,y\n3,4\n"))
+	if err := os.Remove(filepath.Join(c.scripts, "data.csv")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the removal of data.csv on both nodes", seenOn("no data.csv"))
+	for name, p := range c.nodes {
+		if strings.Contains(p.log(), "data.csv") && strings.Contains(p.log(), "level=WARN") {
+			t.Errorf("%s warns about data.csv:\n%s", name, p.log())
+		}
+	}
+}

@@ -266,6 +266,9 @@ func startServer(cfg serveConfig, log *slog.Logger) (_ *server, err error) {
 	if _, err := cat.PublishKV(scanCtx, js, bus.ScriptsBucket); err != nil {
 		return nil, err
 	}
+	if _, err := cat.PublishFilesKV(scanCtx, js, bus.FilesBucket); err != nil {
+		return nil, err
+	}
 	catSvc, err := cat.Serve(catConn, version)
 	if err != nil {
 		return nil, err
