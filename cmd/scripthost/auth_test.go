@@ -162,6 +162,18 @@ func TestNATSCredentials(t *testing.T) {
 	if err := <-violations; !errors.Is(err, nats.ErrPermissionViolation) {
 		t.Errorf("the run-only user's writes: %v, want a permissions violation", err)
 	}
+	// The CLI as the run-only user: put fails at once, saying why, not at
+	// --wait (2 minutes).
+	file := filepath.Join(t.TempDir(), "evil.py")
+	if err := os.WriteFile(file, []byte("import os\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	code, _, stderr := cli(t, "", "put", "evil.py", file, "--nats", ts.s.natsURL, "--nats-user", "caller", "--nats-password", "caller-secret")
+	if took := time.Since(start); code != 1 || took > 20*time.Second ||
+		!strings.Contains(stderr, `the NATS user "caller" may not send on script.create: the bus refused it at once`) || strings.Count(stderr, "\n") != 1 {
+		t.Errorf("put as the run-only user: exit %d after %s, stderr %q", code, took, stderr)
+	}
 	// Nothing was written or deleted.
 	if got := string(ts.do("GET", "/scripts", "").want(t, 200).body); got != "[\"hi.py\"]\n" {
 		t.Fatalf("scripts after the run-only user's writes: %s", got)

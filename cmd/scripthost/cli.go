@@ -13,8 +13,10 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -437,8 +439,15 @@ func decodeRun(body []byte, hdr func(string) string, err error) (runAnswer, erro
 type natsClient struct {
 	nc   *nats.Conn
 	url  string
+	user string
 	log  *slog.Logger
 	wait time.Duration
+
+	// denied holds, per subject, the requests waiting for an answer: a
+	// permissions violation the server reports (asynchronously) for that
+	// subject ends them at once instead of at --wait.
+	mu     sync.Mutex
+	denied map[string][]chan error
 }
 
 func newNATSClient(cfg cliConfig, log *slog.Logger) (*natsClient, error) {
@@ -447,7 +456,57 @@ func newNATSClient(cfg cliConfig, log *slog.Logger) (*natsClient, error) {
 		return nil, bus.Errorf(bus.ErrUnavailable, "cannot reach the NATS bus at %s: %v (is `scripthost serve` running? --nats sets the URL, --http uses the HTTP API)",
 			bus.Redact(cfg.NATS), errors.Unwrap(err))
 	}
-	return &natsClient{nc: nc, url: bus.Redact(cfg.NATS), log: log, wait: cfg.Wait}, nil
+	c := &natsClient{nc: nc, url: bus.Redact(cfg.NATS), user: cfg.NATSUser, log: log, wait: cfg.Wait, denied: map[string][]chan error{}}
+	nc.SetErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { c.asyncError(err) })
+	return c, nil
+}
+
+// violationSubject finds the subject in the server's permissions
+// violation message: Permissions Violation for Publish to "script.create".
+var violationSubject = regexp.MustCompile(`(?i)permissions violation for publish to "([^"]+)"`)
+
+// asyncError ends the requests that a permissions violation is about.
+func (c *natsClient) asyncError(err error) {
+	m := violationSubject.FindStringSubmatch(err.Error())
+	if !errors.Is(err, nats.ErrPermissionViolation) || m == nil {
+		c.log.Debug("nats", "err", err)
+		return
+	}
+	user := "this NATS user"
+	if c.user != "" {
+		user = "the NATS user " + strconv.Quote(c.user)
+	}
+	denied := bus.Errorf(bus.ErrForbidden, "%s may not send on %s: the bus refused it at once (a run-only user may list, read and run scripts, not change them)", user, m[1])
+	c.mu.Lock()
+	waiting := c.denied[m[1]]
+	delete(c.denied, m[1])
+	c.mu.Unlock()
+	for _, ch := range waiting {
+		ch <- denied
+	}
+}
+
+// watchDenied registers a request on subject; the channel gets the error
+// of a permissions violation for it.
+func (c *natsClient) watchDenied(subject string) (<-chan error, func()) {
+	ch := make(chan error, 1)
+	c.mu.Lock()
+	c.denied[subject] = append(c.denied[subject], ch)
+	c.mu.Unlock()
+	return ch, func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		list := c.denied[subject]
+		for i, x := range list {
+			if x == ch {
+				c.denied[subject] = append(list[:i:i], list[i+1:]...)
+				break
+			}
+		}
+		if len(c.denied[subject]) == 0 {
+			delete(c.denied, subject)
+		}
+	}
 }
 
 func (c *natsClient) close() { c.nc.Close() }
@@ -455,7 +514,26 @@ func (c *natsClient) close() { c.nc.Close() }
 // request sends one request; the reply's error headers become the error.
 func (c *natsClient) request(ctx context.Context, subject string, body []byte, hdr nats.Header) (*nats.Msg, error) {
 	start := time.Now()
+	denied, unwatch := c.watchDenied(subject)
+	defer unwatch()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	refused := make(chan error, 1) // the violation, or nil
+	go func() {
+		select {
+		case e := <-denied:
+			cancel()
+			refused <- e
+		case <-ctx.Done():
+			refused <- nil
+		}
+	}()
 	reply, err := c.nc.RequestMsgWithContext(ctx, &nats.Msg{Subject: subject, Data: body, Header: hdr})
+	cancel()
+	if e := <-refused; e != nil && err != nil {
+		c.log.Debug("nats request", "subject", subject, "took", time.Since(start).Round(time.Microsecond), "err", e)
+		return nil, e
+	}
 	c.log.Debug("nats request", "subject", subject, "took", time.Since(start).Round(time.Microsecond), "err", err)
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
