@@ -367,15 +367,17 @@ func (r *ForkRunner) sweep() {
 	ps := &r.parents
 	ps.mu.Lock()
 	var live []*parent
+	var pids []int // read under the lock: a parent may stop meanwhile
 	for _, p := range ps.byPath {
 		if p.w != nil {
 			live = append(live, p)
+			pids = append(pids, p.w.pid)
 		}
 	}
 	ps.mu.Unlock()
 	mems := make([]int64, len(live))
-	for i, p := range live {
-		mems[i] = ownMemory(p.w.pid)
+	for i := range live {
+		mems[i] = ownMemory(pids[i])
 	}
 	now := time.Now()
 	ps.mu.Lock()
