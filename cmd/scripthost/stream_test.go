@@ -113,7 +113,7 @@ func TestCLIStreamsAndCancels(t *testing.T) {
 				t.Fatalf("after ^C: %v, stderr %q", err, stderr.String())
 			}
 			for _, pid := range pids {
-				waitFor(t, time.Second+time.Until(sent.Add(time.Second)), fmt.Sprintf("process %d of the run to end", pid), func() bool { return pidGone(pid) })
+				waitFor(t, time.Second+time.Until(sent.Add(5*time.Second)), fmt.Sprintf("process %d of the run to end", pid), func() bool { return pidGone(pid) })
 			}
 			start := time.Now()
 			r := ts.do("POST", "/run/quick.py", `{"data":"`+transport.name+`"}`).want(t, 200)
