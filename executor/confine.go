@@ -42,6 +42,10 @@ type Credential struct {
 	Name     string
 	Uid, Gid uint32
 	Groups   []uint32
+	// Home is the user's home folder: the runs' HOME when they are not
+	// sandboxed (a sandboxed run has a HOME of its own); empty keeps the
+	// server's HOME.
+	Home string
 }
 
 func (c *Credential) String() string {
@@ -355,18 +359,24 @@ func reapGroup(pgid int, leaderToo bool, wait time.Duration) {
 }
 
 // forkConfinement is the confinement the fork server applies in each child,
-// as JSON (see forkserver.py).
-func (cfg RunnerConfig) forkConfinement() string {
+// as JSON (see forkserver.py), with the sandbox's part when sb is set.
+func (cfg RunnerConfig) forkConfinement(sb *sandbox) string {
 	type user struct {
 		Uid    uint32   `json:"uid"`
 		Gid    uint32   `json:"gid"`
 		Groups []uint32 `json:"groups"`
 	}
 	var c struct {
-		Rlimits [][3]any `json:"rlimits,omitempty"`
-		User    *user    `json:"user,omitempty"`
+		Rlimits [][3]any        `json:"rlimits,omitempty"`
+		User    *user           `json:"user,omitempty"`
+		Sandbox json.RawMessage `json:"sandbox,omitempty"`
 	}
-	for _, l := range cfg.Limits.rlimits() {
+	lims := cfg.Limits.rlimits()
+	if sb != nil {
+		lims = sb.rlimits(lims)
+		c.Sandbox = sb.forkConfig()
+	}
+	for _, l := range lims {
 		c.Rlimits = append(c.Rlimits, [3]any{l.name, l.soft, l.hard})
 	}
 	if cred := cfg.RunAs; cred != nil {

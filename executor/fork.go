@@ -51,10 +51,6 @@ const warmStartTimeout = 60 * time.Second
 // asked to kill; past it the warm interpreter is deemed stuck and killed.
 const defaultKillGrace = 5 * time.Second
 
-// maxInlineJob is the largest job sent in the control message itself;
-// larger ones travel in a memfd.
-const maxInlineJob = 60 << 10
-
 // ForkRunner runs every job in a child forked from a warm interpreter that
 // has already imported the common standard library (and the preload
 // modules): same results as SpawnRunner, at a fraction of the cost. Each
@@ -82,6 +78,7 @@ const maxInlineJob = 60 << 10
 type ForkRunner struct {
 	cfg       RunnerConfig
 	preload   []string
+	sb        *sandbox // nil: runs are not sandboxed
 	nextID    atomic.Uint64
 	killGrace time.Duration
 
@@ -108,11 +105,16 @@ func NewForkRunner(cfg RunnerConfig, preload []string) (*ForkRunner, error) {
 	}
 	closeInheritedOnExec()
 	becomeSubreaper()
-	r := &ForkRunner{cfg: cfg, preload: preload, killGrace: defaultKillGrace, closing: make(chan struct{})}
+	sb, err := prepareSandbox(&cfg)
+	if err != nil {
+		return nil, err
+	}
+	r := &ForkRunner{cfg: cfg, sb: sb, preload: preload, killGrace: defaultKillGrace, closing: make(chan struct{})}
 	r.parents.cfg = cfg.WarmParents.withDefaults()
 	r.parents.byPath = map[string]*parent{}
 	w, err := r.launch()
 	if err != nil {
+		sb.close()
 		return nil, err
 	}
 	r.cur = w
@@ -153,6 +155,16 @@ func (r *ForkRunner) Run(ctx context.Context, job Job) (bus.Result, error) {
 	if err != nil {
 		return bus.Result{}, err
 	}
+	cg, err := r.sb.acquire()
+	if err != nil {
+		pio.closeAll()
+		return bus.Result{}, bus.Errorf(bus.ErrUnavailable, "cannot start the run: %v", err)
+	}
+	defer r.sb.release(cg)
+	if st, err := os.Stat(filepath.Dir(job.Path)); err != nil || !st.IsDir() {
+		pio.closeAll()
+		return bus.Result{}, bus.Errorf(bus.ErrUnavailable, "cannot start the run: no such folder: %s", filepath.Dir(job.Path))
+	}
 	id := r.nextID.Add(1)
 	run := &forkRun{msgs: make(chan forkMsg, 3)}
 	var w *warm
@@ -166,7 +178,7 @@ func (r *ForkRunner) Run(ctx context.Context, job Job) (bus.Result, error) {
 			return bus.Result{}, err
 		}
 		if w != nil {
-			err = w.start(id, run, job, pio)
+			err = w.start(id, run, job, pio, cg)
 		} else {
 			err = errWarmDead // retired meanwhile
 		}
@@ -303,6 +315,7 @@ func (r *ForkRunner) Close() error {
 		w.stop()
 	}
 	<-done
+	r.sb.close()
 	return nil
 }
 
@@ -393,7 +406,9 @@ type forkMsg struct {
 	Imports []string `json:"imports,omitempty"`
 	// Memory is a warm parent's own memory once it has imported them.
 	Memory int64 `json:"memory,omitempty"`
-	fd     int   // a pidfd that came with "started" or a warm parent's "ready"
+	// Cgroups are the cgroup.procs files of the run's cgroups (sandbox).
+	Cgroups []string `json:"cgroups,omitempty"`
+	fd      int      // a pidfd that came with "started" or a warm parent's "ready"
 }
 
 type forkRun struct {
@@ -450,7 +465,7 @@ func (r *ForkRunner) launch() (*warm, error) {
 	logw := &lineLogger{log: r.cfg.Log}
 	cmd := &exec.Cmd{
 		Path:       r.cfg.Python,
-		Args:       []string{r.cfg.Python, "-c", forkBootstrap, forkserverSource, "3", string(preload), r.cfg.forkConfinement(), string(options)},
+		Args:       append([]string{r.cfg.Python, "-c", forkBootstrap, forkserverSource, "3", string(preload), r.cfg.forkConfinement(r.sb), string(options)}, r.sb.forkSource()...),
 		Dir:        "/",
 		Env:        r.cfg.Env,
 		Stdout:     logw,
@@ -590,8 +605,11 @@ func (w *warm) isDead() bool {
 	}
 }
 
-// start registers run and sends its job with the child's ends of pio.
-func (w *warm) start(id uint64, run *forkRun, job Job, pio *procIO) error {
+// start registers run and sends its job with the child's ends of pio. The
+// job itself travels in a memfd that the warm interpreter passes on to the
+// child unread: no job's arguments ever sit in the warm interpreter's
+// memory, which later children inherit.
+func (w *warm) start(id uint64, run *forkRun, job Job, pio *procIO, cg *runCgroup) error {
 	w.mu.Lock()
 	if w.runs == nil {
 		w.mu.Unlock()
@@ -608,9 +626,12 @@ func (w *warm) start(id uint64, run *forkRun, job Job, pio *procIO) error {
 		}
 	}
 	msg.Unbuffered = job.Output != nil
+	if cg != nil {
+		msg.Cgroups = cg.procs()
+	}
 	fds := []int{int(pio.child[0].Fd()), int(pio.child[1].Fd()), int(pio.child[2].Fd())}
 	body, err := json.Marshal(msg)
-	if err == nil && len(body) > maxInlineJob {
+	if err == nil {
 		var memfd int
 		if memfd, err = bigJob(body); err == nil {
 			defer unix.Close(memfd)

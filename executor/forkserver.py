@@ -101,6 +101,11 @@ _CONFINE = json.loads(sys.argv[4]) if len(sys.argv) > 4 else {}
 # {"stdlib": false}: a small base, that leaves the common standard library
 # to the warm parents of the scripts that import it.
 _OPTIONS = json.loads(sys.argv[5]) if len(sys.argv) > 5 else {}
+# The run sandbox (sandbox.py, whose source is argv[6]), when it is on.
+_SANDBOX = None
+if _CONFINE.get("sandbox") is not None and len(sys.argv) > 6:
+    _SANDBOX = types.ModuleType("_scripthost_sandbox")
+    exec(compile(sys.argv[6], "<scripthost sandbox>", "exec"), _SANDBOX.__dict__)
 _PYTHON = sys.orig_argv[0] if hasattr(sys, "orig_argv") else sys.executable
 _WARM_PID = os.getpid()
 
@@ -360,7 +365,9 @@ def _prepare_child(chan):
     the warm interpreter's but the child's own channel is closed."""
     # Die with the warm interpreter: a run must not outlive its owner.
     _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != _WARM_PID:
+    # (In a sandbox slot's pid namespace the parent is outside: 0. If the
+    # warm interpreter is gone already, the channel ends, and so does this.)
+    if os.getppid() not in (_WARM_PID, 0):
         os._exit(128 + signal.SIGKILL)
     if _MAIN_TSTATE is not None:
         ctypes.c_void_p.from_address(_MAIN_TSTATE).value = _tstate_get()
@@ -383,7 +390,11 @@ def _await_job(chan):
         os._exit(0)  # the warm interpreter let this child go
     msg = json.loads(data)
     if len(fds) == 4:
-        msg = _read_memfd(fds.pop())
+        # A job from Go, as it was sent: the warm interpreter passed it on
+        # unread.
+        raw = _read_memfd(fds.pop())
+        msg = _job(raw)
+        msg["cgroups"] = raw.get("cgroups") or []
     for target, fd in enumerate(fds[:3]):
         os.dup2(fd, target)
     chan.detach()
@@ -417,7 +428,7 @@ def _confine():
     # by that user has them, and die with the warm interpreter again.
     _prctl(_PR_SET_DUMPABLE, 1, 0, 0, 0)
     _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != _WARM_PID:
+    if _SANDBOX is None and os.getppid() != _WARM_PID:
         os._exit(128 + signal.SIGKILL)
 
 
@@ -505,11 +516,20 @@ def _exit_code(rc):
 
 def _child(chan):
     try:
+        slot = _slot[2]  # as it was at the fork
         _prepare_child(chan)
         job = _await_job(chan)
+        if slot:
+            # The run sandbox: cgroups first (the view is read-only), then
+            # the slot's namespaces and the run's own view.
+            _SANDBOX.join_cgroups(job.get("cgroups"))
+            _SANDBOX.enter_slot(slot, _CONFINE["sandbox"])
+            _SANDBOX.private_view(_CONFINE["sandbox"], job["dir"])
         fp = _become_run(job)
         if not job.get("canary"):
             _confine()
+            if slot:
+                _SANDBOX.lock_down()
     except BaseException as e:
         try:
             os.write(2, ("scripthost: cannot start the run: %r\n" % (e,)).encode())
@@ -535,7 +555,7 @@ _go = _thread.allocate_lock()
 _go.acquire()
 _done = _thread.allocate_lock()
 _done.acquire()
-_slot = [None, None]  # the child's channel, then the fork's result
+_slot = [None, None, 0]  # the child's channel, the fork's result, its slot's init
 _results = collections.deque(maxlen=1)
 _OWNED_SOCKETS = []  # every socket object of the warm interpreter
 
@@ -545,7 +565,9 @@ def _forker():
         _go.acquire()
         chan = _slot[0]
         try:
-            pid = os.fork()
+            # A sandboxed run's child is forked into its slot's pid
+            # namespace.
+            pid = _SANDBOX.fork_into(_slot[2]) if _slot[2] else os.fork()
         except BaseException as e:
             _slot[1] = e
             _done.release()
@@ -557,8 +579,9 @@ def _forker():
     yield from _child(chan)
 
 
-def _fork():
-    """Forks a child that waits for its job; returns (pid, channel)."""
+def _fork(slot_init=0):
+    """Forks a child that waits for its job; returns (pid, channel). With
+    slot_init, the child is in that sandbox slot's pid namespace."""
     # Nothing buffered here may be written again by the child.
     for f in (sys.stdout, sys.stderr):
         try:
@@ -568,10 +591,12 @@ def _fork():
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     _OWNED_SOCKETS.append(theirs)
     _slot[0] = theirs
+    _slot[2] = slot_init
     _go.release()
     _done.acquire()
     result = _slot[1]
     _slot[0] = _slot[1] = None
+    _slot[2] = 0
     _OWNED_SOCKETS.remove(theirs)
     theirs.close()
     if isinstance(result, BaseException):
@@ -634,6 +659,11 @@ class _Server:
         self.pool_size = 1
         self.draining = {}  # pgid -> (id, status, deadline): runs whose group is not gone yet
         self.parents = {}  # pidfd -> pid: warm parents forked from here
+        # The run sandbox's slots (see _Slot).
+        self.slots = []
+        self.slot_of_idle = {}  # idle child's pidfd -> its slot
+        self.slot_of_run = {}  # id -> the slot of a running run
+        self.cleaning = {}  # slot's channel fd -> (slot, id, status): runs whose slot is being emptied
 
     def send(self, msg, fds=()):
         _send(self.ctl, json.dumps(msg).encode(), fds)
@@ -651,6 +681,8 @@ class _Server:
                     self.reap(fd)
                 elif fd in self.parents:
                     self.reap_parent(fd)
+                elif fd in self.cleaning:
+                    self.cleaned(fd)
             self.drain()
             self.reap_strays()
             self.refill()
@@ -667,9 +699,9 @@ class _Server:
             return False
         try:
             msg = json.loads(data)
-            if len(fds) == 4:
-                # The job's body was too large for one message.
-                msg.update(_read_memfd(fds.pop()))
+            # A 4th fd is the job's memfd, passed on to the child unread: no
+            # job's arguments stay in this process's memory, which every
+            # later child inherits.
             op = msg.get("op")
             if op == "run":
                 self.start(msg, fds)
@@ -693,13 +725,17 @@ class _Server:
         return True
 
     def spawn_idle(self):
-        pid, chan = _fork()
+        slot = self.free_slot() if _SANDBOX is not None else None
+        pid, chan = _fork(slot.init if slot is not None else 0)
         try:
             os.setpgid(pid, pid)  # also done by the child: whichever runs first
         except OSError:
             pass
         pidfd = os.pidfd_open(pid)
         self.idle[pidfd] = (pid, chan)
+        if slot is not None:
+            slot.idle = pidfd
+            self.slot_of_idle[pidfd] = slot
         self.poll.register(pidfd, select.POLLIN)
 
     def refill(self):
@@ -713,6 +749,9 @@ class _Server:
     def drop_idle(self, pidfd):
         # A waiting child that ended (killed from outside): reap it.
         pid, chan = self.idle.pop(pidfd)
+        slot = self.slot_of_idle.pop(pidfd, None)
+        if slot is not None:
+            slot.idle = None
         self.poll.unregister(pidfd)
         os.close(pidfd)
         self.close_chan(chan)
@@ -729,21 +768,30 @@ class _Server:
     def start(self, msg, fds):
         rid = msg["id"]
         try:
-            if len(fds) != 3:
-                raise ValueError("expected 3 fds, got %d" % len(fds))
-            job = _job(msg)
-            if not os.path.isdir(job["dir"]):
-                raise FileNotFoundError(errno.ENOENT, "no such folder", job["dir"])
+            if len(fds) == 4:
+                job = {}  # in the memfd, for the child to read
+            elif len(fds) == 3:
+                job = _job(msg)
+                if not os.path.isdir(job["dir"]):
+                    raise FileNotFoundError(errno.ENOENT, "no such folder", job["dir"])
+            else:
+                raise ValueError("expected 3 or 4 fds, got %d" % len(fds))
             for attempt in range(2):
                 if not self.idle:
                     self.spawn_idle()
                 pidfd, (pid, chan) = self.idle.popitem(last=False)
+                slot = self.slot_of_idle.pop(pidfd, None)
                 try:
                     _hand_over(chan, job, fds)
+                    if slot is not None:
+                        slot.idle, slot.rid = None, rid
+                        self.slot_of_run[rid] = slot
                     break
                 except OSError:
                     # It died waiting: reap it, take another.
                     self.idle[pidfd] = (pid, chan)
+                    if slot is not None:
+                        self.slot_of_idle[pidfd] = slot
                     self.drop_idle(pidfd)
                     if attempt:
                         raise
@@ -769,6 +817,10 @@ class _Server:
         os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
         _killpg(pid)
         _, status = os.waitpid(pid, 0)
+        slot = self.slot_of_run.pop(rid, None)
+        if slot is not None:
+            self.clean_slot(slot, rid, status)
+            return
         self.draining[pid] = (rid, status, time.monotonic() + _DRAIN_WAIT)
 
     def drain(self):
@@ -837,8 +889,50 @@ class _Server:
             os.waitpid(pid, 0)
         except ChildProcessError:
             pass
+    # ------------------------------------------------ the sandbox's slots
+
+    def free_slot(self):
+        """A slot with no run and no child waiting in it; a new one if none."""
+        for slot in self.slots:
+            if slot.rid is None and slot.idle is None and slot.chan.fileno() not in self.cleaning:
+                return slot
+        slot = _Slot.start()
+        self.slots.append(slot)
+        return slot
+
+    def clean_slot(self, slot, rid, status):
+        """A run's own process ended: its slot's init kills what is left of
+        the run; the run's end is reported once it has (cleaned)."""
+        try:
+            slot.chan.send(b"kill")
+        except OSError:
+            self.drop_slot(slot)
+            self.send({"op": "exited", "id": rid, "status": status})
+            return
+        self.cleaning[slot.chan.fileno()] = (slot, rid, status)
+        self.poll.register(slot.chan.fileno(), select.POLLIN)
+
+    def cleaned(self, fd):
+        slot, rid, status = self.cleaning.pop(fd)
+        self.poll.unregister(fd)
+        try:
+            data = slot.chan.recv(64)
+        except OSError:
+            data = b""
+        if data:
+            slot.rid = None
+        else:
+            self.drop_slot(slot)
+        self.send({"op": "exited", "id": rid, "status": status})
+
+    def drop_slot(self, slot):
+        if slot in self.slots:
+            self.slots.remove(slot)
+        slot.stop()
 
     def stop(self):
+        for slot in self.slots:
+            slot.stop()
         pids = [pid for pid, _ in self.runs.values()] + [pid for pid, _ in self.idle.values()]
         pids += list(self.parents.values())
         for pid in pids:
@@ -850,6 +944,63 @@ class _Server:
                 pass
         for pgid in self.draining:
             _reap_group(pgid)
+
+
+class _Slot:
+    """A sandbox slot: the init (pid 1) of a pid namespace, with the mount
+    and network namespaces it made (sandbox.py's prepare_slot). One run at a
+    time is forked into it; between runs the init kills whatever the last
+    one left. Slots are made as runs need them and last as long as this
+    process (whose end kills their inits, and so everything in them)."""
+
+    __slots__ = ("init", "pidfd", "chan", "idle", "rid")
+
+    @classmethod
+    def start(cls):
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        for f in (sys.stdout, sys.stderr):
+            try:
+                f.flush()
+            except (OSError, ValueError, AttributeError):
+                pass
+        pid = _SANDBOX.fork_init()
+        if pid == 0:
+            try:
+                _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+                if os.getppid() != 0:
+                    os._exit(1)
+                keep = theirs.fileno()
+                for sock in _OWNED_SOCKETS + [ours]:
+                    sock.detach()
+                os.closerange(3, keep)
+                os.closerange(keep + 1, _MAXFD)
+                _SANDBOX.slot_main(_CONFINE["sandbox"], theirs)
+            finally:
+                os._exit(1)
+        theirs.close()
+        slot = cls()
+        slot.init, slot.chan, slot.idle, slot.rid = pid, ours, None, None
+        slot.pidfd = os.pidfd_open(pid)
+        try:
+            reply = json.loads(ours.recv(4096) or b"{}")
+        except (OSError, ValueError):
+            reply = {}
+        if not reply.get("ready"):
+            slot.stop()
+            raise OSError("cannot set up a sandbox slot: %s" % reply.get("error", "its init ended"))
+        return slot
+
+    def stop(self):
+        try:
+            signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+        except OSError:
+            pass
+        try:
+            os.waitpid(self.init, 0)
+        except OSError:
+            pass
+        os.close(self.pidfd)
+        self.chan.close()
 
 
 def _canary():
@@ -1132,6 +1283,9 @@ def _become_parent(ctl_fd, folder, code):
     _done = _thread.allocate_lock()
     _done.acquire()
     _slot[0] = _slot[1] = None
+    _slot[2] = 0
+    if _SANDBOX is not None:
+        _SANDBOX._OWN_PIDNS[0] = None  # the fd was the base server's
     server = _Server(ctl)
     imported = _as_run_user(_warm_imports, _imports_of(code, folder))
     if imported is None:

@@ -38,6 +38,8 @@ type RunnerConfig struct {
 	// RunAs, when set, is the user every run takes (the server must be
 	// root to switch); nil runs scripts as the server's user.
 	RunAs *Credential
+	// Sandbox isolates each run (sandbox.go); the zero value is off.
+	Sandbox Sandbox
 	// DrainTimeout bounds the reading of a run's output after its process
 	// group died (zero: DefaultDrainTimeout).
 	DrainTimeout time.Duration

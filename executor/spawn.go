@@ -3,6 +3,7 @@ package executor
 import (
 	"context"
 	"errors"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"sync"
@@ -17,6 +18,8 @@ import (
 type SpawnRunner struct {
 	cfg     RunnerConfig
 	confine *confinedStart
+	sb      *sandbox // nil: runs are not sandboxed
+	sbLims  []rlimit // the rlimits of sandboxed runs
 
 	mu      sync.Mutex
 	closed  bool
@@ -34,11 +37,19 @@ func NewSpawnRunner(cfg RunnerConfig) (*SpawnRunner, error) {
 	}
 	closeInheritedOnExec()
 	becomeSubreaper()
-	confine, err := newConfinedStart(cfg.Python, cfg.RunAs, cfg.Limits, cfg.Log)
+	sb, err := prepareSandbox(&cfg)
 	if err != nil {
 		return nil, err
 	}
-	return &SpawnRunner{cfg: cfg, confine: confine, closing: make(chan struct{})}, nil
+	r := &SpawnRunner{cfg: cfg, sb: sb, closing: make(chan struct{})}
+	if sb != nil {
+		r.sbLims = sb.rlimits(cfg.Limits.rlimits())
+		return r, nil
+	}
+	if r.confine, err = newConfinedStart(cfg.Python, cfg.RunAs, cfg.Limits, cfg.Log); err != nil {
+		return nil, err
+	}
+	return r, nil
 }
 
 // Run runs job to completion. The whole process group dies when the run
@@ -75,7 +86,19 @@ func (r *SpawnRunner) Run(ctx context.Context, job Job) (bus.Result, error) {
 		Stderr:      pio.child[2],
 		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
 	}
-	if err := r.confine.start(cmd); err != nil {
+	cg, err := r.sb.acquire()
+	if err != nil {
+		pio.closeAll()
+		return bus.Result{}, bus.Errorf(bus.ErrUnavailable, "cannot start the run: %v", err)
+	}
+	defer r.sb.release(cg)
+	var sbStatus *os.File // the sandboxed run's own wait status
+	if r.sb != nil {
+		sbStatus, err = r.sb.startSpawn(cmd, r.cfg.RunAs, r.sbLims, cg)
+	} else {
+		err = r.confine.start(cmd)
+	}
+	if err != nil {
 		pio.closeAll()
 		return bus.Result{}, bus.Errorf(bus.ErrUnavailable, "cannot start the interpreter: %v", err)
 	}
@@ -127,6 +150,12 @@ func (r *SpawnRunner) Run(ctx context.Context, job Job) (bus.Result, error) {
 	default:
 		return bus.Result{}, bus.Errorf(bus.ErrInternal, "waiting for the interpreter: %v", waitErr)
 	}
+	if sbStatus != nil {
+		// The init exited 0 once the run's process ended, and said how.
+		if runWS, ok := r.sb.spawnStatus(sbStatus); ok {
+			ws = runWS
+		}
+	}
 	res := pio.result(ws, timedOut)
 	return res, runErr
 }
@@ -141,6 +170,7 @@ func (r *SpawnRunner) Close() error {
 	}
 	r.mu.Unlock()
 	r.running.Wait()
+	r.sb.close()
 	return nil
 }
 

@@ -75,7 +75,8 @@ func startBinary(t *testing.T, env []string, args ...string) *process {
 	p := &process{cmd: exec.Command(bin, args...), done: make(chan error, 1)}
 	// Scripts run as the tests' user unless env says otherwise (see
 	// testRunAs).
-	p.cmd.Env = append(append(os.Environ(), "SCRIPTHOST_RUN_AS="+testRunAs()), env...)
+	// Nor are they sandboxed unless asked for (see testSandbox).
+	p.cmd.Env = append(append(os.Environ(), "SCRIPTHOST_RUN_AS="+testRunAs(), "SCRIPTHOST_SANDBOX="+testSandbox()), env...)
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

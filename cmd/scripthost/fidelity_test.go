@@ -26,12 +26,25 @@ func TestFidelityThroughServer(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	for _, sandbox := range []string{"off", "on"} {
+		t.Run("sandbox "+sandbox, func(t *testing.T) {
+			if sandbox == "on" && os.Geteuid() != 0 {
+				t.Skip("the sandbox needs root")
+			}
+			fidelityRun(t, dir, corpus, sandbox)
+		})
+	}
+}
+
+// fidelityRun runs the corpus in dir through a spawn and a fork server.
+func fidelityRun(t *testing.T, dir string, corpus []string, sandbox string) {
 	servers := map[string]*testServer{}
 	for _, mode := range []string{"spawn", "fork"} {
 		cfg := testConfig(t)
 		cfg.Scripts = dir
 		cfg.Mode = mode
 		cfg.CacheTTL = 0
+		cfg.Sandbox = sandbox
 		servers[mode] = startTest(t, cfg, nil)
 	}
 	body := `{"data": {"x": 7, "name": "Zo\u00eb"}, "args": ["alpha", "\u03b2 \u03b3", "--flag=1", ""]}`

@@ -51,10 +51,21 @@ func testConfig(t *testing.T) serveConfig {
 		// Tests write into their scripts folders, which only root may
 		// enter: scripts run as root, as asked for by name (limits_test.go
 		// has the tests of other run users).
-		securityConfig: securityConfig{RunAs: testRunAs(),
+		securityConfig: securityConfig{RunAs: testRunAs(), Sandbox: testSandbox(), Network: "none",
 			MaxMemory: defaultMaxMemory, MaxCPU: cpuSeconds(defaultMaxCPU),
 			MaxProcs: defaultMaxProcs, MaxOpenFiles: defaultMaxOpenFiles},
 	}
+}
+
+// testSandbox is the sandbox mode of the tests' servers:
+// SCRIPTHOST_TEST_SANDBOX, or off. Most tests look at a run from outside
+// (marker files written into the scripts folder, pids); sandbox_test.go
+// has the tests of the sandbox, which turn it on.
+func testSandbox() string {
+	if m := os.Getenv("SCRIPTHOST_TEST_SANDBOX"); m != "" {
+		return m
+	}
+	return "off"
 }
 
 // testMode is the execution mode under test: SCRIPTHOST_TEST_MODE, or the

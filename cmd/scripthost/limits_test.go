@@ -316,7 +316,8 @@ func TestSecurityFlags(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := securityConfig{MaxMemory: 1 << 30, MaxCPU: cpuSeconds(300 * time.Second), MaxProcs: 1024, MaxOpenFiles: 1024}
+		want := securityConfig{MaxMemory: 1 << 30, MaxCPU: cpuSeconds(300 * time.Second), MaxProcs: 1024, MaxOpenFiles: 1024,
+			Sandbox: "auto", Network: "none"}
 		if cfg.securityConfig != want {
 			t.Fatalf("defaults %+v, want %+v", cfg.securityConfig, want)
 		}
@@ -324,12 +325,13 @@ func TestSecurityFlags(t *testing.T) {
 	t.Run("flags", func(t *testing.T) {
 		cfg, err := parse(t, nil, "--max-memory", "512MiB", "--max-cpu", "10", "--max-procs", "50", "--max-open-files", "100",
 			"--run-as", "nobody", "--token", "a", "--run-token", "r", "--nats-user", "u", "--nats-password", "p",
-			"--nats-run-user", "ru", "--nats-run-password", "rp")
+			"--nats-run-user", "ru", "--nats-run-password", "rp", "--sandbox", "on", "--network", "host")
 		if err != nil {
 			t.Fatal(err)
 		}
 		want := securityConfig{MaxMemory: 512 << 20, MaxCPU: cpuSeconds(10 * time.Second), MaxProcs: 50, MaxOpenFiles: 100,
-			RunAs: "nobody", Token: "a", RunToken: "r", NATSUser: "u", NATSPassword: "p", NATSRunUser: "ru", NATSRunPassword: "rp"}
+			RunAs: "nobody", Token: "a", RunToken: "r", NATSUser: "u", NATSPassword: "p", NATSRunUser: "ru", NATSRunPassword: "rp",
+			Sandbox: "on", Network: "host"}
 		if cfg.securityConfig != want {
 			t.Fatalf("got %+v, want %+v", cfg.securityConfig, want)
 		}
@@ -338,11 +340,12 @@ func TestSecurityFlags(t *testing.T) {
 		cfg, err := parse(t, map[string]string{
 			"SCRIPTHOST_MAX_MEMORY": "0", "SCRIPTHOST_MAX_CPU": "1m30s", "SCRIPTHOST_MAX_PROCS": "0",
 			"SCRIPTHOST_MAX_OPEN_FILES": "0", "SCRIPTHOST_RUN_AS": "root", "SCRIPTHOST_TOKEN": "t",
+			"SCRIPTHOST_SANDBOX": "off",
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := securityConfig{MaxCPU: cpuSeconds(90 * time.Second), RunAs: "root", Token: "t"}
+		want := securityConfig{MaxCPU: cpuSeconds(90 * time.Second), RunAs: "root", Token: "t", Sandbox: "off", Network: "none"}
 		if cfg.securityConfig != want {
 			t.Fatalf("got %+v, want %+v", cfg.securityConfig, want)
 		}
@@ -350,7 +353,7 @@ func TestSecurityFlags(t *testing.T) {
 	for _, bad := range [][]string{
 		{"--max-cpu", "-1"}, {"--max-cpu", "soon"}, {"--max-procs", "-1"}, {"--max-open-files", "-2"},
 		{"--max-open-files", "3"}, {"--max-memory", "1MiB"}, {"--token", "x", "--run-token", "x"},
-		{"--nats-password", "p"}, {"--nats-user", "u"}, {"--nats-run-user", "r", "--nats-run-password", "p"},
+		{"--nats-password", "p"}, {"--nats-user", "u"}, {"--sandbox", "yes"}, {"--network", "bridge"}, {"--nats-run-user", "r", "--nats-run-password", "p"},
 		{"--nats-user", "u", "--nats-password", "p", "--nats-run-user", "u", "--nats-run-password", "q"},
 		{"--nats", "nats://h:4222", "--nats-user", "u", "--nats-password", "p", "--nats-run-user", "r", "--nats-run-password", "q"},
 	} {

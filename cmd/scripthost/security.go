@@ -29,6 +29,8 @@ type securityConfig struct {
 	MaxOpenFiles int
 	// RunAs is the user scripts run as when the server runs as root.
 	RunAs string
+	// Sandbox (auto, on, off) and Network (none, host): the run sandbox.
+	Sandbox, Network string
 
 	// HTTP bearer tokens (serve only).
 	Token, RunToken string
@@ -55,11 +57,13 @@ const defaultRunAs = "nobody"
 // nodeFlags are the flags of every executor node, in serve and in
 // executor: the run limits, the run user and the NATS credentials.
 func (c *securityConfig) nodeFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Sandbox, "sandbox", "auto", "run sandbox: on, off, or auto (on where the kernel and permissions allow it, else off with a warning); see docs/security.md")
+	fs.StringVar(&c.Network, "network", "none", "network of sandboxed runs: none (a loopback interface of their own) or host")
 	c.MaxMemory = defaultMaxMemory
-	fs.Var(&c.MaxMemory, "max-memory", "address space of each process of a run (RLIMIT_AS); beyond it allocations fail (MemoryError); 0: no limit")
+	fs.Var(&c.MaxMemory, "max-memory", "memory of a run: under the sandbox all its processes and tmpfs files together (cgroup), and in any case the address space of each process (RLIMIT_AS; beyond it allocations fail: MemoryError); 0: no limit")
 	c.MaxCPU = cpuSeconds(defaultMaxCPU)
 	fs.Var(&c.MaxCPU, "max-cpu", "CPU time of each process of a run, in seconds or as a duration (RLIMIT_CPU): SIGXCPU, then SIGKILL a second later; 0: no limit")
-	fs.IntVar(&c.MaxProcs, "max-procs", defaultMaxProcs, "processes and threads of the run user, all its runs together (RLIMIT_NPROC; does not bind root); 0: no limit")
+	fs.IntVar(&c.MaxProcs, "max-procs", defaultMaxProcs, "processes and threads of a run (under the sandbox, a cgroup of its own; without it, RLIMIT_NPROC: of the run user, all its runs together, not binding root); 0: no limit")
 	fs.IntVar(&c.MaxOpenFiles, "max-open-files", defaultMaxOpenFiles, "open files of each process of a run (RLIMIT_NOFILE); 0: no limit")
 	fs.StringVar(&c.RunAs, "run-as", "", "user (name or uid) the scripts run as when the server runs as root (default "+defaultRunAs+"; 'root' only if given)")
 	fs.StringVar(&c.NATSUser, "nats-user", "", "NATS user: the embedded server demands it of every client; an executor joins with it (or with nats://user:pass@host:port)")
@@ -76,7 +80,12 @@ func (c *securityConfig) serveFlags(fs *flag.FlagSet) {
 }
 
 func (c *securityConfig) validate() error {
+	if _, err := executor.ParseSandboxMode(c.Sandbox); err != nil {
+		return fmt.Errorf("--sandbox %q: want auto, on or off", c.Sandbox)
+	}
 	switch {
+	case c.Network != "none" && c.Network != "host":
+		return fmt.Errorf("--network %q: want none or host", c.Network)
 	case c.MaxProcs < 0:
 		return errors.New("--max-procs must not be negative")
 	case c.MaxOpenFiles < 0:
@@ -132,11 +141,13 @@ func (c *serveConfig) runnerConfig(python, scriptsDir string, log *slog.Logger) 
 	if err != nil {
 		return executor.RunnerConfig{}, err
 	}
+	mode, _ := executor.ParseSandboxMode(c.Sandbox)
 	rc := executor.RunnerConfig{
 		Python:      python,
 		Env:         scriptEnv(),
 		Limits:      c.limits(executor.Limits{Timeout: c.Timeout, MaxOutput: int(c.MaxOutput)}),
 		RunAs:       cred,
+		Sandbox:     executor.Sandbox{Mode: mode, HostNetwork: c.Network == "host"},
 		Log:         log,
 		WarmParents: executor.WarmParents{Max: c.WarmParents, MaxMemory: int64(c.WarmMemory), Idle: c.WarmIdle},
 	}
@@ -228,7 +239,7 @@ func lookupUser(spec string) (*executor.Credential, error) {
 	if err1 != nil || err2 != nil {
 		return nil, fmt.Errorf("--run-as %s: uid %q, gid %q are not numbers", spec, u.Uid, u.Gid)
 	}
-	cred := &executor.Credential{Name: u.Username, Uid: uint32(uid), Gid: uint32(gid)}
+	cred := &executor.Credential{Name: u.Username, Uid: uint32(uid), Gid: uint32(gid), Home: u.HomeDir}
 	ids, err := u.GroupIds()
 	if err != nil {
 		ids = []string{u.Gid}

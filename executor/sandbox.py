@@ -1,0 +1,425 @@
+# scripthost run sandbox: what isolates one run, in both execution modes.
+#
+# Fork mode loads this as a module of the warm interpreter (forkserver.py);
+# spawn mode runs it as the first process of a run:
+#   python -I -S -c <this source> <config json> <status fd> <run json> -- argv...
+# where Go has started it as the first process (pid 1) of new pid, mount,
+# IPC and network namespaces.
+#
+# A run's processes form a tree under an init process of the run (pid 1 of
+# the run's pid namespace): the init enters the run's namespaces, sets up its
+# file system view (below) and forks the run's own first process (pid 2),
+# which joins the run's cgroups, takes its limits and user and runs the
+# script. The init waits for it, reports its wait status (the init itself
+# exits 0) and exits, which kills every process left in the namespace.
+#
+# The file system view (a mount namespace of the run's own):
+#   - every mount read-only (mount_setattr, recursive), propagation private;
+#   - /tmp, /dev/shm: fresh tmpfs, 1777, gone with the namespace; HOME is a
+#     folder of that /tmp (or its own tmpfs when it is elsewhere);
+#   - /proc: the run's own (its pid namespace: no process outside the run);
+#   - the run's folder, when one of the above covers it, is put back in its
+#     place (read-only).
+# The network namespace has a loopback interface only (up), unless the host
+# network is asked for.
+#
+# Config (json): {"host_network": bool, "home": path, "tmpfs_size": bytes,
+# "uid": n (the run user, 0 for root)}.
+
+import ctypes
+import fcntl
+import json
+import os
+import signal
+import socket
+import struct
+import sys
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWNET = 0x40000000
+CLONE_NEWPID = 0x20000000
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MS_PRIVATE = 1 << 18
+AT_FDCWD = -100
+AT_EMPTY_PATH = 0x1000
+AT_RECURSIVE = 0x8000
+OPEN_TREE_CLONE = 1
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
+MOUNT_ATTR_RDONLY = 0x1
+# The new mount API has the same numbers on every architecture.
+SYS_OPEN_TREE = 428
+SYS_MOVE_MOUNT = 429
+SYS_MOUNT_SETATTR = 442
+PR_SET_NO_NEW_PRIVS = 38
+PR_CAPBSET_DROP = 24
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+SIOCSIFFLAGS = 0x8914
+IFF_UP = 0x1
+IFF_RUNNING = 0x40
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+_libc.unshare.argtypes = [ctypes.c_int]
+_libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
+_libc.syscall.restype = ctypes.c_long
+_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
+                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+
+
+def _check(rc, what):
+    if rc < 0:
+        e = ctypes.get_errno()
+        raise OSError(e, "%s: %s" % (what, os.strerror(e)))
+    return rc
+
+
+def _mount(source, target, fstype, flags, data):
+    _check(_libc.mount(source, target.encode() if isinstance(target, str) else target,
+                       fstype, flags, data), "mount %s on %s" % (fstype.decode(), target))
+
+
+def _read_only(dirfd, path, flags, propagation=0):
+    attr = _MountAttr(MOUNT_ATTR_RDONLY, 0, propagation, 0)
+    _check(_libc.syscall(ctypes.c_long(SYS_MOUNT_SETATTR), ctypes.c_int(dirfd), ctypes.c_char_p(path),
+                         ctypes.c_uint(flags), ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr))),
+           "mount_setattr")
+
+
+def _under(path, top):
+    return path == top or path.startswith(top.rstrip("/") + "/")
+
+
+# ------------------------------------------------------------ namespaces
+
+_OWN_PIDNS = [None]
+
+
+def _own_pidns():
+    if _OWN_PIDNS[0] is None:
+        _OWN_PIDNS[0] = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    return _OWN_PIDNS[0]
+
+
+def fork_init():
+    """Forks a child that is pid 1 of a new pid namespace (its init); the
+    caller's later children go on being created in its own namespace. Only
+    the calling thread's namespace for children changes, and only here."""
+    own = _own_pidns()
+    _check(_libc.unshare(CLONE_NEWPID), "unshare(CLONE_NEWPID)")
+    try:
+        pid = os.fork()
+    except BaseException:
+        _libc.setns(own, CLONE_NEWPID)
+        raise
+    if pid:
+        _check(_libc.setns(own, CLONE_NEWPID), "setns(pid)")
+    return pid
+
+
+def fork_into(init_pid):
+    """Forks a child into the pid namespace whose init is init_pid."""
+    own = _own_pidns()
+    fd = os.open("/proc/%d/ns/pid" % init_pid, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _check(_libc.setns(fd, CLONE_NEWPID), "setns(pid)")
+    finally:
+        os.close(fd)
+    try:
+        pid = os.fork()
+    except BaseException:
+        _libc.setns(own, CLONE_NEWPID)
+        raise
+    if pid:
+        _check(_libc.setns(own, CLONE_NEWPID), "setns(pid)")
+    return pid
+
+
+def prepare_slot(cfg):
+    """In a pid namespace's init, as root: the part of a run's view that
+    runs can share one after the other (fork mode keeps such a slot per
+    concurrent run; spawn mode makes one per run): a mount namespace where
+    everything is read-only and /proc is this pid namespace's, and a network
+    namespace with its loopback interface up (unless the host network is
+    asked for)."""
+    flags = CLONE_NEWNS
+    if not cfg.get("host_network"):
+        flags |= CLONE_NEWNET
+    _check(_libc.unshare(flags), "unshare")
+    _read_only(AT_FDCWD, b"/", AT_RECURSIVE, MS_PRIVATE)
+    # This namespace's processes only; and of those, only the ones a run
+    # may trace (not the init, which is not dumpable).
+    try:
+        _mount(b"proc", "/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, b"hidepid=invisible")
+    except OSError:
+        _mount(b"proc", "/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, b"hidepid=2")
+    if flags & CLONE_NEWNET:
+        _loopback_up()
+
+
+def enter_slot(init_pid, cfg):
+    """In a process forked into a slot's pid namespace: enters its mount
+    and network namespaces (both opened first: the slot's /proc does not
+    show the init under the number it has here)."""
+    kinds = [("mnt", CLONE_NEWNS)]
+    if not cfg.get("host_network"):
+        kinds.append(("net", CLONE_NEWNET))
+    fds = [(os.open("/proc/%d/ns/%s" % (init_pid, name), os.O_RDONLY | os.O_CLOEXEC), name, kind)
+           for name, kind in kinds]
+    try:
+        for fd, name, kind in fds:
+            _check(_libc.setns(fd, kind), "setns(%s)" % name)
+    finally:
+        for fd, _, _ in fds:
+            os.close(fd)
+
+
+def private_view(cfg, folder):
+    """What is the run's alone, on top of its slot: a copy of the mount
+    namespace with a fresh /tmp, /dev/shm and HOME, the run's folder put
+    back in place if they cover it, and an IPC namespace. All of it goes
+    with the run's last process."""
+    _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWIPC), "unshare")
+    home = cfg.get("home") or ""
+    tree = -1
+    if any(_under(folder, c) for c in ["/tmp", "/dev/shm", home] if c):
+        # A detached copy of the run's folder, made before anything covers it.
+        tree = _check(_libc.syscall(ctypes.c_long(SYS_OPEN_TREE), ctypes.c_int(AT_FDCWD),
+                                    ctypes.c_char_p(os.fsencode(folder)),
+                                    ctypes.c_uint(OPEN_TREE_CLONE | os.O_CLOEXEC | AT_RECURSIVE)),
+                      "open_tree %s" % folder)
+    try:
+        size = int(cfg.get("tmpfs_size") or 0)
+        opts = b"mode=1777" + (b",size=%d" % size if size else b"")
+        _mount(b"tmpfs", "/tmp", b"tmpfs", MS_NOSUID | MS_NODEV, opts)
+        if os.path.isdir("/dev/shm"):
+            _mount(b"tmpfs", "/dev/shm", b"tmpfs", MS_NOSUID | MS_NODEV, opts)
+        if home:
+            if not _under(home, "/tmp"):
+                _mount(b"tmpfs", home, b"tmpfs", MS_NOSUID | MS_NODEV, b"mode=0700" + opts[9:])
+            else:
+                os.mkdir(home, 0o700)
+            os.chown(home, cfg.get("uid", 0), cfg.get("gid", 0))
+        if tree >= 0:
+            _read_only(tree, b"", AT_EMPTY_PATH | AT_RECURSIVE)
+            os.makedirs(folder, 0o755, exist_ok=True)
+            _check(_libc.syscall(ctypes.c_long(SYS_MOVE_MOUNT), ctypes.c_int(tree), ctypes.c_char_p(b""),
+                                 ctypes.c_int(AT_FDCWD), ctypes.c_char_p(os.fsencode(folder)),
+                                 ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH)), "move_mount %s" % folder)
+    finally:
+        if tree >= 0:
+            os.close(tree)
+
+
+def _loopback_up():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sH22x", b"lo", IFF_UP | IFF_RUNNING))
+    finally:
+        s.close()
+
+
+def join_cgroups(paths):
+    """Moves this process into the run's cgroups (a cgroup.procs file per
+    hierarchy): what it starts is counted and limited with it."""
+    for p in paths or ():
+        fd = os.open(p, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, b"0")
+        finally:
+            os.close(fd)
+
+
+def lock_down():
+    """After the run's limits and user are set: no exec may gain privileges
+    (setuid programs, file capabilities), and a run that stays root keeps
+    no capability (it cannot undo its mounts or leave its namespaces)."""
+    _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(NO_NEW_PRIVS)")
+    if os.geteuid() != 0:
+        return
+    _libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+    try:
+        with open("/proc/sys/kernel/cap_last_cap") as f:
+            last = int(f.read())
+    except (OSError, ValueError):
+        last = 40
+    for cap in range(last + 1):
+        _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)
+    # capset: version 3, this process, nothing effective, permitted or
+    # inheritable.
+    header = (ctypes.c_uint32 * 2)(0x20080522, 0)
+    data = (ctypes.c_uint32 * 6)()
+    _check(_libc.capset(header, data), "capset")
+
+
+def _ignore_signals():
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
+                signal.SIGUSR1, signal.SIGUSR2, signal.SIGPIPE, signal.SIGALRM,
+                signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU):
+        try:
+            signal.signal(sig, signal.SIG_IGN)
+        except (OSError, ValueError):
+            pass
+
+
+def _kill_all(wait=2.0):
+    """In an init: kills every other process of its pid namespace and reaps
+    them; returns once none is left (or after wait seconds)."""
+    import time
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                pid = -1
+            if pid <= 0:
+                break
+        try:
+            os.kill(-1, 0)
+        except ProcessLookupError:
+            return
+        # Not all gone yet (exiting, or children of processes outside the
+        # namespace): wait for the next to end.
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            time.sleep(0.0005)
+
+
+def slot_main(cfg, chan):
+    """Fork mode: the life of a slot's init (pid 1 of the slot's pid
+    namespace). It prepares the slot, says "ready", then reaps the orphans
+    of its runs; told "kill", it kills every process of the namespace and
+    says "clean". It ends with its channel (the warm interpreter's end)."""
+    import select
+    _libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE: no ptrace, no /proc reads of it
+    _ignore_signals()
+    try:
+        prepare_slot(cfg)
+    except BaseException as e:
+        chan.send(json.dumps({"error": str(e)}).encode())
+        os._exit(1)
+    r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    chan.send(b'{"ready":true}')
+    poll = select.poll()
+    poll.register(chan.fileno(), select.POLLIN)
+    poll.register(r, select.POLLIN)
+    while True:
+        for fd, _ in poll.poll():
+            if fd == r:
+                try:
+                    os.read(r, 512)
+                except OSError:
+                    pass
+                while True:
+                    try:
+                        pid, _ = os.waitpid(-1, os.WNOHANG)
+                    except ChildProcessError:
+                        break
+                    if pid <= 0:
+                        break
+                continue
+            try:
+                data = chan.recv(64)
+            except OSError:
+                data = b""
+            if not data:
+                os._exit(0)
+            _kill_all()
+            chan.send(b'{"clean":true}')
+
+
+def wait_run(child):
+    """Spawn mode: the init's life once the run's process is started: reap
+    every process that ends in the namespace, and return the wait status of
+    the run's own process when it ends."""
+    _libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE: no ptrace, no /proc reads of it
+    _ignore_signals()
+    for fd in (0, 1, 2):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    while True:
+        try:
+            pid, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            return 0
+        except InterruptedError:
+            continue
+        if pid == child:
+            return status
+
+
+# ------------------------------------------------------- spawn mode's init
+
+
+def _spawn_main():
+    # argv: config, status fd, run (json: cgroups, rlimits, user), the
+    # run's folder, "--", the command line.
+    cfg = json.loads(sys.argv[1])
+    status_fd = int(sys.argv[2])
+    run = json.loads(sys.argv[3])
+    folder = sys.argv[4]
+    argv = [os.fsencode(a) for a in sys.argv[6:]]
+    os.set_inheritable(status_fd, False)
+    try:
+        with open("/proc/self/environ", "rb") as f:
+            env = dict(kv.split(b"=", 1) for kv in f.read().split(b"\0") if b"=" in kv)
+    except OSError:
+        env = dict(os.environb)
+    # The cgroup files are opened before the view turns read-only.
+    cgroups = [os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in run.get("cgroups") or ()]
+    prepare_slot(cfg)
+    private_view(cfg, folder)
+    pid = os.fork()
+    if pid:
+        for fd in cgroups:
+            os.close(fd)
+        status = wait_run(pid)
+        os.write(status_fd, b"%d" % status)
+        os._exit(0)
+    os.close(status_fd)
+    os.setpgid(0, 0)
+    for fd in cgroups:
+        os.write(fd, b"0")
+        os.close(fd)
+    if run.get("rlimits"):
+        import resource
+        for res, soft, hard in run["rlimits"]:
+            cur = resource.getrlimit(res)[1]
+            if cur != resource.RLIM_INFINITY and hard > cur:
+                hard, soft = cur, min(soft, cur)
+            resource.setrlimit(res, (soft, hard))
+    user = run.get("user")
+    if user:
+        os.setgroups(user.get("groups") or [])
+        os.setresgid(user["gid"], user["gid"], user["gid"])
+        os.setresuid(user["uid"], user["uid"], user["uid"])
+    lock_down()
+    os.chdir(folder)
+    os.execve(argv[0], argv, env)
+
+
+if __name__ == "__main__":
+    try:
+        _spawn_main()
+    except BaseException as e:
+        try:
+            os.write(2, ("scripthost: cannot start the run: %s\n" % e).encode("utf-8", "replace"))
+        finally:
+            os._exit(127)
