@@ -361,7 +361,9 @@ func TestSandboxMemoryOfTheWholeRun(t *testing.T) {
 		}
 		res := sb.run("mem.py", "3")
 		t.Logf("three children: %+v", res)
-		if strings.HasPrefix(res.Stdout, "3 ") || res.Stdout == "" && res.Signal == "" {
+		// One of them at least is killed (or fails to allocate): all three
+		// cannot hold their memory at once.
+		if strings.HasSuffix(res.Stdout, " [0, 0, 0]\n") || res.Stdout == "" && res.Signal == "" {
 			t.Fatalf("three children of 120 MiB held under 256 MiB: %+v", res)
 		}
 		res = sb.run("tmpfs.py")
