@@ -664,6 +664,7 @@ class _Server:
         self.slot_of_idle = {}  # idle child's pidfd -> its slot
         self.slot_of_run = {}  # id -> the slot of a running run
         self.cleaning = {}  # slot's channel fd -> (slot, id, status): runs whose slot is being emptied
+        self.slot_by_pidfd = {}  # a slot's init's pidfd -> the slot
 
     def send(self, msg, fds=()):
         _send(self.ctl, json.dumps(msg).encode(), fds)
@@ -683,6 +684,8 @@ class _Server:
                     self.reap_parent(fd)
                 elif fd in self.cleaning:
                     self.cleaned(fd)
+                elif fd in self.slot_by_pidfd:
+                    self.slot_ended(fd)
             self.drain()
             self.reap_strays()
             self.refill()
@@ -893,12 +896,24 @@ class _Server:
 
     def free_slot(self):
         """A slot with no run and no child waiting in it; a new one if none."""
-        for slot in self.slots:
+        for slot in list(self.slots):
             if slot.rid is None and slot.idle is None and slot.chan.fileno() not in self.cleaning:
-                return slot
+                if slot.alive():
+                    return slot
+                self.drop_slot(slot)  # its init was killed from outside
         slot = _Slot.start()
         self.slots.append(slot)
+        self.slot_by_pidfd[slot.pidfd] = slot
+        self.poll.register(slot.pidfd, select.POLLIN)
         return slot
+
+    def slot_ended(self, pidfd):
+        """A slot's init ended (killed from outside): a free slot is dropped
+        now; a busy one once its run has ended (its channel ends too)."""
+        slot = self.slot_by_pidfd.pop(pidfd)
+        self.poll.unregister(pidfd)
+        if slot.rid is None and slot.idle is None:
+            self.drop_slot(slot)
 
     def clean_slot(self, slot, rid, status):
         """A run's own process ended: its slot's init kills what is left of
@@ -928,20 +943,26 @@ class _Server:
     def drop_slot(self, slot):
         if slot in self.slots:
             self.slots.remove(slot)
+        if self.slot_by_pidfd.pop(slot.pidfd, None) is not None:
+            self.poll.unregister(slot.pidfd)
         slot.stop()
 
     def stop(self):
-        for slot in self.slots:
-            slot.stop()
         pids = [pid for pid, _ in self.runs.values()] + [pid for pid, _ in self.idle.values()]
         pids += list(self.parents.values())
         for pid in pids:
             _killpg(pid)
+        # The slots' inits last: an init's end waits until every process of
+        # its namespace is reaped, the children of this process included.
+        for slot in self.slots:
+            slot.kill()
         for pid in pids:
             try:
                 os.waitpid(pid, 0)
             except OSError:
                 pass
+        for slot in self.slots:
+            slot.stop()
         for pgid in self.draining:
             _reap_group(pgid)
 
@@ -990,11 +1011,21 @@ class _Slot:
             raise OSError("cannot set up a sandbox slot: %s" % reply.get("error", "its init ended"))
         return slot
 
-    def stop(self):
+    def alive(self):
+        p = select.poll()
+        p.register(self.pidfd, select.POLLIN)
+        return not p.poll(0)
+
+    def kill(self):
         try:
             signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
         except OSError:
             pass
+
+    def stop(self):
+        """Kills and reaps the init; its namespace must hold no child of
+        this process that is not reaped already (see _Server.stop)."""
+        self.kill()
         try:
             os.waitpid(self.init, 0)
         except OSError:

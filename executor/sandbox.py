@@ -61,6 +61,9 @@ SIOCSIFFLAGS = 0x8914
 IFF_UP = 0x1
 IFF_RUNNING = 0x40
 
+# A group no user is in (the largest valid id): see prepare_slot.
+_HIDEPID_GID = 0xFFFFFFFE
+
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
 _libc.unshare.argtypes = [ctypes.c_int]
@@ -155,11 +158,13 @@ def prepare_slot(cfg):
     _check(_libc.unshare(flags), "unshare")
     _read_only(AT_FDCWD, b"/", AT_RECURSIVE, MS_PRIVATE)
     # This namespace's processes only; and of those, only the ones a run
-    # may trace (not the init, which is not dumpable).
+    # may trace (not the init, which is not dumpable). The group that would
+    # see them all anyway (by default root's) is one no run is in.
+    hide = b",gid=%d" % _HIDEPID_GID
     try:
-        _mount(b"proc", "/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, b"hidepid=invisible")
+        _mount(b"proc", "/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, b"hidepid=invisible" + hide)
     except OSError:
-        _mount(b"proc", "/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, b"hidepid=2")
+        _mount(b"proc", "/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, b"hidepid=2" + hide)
     if flags & CLONE_NEWNET:
         _loopback_up()
 

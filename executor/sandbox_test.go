@@ -4,10 +4,14 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/scripthost/scripthost/bus"
+	"github.com/scripthost/scripthost/catalog"
 )
 
 // sandboxRunners starts a sandboxed runner of each mode with cfg, skipping
@@ -61,5 +65,113 @@ func TestSandboxSmoke(t *testing.T) {
 				t.Fatalf("%+v", res)
 			}
 		})
+	}
+}
+
+// A hot script's warm parent runs its children in sandbox slots of its
+// own: the same view as the warm interpreter's children.
+func TestSandboxWarmParent(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the sandbox needs root")
+	}
+	cfg := RunnerConfig{Python: testPython(t), Log: testLogger(t), Sandbox: Sandbox{Mode: SandboxOn}, WarmParents: WarmParents{Hot: 1}}
+	r, err := NewForkRunner(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	code := "import json, os\nprint(os.getpid(), os.getppid(), [p for p in os.listdir('/proc') if p.isdigit()], os.access('/tmp', os.W_OK), os.access('.', os.W_OK))\n"
+	path := filepath.Join(t.TempDir(), "hot.py")
+	if err := os.WriteFile(path, []byte(code), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	job := Job{Path: path, Version: catalog.Version([]byte(code))}
+	check := func(i int) {
+		res, err := r.Run(context.Background(), job)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := strings.Fields(res.Stdout)
+		if len(f) != 5 || f[1] != "0" || f[2] != "['"+f[0]+"']" || f[3] != "True" || f[4] != "False" {
+			t.Fatalf("run %d: %+v", i, res)
+		}
+	}
+	check(0) // from the warm interpreter; the script is hot now
+	deadline := time.Now().Add(30 * time.Second)
+	for r.WarmStats().Parents == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no warm parent was made")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for i := 1; i < 4; i++ {
+		check(i)
+	}
+	if r.WarmStats().Runs == 0 {
+		t.Fatal("no run went to the warm parent")
+	}
+}
+
+// A slot whose init is killed from outside is dropped: later runs go on.
+func TestSandboxSlotInitKilled(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the sandbox needs root")
+	}
+	r, err := NewForkRunner(RunnerConfig{Python: testPython(t), Log: testLogger(t), Sandbox: Sandbox{Mode: SandboxOn}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	dir := t.TempDir()
+	if res := runCode(t, r, dir, "print('one')\n"); res.Stdout != "one\n" {
+		t.Fatalf("%+v", res)
+	}
+	// The slots' inits: children of the warm interpreter that are pid 1 of
+	// their namespace.
+	r.mu.Lock()
+	warmPid := r.cur.pid
+	r.mu.Unlock()
+	var inits []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		status, err := os.ReadFile(filepath.Join("/proc", e.Name(), "status"))
+		if err != nil {
+			continue
+		}
+		var ppid, nspid string
+		for _, line := range strings.Split(string(status), "\n") {
+			if v, ok := strings.CutPrefix(line, "PPid:"); ok {
+				ppid = strings.TrimSpace(v)
+			}
+			if v, ok := strings.CutPrefix(line, "NSpid:"); ok {
+				nspid = strings.TrimSpace(v)
+			}
+		}
+		if f := strings.Fields(nspid); ppid == strconv.Itoa(warmPid) && len(f) == 2 && f[1] == "1" {
+			pid, _ := strconv.Atoi(e.Name())
+			inits = append(inits, pid)
+		}
+	}
+	if len(inits) == 0 {
+		t.Fatal("no slot init found")
+	}
+	for _, pid := range inits {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	// (A run handed to the slot's waiting child while the kill is under
+	// way would die with it: wait until the inits are gone.)
+	deadline := time.Now().Add(10 * time.Second)
+	for _, pid := range inits {
+		for syscall.Kill(pid, 0) == nil {
+			if time.Now().After(deadline) {
+				t.Fatalf("slot init %d not reaped", pid)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	for i := 0; i < 3; i++ {
+		if res := runCode(t, r, dir, "print('again')\n"); res.Stdout != "again\n" {
+			t.Fatalf("after the slots' inits were killed: %+v", res)
+		}
 	}
 }
