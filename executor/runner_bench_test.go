@@ -172,16 +172,18 @@ func BenchmarkForkRunner(b *testing.B) {
 }
 
 func BenchmarkForkRunnerSandboxed(b *testing.B) {
-	cfg := testConfig(b, Limits{Timeout: 30 * time.Second, MaxMemory: 1 << 30, MaxProcs: 1024})
-	cfg.Sandbox = Sandbox{Mode: SandboxOn}
-	r, err := NewForkRunner(cfg, nil)
-	if err != nil {
-		b.Fatal(err)
+	newRunner := func() Runner {
+		cfg := testConfig(b, Limits{Timeout: 30 * time.Second, MaxMemory: 1 << 30, MaxProcs: 1024})
+		cfg.Sandbox = Sandbox{Mode: SandboxOn}
+		r, err := NewForkRunner(cfg, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return r
 	}
-	defer r.Close()
 	for _, s := range benchScripts {
 		name := strings.TrimSuffix(s.name, ".py")
-		b.Run(name+"/serial", func(b *testing.B) { benchRunner(b, r, s, true, false) })
-		b.Run(name+"/parallel", func(b *testing.B) { benchRunner(b, r, s, true, true) })
+		b.Run(name+"/serial", func(b *testing.B) { benchRunner(b, newRunner, s, true, false) })
+		b.Run(name+"/parallel", func(b *testing.B) { benchRunner(b, newRunner, s, true, true) })
 	}
 }
