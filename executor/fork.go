@@ -170,9 +170,9 @@ func (r *ForkRunner) Run(ctx context.Context, job Job) (bus.Result, error) {
 	var w *warm
 	for attempt := 0; ; attempt++ {
 		// A hot script's own warm parent, else the warm interpreter.
-		p := r.parentFor(job)
+		p, pw := r.parentFor(job)
 		if p != nil {
-			w = p.w
+			w = pw
 		} else if w, err = r.warm(wctx); err != nil {
 			pio.closeAll()
 			return bus.Result{}, err

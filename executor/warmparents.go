@@ -108,19 +108,19 @@ type parents struct {
 	stopped sync.WaitGroup // parents being stopped
 }
 
-// parentFor returns the warm parent a run of job uses, holding one run on
-// it, or nil when the run goes to the warm interpreter (counting it
-// towards the script's being hot).
-func (r *ForkRunner) parentFor(job Job) *parent {
+// parentFor returns the warm parent a run of job uses and its process,
+// holding one run on it, or nil when the run goes to the warm interpreter
+// (counting it towards the script's being hot).
+func (r *ForkRunner) parentFor(job Job) (*parent, *warm) {
 	ps := &r.parents
 	if !ps.cfg.enabled() || job.Version == "" {
-		return nil
+		return nil, nil
 	}
 	now := time.Now()
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	if ps.closed {
-		return nil
+		return nil, nil
 	}
 	p := ps.byPath[job.Path]
 	if p != nil && p.version != job.Version {
@@ -137,14 +137,14 @@ func (r *ForkRunner) parentFor(job Job) *parent {
 	if p.w != nil && !p.w.isDead() {
 		p.active++
 		ps.stats.Runs++
-		return p
+		return p, p.w
 	}
 	p.hits++
 	if p.w == nil && !p.starting && !p.refused && p.hits >= ps.cfg.Hot && r.roomForParentLocked() {
 		p.starting = true
 		go r.makeParent(p)
 	}
-	return nil
+	return nil, nil
 }
 
 // releaseParent ends one run on p.

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/scripthost/scripthost/bus"
+	"github.com/scripthost/scripthost/executor"
 )
 
 // testPython is the interpreter the tests run: SCRIPTHOST_TEST_PYTHON, or
@@ -46,6 +47,9 @@ func testConfig(t *testing.T) serveConfig {
 		MaxBody:       1 << 20,
 		MaxOutput:     1 << 20,
 		Node:          "test-node",
+		WarmParents:   executor.DefaultMaxWarmParents,
+		WarmMemory:    executor.DefaultWarmParentMemory,
+		WarmIdle:      executor.DefaultWarmParentIdle,
 		LogFormat:     "text",
 		LogLevel:      "info",
 		// Tests write into their scripts folders, which only root may
