@@ -455,7 +455,7 @@ func TestSlowEventReader(t *testing.T) {
 		case "result":
 			json.Unmarshal([]byte(ev.data), &res)
 		default:
-			t.Errorf("event %s", ev.name)
+			t.Errorf("event %s: %.300s", ev.name, ev.data)
 		}
 		return true
 	})

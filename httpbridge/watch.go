@@ -25,11 +25,14 @@ type Watcher interface {
 }
 
 // watchEvery is the ping period of a node running a request; a node is
-// lost when its alive subject has no responders, or after lostAfter pings
-// without an answer.
+// lost when its alive subject has no responders (it died: at once), or
+// after lostAfter pings unanswered for pingTimeout each (cut off). A node
+// that is only busy - its connection carrying megabytes of a streamed run
+// on a loaded machine - answers late, and must not be taken for lost.
 const (
-	watchEvery = 500 * time.Millisecond
-	lostAfter  = 3
+	watchEvery  = 500 * time.Millisecond
+	pingTimeout = 2 * time.Second
+	lostAfter   = 3
 )
 
 // acks routes announcements to the requests waiting for them; the
@@ -217,7 +220,7 @@ func (b *Bridge) cancelRun(runID string) {
 // nodeLost pings a node's alive subject.
 func (b *Bridge) nodeLost(ctx context.Context, alive string, misses *int) bool {
 	w := b.bus.(Watcher)
-	ctx, cancel := context.WithTimeout(ctx, watchEvery)
+	ctx, cancel := context.WithTimeout(ctx, pingTimeout)
 	defer cancel()
 	_, err := w.RequestWithContext(ctx, alive, nil)
 	switch {
