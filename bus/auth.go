@@ -9,17 +9,19 @@ import (
 )
 
 // RunPermissions are what a run-only client of the embedded server may do:
-// publish run requests, list and read scripts, ask the services who they
-// are ($SRV), and receive its replies. The catalog's write subjects
+// publish run requests, list and read scripts, submit, read, cancel and
+// list jobs and follow their events, ask the services who they are
+// ($SRV), and receive its replies. The catalog's write subjects
 // (script.create, script.update.>, script.delete.>), JetStream and the
 // executors' own protocol are out of its reach.
 func RunPermissions() *server.Permissions {
 	return &server.Permissions{
 		Publish: &server.SubjectPermission{
-			Allow: []string{RunAll, ListSubject, GetPrefix + ">", "$SRV.>", "_INBOX.>"},
+			Allow: []string{RunAll, ListSubject, GetPrefix + ">", "$SRV.>", "_INBOX.>",
+				JobSubmitPrefix + ">", JobGetPrefix + "*", JobCancelPrefix + "*", JobListSubject},
 		},
 		Subscribe: &server.SubjectPermission{
-			Allow: []string{"_INBOX.>"},
+			Allow: []string{"_INBOX.>", JobEventPrefix + ">"},
 		},
 	}
 }

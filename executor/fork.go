@@ -145,10 +145,11 @@ func (r *ForkRunner) Run(ctx context.Context, job Job) (bus.Result, error) {
 	r.mu.Unlock()
 	defer r.running.Done()
 
-	deadline := time.NewTimer(r.cfg.Limits.Timeout)
+	limit := timeoutOf(job, r.cfg.Limits.Timeout)
+	deadline := time.NewTimer(limit)
 	defer deadline.Stop()
 	// Waiting for a (re)starting warm interpreter counts against the run.
-	wctx, cancel := context.WithTimeout(ctx, r.cfg.Limits.Timeout)
+	wctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 
 	pio, err := newProcIO(job.Stdin, r.cfg.Limits.MaxOutput, job.Output)

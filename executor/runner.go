@@ -26,6 +26,9 @@ type Job struct {
 	// fork mode, runs of a hot script with a version go to a warm parent
 	// made for that version; without one they never do.
 	Version string
+	// Timeout, when positive, replaces the runner's Limits.Timeout for
+	// this run (a job's own time limit).
+	Timeout time.Duration
 }
 
 // Output receives the output of a run while it runs.
@@ -43,6 +46,14 @@ func cancelled(ctx context.Context) error {
 		return bus.Errorf(bus.ErrCancelled, "run cancelled")
 	}
 	return bus.Errorf(bus.ErrUnavailable, "run cancelled: %v", ctx.Err())
+}
+
+// timeoutOf is the time limit of job on a runner whose limit is def.
+func timeoutOf(job Job, def time.Duration) time.Duration {
+	if job.Timeout > 0 {
+		return job.Timeout
+	}
+	return def
 }
 
 // Limits bound every run of a runner.

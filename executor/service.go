@@ -135,6 +135,8 @@ type runOpts struct {
 	// output, when not nil, receives the run's output as it comes, in
 	// whole characters, output close together in one chunk (coalescer).
 	output Output
+	// timeout, when positive, is the run's own time limit (a job's).
+	timeout time.Duration
 }
 
 // queueSlot waits in this node's FIFO queue for a slot.
@@ -175,7 +177,7 @@ func (s *Service) execute(ctx context.Context, name string, req bus.RunRequest, 
 			return Outcome{}, errHandedOver
 		}
 		defer s.releaseSlot()
-		job := Job{Path: path, Args: req.Args, Stdin: req.Data, Version: version}
+		job := Job{Path: path, Args: req.Args, Stdin: req.Data, Version: version, Timeout: opts.timeout}
 		if opts.output != nil {
 			c := newCoalescer(opts.output)
 			defer c.close() // before the slot goes: the output precedes the result

@@ -107,7 +107,7 @@ func (r *SpawnRunner) Run(ctx context.Context, job Job) (bus.Result, error) {
 
 	exited := make(chan error, 1)
 	go func() { exited <- waitExited(pid) }()
-	timer := time.NewTimer(r.cfg.Limits.Timeout)
+	timer := time.NewTimer(timeoutOf(job, r.cfg.Limits.Timeout))
 	defer timer.Stop()
 	var timedOut bool
 	var runErr error

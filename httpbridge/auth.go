@@ -77,13 +77,16 @@ func bearer(r *http.Request) (string, bool) {
 	return token, token != ""
 }
 
-// runOnly tells whether a run token may make the request: reads, and runs.
+// runOnly tells whether a run token may make the request: reads, runs,
+// and jobs (submit and cancel).
 func runOnly(r *http.Request) bool {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 		return true
 	case http.MethodPost:
-		return r.URL.Path == "/run" || strings.HasPrefix(r.URL.Path, "/run/")
+		return r.URL.Path == "/run" || strings.HasPrefix(r.URL.Path, "/run/") || strings.HasPrefix(r.URL.Path, "/jobs/")
+	case http.MethodDelete:
+		return strings.HasPrefix(r.URL.Path, "/jobs/")
 	}
 	return false
 }

@@ -125,6 +125,10 @@ func (b *Bridge) routes() chi.Router {
 	r.Delete("/scripts/{name}", b.wrap(b.remove))
 	r.Post("/run/{name}", b.wrap(b.runOne))
 	r.Post("/run", b.wrap(b.runMany))
+	r.Post("/jobs/{name}", b.wrap(b.submitJob))
+	r.Get("/jobs", b.wrap(b.listJobs))
+	r.Get("/jobs/{id}", b.wrap(b.getJob))
+	r.Delete("/jobs/{id}", b.wrap(b.cancelJob))
 	return r
 }
 
@@ -315,6 +319,9 @@ func runHeaders(r *http.Request) nats.Header {
 }
 
 func (b *Bridge) runOne(w http.ResponseWriter, r *http.Request) error {
+	if q := r.URL.Query(); q.Has("wait") {
+		return b.runWait(w, r, q)
+	}
 	name, body, err := b.namedBody(w, r, func(body []byte) error {
 		_, err := bus.DecodeRunRequest(body)
 		return err

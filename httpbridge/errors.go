@@ -41,6 +41,8 @@ func transportError(err error, subject string) error {
 	switch {
 	case errors.Is(err, nats.ErrNoResponders) && strings.HasPrefix(subject, bus.RunPrefix):
 		return bus.Errorf(bus.ErrUnavailable, "no executor node is connected to the bus to run scripts")
+	case errors.Is(err, nats.ErrNoResponders) && strings.HasPrefix(subject, "script.job."):
+		return bus.Errorf(bus.ErrUnavailable, "the job service is not available on the bus")
 	case errors.Is(err, nats.ErrNoResponders):
 		return bus.Errorf(bus.ErrUnavailable, "the script catalog is not available on the bus")
 	case errors.Is(err, context.Canceled):

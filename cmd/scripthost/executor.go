@@ -97,12 +97,19 @@ func executorCommand(ctx context.Context, args []string, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
+	s.exec = exec
+	if err := s.startWorker(connect); err != nil {
+		return err
+	}
 	log.Info("executor node joined the bus", "nats", bus.Redact(cfg.NATS), "node", cfg.Node, "dir", mirror.Dir())
 
 	<-ctx.Done()
 	log.Info("draining: no new runs, finishing runs in progress")
 	drainCtx, cancel := context.WithTimeout(context.Background(), cfg.QueueTimeout+cfg.Timeout+5*time.Second)
 	defer cancel()
+	if err := s.worker.Drain(drainCtx); err != nil {
+		log.Warn("jobs drain: running jobs handed back to the queue", "err", err)
+	}
 	if err := exec.Drain(drainCtx); err != nil {
 		log.Warn("executor drain", "err", err)
 	}

@@ -58,6 +58,8 @@ func testConfig(t *testing.T) serveConfig {
 		securityConfig: securityConfig{RunAs: testRunAs(), Sandbox: testSandbox(), Network: "none",
 			MaxMemory: defaultMaxMemory, MaxCPU: cpuSeconds(defaultMaxCPU),
 			MaxProcs: defaultMaxProcs, MaxOpenFiles: defaultMaxOpenFiles},
+		jobsConfig: jobsConfig{DataDir: t.TempDir(), JobMaxAttempts: 3, JobTTL: time.Hour,
+			JobMaxTimeout: time.Hour, JobAckWait: 5 * time.Second, CallbackRetries: 5, JobReplicas: 1},
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/scripthost/scripthost/catalog"
 	"github.com/scripthost/scripthost/executor"
 	"github.com/scripthost/scripthost/httpbridge"
+	"github.com/scripthost/scripthost/jobs"
 )
 
 // serveConfig is everything `scripthost serve` is told by flags.
@@ -51,6 +52,8 @@ type serveConfig struct {
 	Dir string
 	// Run limits, run user, tokens and credentials (security.go).
 	securityConfig
+	// Durable jobs (jobs.go).
+	jobsConfig
 }
 
 func (c *serveConfig) flags(fs *flag.FlagSet) {
@@ -63,6 +66,7 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.Var(&c.MaxBody, "max-body", "request body limit (413 beyond)")
 	c.nodeFlags(fs, 4, "runs at once on this node; more wait in FIFO order; 0: no executor in this process")
 	c.securityConfig.serveFlags(fs)
+	c.jobsConfig.flags(fs)
 }
 
 // nodeFlags are the flags of an executor node, in serve and in executor.
@@ -116,7 +120,10 @@ func (c *serveConfig) validate() error {
 	case c.Node == "":
 		return errors.New("--name must not be empty")
 	}
-	return c.validateSecurity()
+	if err := c.validateSecurity(); err != nil {
+		return err
+	}
+	return c.jobsConfig.validate()
 }
 
 func serveCommand(ctx context.Context, args []string, stderr io.Writer) error {
@@ -181,6 +188,7 @@ type server struct {
 	http     *http.Server
 	served   chan error
 	exec     *executor.Service
+	worker   *jobs.Worker // takes jobs for exec
 	conns    []*nats.Conn
 	closers  []func() // run in reverse order by shutdown
 	runWait  time.Duration
@@ -275,12 +283,28 @@ func startServer(cfg serveConfig, log *slog.Logger) (_ *server, err error) {
 	}
 	s.defer_(func() { catSvc.Stop() })
 
+	jobsConn, err := connect("jobs")
+	if err != nil {
+		return nil, err
+	}
+	mgr, err := jobs.NewManager(cfg.managerConfig(log), jobsConn, cat)
+	if err != nil {
+		return nil, err
+	}
+	s.defer_(mgr.Close)
+	if err := mgr.Serve(version); err != nil {
+		return nil, err
+	}
+
 	if cfg.MaxConcurrent > 0 {
 		execConn, err := connect("executor")
 		if err != nil {
 			return nil, err
 		}
 		if s.exec, err = s.startNode(cfg, python, execConn, cat); err != nil {
+			return nil, err
+		}
+		if err := s.startWorker(connect); err != nil {
 			return nil, err
 		}
 	} else {
@@ -332,6 +356,11 @@ func (s *server) shutdown() {
 	if err := s.http.Shutdown(ctx); err != nil {
 		s.log.Warn("http shutdown", "err", err)
 	}
+	if s.worker != nil {
+		if err := s.worker.Drain(ctx); err != nil {
+			s.log.Warn("jobs drain: running jobs handed back to the queue", "err", err)
+		}
+	}
 	if s.exec != nil {
 		if err := s.exec.Drain(ctx); err != nil {
 			s.log.Warn("executor drain", "err", err)
@@ -349,7 +378,11 @@ func (s *server) shutdown() {
 func (s *server) startBus(cfg serveConfig) (func(role string) (*nats.Conn, error), error) {
 	conn := bus.ConnConfig{URL: cfg.NATS, User: cfg.NATSUser, Password: cfg.NATSPassword}
 	if cfg.NATS == "" {
-		ns, err := bus.StartServer(bus.ServerConfig{Listen: cfg.NATSListen,
+		store, err := cfg.storeDir()
+		if err != nil {
+			return nil, err
+		}
+		ns, err := bus.StartServer(bus.ServerConfig{Listen: cfg.NATSListen, StoreDir: store,
 			User: cfg.NATSUser, Password: cfg.NATSPassword, RunUser: cfg.NATSRunUser, RunPassword: cfg.NATSRunPassword})
 		if err != nil {
 			return nil, err
@@ -405,4 +438,29 @@ func (s *server) startNode(cfg serveConfig, python string, nc *nats.Conn, script
 	}
 	s.log.Info("executor ready", "node", cfg.Node, "mode", cfg.Mode, "python", python, "max_concurrent", cfg.MaxConcurrent)
 	return exec, nil
+}
+
+// managerConfig is the configuration of the job streams.
+func (c *serveConfig) managerConfig(log *slog.Logger) jobs.Config {
+	return jobs.Config{
+		MaxAttempts:     c.JobMaxAttempts,
+		TTL:             c.JobTTL,
+		MaxTimeout:      c.JobMaxTimeout,
+		Timeout:         min(c.Timeout, c.JobMaxTimeout),
+		AckWait:         c.JobAckWait,
+		CallbackRetries: c.CallbackRetries,
+		Replicas:        c.JobReplicas,
+		Log:             log,
+	}
+}
+
+// startWorker lets the node take jobs, on a connection of its own (the
+// node's drain watches its own connection's subscriptions).
+func (s *server) startWorker(connect func(role string) (*nats.Conn, error)) error {
+	nc, err := connect("jobs-worker")
+	if err != nil {
+		return err
+	}
+	s.worker = jobs.NewWorker(nc, s.exec, s.log)
+	return s.worker.Start()
 }
