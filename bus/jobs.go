@@ -199,13 +199,8 @@ func DecodeJobRequest(body []byte) (JobRequest, error) {
 			return req, Errorf(ErrBadRequest, `"timeout" %q: want a positive duration such as "90s" or "10m"`, text)
 		}
 		req.Timeout = d
-		delete(raw, "timeout")
 	}
-	rest, err := json.Marshal(raw)
-	if err != nil {
-		return req, Errorf(ErrBadRequest, "invalid JSON body")
-	}
-	run, err := DecodeRunRequest(rest)
+	run, err := runFromRaw(raw)
 	if err != nil {
 		return req, err
 	}

@@ -80,6 +80,12 @@ func DecodeRunRequest(body []byte) (RunRequest, error) {
 	if err := decodeStrict(body, &raw); err != nil {
 		return req, err
 	}
+	return runFromRaw(raw)
+}
+
+// runFromRaw takes the fields of a run request from a decoded object.
+func runFromRaw(raw map[string]json.RawMessage) (RunRequest, error) {
+	var req RunRequest
 	if raw == nil {
 		return req, nil
 	}

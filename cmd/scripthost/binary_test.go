@@ -74,9 +74,10 @@ func startBinary(t *testing.T, env []string, args ...string) *process {
 	}
 	p := &process{cmd: exec.Command(bin, args...), done: make(chan error, 1)}
 	// Scripts run as the tests' user unless env says otherwise (see
-	// testRunAs).
-	// Nor are they sandboxed unless asked for (see testSandbox).
-	p.cmd.Env = append(append(os.Environ(), "SCRIPTHOST_RUN_AS="+testRunAs(), "SCRIPTHOST_SANDBOX="+testSandbox()), env...)
+	// testRunAs), nor are they sandboxed unless asked for (see
+	// testSandbox); a serve keeps its jobs in a folder of the test's.
+	p.cmd.Env = append(append(os.Environ(), "SCRIPTHOST_RUN_AS="+testRunAs(), "SCRIPTHOST_SANDBOX="+testSandbox(),
+		"SCRIPTHOST_DATA_DIR="+t.TempDir()), env...)
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
