@@ -292,7 +292,9 @@ func (w *Worker) run(msg jetstream.Msg) {
 		msg.Nak()
 	case runErr != nil:
 		code := bus.Code(runErr)
-		final := code == http.StatusBadRequest || code == http.StatusNotFound || n >= w.maxAttempts
+		// A bad request never runs; anything else may pass on another
+		// attempt (a script deleted since the submit is dead at the last).
+		final := code == http.StatusBadRequest || n >= w.maxAttempts
 		why := fmt.Sprintf("attempt %d on %s: %s", n, w.node, bus.Message(runErr))
 		rec, changed := w.finish(q.ID, func(r *record) bool {
 			if r.Status.Ended() {

@@ -28,11 +28,17 @@ type cluster struct {
 
 func startCluster(t *testing.T, slots int, names ...string) *cluster {
 	t.Helper()
+	return startClusterWith(t, nil, slots, names...)
+}
+
+// startClusterWith starts a cluster whose serve has the extra flags.
+func startClusterWith(t *testing.T, serveFlags []string, slots int, names ...string) *cluster {
+	t.Helper()
 	c := &cluster{t: t, scripts: t.TempDir(), nodes: map[string]*process{}, dirs: map[string]string{}, metrics: map[string]string{}}
 	httpAddr, natsAddr := freePort(t), freePort(t)
 	c.base, c.natsURL = "http://"+httpAddr, "nats://"+natsAddr
-	startBinary(t, nil, "serve", "--http", httpAddr, "--nats-listen", natsAddr, "--scripts", c.scripts,
-		"--max-concurrent", "0", "--python", testPython())
+	startBinary(t, nil, append([]string{"serve", "--http", httpAddr, "--nats-listen", natsAddr, "--scripts", c.scripts,
+		"--max-concurrent", "0", "--python", testPython()}, serveFlags...)...)
 	waitHTTP(t, c.base+"/healthz")
 	for _, name := range names {
 		c.addNode(name, slots)

@@ -120,10 +120,7 @@ func (c *serveConfig) validate() error {
 	case c.Node == "":
 		return errors.New("--name must not be empty")
 	}
-	if err := c.validateSecurity(); err != nil {
-		return err
-	}
-	return c.jobsConfig.validate()
+	return c.validateSecurity()
 }
 
 func serveCommand(ctx context.Context, args []string, stderr io.Writer) error {
@@ -138,6 +135,9 @@ func serveCommand(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("serve: unexpected arguments %q", fs.Args())
 	}
 	if err := cfg.validate(); err != nil {
+		return err
+	}
+	if err := cfg.jobsConfig.validate(); err != nil {
 		return err
 	}
 	if cfg.MaxConcurrent > 0 {

@@ -1,0 +1,191 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/scripthost/scripthost/bus"
+)
+
+// kill9 kills a process started by startBinary and waits for its end.
+func (p *process) kill9(t *testing.T) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	err := <-p.done
+	p.done <- err // for the test's cleanup
+}
+
+// exited reports whether the process has ended, without waiting.
+func (p *process) exited() bool {
+	select {
+	case err := <-p.done:
+		p.done <- err
+		return true
+	default:
+		return false
+	}
+}
+
+// httpJob is a job client for a server started as a binary.
+type httpJob struct {
+	t    *testing.T
+	base string
+}
+
+func (h httpJob) do(method, path, body string) (int, []byte) {
+	h.t.Helper()
+	req, err := http.NewRequest(method, h.base+path, strings.NewReader(body))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, []byte(err.Error())
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, data
+}
+
+func (h httpJob) submit(name, body string) bus.Job {
+	h.t.Helper()
+	code, data := h.do("POST", "/jobs/"+name, body)
+	var job bus.Job
+	if code != http.StatusAccepted || json.Unmarshal(data, &job) != nil {
+		h.t.Fatalf("submit %s: %d %s", name, code, data)
+	}
+	return job
+}
+
+// get answers the job, or ok false while the server does not answer.
+func (h httpJob) get(id string) (bus.Job, bool) {
+	h.t.Helper()
+	code, data := h.do("GET", "/jobs/"+id, "")
+	var job bus.Job
+	if code != http.StatusOK || json.Unmarshal(data, &job) != nil {
+		return job, false
+	}
+	return job, true
+}
+
+func (h httpJob) wait(id, what string, timeout time.Duration, cond func(bus.Job) bool) bus.Job {
+	h.t.Helper()
+	var job bus.Job
+	waitFor(h.t, timeout, "job "+id+" "+what, func() bool {
+		j, ok := h.get(id)
+		job = j
+		return ok && cond(j)
+	})
+	return job
+}
+
+// kill -9 of serve with jobs queued, then a restart with the same
+// --data-dir: every job answered 202 runs.
+func TestJobsSurviveServeKill9(t *testing.T) {
+	scripts, data, markers := t.TempDir(), t.TempDir(), t.TempDir()
+	if err := os.WriteFile(filepath.Join(scripts, "mark.py"), []byte(
+		"import sys, time\nopen(sys.argv[1], 'a').write('ran\\n')\ntime.sleep(0.3)\nprint(sys.argv[1])\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	httpAddr, natsAddr := freePort(t), freePort(t)
+	h := httpJob{t, "http://" + httpAddr}
+	start := func() *process {
+		p := startBinary(t, nil, "serve", "--http", httpAddr, "--nats-listen", natsAddr, "--scripts", scripts,
+			"--python", testPython(), "--mode", testMode(), "--max-concurrent", "1",
+			"--data-dir", data, "--job-ack-wait", "2s")
+		waitHTTP(t, h.base+"/healthz")
+		return p
+	}
+	p := start()
+	const n = 12
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = h.submit("mark.py", jsonBody(t, map[string]any{"args": []string{filepath.Join(markers, fmt.Sprint(i))}})).ID
+	}
+	last, _ := h.get(ids[n-1])
+	p.kill9(t)
+	if last.Status != bus.JobQueued {
+		t.Fatalf("the last job was %q when serve was killed; the test wants jobs queued", last.Status)
+	}
+
+	p = start()
+	for i, id := range ids {
+		job := h.wait(id, "to end after the restart", 60*time.Second, func(j bus.Job) bool { return j.Status.Ended() })
+		if job.Status != bus.JobSucceeded || job.Result == nil || job.Result.Stdout != filepath.Join(markers, fmt.Sprint(i))+"\n" {
+			t.Fatalf("job %d after the restart: %+v", i, job)
+		}
+		if _, err := os.Stat(filepath.Join(markers, fmt.Sprint(i))); err != nil {
+			t.Fatalf("job %d: %v", i, err)
+		}
+	}
+	if !strings.Contains(p.log(), "jobs: taking jobs") {
+		t.Fatalf("no worker in the restarted server's log")
+	}
+}
+
+// kill -9 of the executor node running a job while another node is up:
+// the job runs again there, and succeeds.
+func TestJobSurvivesExecutorKill9(t *testing.T) {
+	c := startClusterWith(t, []string{"--job-ack-wait", "2s"}, 1, "node-a", "node-b")
+	c.put("quick.py", "print('quick')\n")
+	c.put("slow.py", "import time\ntime.sleep(3)\nprint('done')\n")
+	c.waitNodes("quick.py")
+	h := httpJob{t, c.base}
+	job := h.submit("slow.py", "")
+	job = h.wait(job.ID, "to run", 30*time.Second, func(j bus.Job) bool { return j.Status == bus.JobRunning })
+	first := job.Node
+	if c.nodes[first] == nil {
+		t.Fatalf("job running on %q", first)
+	}
+	c.nodes[first].kill9(t)
+	job = h.wait(job.ID, "to end on the other node", 60*time.Second, func(j bus.Job) bool { return j.Status.Ended() })
+	if job.Status != bus.JobSucceeded || job.Attempts < 2 || job.Node == first || job.Node == "" || job.Result.Stdout != "done\n" {
+		t.Fatalf("after kill -9 of %s: %+v", first, job)
+	}
+}
+
+// A job whose node dies on every attempt is dead after
+// --job-max-attempts, with the reason.
+func TestJobDeadAfterMaxAttempts(t *testing.T) {
+	c := startClusterWith(t, []string{"--job-ack-wait", "2s", "--job-max-attempts", "2"}, 1, "node-a")
+	c.put("quick.py", "print('quick')\n")
+	// Kills the executor node that runs it (its nearest ancestor that is
+	// a scripthost executor).
+	c.put("killer.py", "import os, signal, time\n"+
+		"pid = os.getppid()\n"+
+		"while pid > 1:\n"+
+		"    cmd = open('/proc/%d/cmdline' % pid, 'rb').read().split(b'\\0')\n"+
+		"    if len(cmd) > 1 and cmd[0].endswith(b'scripthost') and cmd[1] == b'executor':\n"+
+		"        os.kill(pid, signal.SIGKILL)\n"+
+		"        break\n"+
+		"    pid = int(open('/proc/%d/stat' % pid).read().rsplit(')', 1)[1].split()[1])\n"+
+		"time.sleep(5)\n")
+	c.waitNodes("quick.py")
+	h := httpJob{t, c.base}
+	job := h.submit("killer.py", "")
+	restarts := 0
+	job = h.wait(job.ID, "to be dead", 90*time.Second, func(j bus.Job) bool {
+		if c.nodes["node-a"].exited() {
+			restarts++
+			c.addNode("node-a", 1)
+		}
+		return j.Status.Ended()
+	})
+	if job.Status != bus.JobDead || job.Attempts != 2 || !strings.Contains(job.Error, "given up after 2 attempts") {
+		t.Fatalf("job: %+v", job)
+	}
+	if restarts < 2 {
+		t.Fatalf("the node was restarted %d times; the script should have killed it on each of 2 attempts", restarts)
+	}
+	t.Logf("dead: %s", job.Error)
+}
