@@ -8,22 +8,28 @@ import (
 )
 
 // Durable jobs (package jobs) share the node's slots with the runs it
-// serves: a job worker takes a free slot first, then fetches one job from
-// the queue for it, so that a node never holds a job it cannot start.
+// serves: a job worker fetches a job from the queue only while the node has
+// a free slot, then takes a slot for it as a run does.
 
 // NodeName is the name of this node, as in X-Scripthost-Node.
 func (s *Service) NodeName() string { return s.cfg.Node }
 
-// TryAcquireSlot takes a free slot without waiting, and only when no run
-// waits for one. The caller hands it to RunInSlot or gives it back with
-// ReleaseSlot.
-func (s *Service) TryAcquireSlot() bool { return s.tryAcquire() }
+// FreeSlots is the number of slots free at this moment.
+func (s *Service) FreeSlots() int { return s.slots.freeCount() }
 
-// ReleaseSlot gives back a slot taken with TryAcquireSlot and not used.
+// AcquireSlot takes a slot, waiting in the node's FIFO queue (as runs do)
+// until ctx ends or the queue timeout passes. The caller hands it to
+// RunInSlot or gives it back with ReleaseSlot.
+func (s *Service) AcquireSlot(ctx context.Context) error {
+	_, err := s.queueSlot(ctx)
+	return err
+}
+
+// ReleaseSlot gives back a slot taken with AcquireSlot and not used.
 func (s *Service) ReleaseSlot() { s.releaseSlot() }
 
 // RunInSlot runs a request in the slot the caller took with
-// TryAcquireSlot, and releases that slot when it returns. The result goes
+// AcquireSlot, and releases that slot when it returns. The result goes
 // through the cache as a run's does (a hit runs nothing). timeout, when
 // positive, replaces the node's time limit for this run; ctx's end kills
 // the run's process group at once.

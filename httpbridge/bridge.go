@@ -125,7 +125,9 @@ func (b *Bridge) routes() chi.Router {
 	r.Delete("/scripts/{name}", b.wrap(b.remove))
 	r.Post("/run/{name}", b.wrap(b.runOne))
 	r.Post("/run", b.wrap(b.runMany))
-	r.Post("/jobs/{name}", b.wrap(b.submitJob))
+	// One pattern for the three: a POST names the script, the others a
+	// job (OpenAPI allows one template per path).
+	r.Post("/jobs/{id}", b.wrap(b.submitJob))
 	r.Get("/jobs", b.wrap(b.listJobs))
 	r.Get("/jobs/{id}", b.wrap(b.getJob))
 	r.Delete("/jobs/{id}", b.wrap(b.cancelJob))

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/scripthost/scripthost/bus"
+	"github.com/scripthost/scripthost/catalog"
 )
 
 // Durable jobs: each endpoint is one request to the job service on the
@@ -52,12 +53,15 @@ func (b *Bridge) jobRequest(ctx context.Context, subject string, body []byte, hd
 
 // submit sends a job submit for the {name} of the path and its checked
 // body.
-func (b *Bridge) submit(w http.ResponseWriter, r *http.Request) (bus.Job, []byte, error) {
-	name, body, err := b.namedBody(w, r, func(body []byte) error {
-		_, err := bus.DecodeJobRequest(body)
-		return err
-	})
+func (b *Bridge) submit(w http.ResponseWriter, r *http.Request, name string) (bus.Job, []byte, error) {
+	if err := catalog.ValidateName(name); err != nil {
+		return bus.Job{}, nil, err
+	}
+	body, err := b.readBody(w, r)
 	if err != nil {
+		return bus.Job{}, nil, err
+	}
+	if _, err := bus.DecodeJobRequest(body); err != nil {
 		return bus.Job{}, nil, err
 	}
 	return b.jobRequest(r.Context(), bus.JobSubmitSubject(name), body, jobHeaders(r))
@@ -69,7 +73,7 @@ func writeJob(w http.ResponseWriter, code int, job bus.Job, body []byte) {
 }
 
 func (b *Bridge) submitJob(w http.ResponseWriter, r *http.Request) error {
-	job, body, err := b.submit(w, r)
+	job, body, err := b.submit(w, r, chi.URLParam(r, "id"))
 	if err != nil {
 		return err
 	}
@@ -150,7 +154,7 @@ func (b *Bridge) runWait(w http.ResponseWriter, r *http.Request, q url.Values) e
 	if err != nil {
 		return err
 	}
-	job, body, err := b.submit(w, r)
+	job, body, err := b.submit(w, r, chi.URLParam(r, "name"))
 	if err != nil {
 		return err
 	}

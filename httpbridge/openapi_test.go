@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+
+	"github.com/scripthost/scripthost/bus"
 )
 
 var methods = []string{"get", "put", "post", "delete", "options", "head", "patch", "trace"}
@@ -249,4 +251,56 @@ func TestOpenAPILint(t *testing.T) {
 		t.Fatalf("redocly lint: %v, %+v", err, report.Totals)
 	}
 	t.Logf("redocly lint: %+v (ignored: see .redocly.lint-ignore.yaml)", report.Totals)
+}
+
+// The Job schema names exactly the fields a job always has, and every
+// field it may have.
+func TestOpenAPIJobSchema(t *testing.T) {
+	var doc map[string]any
+	if err := json.Unmarshal(openapiDoc, &doc); err != nil {
+		t.Fatal(err)
+	}
+	schema, ok := resolve(doc, "#/components/schemas/Job")
+	if !ok {
+		t.Fatal("no Job schema")
+	}
+	var always map[string]any
+	body, _ := json.Marshal(bus.Job{})
+	json.Unmarshal(body, &always)
+	var required []string
+	for _, r := range schema["required"].([]any) {
+		required = append(required, r.(string))
+	}
+	var keys []string
+	for k := range always {
+		keys = append(keys, k)
+	}
+	sort.Strings(required)
+	sort.Strings(keys)
+	if strings.Join(required, ",") != strings.Join(keys, ",") {
+		t.Errorf("required %v, a job always has %v", required, keys)
+	}
+	props := schema["properties"].(map[string]any)
+	full, _ := json.Marshal(bus.Job{Cached: true, Error: "e", IdempotencyKey: "k", CallbackURL: "u"})
+	var all map[string]any
+	json.Unmarshal(full, &all)
+	for k := range all {
+		if props[k] == nil {
+			t.Errorf("job field %q not in the schema", k)
+		}
+	}
+	for k := range props {
+		if _, ok := all[k]; !ok {
+			t.Errorf("schema property %q is not a job field", k)
+		}
+	}
+	statuses := deref(doc, map[string]any{"$ref": "#/components/schemas/JobStatus"})["enum"].([]any)
+	if len(statuses) != len(bus.JobStatuses) {
+		t.Errorf("statuses %v, want %v", statuses, bus.JobStatuses)
+	}
+	for i, s := range bus.JobStatuses {
+		if i < len(statuses) && statuses[i] != string(s) {
+			t.Errorf("status %d: %v, want %s", i, statuses[i], s)
+		}
+	}
 }

@@ -364,3 +364,27 @@ func orUnknown(node string) string {
 	}
 	return node
 }
+
+// Stats are the jobs kept by status, the jobs in the work queue that no
+// node took yet, and the age of the oldest queued job.
+type Stats struct {
+	ByStatus     map[bus.JobStatus]int
+	QueueDepth   int
+	OldestQueued time.Duration
+}
+
+// Stats reads the figures of the metrics: the index, and the consumer's
+// count of messages not delivered yet.
+func (m *Manager) Stats(ctx context.Context) Stats {
+	by, oldest := m.idx.counts()
+	st := Stats{ByStatus: by}
+	if !oldest.IsZero() {
+		st.OldestQueued = max(time.Since(oldest), 0)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if info, err := m.st.workers.Info(ctx); err == nil {
+		st.QueueDepth = int(info.NumPending)
+	}
+	return st
+}

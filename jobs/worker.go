@@ -20,8 +20,10 @@ import (
 // Executor is what a Worker needs of an executor node.
 type Executor interface {
 	NodeName() string
-	// TryAcquireSlot takes a free slot without waiting.
-	TryAcquireSlot() bool
+	// FreeSlots is the number of slots free at this moment.
+	FreeSlots() int
+	// AcquireSlot waits for a slot until ctx ends.
+	AcquireSlot(ctx context.Context) error
 	// ReleaseSlot gives back a slot that was not handed to RunInSlot.
 	ReleaseSlot()
 	// RunInSlot runs a request in the slot taken, then releases it.
@@ -30,8 +32,8 @@ type Executor interface {
 
 // How a Worker waits.
 const (
-	// fetchWait bounds one pull request; a slot is held meanwhile.
-	fetchWait = 500 * time.Millisecond
+	// fetchWait bounds one pull request.
+	fetchWait = time.Second
 	// slotPoll is how often a node with no free slot looks again.
 	slotPoll = 25 * time.Millisecond
 	// retryWait spaces attempts to reach the streams.
@@ -176,28 +178,49 @@ func (w *Worker) loop() {
 			}
 			w.log.Info("jobs: taking jobs", "node", w.node, "ack_wait", w.ackWait, "max_attempts", w.maxAttempts)
 		}
-		if !w.exec.TryAcquireSlot() {
+		if w.exec.FreeSlots() == 0 {
 			w.pause(slotPoll)
 			continue
 		}
 		batch, err := w.cons.Fetch(1, jetstream.FetchMaxWait(fetchWait))
 		if err != nil {
-			w.exec.ReleaseSlot()
 			w.pause(retryWait)
 			continue
 		}
 		got := false
 		for msg := range batch.Messages() {
 			got = true
-			w.runs.Add(1)
-			go w.run(msg)
+			// The slot free at the fetch may have gone to a run since: the
+			// job waits for one here, and no other job is fetched meanwhile.
+			if w.takeSlot(msg) {
+				w.runs.Add(1)
+				go w.run(msg)
+			}
 		}
 		if !got {
-			w.exec.ReleaseSlot()
 			if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, jetstream.ErrNoMessages) {
 				w.pause(retryWait)
 			}
 		}
+	}
+}
+
+// takeSlot waits for a slot for the job in msg, keeping its delivery
+// alive meanwhile. When the node stops first, the job goes back to the
+// queue.
+func (w *Worker) takeSlot(msg jetstream.Msg) bool {
+	for {
+		ctx, cancel := context.WithTimeout(w.fetchCtx, max(w.ackWait/3, 100*time.Millisecond))
+		err := w.exec.AcquireSlot(ctx)
+		cancel()
+		if err == nil {
+			return true
+		}
+		if w.fetchCtx.Err() != nil {
+			msg.Nak()
+			return false
+		}
+		msg.InProgress()
 	}
 }
 

@@ -56,11 +56,15 @@ type cliConfig struct {
 	Args    []string
 	Data    optString
 	NoCache bool
+	// run --async: a durable job instead (cli_jobs.go)
+	Async      bool
+	JobTimeout time.Duration
 }
 
 // perRun are the flags of a single run that the environment does not set:
 // an exported SCRIPTHOST_DATA would silently feed every run.
-var perRun = map[string]bool{"arg": true, "data": true, "no-cache": true}
+var perRun = map[string]bool{"arg": true, "data": true, "no-cache": true, "async": true, "timeout": true,
+	"idempotency-key": true, "callback-url": true, "script": true, "status": true, "limit": true}
 
 func (c *cliConfig) flags(fs *flag.FlagSet, run bool) {
 	fs.StringVar(&c.NATS, "nats", "nats://127.0.0.1:4222", "NATS URL of the server's bus (nats://user:pass@host:port also works)")
@@ -78,6 +82,10 @@ func (c *cliConfig) flags(fs *flag.FlagSet, run bool) {
 		})
 		fs.Var(&c.Data, "data", "JSON sent to the script's stdin (default: read from stdin when it is not a terminal; --data '' sends none)")
 		fs.BoolVar(&c.NoCache, "no-cache", false, "run the script even when a cached result exists")
+	}
+	if run && fs.Name() == "scripthost run" {
+		fs.BoolVar(&c.Async, "async", false, "queue the run as a durable job and print its id (see scripthost job)")
+		fs.DurationVar(&c.JobTimeout, "timeout", 0, "with --async: the job's time limit (default: the server's --timeout)")
 	}
 }
 
@@ -101,7 +109,8 @@ var cliUsage = map[string]string{
 		"124 when it timed out, 127 when there is no such script, 125 when scripthost could\n" +
 		"not run it). ^C cancels the run on the server (exit 130).\n" +
 		"Without --data, the JSON on stdin is the script's data when stdin is not a terminal.\n" +
-		"What follows -- is the script's argv as it is (scripthost run argp.py -- --times 2).\n",
+		"What follows -- is the script's argv as it is (scripthost run argp.py -- --times 2).\n" +
+		"With --async, the run is queued as a durable job and its id printed (scripthost job get ID).\n",
 	"ls":  "usage: scripthost ls [flags]\n\nLists the scripts, one name a line.\n",
 	"cat": "usage: scripthost cat NAME [flags]\n\nPrints the code of a script.\n",
 	"put": "usage: scripthost put NAME FILE [flags]\n\nCreates the script NAME from FILE ('-': stdin), or replaces its code if it exists.\n",
@@ -173,6 +182,12 @@ func cliCommand(ctx context.Context, cmd string, args []string, stdin io.Reader,
 
 	switch cmd {
 	case "run":
+		if cfg.Async {
+			return cliRunAsync(ctx, c.(jobClient), cfg, pos[0], stdin, stdout, stderr)
+		}
+		if given["timeout"] {
+			return fail(exitUsage, "--timeout is for --async runs (a run's time limit is the server's)")
+		}
 		return cliRun(ctx, c, cfg, pos[0], stdin, stdout, stderr, log)
 	case "ls":
 		names, err := c.list(ctx)

@@ -473,3 +473,29 @@ func TestManyJobs(t *testing.T) {
 		}
 	}
 }
+
+func TestJobMetrics(t *testing.T) {
+	cfg := jobsConfigForTest(t)
+	cfg.MaxConcurrent = 1
+	ts := startTest(t, cfg, map[string]string{"sleep.py": sleepScript})
+	running := ts.submitJob("sleep.py", `{"data": 60}`)
+	ts.waitJob(running.ID, "to run", func(j bus.Job) bool { return j.Status == bus.JobRunning })
+	q1 := ts.submitJob("sleep.py", `{"data": 61}`)
+	q2 := ts.submitJob("sleep.py", `{"data": 62}`)
+	var m map[string]float64
+	waitFor(t, 10*time.Second, "the metrics to show the jobs", func() bool {
+		m = ts.scrape()
+		return m[`scripthost_jobs{status="queued"}`] == 2 && m[`scripthost_jobs{status="running"}`] == 1
+	})
+	if m["scripthost_job_queue_depth"] != 2 || m["scripthost_job_oldest_queued_seconds"] <= 0 || m[`scripthost_jobs{status="dead"}`] != 0 {
+		t.Fatalf("metrics with two jobs queued: %v", m)
+	}
+	for _, id := range []string{q1.ID, q2.ID, running.ID} {
+		ts.do("DELETE", "/jobs/"+id, "").want(t, http.StatusAccepted)
+	}
+	waitFor(t, 10*time.Second, "the metrics to show the cancels", func() bool {
+		m = ts.scrape()
+		return m[`scripthost_jobs{status="cancelled"}`] == 3 && m[`scripthost_jobs{status="queued"}`] == 0 &&
+			m["scripthost_job_queue_depth"] == 0 && m["scripthost_job_oldest_queued_seconds"] == 0
+	})
+}

@@ -44,6 +44,11 @@ client commands, over NATS (--nats URL, default nats://127.0.0.1:4222) or HTTP (
   put NAME FILE
              create a script from FILE ('-': stdin), or replace its code
   rm NAME    delete a script
+  run NAME --async [--timeout D]
+             queue the run as a durable job and print its id
+  job submit NAME [--data JSON] [--arg A]... [--timeout D] [--idempotency-key K] [--callback-url URL]
+  job get ID | job cancel ID | job ls [--script NAME] [--status S] [--limit N]
+             durable jobs: submit (prints the job), read, cancel, list
 
 Run 'scripthost <command> -h' for the flags of a command. Every flag can
 also be set by the environment variable SCRIPTHOST_<FLAG>, '-' written '_'
@@ -64,6 +69,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = executorCommand(ctx, args[1:], stderr)
 	case "run", "ls", "cat", "put", "rm":
 		return cliCommand(ctx, args[0], args[1:], os.Stdin, stdout, stderr)
+	case "job":
+		return jobCommand(ctx, args[1:], os.Stdin, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -8,8 +9,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/scripthost/scripthost/bus"
 	"github.com/scripthost/scripthost/executor"
 	"github.com/scripthost/scripthost/httpbridge"
+	"github.com/scripthost/scripthost/jobs"
 	"github.com/scripthost/scripthost/metrics"
 )
 
@@ -105,4 +108,23 @@ func (s *server) serveMetrics(addr string) error {
 	s.defer_(func() { srv.Close() })
 	s.log.Info("metrics on http://" + ln.Addr().String() + "/metrics")
 	return nil
+}
+
+// jobMetrics shows the job manager's figures.
+func (o *observability) jobMetrics(m *jobs.Manager) {
+	if o == nil {
+		return
+	}
+	statuses := make([]string, len(bus.JobStatuses))
+	for i, s := range bus.JobStatuses {
+		statuses[i] = string(s)
+	}
+	metrics.RegisterJobs(o.reg, statuses, func() metrics.JobStats {
+		st := m.Stats(context.Background())
+		by := make(map[string]int, len(st.ByStatus))
+		for s, n := range st.ByStatus {
+			by[string(s)] = n
+		}
+		return metrics.JobStats{ByStatus: by, QueueDepth: st.QueueDepth, OldestQueued: st.OldestQueued}
+	})
 }

@@ -292,6 +292,7 @@ func startServer(cfg serveConfig, log *slog.Logger) (_ *server, err error) {
 		return nil, err
 	}
 	s.defer_(mgr.Close)
+	s.obs.jobMetrics(mgr)
 	if err := mgr.Serve(version); err != nil {
 		return nil, err
 	}

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"encoding/json"
 	"flag"
+	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"runtime"
@@ -64,7 +67,7 @@ func TestSoak(t *testing.T) {
 	ts := startTest(t, cfg, scripts)
 	transport := &http.Transport{MaxIdleConnsPerHost: 64}
 	client := &http.Client{Transport: transport}
-	kinds := append(append([]loadKind{}, loadKinds...), soakKinds...)
+	kinds := append(append(append([]loadKind{}, loadKinds...), soakKinds...), jobKinds(ts.base)...)
 	rng := rand.New(rand.NewPCG(3, 4))
 
 	var firstHeap uint64
@@ -97,4 +100,64 @@ func TestSoak(t *testing.T) {
 	}
 	t.Logf("%d requests answered right", total)
 	ts.do("GET", "/healthz", "").want(t, 200)
+}
+
+// jobKinds add durable jobs to the soak: runs that wait for their job,
+// jobs followed to their end, and jobs cancelled while they run.
+func jobKinds(base string) []loadKind {
+	follow := func(body []byte) (bus.Job, error) {
+		var job bus.Job
+		if err := json.Unmarshal(body, &job); err != nil || job.ID == "" {
+			return job, fmt.Errorf("not a job: %s", cut(body))
+		}
+		deadline := time.Now().Add(2 * time.Minute)
+		for !job.Status.Ended() && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+			resp, err := http.Get(base + "/jobs/" + job.ID)
+			if err != nil {
+				return job, err
+			}
+			err = json.NewDecoder(resp.Body).Decode(&job)
+			resp.Body.Close()
+			if err != nil {
+				return job, err
+			}
+		}
+		return job, nil
+	}
+	return []loadKind{
+		{"job wait", 5, func(i int) (string, string) { return "/run/fast.py?wait=2m", fmt.Sprintf(`{"data":%d}`, i) },
+			func(i, status int, hdr http.Header, res bus.Result, _ []byte) string {
+				if status != 200 || res.Stdout != fmt.Sprint(i) || hdr.Get("X-Scripthost-Job") == "" {
+					return "want 200 with its own data back, from a job"
+				}
+				return ""
+			}},
+		{"job", 5, func(i int) (string, string) { return "/jobs/fast.py", fmt.Sprintf(`{"data":"j%d"}`, i) },
+			func(i, status int, _ http.Header, _ bus.Result, body []byte) string {
+				job, err := follow(body)
+				if status != 202 || err != nil || job.Status != bus.JobSucceeded || job.Result.Stdout != fmt.Sprintf(`"j%d"`, i) {
+					return fmt.Sprintf("want 202, then succeeded with its own data back (%v)", err)
+				}
+				return ""
+			}},
+		{"job cancel", 2, func(i int) (string, string) { return "/jobs/hang.py", fmt.Sprintf(`{"data":%d}`, i) },
+			func(i, status int, _ http.Header, _ bus.Result, body []byte) string {
+				var job bus.Job
+				if status != 202 || json.Unmarshal(body, &job) != nil {
+					return "want 202 with the job"
+				}
+				req, _ := http.NewRequest("DELETE", base+"/jobs/"+job.ID, nil)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					return err.Error()
+				}
+				body, _ = io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if job, err = follow(body); resp.StatusCode != 202 || err != nil || job.Status != bus.JobCancelled {
+					return fmt.Sprintf("want the job cancelled: %d %s", resp.StatusCode, cut(body))
+				}
+				return ""
+			}},
+	}
 }
