@@ -25,8 +25,9 @@ const (
 	// JobEventPrefix starts script.job.event.<name>.<id>: the job JSON,
 	// published on every change of its state.
 	JobEventPrefix = "script.job.event."
-	// JobOutputPrefix starts script.job.output.<id>: chunks of a job's
-	// output as it runs, kept with the events (JobEventsStream) so that
+	// JobOutputPrefix starts script.job.output.<id>.stdout and .stderr:
+	// the raw chunks of a job's output as it runs, each with the header
+	// X-Scripthost-Attempt, kept with the events (JobEventsStream) so that
 	// they can be replayed.
 	JobOutputPrefix = "script.job.output."
 	// JobsQueue is the queue group of the job services.
@@ -68,8 +69,12 @@ func JobCancelSubject(id string) string { return JobCancelPrefix + id }
 // JobEventSubject is the subject of a job's state changes.
 func JobEventSubject(name, id string) string { return JobEventPrefix + name + "." + id }
 
-// JobOutputSubject is the subject of a job's output chunks.
-func JobOutputSubject(id string) string { return JobOutputPrefix + id }
+// JobOutputSubject is the subject of a job's output chunks on stream
+// ("stdout" or "stderr").
+func JobOutputSubject(id, stream string) string { return JobOutputPrefix + id + "." + stream }
+
+// HeaderAttempt on a job's output chunk is the attempt it comes from.
+const HeaderAttempt = "X-Scripthost-Attempt"
 
 // JobStatus is the state of a job.
 type JobStatus string

@@ -32,15 +32,16 @@ func (s *Service) ReleaseSlot() { s.releaseSlot() }
 // AcquireSlot, and releases that slot when it returns. The result goes
 // through the cache as a run's does (a hit runs nothing). timeout, when
 // positive, replaces the node's time limit for this run; ctx's end kills
-// the run's process group at once.
-func (s *Service) RunInSlot(ctx context.Context, name string, req bus.RunRequest, timeout time.Duration, noCache bool) (bus.Result, bool, error) {
+// the run's process group at once. output, when not nil, receives the
+// output as it comes (as a streamed run's).
+func (s *Service) RunInSlot(ctx context.Context, name string, req bus.RunRequest, timeout time.Duration, noCache bool, output Output) (bus.Result, bool, error) {
 	start := time.Now()
 	used := false
 	held := func(context.Context) (bool, error) {
 		used = true // execute releases the slot once the run ends
 		return false, nil
 	}
-	out, err := s.execute(ctx, name, req, noCache, runOpts{acquire: held, timeout: timeout})
+	out, err := s.execute(ctx, name, req, noCache, runOpts{acquire: held, timeout: timeout, output: output})
 	if !used {
 		s.releaseSlot() // a cache hit or a request that never ran
 	}

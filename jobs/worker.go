@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/scripthost/scripthost/bus"
+	"github.com/scripthost/scripthost/executor"
 )
 
 // Executor is what a Worker needs of an executor node.
@@ -26,8 +28,9 @@ type Executor interface {
 	AcquireSlot(ctx context.Context) error
 	// ReleaseSlot gives back a slot that was not handed to RunInSlot.
 	ReleaseSlot()
-	// RunInSlot runs a request in the slot taken, then releases it.
-	RunInSlot(ctx context.Context, name string, req bus.RunRequest, timeout time.Duration, noCache bool) (bus.Result, bool, error)
+	// RunInSlot runs a request in the slot taken, then releases it;
+	// output receives the output as it comes.
+	RunInSlot(ctx context.Context, name string, req bus.RunRequest, timeout time.Duration, noCache bool, output executor.Output) (bus.Result, bool, error)
 }
 
 // How a Worker waits.
@@ -296,7 +299,8 @@ func (w *Worker) run(msg jetstream.Msg) {
 	alive := make(chan struct{})
 	go w.keepAlive(ctx, msg, a, q.ID, alive)
 	slotHeld = false // RunInSlot releases it
-	res, cached, runErr := w.exec.RunInSlot(ctx, q.Script, bus.RunRequest{Data: q.Stdin, Args: q.Args, Version: q.Version}, time.Duration(q.Timeout), q.NoCache)
+	out := &outputPublisher{nc: w.nc, id: q.ID, attempt: strconv.Itoa(n)}
+	res, cached, runErr := w.exec.RunInSlot(ctx, q.Script, bus.RunRequest{Data: q.Stdin, Args: q.Args, Version: q.Version}, time.Duration(q.Timeout), q.NoCache, out)
 	close(alive)
 
 	switch {
@@ -416,4 +420,25 @@ func (w *Worker) queueCallback(rec record) {
 	if err := w.store.queueCallback(context.Background(), rec); err != nil {
 		w.log.Warn("jobs: queue callback", "job", rec.ID, "err", err)
 	}
+}
+
+// outputPublisher publishes a job's output as it comes, on
+// script.job.output.<id>.stdout and .stderr (kept in the events stream for
+// replay), each chunk with the attempt it belongs to in the header
+// X-Scripthost-Attempt: a job run again sends its output again.
+type outputPublisher struct {
+	nc      *nats.Conn
+	id      string
+	attempt string
+}
+
+func (o *outputPublisher) Chunk(fd int, p []byte) {
+	which := "stdout"
+	if fd == 2 {
+		which = "stderr"
+	}
+	m := nats.NewMsg(bus.JobOutputSubject(o.id, which))
+	m.Header.Set(bus.HeaderAttempt, o.attempt)
+	m.Data = append([]byte(nil), p...)
+	o.nc.PublishMsg(m)
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/scripthost/scripthost/bus"
 )
@@ -416,6 +418,47 @@ func TestJobsOverNATS(t *testing.T) {
 	if _, got := request("script.job.get."+job.ID, "", nil); got.Status != bus.JobSucceeded || got.Result.Stdout != "[1, 2]" {
 		t.Fatalf("get over NATS: %+v", got)
 	}
+	// Its events and its output are kept in the events stream, for replay.
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	replay := func(subject string) []*jetstream.RawStreamMsg {
+		t.Helper()
+		cons, err := js.OrderedConsumer(context.Background(), bus.JobEventsStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var msgs []*jetstream.RawStreamMsg
+		for {
+			batch, err := cons.FetchNoWait(100)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			for m := range batch.Messages() {
+				n++
+				msgs = append(msgs, &jetstream.RawStreamMsg{Subject: m.Subject(), Header: m.Headers(), Data: m.Data()})
+			}
+			if n == 0 {
+				return msgs
+			}
+		}
+	}
+	var out string
+	for _, m := range replay("script.job.output." + job.ID + ".>") {
+		if m.Subject != "script.job.output."+job.ID+".stdout" || m.Header.Get(bus.HeaderAttempt) != "1" {
+			t.Fatalf("output chunk on %s, attempt %q", m.Subject, m.Header.Get(bus.HeaderAttempt))
+		}
+		out += string(m.Data)
+	}
+	if out != "[1, 2]" {
+		t.Fatalf("replayed output %q", out)
+	}
+	if n := len(replay("script.job.event.echo.py." + job.ID)); n != 3 {
+		t.Fatalf("replayed %d events, want 3", n)
+	}
+
 	m, _ := request("script.job.list", `{"script": "echo.py", "limit": 5}`, nil)
 	var list bus.JobList
 	if err := json.Unmarshal(m.Data, &list); err != nil || len(list.Jobs) != 1 || list.Jobs[0].ID != job.ID {
