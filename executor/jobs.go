@@ -14,8 +14,9 @@ import (
 // NodeName is the name of this node, as in X-Scripthost-Node.
 func (s *Service) NodeName() string { return s.cfg.Node }
 
-// FreeSlots is the number of slots free at this moment.
-func (s *Service) FreeSlots() int { return s.slots.freeCount() }
+// SlotFree returns a channel closed once a slot is free (at once when one
+// is).
+func (s *Service) SlotFree() <-chan struct{} { return s.slots.freeSignal() }
 
 // AcquireSlot takes a slot, waiting in the node's FIFO queue (as runs do)
 // until ctx ends or the queue timeout passes. The caller hands it to

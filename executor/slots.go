@@ -15,7 +15,8 @@ type slots struct {
 	mu      sync.Mutex
 	size    int
 	free    int
-	waiters list.List // of chan struct{}, closed when granted a slot
+	waiters list.List     // of chan struct{}, closed when granted a slot
+	freed   chan struct{} // closed when a slot becomes free (see freeSignal)
 }
 
 func newSlots(n int) *slots {
@@ -87,6 +88,26 @@ func (s *slots) release() {
 		return
 	}
 	s.free++
+	if s.freed != nil {
+		close(s.freed)
+		s.freed = nil
+	}
+}
+
+// freeSignal returns a channel closed once a slot is free (at once when
+// one is).
+func (s *slots) freeSignal() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.free > 0 {
+		ch := make(chan struct{})
+		close(ch)
+		return ch
+	}
+	if s.freed == nil {
+		s.freed = make(chan struct{})
+	}
+	return s.freed
 }
 
 // busy is the number of slots in use and the number of waiters.

@@ -62,3 +62,27 @@ func TestSlotsFIFOAndTimeout(t *testing.T) {
 		t.Fatalf("slot leaked: %d in use, %d free", inUse, s.freeCount())
 	}
 }
+
+func TestSlotsFreeSignal(t *testing.T) {
+	s := newSlots(1)
+	select {
+	case <-s.freeSignal():
+	default:
+		t.Fatal("a free slot does not signal at once")
+	}
+	if !s.tryAcquire() {
+		t.Fatal("no slot")
+	}
+	sig := s.freeSignal()
+	select {
+	case <-sig:
+		t.Fatal("signalled with no slot free")
+	default:
+	}
+	s.release()
+	select {
+	case <-sig:
+	case <-time.After(5 * time.Second):
+		t.Fatal("not signalled when the slot was released")
+	}
+}

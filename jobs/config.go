@@ -42,7 +42,9 @@ type Config struct {
 	// Replicas of every stream and of the bucket: 1 on a single server,
 	// 3 on a cluster of three or more.
 	Replicas int
-	Log      *slog.Logger
+	// MaxBody bounds a submit's body, in bytes (0: no bound here).
+	MaxBody int64
+	Log     *slog.Logger
 }
 
 func (c *Config) fill() error {

@@ -110,6 +110,9 @@ func (m *Manager) Submit(ctx context.Context, sub Submit) (bus.Job, error) {
 	if err := catalog.ValidateName(sub.Script); err != nil {
 		return bus.Job{}, err
 	}
+	if m.cfg.MaxBody > 0 && int64(len(sub.Body)) > m.cfg.MaxBody {
+		return bus.Job{}, bus.Errorf(bus.ErrTooLarge, "request body larger than %d bytes", m.cfg.MaxBody)
+	}
 	req, err := bus.DecodeJobRequest(sub.Body)
 	if err != nil {
 		return bus.Job{}, err

@@ -22,8 +22,8 @@ import (
 // Executor is what a Worker needs of an executor node.
 type Executor interface {
 	NodeName() string
-	// FreeSlots is the number of slots free at this moment.
-	FreeSlots() int
+	// SlotFree returns a channel closed once a slot is free.
+	SlotFree() <-chan struct{}
 	// AcquireSlot waits for a slot until ctx ends.
 	AcquireSlot(ctx context.Context) error
 	// ReleaseSlot gives back a slot that was not handed to RunInSlot.
@@ -37,8 +37,6 @@ type Executor interface {
 const (
 	// fetchWait bounds one pull request.
 	fetchWait = time.Second
-	// slotPoll is how often a node with no free slot looks again.
-	slotPoll = 25 * time.Millisecond
 	// retryWait spaces attempts to reach the streams.
 	retryWait = time.Second
 	// finishFor bounds the attempts to write a job's end: the server may
@@ -181,8 +179,9 @@ func (w *Worker) loop() {
 			}
 			w.log.Info("jobs: taking jobs", "node", w.node, "ack_wait", w.ackWait, "max_attempts", w.maxAttempts)
 		}
-		if w.exec.FreeSlots() == 0 {
-			w.pause(slotPoll)
+		select {
+		case <-w.exec.SlotFree():
+		case <-w.fetchCtx.Done():
 			continue
 		}
 		batch, err := w.cons.Fetch(1, jetstream.FetchMaxWait(fetchWait))

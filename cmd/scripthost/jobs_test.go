@@ -477,6 +477,7 @@ func TestJobsOverNATS(t *testing.T) {
 		{"script.job.get.0000", "", "404"},
 		{"script.job.cancel.0000", "", "404"},
 		{"script.job.list", `{"status": "sleeping"}`, "400"},
+		{"script.job.submit.echo.py", `{"data": "` + strings.Repeat("x", 1<<20) + `"}`, "413"},
 	} {
 		m, _ := request(c.subject, c.body, nil)
 		if got := m.Header.Get(bus.HeaderErrorCode); got != c.code {
@@ -491,6 +492,7 @@ func TestManyJobs(t *testing.T) {
 	ts := startTest(t, jobsConfigForTest(t), map[string]string{"echo.py": echoScript})
 	const n, clients = 300, 16
 	ids := make([]string, n)
+	start := time.Now()
 	var wg sync.WaitGroup
 	next := make(chan int)
 	go func() {
@@ -509,12 +511,14 @@ func TestManyJobs(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	submitted := time.Since(start)
 	for i, id := range ids {
 		j := ts.waitEnded(id)
 		if want := fmt.Sprintf(`{"job": %d}`, i); j.Status != bus.JobSucceeded || j.Result.Stdout != want {
 			t.Fatalf("job %d: %+v, want stdout %s", i, j, want)
 		}
 	}
+	t.Logf("%d jobs submitted in %s, all ended %s after the first submit", n, submitted.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 }
 
 func TestJobMetrics(t *testing.T) {

@@ -95,7 +95,7 @@ func TestNATSAPI(t *testing.T) {
 	if err := nc.PublishRequest("$SRV.PING", sub.Subject, nil); err != nil {
 		t.Fatal(err)
 	}
-	for len(seen) < 2 {
+	for len(seen) < 3 {
 		m, err := sub.NextMsg(2 * time.Second)
 		if err != nil {
 			t.Fatalf("PING answered by %v only: %v", seen, err)
@@ -104,7 +104,7 @@ func TestNATSAPI(t *testing.T) {
 		json.Unmarshal(m.Data, &ping)
 		seen[ping.Name] = true
 	}
-	if !seen["scripthost-catalog"] || !seen["scripthost-executor"] {
+	if !seen["scripthost-catalog"] || !seen["scripthost-executor"] || !seen["scripthost-jobs"] {
 		t.Fatalf("PING answered by %v", seen)
 	}
 }

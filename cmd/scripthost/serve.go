@@ -451,6 +451,7 @@ func (c *serveConfig) managerConfig(log *slog.Logger) jobs.Config {
 		AckWait:         c.JobAckWait,
 		CallbackRetries: c.CallbackRetries,
 		Replicas:        c.JobReplicas,
+		MaxBody:         int64(c.MaxBody),
 		Log:             log,
 	}
 }
