@@ -5,9 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"runtime/debug"
-	"strconv"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/scripthost/scripthost/bus"
@@ -74,38 +74,46 @@ func (m *Manager) Serve(version string) error {
 	return nil
 }
 
+// answer runs op and replies on the bus itself: it runs in a goroutine of
+// its own, after micro's handler returned (micro's Respond and Error may
+// only be called from the handler).
 func (m *Manager) answer(req micro.Request, name string, op func(context.Context, micro.Request) (any, error)) {
 	defer func() {
 		if r := recover(); r != nil {
 			m.cfg.Log.Error("job service: panic", "endpoint", name, "subject", req.Subject(), "panic", r, "stack", string(debug.Stack()))
-			m.replyError(req, name, fmt.Errorf("panic: %v", r))
+			m.reply(req, name, nil, fmt.Errorf("panic: %v", r))
 		}
 	}()
 	ctx, cancel := context.WithTimeout(m.ctx, 30*time.Second)
 	defer cancel()
 	v, err := op(ctx, req)
-	if err != nil {
-		m.replyError(req, name, err)
-		return
+	var body []byte
+	if err == nil {
+		body, err = json.Marshal(v)
 	}
-	body, err := json.Marshal(v)
-	if err != nil {
-		m.replyError(req, name, err)
-		return
-	}
-	if err := req.Respond(body); err != nil {
-		m.replyError(req, name, fmt.Errorf("send reply of %d bytes: %w", len(body), err))
-	}
+	m.reply(req, name, body, err)
 }
 
-func (m *Manager) replyError(req micro.Request, endpoint string, err error) {
-	code, msg := bus.Code(err), bus.Message(err)
-	if code >= 500 {
-		m.cfg.Log.Error("job service: request failed", "endpoint", endpoint, "subject", req.Subject(), "error", err)
+// reply sends body, or err in the micro convention (headers
+// Nats-Service-Error-Code and Nats-Service-Error, body {"error": ...});
+// internal details stay in the log.
+func (m *Manager) reply(req micro.Request, endpoint string, body []byte, err error) {
+	if req.Reply() == "" {
+		return
 	}
-	body, _ := json.Marshal(bus.ErrorBody{Error: msg})
-	if rerr := req.Error(strconv.Itoa(code), msg, body); rerr != nil {
-		m.cfg.Log.Warn("job service: cannot send error reply", "endpoint", endpoint, "error", rerr)
+	msg := &nats.Msg{Data: body}
+	if err != nil {
+		if bus.Code(err) >= 500 {
+			m.cfg.Log.Error("job service: request failed", "endpoint", endpoint, "subject", req.Subject(), "error", err)
+		}
+		msg = bus.ErrorMsg(err, nil)
+	}
+	msg.Subject = req.Reply()
+	if perr := m.nc.PublishMsg(msg); perr != nil {
+		m.cfg.Log.Warn("job service: cannot send the reply", "endpoint", endpoint, "bytes", len(msg.Data), "error", perr)
+		if err == nil {
+			m.reply(req, endpoint, nil, fmt.Errorf("send reply of %d bytes: %w", len(body), perr))
+		}
 	}
 }
 
