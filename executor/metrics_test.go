@@ -107,6 +107,10 @@ func startNode(t *testing.T, cfg Config, scripts Scripts) (*Service, *nats.Conn)
 	if err := svc.Serve(nodeConn, "1.2.3"); err != nil {
 		t.Fatal(err)
 	}
+	// Requests on the other connection must find the subscriptions.
+	if err := nodeConn.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
