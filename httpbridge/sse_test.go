@@ -86,6 +86,10 @@ func startExecBridge(t *testing.T, limits executor.Limits, slots int, cfg Config
 	if err := node.Serve(nodeConn, "0.1.0"); err != nil {
 		t.Fatal(err)
 	}
+	// The bridge's first request must find the node's subscriptions.
+	if err := nodeConn.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
