@@ -205,6 +205,7 @@ func DecodeJobRequest(body []byte) (JobRequest, error) {
 		}
 		req.Timeout = d
 	}
+	delete(raw, "timeout") // a job's own field; the rest is a run's
 	run, err := runFromRaw(raw)
 	if err != nil {
 		return req, err
