@@ -130,6 +130,7 @@ func (b *Bridge) routes() chi.Router {
 	r.Post("/jobs/{id}", b.wrap(b.submitJob))
 	r.Get("/jobs", b.wrap(b.listJobs))
 	r.Get("/jobs/{id}", b.wrap(b.getJob))
+	r.Get("/jobs/{id}/events", b.wrap(b.jobEvents))
 	r.Delete("/jobs/{id}", b.wrap(b.cancelJob))
 	return r
 }
