@@ -35,6 +35,13 @@ func (b *Bridge) jobEvents(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if r.Method == http.MethodHead {
+		// The headers of the stream, without following the job.
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.Header().Set("Cache-Control", "no-cache")
+		w.WriteHeader(http.StatusOK)
+		return nil
+	}
 	nc, ok := b.bus.(*nats.Conn)
 	if !ok {
 		return bus.Errorf(bus.ErrUnavailable, "job events need the bridge's own NATS connection")
