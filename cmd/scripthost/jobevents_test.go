@@ -121,6 +121,10 @@ func TestJobEvents(t *testing.T) {
 		got <- evs
 	}()
 	ts.waitJob(job.ID, "to run", func(j bus.Job) bool { return j.Status == bus.JobRunning })
+	// HEAD answers the headers at once, without following the job.
+	if r := ts.do("HEAD", "/jobs/"+job.ID+"/events", ""); r.status != 200 || r.header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("HEAD: %d %v", r.status, r.header)
+	}
 	ts.do("DELETE", "/jobs/"+job.ID, "").want(t, http.StatusAccepted)
 	select {
 	case evs := <-got:
