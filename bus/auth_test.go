@@ -1,6 +1,7 @@
 package bus
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"sync"
@@ -8,52 +9,100 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
-// startAuthServer starts an embedded server that demands credentials, with
-// a run-only user, and an admin connection answering every catalog and
-// run subject.
-func startAuthServer(t *testing.T) (*Server, *sync.Map) {
+// authBus is an embedded server that demands credentials, with a run-only
+// user, and the parts of scripthost connected as their own users: a node
+// answering runs and a catalog answering its subjects, each echoing the
+// reply subject it was given.
+type authBus struct {
+	s       *Server
+	reached sync.Map // subjects that reached a part
+}
+
+func startAuthServer(t *testing.T) *authBus {
 	t.Helper()
 	s, err := StartServer(ServerConfig{
 		Listen: "127.0.0.1:-1", StoreDir: t.TempDir(),
-		User: "admin", Password: "admin-secret",
+		User: "svc", Password: "svc-secret",
 		RunUser: "runner", RunPassword: "run-secret",
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.Close)
-	admin, err := Connect(ConnConfig{InProcess: s, Name: "admin", User: "admin", Password: "admin-secret"})
-	if err != nil {
-		t.Fatal(err)
+	b := &authBus{s: s}
+	parts := []struct {
+		role     Role
+		subjects []string
+	}{
+		{RoleNode, []string{RunAll}},
+		{RoleCatalog, []string{ListSubject, GetPrefix + ">", CreateSubject, UpdatePrefix + ">", DeletePrefix + ">"}},
 	}
-	t.Cleanup(admin.Close)
-	var got sync.Map // subjects that reached the services
-	for _, subj := range []string{RunAll, ListSubject, GetPrefix + ">", CreateSubject, UpdatePrefix + ">", DeletePrefix + ">"} {
-		if _, err := admin.Subscribe(subj, func(m *nats.Msg) {
-			got.Store(m.Subject, true)
-			_ = m.Respond([]byte(`"ok"`))
-		}); err != nil {
+	for _, p := range parts {
+		nc, err := Connect(s.ConnFor(p.role, "part"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		for _, subj := range p.subjects {
+			if _, err := nc.Subscribe(subj, func(m *nats.Msg) {
+				b.reached.Store(m.Subject, true)
+				_ = m.Respond([]byte(`"ok"`))
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := nc.Flush(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := admin.Flush(); err != nil {
+	return b
+}
+
+// violations connects as user and collects the server's permission
+// errors.
+func connectUser(t *testing.T, s *Server, user, pass string, opts ...nats.Option) (*nats.Conn, chan error) {
+	t.Helper()
+	errs := make(chan error, 64)
+	opts = append(opts, nats.UserInfo(user, pass), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		select {
+		case errs <- err:
+		default:
+		}
+	}))
+	nc, err := nats.Connect(s.URL(), opts...)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return s, &got
+	t.Cleanup(nc.Close)
+	return nc, errs
+}
+
+func wantViolation(t *testing.T, errs chan error, what string) {
+	t.Helper()
+	select {
+	case err := <-errs:
+		if !errors.Is(err, nats.ErrPermissionViolation) {
+			t.Errorf("%s: async error %v, want a permissions violation", what, err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Errorf("%s: no permissions violation reported", what)
+	}
 }
 
 func TestServerRefusesAnonymousAndWrongPasswords(t *testing.T) {
-	s, _ := startAuthServer(t)
+	b := startAuthServer(t)
 	tests := []struct {
 		name       string
 		user, pass string
 	}{
 		{"anonymous", "", ""},
-		{"wrong password", "admin", "nope"},
-		{"run user, admin password", "runner", "admin-secret"},
+		{"wrong password", "svc", "nope"},
+		{"run user, service password", "runner", "svc-secret"},
 		{"unknown user", "mallory", "run-secret"},
+		{"internal user, guessed password", internalUsers[RoleBridge], ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -61,7 +110,7 @@ func TestServerRefusesAnonymousAndWrongPasswords(t *testing.T) {
 			if tt.user != "" {
 				opts = append(opts, nats.UserInfo(tt.user, tt.pass))
 			}
-			nc, err := nats.Connect(s.URL(), opts...)
+			nc, err := nats.Connect(b.s.URL(), opts...)
 			if err == nil {
 				nc.Close()
 				t.Fatal("connected")
@@ -72,7 +121,7 @@ func TestServerRefusesAnonymousAndWrongPasswords(t *testing.T) {
 		})
 	}
 	// Credentials in the URL, as an executor on another machine gives them.
-	nc, err := nats.Connect(strings.Replace(s.URL(), "nats://", "nats://admin:admin-secret@", 1))
+	nc, err := nats.Connect(strings.Replace(b.s.URL(), "nats://", "nats://svc:svc-secret@", 1), nats.CustomInboxPrefix(InboxPrefix("svc")))
 	if err != nil {
 		t.Fatalf("credentials in the URL: %v", err)
 	}
@@ -80,43 +129,92 @@ func TestServerRefusesAnonymousAndWrongPasswords(t *testing.T) {
 }
 
 func TestRunUserMayOnlyRunListAndRead(t *testing.T) {
-	s, got := startAuthServer(t)
-	violations := make(chan error, 16)
-	nc, err := nats.Connect(s.URL(), nats.UserInfo("runner", "run-secret"),
-		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { violations <- err }))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	b := startAuthServer(t)
+	nc, errs := connectUser(t, b.s, "runner", "run-secret", nats.CustomInboxPrefix(InboxPrefix("runner")))
 	for _, subj := range []string{RunSubject("a.py"), ListSubject, GetSubject("a.py")} {
 		if _, err := nc.Request(subj, nil, 5*time.Second); err != nil {
 			t.Errorf("%s: %v", subj, err)
 		}
 	}
-	for _, subj := range []string{CreateSubject, UpdateSubject("a.py"), DeleteSubject("a.py"), "$JS.API.INFO", SparePrefix + "a.py"} {
+	for _, subj := range []string{CreateSubject, UpdateSubject("a.py"), DeleteSubject("a.py"), "$JS.API.INFO",
+		"$KV." + ScriptsBucket + ".a.py", b.s.Internal().SpareSubject("a.py")} {
 		_, err := nc.Request(subj, []byte(`{"name":"evil.py","code":"x"}`), 300*time.Millisecond)
 		if err == nil {
 			t.Errorf("%s: the run user got an answer", subj)
 		}
-		if _, reached := got.Load(subj); reached {
+		if _, reached := b.reached.Load(subj); reached {
 			t.Errorf("%s: the request reached the service", subj)
 		}
+		wantViolation(t, errs, "publish "+subj)
 	}
-	select {
-	case err := <-violations:
-		if !errors.Is(err, nats.ErrPermissionViolation) && !strings.Contains(strings.ToLower(err.Error()), "permissions violation") {
-			t.Errorf("async error %v, want a permissions violation", err)
+	// Nor may it listen in on the services' subjects, the internal ones,
+	// or anyone's inboxes but its own.
+	for _, subj := range []string{"script.>", ">", RunAll, "_INBOX.>", InboxPrefix("svc") + ".>", b.s.Internal().All()} {
+		if _, err := nc.SubscribeSync(subj); err != nil {
+			t.Fatal(err)
 		}
-	case <-time.After(5 * time.Second):
-		t.Error("no permissions violation reported")
+		wantViolation(t, errs, "subscribe "+subj)
 	}
-	// Nor may it listen in on the services' subjects.
-	sub, err := nc.SubscribeSync("script.>")
-	if err == nil {
-		_ = nc.Flush()
-		if _, err := sub.NextMsg(500 * time.Millisecond); err == nil {
-			t.Error("the run user received a message on script.>")
+}
+
+// A client without the run user's inbox prefix gets no replies: its
+// default inboxes (_INBOX.<id>) are not its own.
+func TestRunUserNeedsItsInboxPrefix(t *testing.T) {
+	b := startAuthServer(t)
+	nc, errs := connectUser(t, b.s, "runner", "run-secret")
+	if _, err := nc.Request(ListSubject, nil, time.Second); err == nil {
+		t.Fatal("a reply reached an inbox outside the user's prefix")
+	}
+	wantViolation(t, errs, "default inbox")
+}
+
+// The parts that answer requests publish their answers on whatever reply
+// subject a request names. The server lets them publish only into
+// inboxes (and, for nodes, on the internal subjects, which a caller cannot
+// name: the executor's own test covers a reply naming one): a reply
+// subject that names a write subject or a key of the scripts bucket gets
+// nothing.
+func TestReplySubjectsCannotSteerTheAnswers(t *testing.T) {
+	b := startAuthServer(t)
+	kvConn, err := Connect(b.s.ConnFor(RoleKV, "kv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kvConn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	js, err := jetstream.New(kvConn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: ScriptsBucket, Storage: jetstream.MemoryStorage})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	nc, _ := connectUser(t, b.s, "runner", "run-secret", nats.CustomInboxPrefix(InboxPrefix("runner")))
+	for _, reply := range []string{DeleteSubject("victim.py"), UpdateSubject("victim.py"), CreateSubject,
+		"$KV." + ScriptsBucket + ".victim.py"} {
+		for _, req := range []string{RunSubject("a.py"), ListSubject, GetSubject("a.py")} {
+			before := func() bool { _, ok := b.reached.Load(reply); return ok }()
+			if err := nc.PublishRequest(req, reply, []byte(`{}`)); err != nil {
+				t.Fatal(err)
+			}
+			if err := nc.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			// The request was answered (or refused) by now: a ping on the
+			// same connection after it comes back after it was handled.
+			if _, err := nc.Request(ListSubject, nil, 5*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := b.reached.Load(reply); ok && !before {
+				t.Errorf("request %s with reply %s: the answer reached %s", req, reply, reply)
+			}
 		}
+	}
+	if _, err := kv.Get(ctx, "victim.py"); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Errorf("the bucket got victim.py: %v", err)
 	}
 }
 
@@ -126,9 +224,14 @@ func TestAuthConfigErrors(t *testing.T) {
 		cfg  ServerConfig
 	}{
 		{"password without user", ServerConfig{Password: "x"}},
-		{"run user without admin", ServerConfig{RunUser: "r", RunPassword: "x"}},
+		{"run user without service user", ServerConfig{RunUser: "r", RunPassword: "x"}},
+		{"user without password", ServerConfig{User: "a"}},
 		{"run password without run user", ServerConfig{User: "a", Password: "x", RunPassword: "y"}},
+		{"run user without password", ServerConfig{User: "a", Password: "x", RunUser: "r"}},
 		{"same users", ServerConfig{User: "a", Password: "x", RunUser: "a", RunPassword: "y"}},
+		{"a dot in a user", ServerConfig{User: "a.b", Password: "x"}},
+		{"a wildcard in a run user", ServerConfig{User: "a", Password: "x", RunUser: "r>", RunPassword: "y"}},
+		{"an internal name", ServerConfig{User: internalUsers[RoleKV], Password: "x"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -155,5 +258,25 @@ func TestRedact(t *testing.T) {
 		if got := Redact(in); got != want {
 			t.Errorf("Redact(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+func TestInternalSubjects(t *testing.T) {
+	a, b := NewInternal("one secret"), NewInternal("another")
+	if a.SpareSubject("x.py") == b.SpareSubject("x.py") || a.All() == b.All() {
+		t.Fatal("two secrets give the same internal subjects")
+	}
+	if NewInternal("one secret").SpareSubject("x.py") != a.SpareSubject("x.py") {
+		t.Fatal("one secret gives two sets of subjects")
+	}
+	if name, ok := a.SpareName(a.SpareSubject("x.py")); !ok || name != "x.py" {
+		t.Fatalf("SpareName = %q %v", name, ok)
+	}
+	alive := a.NewAlive()
+	if !a.IsAlive(alive) || b.IsAlive(alive) || a.IsAlive(DeleteSubject("x.py")) || a.IsAlive(alive+".x") || a.IsAlive(a.All()) {
+		t.Fatal("IsAlive accepts what is not a liveness subject of the bus")
+	}
+	if got := InternalFromURL("nats://u:pw@h:1", ""); got != NewInternal("pw") {
+		t.Fatal("the password in a URL does not give the internal subjects")
 	}
 }

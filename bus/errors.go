@@ -25,7 +25,13 @@ var (
 	// "client closed request" of nginx).
 	ErrCancelled = errors.New("cancelled")
 	ErrInternal  = errors.New("internal error")
+	// ErrQueueFull is an ErrUnavailable that says when to try again: its
+	// replies carry HeaderRetryAfter.
+	ErrQueueFull = fmt.Errorf("%w: queue full", ErrUnavailable)
 )
+
+// RetryAfter is the Retry-After (seconds) of an ErrQueueFull reply.
+const RetryAfter = "1"
 
 var codes = []struct {
 	err  error
@@ -113,6 +119,9 @@ func ErrorMsg(err error, body []byte) *nats.Msg {
 	m := nats.NewMsg("")
 	m.Header.Set(HeaderErrorCode, strconv.Itoa(Code(err)))
 	m.Header.Set(HeaderError, msg)
+	if errors.Is(err, ErrQueueFull) {
+		m.Header.Set(HeaderRetryAfter, RetryAfter)
+	}
 	m.Data = body
 	return m
 }

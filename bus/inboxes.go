@@ -1,31 +1,34 @@
 package bus
 
 import (
-	"strconv"
 	"sync"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nuid"
 )
 
 // Subscriber is the part of *nats.Conn that Inboxes needs.
 type Subscriber interface {
 	Subscribe(subject string, cb nats.MsgHandler) (*nats.Subscription, error)
+	NewInbox() string
 }
 
 // Inboxes routes messages for many short waits through one subscription
 // (prefix.*): each wait opens a subject of its own and a channel that
-// receives what arrives on it. It saves a subscription per request.
+// receives what arrives on it. It saves a subscription per request. The
+// prefix is one of the connection's own inboxes, and each wait's subject
+// is random too, so that nobody who has not been told one can publish
+// on it.
 type Inboxes struct {
 	prefix string
 	mu     sync.Mutex
-	seq    uint64
 	waits  map[string]chan *nats.Msg
 }
 
 // Subscribe starts the subscription that serves every inbox.
 func (in *Inboxes) Subscribe(nc Subscriber) (*nats.Subscription, error) {
 	in.mu.Lock()
-	in.prefix = nats.NewInbox()
+	in.prefix = nc.NewInbox()
 	in.waits = map[string]chan *nats.Msg{}
 	in.mu.Unlock()
 	return nc.Subscribe(in.prefix+".*", func(m *nats.Msg) {
@@ -46,8 +49,7 @@ func (in *Inboxes) Subscribe(nc Subscriber) (*nats.Subscription, error) {
 func (in *Inboxes) Open(size int) (string, chan *nats.Msg) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	in.seq++
-	subject := in.prefix + "." + strconv.FormatUint(in.seq, 10)
+	subject := in.prefix + "." + nuid.Next()
 	ch := make(chan *nats.Msg, size)
 	in.waits[subject] = ch
 	return subject, ch

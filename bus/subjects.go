@@ -39,6 +39,9 @@ const (
 	// convention for error replies.
 	HeaderErrorCode = "Nats-Service-Error-Code"
 	HeaderError     = "Nats-Service-Error"
+	// HeaderRetryAfter on a 503 says in how many seconds to try again,
+	// as HTTP's Retry-After does.
+	HeaderRetryAfter = "Retry-After"
 )
 
 // Streaming and cancellation of a run (README: "Streaming and cancellation").
@@ -120,15 +123,9 @@ const (
 	// FilesBucket holds the data files beside the scripts (key: file
 	// name, value: its bytes), for the same nodes.
 	FilesBucket = "scripthost-files"
-	// SparePrefix starts scripthost.spare.<name>: a node that has a free
-	// slot takes over a run from a node that has none. Only nodes with a
-	// free slot are subscribed, in the SpareQueue group.
-	SparePrefix = "scripthost.spare."
-	SpareAll    = SparePrefix + ">"
-	SpareQueue  = "scripthost-spare"
-	// AlivePrefix starts the subject on which a node answers while it is
-	// up; callers watch the node running their request through it.
-	AlivePrefix = "scripthost.alive."
+	// SpareQueue is the queue group of the offers of runs to nodes with
+	// a free slot (Internal.SpareSubject).
+	SpareQueue = "scripthost-spare"
 )
 
 // Headers of the scale-out protocol.
@@ -139,7 +136,3 @@ const (
 	// HeaderReplyTo carries the caller's reply subject on a handed-over run.
 	HeaderReplyTo = "X-Scripthost-Reply-To"
 )
-
-// SpareSubject is the subject that offers a run of the named script to a
-// node with a free slot.
-func SpareSubject(name string) string { return SparePrefix + name }

@@ -26,6 +26,8 @@ type Config struct {
 	ScanInterval time.Duration
 	// Log receives the catalog's logs; nil discards them.
 	Log *slog.Logger
+	// MaxBody bounds a request body on the bus (413 beyond); 0: 1 MiB.
+	MaxBody int
 }
 
 func (cfg *Config) setDefaults() {
@@ -34,6 +36,9 @@ func (cfg *Config) setDefaults() {
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.MaxBody <= 0 {
+		cfg.MaxBody = 1 << 20
 	}
 }
 
@@ -57,6 +62,7 @@ type Catalog struct {
 	dir      string
 	interval time.Duration
 	log      *slog.Logger
+	maxBody  int
 
 	// opMu serialises everything that changes the folder or the index:
 	// API writes, scans and the slow path of lookups. Changes, their logs
@@ -106,6 +112,7 @@ func New(cfg Config) (*Catalog, error) {
 		return nil, fmt.Errorf("catalog: scripts folder %s is not a directory", dir)
 	}
 	c := &Catalog{
+		maxBody:  cfg.MaxBody,
 		dir:      dir,
 		interval: cfg.ScanInterval,
 		log:      cfg.Log,

@@ -86,6 +86,10 @@ func (c *Catalog) handler(name string, fn op) micro.Handler {
 				c.replyError(req, name, fmt.Errorf("panic: %v", r))
 			}
 		}()
+		if n := len(req.Data()); n > c.maxBody {
+			c.replyError(req, name, bus.Errorf(bus.ErrTooLarge, "request body larger than %d bytes", c.maxBody))
+			return
+		}
 		v, err := fn(req.Subject(), req.Data())
 		if err != nil {
 			c.replyError(req, name, err)

@@ -23,7 +23,8 @@ func FuzzSubjectName(f *testing.F) {
 	} {
 		f.Add(s)
 	}
-	prefixes := []string{bus.RunPrefix, bus.GetPrefix, bus.UpdatePrefix, bus.DeletePrefix, bus.SparePrefix}
+	prefixes := []string{bus.RunPrefix, bus.GetPrefix, bus.UpdatePrefix, bus.DeletePrefix,
+		strings.TrimSuffix(bus.NewInternal("").SpareSubject("x"), "x")}
 	dir := filepath.Join(string(filepath.Separator), "srv", "scripts")
 	f.Fuzz(func(t *testing.T, subject string) {
 		for _, prefix := range prefixes {

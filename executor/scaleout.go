@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nuid"
 
 	"github.com/scripthost/scripthost/bus"
 )
@@ -13,7 +12,8 @@ import (
 // Balancing by capacity. NATS spreads script.run.> over the queue group at
 // random, so a node can receive a run while all its slots are busy and
 // another node has one free. Such a node first offers the run on
-// scripthost.spare.<name>, where only nodes with a free slot listen; one of
+// an offer subject (bus.Internal.SpareSubject), where only nodes with a
+// free slot listen; one of
 // them takes it and answers the caller. Only when none does (every node is
 // full) does the run wait in the node's own FIFO queue.
 
@@ -34,7 +34,7 @@ func (s *Service) handOver(m *nats.Msg) bool {
 		return false
 	}
 	var answer chan *nats.Msg
-	offer := nats.NewMsg(bus.SpareSubject(name))
+	offer := nats.NewMsg(s.cfg.Internal.SpareSubject(name))
 	for k, v := range m.Header {
 		offer.Header[k] = v
 	}
@@ -97,7 +97,7 @@ const ownSubs = 3
 
 // serveScaleOut starts the alive subject and the spare interest.
 func (s *Service) serveScaleOut(nc *nats.Conn) error {
-	s.alive = bus.AlivePrefix + nuid.Next()
+	s.alive = s.cfg.Internal.NewAlive()
 	sub, err := nc.Subscribe(s.alive, func(m *nats.Msg) { m.Respond(nil) })
 	if err != nil {
 		return err
@@ -139,7 +139,7 @@ func (s *Service) reconcileSpare() {
 	free := s.slots.freeCount() > 0
 	switch {
 	case free && s.spareSub == nil:
-		sub, err := s.nc.QueueSubscribe(bus.SpareAll, bus.SpareQueue, s.handleSpare)
+		sub, err := s.nc.QueueSubscribe(s.cfg.Internal.SpareAll(), bus.SpareQueue, s.handleSpare)
 		if err != nil {
 			s.cfg.Log.Warn("spare subscription", "err", err)
 			return

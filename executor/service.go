@@ -36,6 +36,14 @@ type Config struct {
 	Log       *slog.Logger
 	// Metrics, when not nil, receives the node's counts (metrics.go).
 	Metrics Metrics
+	// Internal names the subjects the nodes of the bus share (offers and
+	// liveness); the zero value is that of a bus without credentials.
+	Internal bus.Internal
+	// MaxBody bounds a run request's body (413 beyond); 0: 1 MiB.
+	MaxBody int
+	// MaxQueue bounds the requests waiting for a slot; beyond it they get
+	// 503 at once. 0 means DefaultMaxQueue; negative: none may wait.
+	MaxQueue int
 }
 
 func (c *Config) valid() error {
@@ -50,8 +58,20 @@ func (c *Config) valid() error {
 	if c.Log == nil {
 		c.Log = slog.Default()
 	}
+	if c.MaxBody <= 0 {
+		c.MaxBody = 1 << 20
+	}
+	switch {
+	case c.MaxQueue == 0:
+		c.MaxQueue = DefaultMaxQueue
+	case c.MaxQueue < 0:
+		c.MaxQueue = 0
+	}
 	return nil
 }
+
+// DefaultMaxQueue bounds the requests waiting for a slot by default.
+const DefaultMaxQueue = 64
 
 // Service is an executor node.
 type Service struct {
@@ -93,7 +113,7 @@ func New(cfg Config, runner Runner, scripts Scripts) (*Service, error) {
 		cfg:     cfg,
 		runner:  runner,
 		scripts: scripts,
-		slots:   newSlots(cfg.MaxConcurrent),
+		slots:   newSlots(cfg.MaxConcurrent, cfg.MaxQueue),
 		cache:   cache,
 	}, nil
 }
@@ -253,7 +273,9 @@ func (s *Service) Serve(nc *nats.Conn, version string) error {
 		s.closeAlive()
 		return err
 	}
-	return nil
+	// Requests sent on other connections right after Serve returns must
+	// find the subscriptions in place on the server.
+	return nc.Flush()
 }
 
 // handle takes one request off the subscription and answers it from its
@@ -279,12 +301,23 @@ func (s *Service) handle(m *nats.Msg) {
 func (s *Service) answer(m *nats.Msg, opts runOpts) {
 	start := time.Now()
 	name, _ := bus.NameFrom(m.Subject, bus.RunPrefix)
-	if n, ok := bus.NameFrom(m.Subject, bus.SparePrefix); ok {
+	if n, ok := s.cfg.Internal.SpareName(m.Subject); ok {
 		name = n
 	}
 	noCache := m.Header.Get(bus.HeaderNoCache) == "true"
+	// Answers and announcements go where the request says, but never on
+	// the internal subjects (which the node may publish on, for its
+	// offers); the server's permissions keep them off every other subject
+	// but inboxes (bus/users.go).
+	if s.cfg.Internal.Has(m.Reply) || bus.ReservedReply(m.Reply) {
+		s.cfg.Log.Warn("run request refused: its reply subject is one of the bus's own", "script", name)
+		return
+	}
 	ctx := context.Background()
 	ack := m.Header.Get(bus.HeaderAck)
+	if s.cfg.Internal.Has(ack) || bus.ReservedReply(ack) {
+		ack = ""
+	}
 	var st *streamer
 	if m.Header.Get(bus.HeaderStream) == "true" && m.Reply != "" {
 		st = &streamer{nc: s.nc, reply: m.Reply, log: func(err error) {
@@ -339,6 +372,9 @@ func (s *Service) answer(m *nats.Msg, opts runOpts) {
 }
 
 func (s *Service) run(ctx context.Context, name string, body []byte, noCache bool, opts runOpts) (Outcome, error) {
+	if len(body) > s.cfg.MaxBody {
+		return Outcome{}, bus.Errorf(bus.ErrTooLarge, "request body larger than %d bytes", s.cfg.MaxBody)
+	}
 	req, err := bus.DecodeRunRequest(body)
 	if err != nil {
 		return Outcome{}, err

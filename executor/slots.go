@@ -10,17 +10,19 @@ import (
 )
 
 // slots bounds the runs of a node. Requests that find every slot busy wait
-// in arrival order, each for at most the queue timeout.
+// in arrival order, each for at most the queue timeout, and at most
+// maxWait of them: the others are refused at once.
 type slots struct {
 	mu      sync.Mutex
 	size    int
 	free    int
+	maxWait int
 	waiters list.List     // of chan struct{}, closed when granted a slot
 	freed   chan struct{} // closed when a slot becomes free (see freeSignal)
 }
 
-func newSlots(n int) *slots {
-	return &slots{size: n, free: n}
+func newSlots(n, maxWait int) *slots {
+	return &slots{size: n, free: n, maxWait: maxWait}
 }
 
 // tryAcquire takes a free slot if there is one and nobody waits.
@@ -42,14 +44,19 @@ func (s *slots) freeCount() int {
 }
 
 // acquire takes a slot, waiting in FIFO order for at most wait. It fails
-// with bus.ErrUnavailable when the wait expires, or as cancelled says when
-// ctx is done.
+// with bus.ErrUnavailable when the wait expires, with bus.ErrQueueFull at
+// once when maxWait requests already wait, or as cancelled says when ctx
+// is done.
 func (s *slots) acquire(ctx context.Context, wait time.Duration) error {
 	s.mu.Lock()
 	if s.free > 0 && s.waiters.Len() == 0 {
 		s.free--
 		s.mu.Unlock()
 		return nil
+	}
+	if s.waiters.Len() >= s.maxWait {
+		s.mu.Unlock()
+		return bus.Errorf(bus.ErrQueueFull, "all %d executor slots busy and %d runs waiting: try again later", s.size, s.maxWait)
 	}
 	granted := make(chan struct{})
 	elem := s.waiters.PushBack(granted)

@@ -10,7 +10,7 @@ import (
 )
 
 func TestSlotsFIFOAndTimeout(t *testing.T) {
-	s := newSlots(1)
+	s := newSlots(1, 64)
 	if err := s.acquire(context.Background(), time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +64,7 @@ func TestSlotsFIFOAndTimeout(t *testing.T) {
 }
 
 func TestSlotsFreeSignal(t *testing.T) {
-	s := newSlots(1)
+	s := newSlots(1, 64)
 	select {
 	case <-s.freeSignal():
 	default:

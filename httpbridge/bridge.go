@@ -50,6 +50,9 @@ type Config struct {
 	// StreamBuffer bounds the output held for one client of a streamed
 	// run that reads slowly, in bytes (sse.go); 0: DefaultStreamBuffer.
 	StreamBuffer int
+	// Internal names the bus's internal subjects: the bridge pings only
+	// liveness subjects of its bus.
+	Internal bus.Internal
 }
 
 func (c *Config) fill() {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"os"
 	"strings"
 
 	"github.com/nats-io/nats.go"
@@ -63,6 +64,12 @@ func (b *Bridge) serveError(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.As(err, &tooBig) {
 		err = bus.Errorf(bus.ErrTooLarge, "request body larger than %d bytes", tooBig.Limit)
 	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		// The body did not arrive in time (the server's read deadline).
+		w.Header().Set("Connection", "close")
+		writeJSON(w, http.StatusRequestTimeout, bus.ErrorBody{Error: "request body not received in time"})
+		return
+	}
 	code := bus.Code(err)
 	if code == http.StatusInternalServerError {
 		b.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
@@ -95,7 +102,7 @@ func writeJSONBytes(w http.ResponseWriter, code int, body []byte) {
 
 // copyHeaders passes the run headers of a bus reply on to the client.
 func copyHeaders(w http.ResponseWriter, hdr nats.Header) {
-	for _, k := range []string{bus.HeaderNode, bus.HeaderCache} {
+	for _, k := range []string{bus.HeaderNode, bus.HeaderCache, bus.HeaderRetryAfter} {
 		if v := hdr.Get(k); v != "" {
 			w.Header().Set(k, v)
 		}

@@ -21,6 +21,7 @@ import (
 // is one. Without it (a Requester only), runs are not watched.
 type Watcher interface {
 	Subscribe(subject string, cb nats.MsgHandler) (*nats.Subscription, error)
+	NewInbox() string
 	RequestWithContext(ctx context.Context, subject string, data []byte) (*nats.Msg, error)
 }
 
@@ -182,6 +183,9 @@ func (b *Bridge) runCall(ctx context.Context, name string, body []byte, hdr nats
 			stop()
 			return nil, bus.Errorf(bus.ErrTimeout, "no answer from the bus in time")
 		case m := <-acked:
+			if !b.cfg.Internal.IsAlive(string(m.Data)) {
+				continue // not a node's liveness subject: never ping it
+			}
 			alive, node = string(m.Data), m.Header.Get(bus.HeaderNode)
 			runID = m.Header.Get(bus.HeaderRunID)
 			misses = 0

@@ -98,8 +98,8 @@ func (m *Manager) answer(req micro.Request, name string, op func(context.Context
 // Nats-Service-Error-Code and Nats-Service-Error, body {"error": ...});
 // internal details stay in the log.
 func (m *Manager) reply(req micro.Request, endpoint string, body []byte, err error) {
-	if req.Reply() == "" {
-		return
+	if req.Reply() == "" || bus.ReservedReply(req.Reply()) {
+		return // never an answer on the bus's own subjects
 	}
 	msg := &nats.Msg{Data: body}
 	if err != nil {

@@ -136,7 +136,7 @@ func TestNATSCredentials(t *testing.T) {
 	}
 
 	violations := make(chan error, 8)
-	caller, err := nats.Connect(ts.s.natsURL, nats.UserInfo("caller", "caller-secret"),
+	caller, err := nats.Connect(ts.s.natsURL, nats.UserInfo("caller", "caller-secret"), nats.CustomInboxPrefix(bus.InboxPrefix("caller")),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			select {
 			case violations <- err:

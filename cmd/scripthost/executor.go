@@ -25,13 +25,18 @@ func executorCommand(ctx context.Context, args []string, stderr io.Writer) error
 	fs.StringVar(&cfg.Dir, "dir", "", "folder for this node's copy of the scripts (default: a new temporary folder, removed at exit)")
 	cfg.nodeFlags(fs, 4, "runs at once on this node; more wait in FIFO order")
 	metricsAddr := fs.String("metrics", "", "listen address of GET /metrics (Prometheus) for this node, e.g. 0.0.0.0:9464; empty: none")
-	if err := parseFlags(fs, args); err != nil {
+	cfg.fileFlags(fs)
+	given, err := parseFlagsGiven(fs, args)
+	if err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("executor: unexpected arguments %q", fs.Args())
 	}
-	cfg.ScanInterval, cfg.MaxBody = time.Second, 1 // not used by an executor node
+	if err := cfg.readSecrets(fs, given); err != nil {
+		return err
+	}
+	cfg.ScanInterval = time.Second // not used by an executor node
 	if err := cfg.validate(); err != nil {
 		return err
 	}
@@ -45,6 +50,7 @@ func executorCommand(ctx context.Context, args []string, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
+	cfg.warnOnCommandLine(log)
 	python, err := executor.ResolvePython(cfg.Python)
 	if err != nil {
 		return err
@@ -72,7 +78,7 @@ func executorCommand(ctx context.Context, args []string, stderr io.Writer) error
 	}
 	// The mirror has a connection of its own: the node's connection is
 	// drained on exit by watching its subscriptions go.
-	mirrorConn, err := connect("mirror")
+	mirrorConn, err := connect(bus.RoleNode, "mirror")
 	if err != nil {
 		return err
 	}
@@ -89,7 +95,7 @@ func executorCommand(ctx context.Context, args []string, stderr io.Writer) error
 	defer stopMirror()
 	go mirror.Run(mirrorCtx)
 
-	nc, err := connect("executor")
+	nc, err := connect(bus.RoleNode, "executor")
 	if err != nil {
 		return err
 	}

@@ -23,8 +23,15 @@ func envName(flagName string) string {
 // parseFlags parses args, then sets every flag not given on the command
 // line from its environment variable, if that is set.
 func parseFlags(fs *flag.FlagSet, args []string) error {
+	_, err := parseFlagsGiven(fs, args)
+	return err
+}
+
+// parseFlagsGiven is parseFlags that also says which flags were given on
+// the command line (not by the environment).
+func parseFlagsGiven(fs *flag.FlagSet, args []string) (map[string]bool, error) {
 	if err := parseArgs(fs, args); err != nil {
-		return err
+		return nil, err
 	}
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
@@ -39,7 +46,7 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 			}
 		}
 	})
-	return err
+	return given, err
 }
 
 // errUsage is a command line the flag package has already explained.

@@ -46,6 +46,8 @@ func testConfig(t *testing.T) serveConfig {
 		Mode:          testMode(),
 		MaxBody:       1 << 20,
 		MaxOutput:     1 << 20,
+		MaxQueue:      executor.DefaultMaxQueue,
+		edgeConfig:    defaultEdge(),
 		Node:          "test-node",
 		WarmParents:   executor.DefaultMaxWarmParents,
 		WarmMemory:    executor.DefaultWarmParentMemory,

@@ -2,7 +2,9 @@ package main
 
 import (
 	"encoding/json"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -149,5 +151,43 @@ func TestNATSCLI(t *testing.T) {
 	t.Logf("nats micro stats:\n%s", out)
 	if err != nil || !strings.Contains(string(out), "run") {
 		t.Fatalf("nats micro stats: %v\n%s", err, out)
+	}
+}
+
+// TestNATSCLIWithGeneratedCredentials runs the docs' example: with an HTTP
+// token set, the nats CLI reaches the bus with the context file the
+// server generated for the run-only user.
+func TestNATSCLIWithGeneratedCredentials(t *testing.T) {
+	cli, err := exec.LookPath("nats")
+	if err != nil {
+		t.Skip("nats CLI not on PATH (.ci/run installs github.com/nats-io/natscli/nats@v0.5.0)")
+	}
+	cfg := testConfig(t)
+	cfg.RunToken = "run-t0ken"
+	cfg.DataDir = filepath.Join(t.TempDir(), "data")
+	ts := startTest(t, cfg, map[string]string{
+		"math.py": "import sys, json; data = json.load(sys.stdin); result = data[\"x\"] ** 2; print(json.dumps({\"square\": result}))\n",
+	})
+	run := filepath.Join(cfg.DataDir, "nats", "run.json")
+	nats := func(args ...string) (string, error) {
+		cmd := exec.Command(cli, args...)
+		cmd.Env = append(os.Environ(), "HOME="+t.TempDir()) // no contexts of the machine's own
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	out, err := nats("--context", run, "req", "script.run.math.py", `{"data":{"x":7}}`)
+	if err != nil || !strings.Contains(out, `"stdout":"{\"square\": 49}\n"`) {
+		t.Fatalf("nats --context %s req: %v\n%s", run, err, out)
+	}
+	out, err = nats("--context", run, "micro", "ls")
+	if err != nil || !strings.Contains(out, "scripthost-executor") || !strings.Contains(out, "scripthost-catalog") {
+		t.Fatalf("nats micro ls: %v\n%s", err, out)
+	}
+	// Without credentials, or without the run user's inbox prefix, nothing.
+	if out, err := nats("--server", ts.s.natsURL, "req", "script.list", ""); err == nil {
+		t.Fatalf("an anonymous nats req was answered:\n%s", out)
+	}
+	if out, _ := nats("--context", run, "--timeout", "1s", "req", "script.create", `{"name":"x.py","code":""}`); !strings.Contains(out, "Permissions Violation") || strings.Contains(out, `"name":"x.py"`) {
+		t.Fatalf("the run-only user's create was not refused:\n%s", out)
 	}
 }

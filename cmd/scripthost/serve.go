@@ -42,9 +42,10 @@ type serveConfig struct {
 	WarmIdle      time.Duration
 	MaxBody       byteSize
 	MaxOutput     byteSize
-	Node          string
-	LogFormat     string
-	LogLevel      string
+	MaxQueue      int
+	Node      string
+	LogFormat string
+	LogLevel  string
 	// NATS, when set, is the URL of an external NATS server or cluster
 	// to use instead of the embedded server.
 	NATS string
@@ -54,19 +55,23 @@ type serveConfig struct {
 	securityConfig
 	// Durable jobs (jobs.go).
 	jobsConfig
+	// HTTP timeouts and limits (edge.go).
+	edgeConfig
+	// Where the secrets came from (secrets.go).
+	secretSources
 }
 
 func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.HTTP, "http", "0.0.0.0:3000", "HTTP listen address")
-	fs.StringVar(&c.NATSListen, "nats-listen", "127.0.0.1:4222", "listen address of the embedded NATS server, for other services")
+	fs.StringVar(&c.NATSListen, "nats-listen", "127.0.0.1:4222", "listen address of the embedded NATS server, for other services; 'none': no listener")
 	fs.StringVar(&c.NATS, "nats", "", "URL of an external NATS server or cluster to use instead of the embedded one")
 	fs.StringVar(&c.Scripts, "scripts", "./scripts", "scripts folder")
 	durationVar(fs, &c.ScanInterval, "scan-interval", 5*time.Second, "how often the scripts folder is rescanned")
-	c.MaxBody = 1 << 20
-	fs.Var(&c.MaxBody, "max-body", "request body limit (413 beyond)")
 	c.nodeFlags(fs, 4, "runs at once on this node; more wait in FIFO order; 0: no executor in this process")
 	c.securityConfig.serveFlags(fs)
 	c.jobsConfig.flags(fs)
+	c.edgeFlags(fs)
+	c.fileFlags(fs)
 }
 
 // nodeFlags are the flags of an executor node, in serve and in executor.
@@ -74,6 +79,9 @@ func (c *serveConfig) nodeFlags(fs *flag.FlagSet, slots int, slotsUsage string) 
 	fs.IntVar(&c.MaxConcurrent, "max-concurrent", slots, slotsUsage)
 	durationVar(fs, &c.Timeout, "timeout", 30*time.Second, "time limit of one run; the run's process group is killed after it")
 	durationVar(fs, &c.QueueTimeout, "queue-timeout", 30*time.Second, "how long a run may wait for a free slot before 503")
+	fs.IntVar(&c.MaxQueue, "max-queue", executor.DefaultMaxQueue, "runs that may wait for a slot on this node; beyond it 503 at once (with Retry-After); 0: none waits")
+	c.MaxBody = 1 << 20
+	fs.Var(&c.MaxBody, "max-body", "request body limit, on HTTP and NATS (413 beyond)")
 	durationVar(fs, &c.CacheTTL, "cache-ttl", 5*time.Minute, "how long a successful result is cached; 0 disables the cache")
 	c.CacheSize = 64 << 20
 	fs.Var(&c.CacheSize, "cache-size", "result cache size (e.g. 64MiB)")
@@ -101,6 +109,8 @@ func (c *serveConfig) validate() error {
 		return errors.New("--timeout must be positive")
 	case c.QueueTimeout <= 0:
 		return errors.New("--queue-timeout must be positive")
+	case c.MaxQueue < 0:
+		return errors.New("--max-queue must not be negative")
 	case c.ScanInterval <= 0:
 		return errors.New("--scan-interval must be positive")
 	case c.CacheTTL < 0:
@@ -123,18 +133,36 @@ func (c *serveConfig) validate() error {
 	return c.validateSecurity()
 }
 
+// validateServe checks what only serve has: the HTTP edge.
+func (c *serveConfig) validateServe() error {
+	if err := c.validate(); err != nil {
+		return err
+	}
+	return c.validateEdge()
+}
+
+// newServeFlagSet is the flag set of serve, filling cfg.
+func newServeFlagSet(cfg *serveConfig) *flag.FlagSet {
+	fs := flag.NewFlagSet("scripthost serve", flag.ContinueOnError)
+	cfg.flags(fs)
+	return fs
+}
+
 func serveCommand(ctx context.Context, args []string, stderr io.Writer) error {
 	var cfg serveConfig
-	fs := flag.NewFlagSet("scripthost serve", flag.ContinueOnError)
+	fs := newServeFlagSet(&cfg)
 	fs.SetOutput(stderr)
-	cfg.flags(fs)
-	if err := parseFlags(fs, args); err != nil {
+	given, err := parseFlagsGiven(fs, args)
+	if err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("serve: unexpected arguments %q", fs.Args())
 	}
-	if err := cfg.validate(); err != nil {
+	if err := cfg.readSecrets(fs, given); err != nil {
+		return err
+	}
+	if err := cfg.validateServe(); err != nil {
 		return err
 	}
 	if err := cfg.jobsConfig.validate(); err != nil {
@@ -150,6 +178,7 @@ func serveCommand(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	cfg.warnOnCommandLine(log)
 	return serve(ctx, cfg, log)
 }
 
@@ -193,6 +222,7 @@ type server struct {
 	closers  []func() // run in reverse order by shutdown
 	runWait  time.Duration
 	obs      *observability // metrics; nil: none
+	internal bus.Internal   // the bus's internal subjects
 }
 
 // serve runs every part in one process until ctx ends, then shuts down in
@@ -253,7 +283,7 @@ func startServer(cfg serveConfig, log *slog.Logger) (_ *server, err error) {
 		return nil, err
 	}
 
-	cat, err := catalog.New(catalog.Config{Dir: cfg.Scripts, ScanInterval: cfg.ScanInterval, Log: log})
+	cat, err := catalog.New(catalog.Config{Dir: cfg.Scripts, ScanInterval: cfg.ScanInterval, Log: log, MaxBody: int(cfg.MaxBody)})
 	if err != nil {
 		return nil, err
 	}
@@ -262,12 +292,18 @@ func startServer(cfg serveConfig, log *slog.Logger) (_ *server, err error) {
 	go cat.Run(scanCtx)
 	s.obs = newObservability(func() int { return len(cat.List()) }, cfg.MaxConcurrent)
 	cat.OnChange(func(name string, sc *bus.Script) { s.obs.scriptChanged(name, sc != nil) })
-	catConn, err := connect("catalog")
+	catConn, err := connect(bus.RoleCatalog, "catalog")
 	if err != nil {
 		return nil, err
 	}
-	// Remote executor nodes find the scripts in the key-value bucket.
-	js, err := jetstream.New(catConn)
+	// Remote executor nodes find the scripts in the key-value bucket. It
+	// is written on a connection of its own: the catalog's answers cannot
+	// reach JetStream, whatever reply subject a request names.
+	kvConn, err := connect(bus.RoleKV, "catalog-kv")
+	if err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(kvConn)
 	if err != nil {
 		return nil, err
 	}
@@ -283,7 +319,7 @@ func startServer(cfg serveConfig, log *slog.Logger) (_ *server, err error) {
 	}
 	s.defer_(func() { catSvc.Stop() })
 
-	jobsConn, err := connect("jobs")
+	jobsConn, err := connect(bus.RoleJobs, "jobs")
 	if err != nil {
 		return nil, err
 	}
@@ -298,7 +334,7 @@ func startServer(cfg serveConfig, log *slog.Logger) (_ *server, err error) {
 	}
 
 	if cfg.MaxConcurrent > 0 {
-		execConn, err := connect("executor")
+		execConn, err := connect(bus.RoleNode, "executor")
 		if err != nil {
 			return nil, err
 		}
@@ -312,7 +348,7 @@ func startServer(cfg serveConfig, log *slog.Logger) (_ *server, err error) {
 		log.Info("no executor in this process (--max-concurrent 0): runs go to executor nodes on the bus")
 	}
 
-	bridgeConn, err := connect("bridge")
+	bridgeConn, err := connect(bus.RoleBridge, "bridge")
 	if err != nil {
 		return nil, err
 	}
@@ -327,8 +363,10 @@ func startServer(cfg serveConfig, log *slog.Logger) (_ *server, err error) {
 		// GET /metrics, and every HTTP request counted.
 		Metrics:     s.obs.handler(),
 		HTTPMetrics: s.obs.httpMetrics(),
+		Internal:    s.internal,
 	}, bridgeConn)
-	s.http = &http.Server{Handler: bridge, ReadHeaderTimeout: 10 * time.Second}
+	var httpLn net.Listener
+	s.http, httpLn = cfg.httpServer(bridge, ln)
 	// The services' subscriptions reach the NATS server before the first
 	// request can: without this, an early run may find no executor.
 	for _, nc := range s.conns {
@@ -343,7 +381,7 @@ func startServer(cfg serveConfig, log *slog.Logger) (_ *server, err error) {
 		shown = s.httpAddr
 	}
 	log.Info("Server listening on http://" + shown)
-	go func() { s.served <- s.http.Serve(ln) }()
+	go func() { s.served <- s.http.Serve(httpLn) }()
 	return s, nil
 }
 
@@ -375,30 +413,28 @@ func (s *server) shutdown() {
 }
 
 // startBus starts the embedded NATS server, or uses the external one of
-// --nats, and returns how the parts connect to it.
-func (s *server) startBus(cfg serveConfig) (func(role string) (*nats.Conn, error), error) {
-	conn := bus.ConnConfig{URL: cfg.NATS, User: cfg.NATSUser, Password: cfg.NATSPassword}
+// --nats, and returns how the parts connect to it: each as its own user
+// on the embedded server (bus/users.go), with the credentials of the
+// flags on an external one.
+func (s *server) startBus(cfg serveConfig) (func(role bus.Role, name string) (*nats.Conn, error), error) {
+	var ns *bus.Server
 	if cfg.NATS == "" {
-		store, err := cfg.storeDir()
-		if err != nil {
+		var err error
+		if ns, err = s.startEmbedded(cfg); err != nil {
 			return nil, err
 		}
-		ns, err := bus.StartServer(bus.ServerConfig{Listen: cfg.NATSListen, StoreDir: store,
-			User: cfg.NATSUser, Password: cfg.NATSPassword, RunUser: cfg.NATSRunUser, RunPassword: cfg.NATSRunPassword})
-		if err != nil {
-			return nil, err
-		}
-		s.defer_(ns.Close)
-		s.natsURL = ns.URL()
-		conn.InProcess = ns
-		s.log.Info("NATS listening on " + s.natsURL)
+		s.internal = ns.Internal()
 	} else {
 		s.natsURL = cfg.NATS
+		s.internal = bus.InternalFromURL(cfg.NATS, cfg.NATSPassword)
 		s.log.Info("using the NATS server at " + bus.Redact(cfg.NATS))
 	}
-	return func(role string) (*nats.Conn, error) {
-		c := conn
-		c.Name = "scripthost-" + role
+	return func(role bus.Role, name string) (*nats.Conn, error) {
+		c := bus.ConnConfig{URL: cfg.NATS, User: cfg.NATSUser, Password: cfg.NATSPassword}
+		if ns != nil {
+			c = ns.ConnFor(role, "")
+		}
+		c.Name, c.Log = "scripthost-"+name, s.log
 		nc, err := bus.Connect(c)
 		if err == nil {
 			s.conns = append(s.conns, nc)
@@ -406,6 +442,51 @@ func (s *server) startBus(cfg serveConfig) (func(role string) (*nats.Conn, error
 		}
 		return nc, err
 	}, nil
+}
+
+// startEmbedded starts the embedded NATS server with the users the flags
+// give, or generated ones when an HTTP token is set and none are given.
+func (s *server) startEmbedded(cfg serveConfig) (*bus.Server, error) {
+	store, err := cfg.storeDir()
+	if err != nil {
+		return nil, err
+	}
+	sc := bus.ServerConfig{Listen: cfg.NATSListen, StoreDir: store,
+		User: cfg.NATSUser, Password: cfg.NATSPassword, RunUser: cfg.NATSRunUser, RunPassword: cfg.NATSRunPassword,
+		MaxPayload: bus.MaxPayloadFor(int64(cfg.MaxBody), int64(cfg.MaxOutput))}
+	var gen *generatedCreds
+	if cfg.needsGeneratedCreds() {
+		g, err := loadOrCreateCreds(cfg.DataDir, s.log)
+		if err != nil {
+			return nil, fmt.Errorf("NATS credentials: %w", err)
+		}
+		gen = &g
+		sc.User, sc.Password, sc.RunUser, sc.RunPassword = g.User, g.Password, g.RunUser, g.RunPassword
+	}
+	ns, err := bus.StartServer(sc)
+	if err != nil {
+		return nil, err
+	}
+	s.defer_(ns.Close)
+	s.natsURL = ns.URL()
+	if s.natsURL == "" {
+		s.log.Info("NATS: no listener (--nats-listen none): only this process is on the bus")
+		return ns, nil
+	}
+	s.log.Info("NATS listening on " + s.natsURL)
+	if gen != nil {
+		if err := gen.writeContexts(s.natsURL); err != nil {
+			return nil, fmt.Errorf("NATS credentials: %w", err)
+		}
+		verb := "read from"
+		if gen.Created {
+			verb = "generated in"
+		}
+		s.log.Info("NATS demands credentials, as the HTTP API has a token: "+verb+" "+credsDir(cfg.DataDir)+" (0600)",
+			"service_user", gen.User, "service_context", gen.ServiceContext, "service_password_file", gen.ServicePassword,
+			"run_user", gen.RunUser, "run_context", gen.RunContext, "run_password_file", gen.RunPasswordFile)
+	}
+	return ns, nil
 }
 
 // startNode starts an executor node on nc that finds scripts with scripts.
@@ -422,10 +503,17 @@ func (s *server) startNode(cfg serveConfig, python string, nc *nats.Conn, script
 	if fr, ok := runner.(*executor.ForkRunner); ok {
 		s.obs.warmParents(fr.WarmStats)
 	}
+	maxQueue := cfg.MaxQueue
+	if maxQueue == 0 {
+		maxQueue = -1 // none waits
+	}
 	exec, err := executor.New(executor.Config{
 		Node:          cfg.Node,
 		MaxConcurrent: cfg.MaxConcurrent,
 		QueueTimeout:  cfg.QueueTimeout,
+		MaxQueue:      maxQueue,
+		MaxBody:       int(cfg.MaxBody),
+		Internal:      s.internal,
 		CacheTTL:      cfg.CacheTTL,
 		CacheSize:     int64(cfg.CacheSize),
 		Log:           s.log,
@@ -458,8 +546,8 @@ func (c *serveConfig) managerConfig(log *slog.Logger) jobs.Config {
 
 // startWorker lets the node take jobs, on a connection of its own (the
 // node's drain watches its own connection's subscriptions).
-func (s *server) startWorker(connect func(role string) (*nats.Conn, error)) error {
-	nc, err := connect("jobs-worker")
+func (s *server) startWorker(connect func(role bus.Role, name string) (*nats.Conn, error)) error {
+	nc, err := connect(bus.RoleNode, "jobs-worker")
 	if err != nil {
 		return err
 	}
