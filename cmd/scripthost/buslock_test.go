@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -311,4 +310,29 @@ func TestNATSListenNone(t *testing.T) {
 	}
 }
 
-var _ sync.Mutex
+// An open NATS listener off loopback is warned of, unless the server
+// demands credentials (given, generated) or does not listen.
+func TestOpenNATSWarns(t *testing.T) {
+	tests := []struct {
+		name   string
+		change func(*serveConfig)
+		warns  bool
+	}{
+		{"open", func(*serveConfig) {}, true},
+		{"an HTTP token: generated credentials", func(c *serveConfig) { c.Token = "t" }, false},
+		{"a NATS user", func(c *serveConfig) { c.NATSUser, c.NATSPassword = "u", "p" }, false},
+		{"no listener", func(c *serveConfig) { c.NATSListen = "none" }, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig(t)
+			cfg.HTTP, cfg.NATSListen = "127.0.0.1:0", "0.0.0.0:4222"
+			tt.change(&cfg)
+			var logs strings.Builder
+			cfg.warnOpen(slogTo(&logs))
+			if got := strings.Contains(logs.String(), "embedded NATS server has no credentials"); got != tt.warns {
+				t.Fatalf("warned %v, want %v: %s", got, tt.warns, logs.String())
+			}
+		})
+	}
+}

@@ -214,6 +214,20 @@ func TestEdgeBounds(t *testing.T) {
 		}
 	})
 
+	t.Run("header limit", func(t *testing.T) {
+		req, _ := http.NewRequest("GET", base+"/scripts", nil)
+		req.Header.Set("Authorization", "Bearer run-from-file")
+		req.Header.Set("X-Big", strings.Repeat("h", 100<<10))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+			t.Fatalf("100 KiB of headers: %d, want 431", resp.StatusCode)
+		}
+	})
+
 	t.Run("idle connection", func(t *testing.T) {
 		conn, err := net.Dial("tcp", httpAddr)
 		if err != nil {

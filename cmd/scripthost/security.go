@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/scripthost/scripthost/bus"
 	"github.com/scripthost/scripthost/executor"
 )
 
@@ -399,7 +400,7 @@ func (c *serveConfig) warnOpen(log *slog.Logger) {
 	if c.Token == "" && c.RunToken == "" && !loopback(c.HTTP) {
 		log.Warn("the HTTP API has no token and listens on " + c.HTTP + ": anyone who can reach it can run code on this machine; set --token (SCRIPTHOST_TOKEN) or listen on 127.0.0.1")
 	}
-	if c.NATS == "" && c.NATSUser == "" && !loopback(c.NATSListen) {
+	if c.NATS == "" && c.NATSUser == "" && !c.needsGeneratedCreds() && c.NATSListen != bus.ListenNone && !loopback(c.NATSListen) {
 		log.Warn("the embedded NATS server has no credentials and listens on " + c.NATSListen + ": anyone who can reach it can run and write scripts; set --nats-user and --nats-password")
 	}
 }
