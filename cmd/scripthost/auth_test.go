@@ -107,7 +107,10 @@ func TestNATSCredentials(t *testing.T) {
 	cfg.MaxConcurrent = 0 // runs go to the executor nodes started below
 	cfg.NATSUser, cfg.NATSPassword = "svc", "svc-secret"
 	cfg.NATSRunUser, cfg.NATSRunPassword = "caller", "caller-secret"
-	ts := startTest(t, cfg, map[string]string{"hi.py": "import os\nprint('hi from', os.environ.get('NODE'))\n"})
+	// hi.py reads a data file beside it: the nodes get it from the files
+	// bucket, which their user may read.
+	ts := startTest(t, cfg, map[string]string{"hi.py": "import os\nprint('hi from', os.environ.get('NODE'), open('beside.txt').read())\n"})
+	ts.write("beside.txt", "the data file")
 
 	if nc, err := nats.Connect(ts.s.natsURL, nats.MaxReconnects(0)); err == nil {
 		nc.Close()
@@ -126,7 +129,7 @@ func TestNATSCredentials(t *testing.T) {
 	seen := map[string]bool{}
 	waitFor(t, 60*time.Second, "both nodes to answer runs", func() bool {
 		resp := ts.do("POST", "/run/hi.py", "", "Cache-Control", "no-cache")
-		if resp.status == 200 {
+		if resp.status == 200 && strings.Contains(resp.result(t).Stdout, "the data file") {
 			seen[resp.header.Get(bus.HeaderNode)] = true
 		}
 		return seen["by-url"] && seen["by-flags"]
