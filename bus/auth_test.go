@@ -280,3 +280,16 @@ func TestInternalSubjects(t *testing.T) {
 		t.Fatal("the password in a URL does not give the internal subjects")
 	}
 }
+
+func TestReservedReply(t *testing.T) {
+	for _, s := range []string{"$KV." + JobsBucket + ".x", "$JS.API.STREAM.DELETE.x", JobEventPrefix + "a.py.x", "script.delete.x.py", "scripthost.jobs.kill.x"} {
+		if !ReservedReply(s) {
+			t.Errorf("%s is not reserved", s)
+		}
+	}
+	for _, s := range []string{InboxPrefix("caller") + ".abc", "_INBOX.abc.def", "reply.here"} {
+		if ReservedReply(s) {
+			t.Errorf("%s is reserved", s)
+		}
+	}
+}

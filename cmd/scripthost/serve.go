@@ -43,9 +43,9 @@ type serveConfig struct {
 	MaxBody       byteSize
 	MaxOutput     byteSize
 	MaxQueue      int
-	Node      string
-	LogFormat string
-	LogLevel  string
+	Node          string
+	LogFormat     string
+	LogLevel      string
 	// NATS, when set, is the URL of an external NATS server or cluster
 	// to use instead of the embedded server.
 	NATS string
