@@ -33,14 +33,17 @@ var forkserverSource string
 
 // forkBootstrap runs the fork server under a module name of its own, so
 // that nothing of it is __main__ and its warnings are not __main__'s. It
-// first copies its thread state as a main module's top level has it (the
-// fork server measures the recursion depth its children must start at).
-const forkBootstrap = `import sys, types, ctypes
-_get = ctypes.pythonapi.PyThreadState_Get
-_get.restype = ctypes.c_void_p
-_m = types.ModuleType("_scripthost_forkserver")
-_m._TSTATE_AT_TOP = (ctypes.c_char * 256).from_address(_get()).raw
+// notes what the interpreter loaded at its start (the modules and the path
+// importer cache a script finds in a fresh interpreter) before importing
+// anything, and copies its thread state as a main module's top level has it
+// (the fork server measures the recursion depth its children must start
+// at) before starting the server.
+const forkBootstrap = `import sys
+_m = type(sys)("_scripthost_forkserver")
+_m._STARTUP = (list(sys.modules), dict(sys.path_importer_cache), list(sys.path))
 exec(compile(sys.argv[1], "<scripthost forkserver>", "exec"), _m.__dict__)
+_m._TSTATE_AT_TOP = (_m.ctypes.c_char * 256).from_address(_m._tstate_get()).raw
+_m._main()
 `
 
 // warmStartTimeout bounds the start of a warm interpreter, preloads

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -104,22 +105,45 @@ time.sleep(60)`)
 
 func TestForkPreload(t *testing.T) {
 	t.Parallel()
-	r := newFork(t, Limits{Timeout: 10 * time.Second}, []string{"colorsys", "xml.dom.minidom"})
+	// A module of the test's own, on PYTHONPATH, notes each import of it:
+	// preloaded, it is imported once, by the warm interpreter, and the
+	// runs that import it get that module without running it again. As in
+	// a fresh interpreter, no preloaded module is in sys.modules before the
+	// script imports it.
+	lib := t.TempDir()
+	notes := filepath.Join(lib, "imports.txt")
+	writeScript(t, lib, "scripthost_probe.py", fmt.Sprintf(`
+with open(%q, "a") as f:
+    f.write("imported\n")
+VALUE = 42
+`, notes))
+	cfg := testConfig(t, Limits{Timeout: 10 * time.Second})
+	cfg.Env = append(os.Environ(), "PYTHONPATH="+lib)
+	r, err := NewForkRunner(cfg, []string{"colorsys", "xml.dom.minidom", "scripthost_probe"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Close() })
 	dir := t.TempDir()
 	path := writeScript(t, dir, "pre.py", `
 import sys
-print("colorsys" in sys.modules, "xml.dom.minidom" in sys.modules, "json" in sys.modules)
-import colorsys
-print(colorsys.rgb_to_hsv(1, 0, 0))
+print("colorsys" in sys.modules, "xml.dom.minidom" in sys.modules, "scripthost_probe" in sys.modules)
+import colorsys, scripthost_probe, xml.dom.minidom
+print(colorsys.rgb_to_hsv(1, 0, 0), scripthost_probe.VALUE, "xml.dom" in sys.modules)
 `)
-	res := run(t, r, Job{Path: path})
-	if res.Stdout != "True True True\n(0.0, 1.0, 1)\n" {
-		t.Errorf("result %+v", res)
+	for range 2 {
+		res := run(t, r, Job{Path: path})
+		if res.Stdout != "False False False\n(0.0, 1.0, 1) 42 True\n" {
+			t.Errorf("result %+v", res)
+		}
+	}
+	if b, err := os.ReadFile(notes); err != nil || string(b) != "imported\n" {
+		t.Errorf("the preloaded module ran %q (%v), want once", b, err)
 	}
 
-	cfg := testConfig(t, Limits{})
+	cfg = testConfig(t, Limits{})
 	start := time.Now()
-	_, err := NewForkRunner(cfg, []string{"no_such_module_for_scripthost"})
+	_, err = NewForkRunner(cfg, []string{"no_such_module_for_scripthost"})
 	if err == nil || !errors.Is(err, bus.ErrUnavailable) || !strings.Contains(err.Error(), "no_such_module_for_scripthost") {
 		t.Errorf("bad preload: err %v", err)
 	}

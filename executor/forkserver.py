@@ -45,6 +45,65 @@
 # the stack. The script then runs, fails, exits and finalizes inside
 # CPython's own C code exactly as under `python script.py`.
 
+# ------------------------------------------------ what a script may import
+#
+# A fresh interpreter has only its start-up modules in sys.modules (the
+# bootstrap notes them in _STARTUP before importing anything). Everything
+# this process imports beyond them -- its own modules, the common standard
+# library, --preload -- is taken out of sys.modules again before any child
+# is forked (see _hide_imports), and handed back when a script imports it
+# and the import would load that very file (see _served_load_unlocked): a
+# sibling timeit.py shadows timeit, `import urllib` binds no urllib.parse,
+# and a C-level warning finds no warnings module to format it. To hand a
+# module out as a fresh import would load it -- with the modules its import
+# loads, in the same order, bound to their parents -- what each import here
+# imports is recorded, from here on, until the preloads are done.
+
+import _frozen_importlib as _bootstrap
+import _imp
+import builtins
+import sys
+
+_IMPORTS = {}  # module name -> the names its import imported, in order
+_loading = []  # the modules being loaded, innermost last
+_find_and_load = _bootstrap._find_and_load
+_import = builtins.__import__
+
+
+def _recording_find_and_load(name, import_):
+    if _loading:
+        _IMPORTS[_loading[-1]].append(name)
+    if name in sys.modules:
+        return _find_and_load(name, import_)
+    _IMPORTS.setdefault(name, [])
+    _loading.append(name)
+    try:
+        return _find_and_load(name, import_)
+    finally:
+        _loading.pop()
+
+
+def _recording_import(name, globals=None, locals=None, fromlist=(), level=0):
+    # The pure-Python __import__ takes every import statement through
+    # _find_and_load, hits included; submodules named in a fromlist that are
+    # bound already are recorded too (a fresh import may load them).
+    module = _bootstrap.__import__(name, globals, locals, fromlist, level)
+    if fromlist and _loading:
+        base = getattr(module, "__name__", None)
+        for sub in fromlist:
+            full = "%s.%s" % (base, sub)
+            if isinstance(sub, str) and full in sys.modules:
+                _IMPORTS[_loading[-1]].append(full)
+    return module
+
+
+def _record_imports(on):
+    _bootstrap._find_and_load = _recording_find_and_load if on else _find_and_load
+    builtins.__import__ = _recording_import if on else _import
+
+
+_record_imports(True)
+
 import signal
 
 # What a fresh interpreter has, before anything here changes it.
@@ -64,9 +123,10 @@ import errno
 import functools
 import gc
 import importlib
-import importlib.machinery
 import io
+import itertools
 import json
+import mmap as mmap_module
 import operator
 import os
 import resource
@@ -74,6 +134,7 @@ import select
 import shutil
 import socket
 import sys
+import tempfile
 import time
 import types
 import warnings
@@ -123,6 +184,32 @@ _SAFE_PATH = getattr(sys.flags, "safe_path", False)
 if not _SAFE_PATH and sys.path and sys.path[0] == "":
     del sys.path[0]
 
+
+def _relative_pythonpath():
+    """The PYTHONPATH entries a fresh interpreter resolves against its
+    folder, as (what they are here, with "/" as the folder, the entry), when
+    there are any; a run resolves them against its own folder."""
+    if sys.flags.ignore_environment:
+        return []
+    entries = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    if not any(e == "" or not os.path.isabs(e) for e in entries):
+        return []
+    cwd, found = os.getcwd(), []
+    for e in entries:
+        # As the interpreter wrote it on sys.path (from "/": "//lib").
+        forms = (cwd + "/" + e, os.path.join(cwd, e), os.path.normpath(os.path.join(cwd, e)))
+        here = next((f for f in forms if f in sys.path), None)
+        if here is not None:
+            found.append((here, e))
+    return found
+
+
+# The environment as the kernel shows it (/proc/self/environ): a run gets it
+# back, with its own PWD last, as a spawned run has it.
+with open("/proc/self/environ", "rb") as _f:
+    _ENV_BLOCK = [kv for kv in _f.read().split(b"\0") if kv and not kv.startswith(b"PWD=")]
+_PYTHONPATH_REL = _relative_pythonpath()
+
 _libc = ctypes.CDLL(None, use_errno=True)
 _fopen = _libc.fopen
 _fopen.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
@@ -151,6 +238,9 @@ _py_exit.restype = None
 _run_string = ctypes.pythonapi.PyRun_SimpleStringFlags
 _run_string.argtypes = [ctypes.c_char_p, ctypes.c_void_p]
 _run_string.restype = ctypes.c_int
+_get_importer = ctypes.pythonapi.PyImport_GetImporter
+_get_importer.argtypes = [ctypes.py_object]
+_get_importer.restype = ctypes.py_object
 _tstate_get = ctypes.pythonapi.PyThreadState_Get
 _tstate_get.restype = ctypes.c_void_p
 _PR_SET_PDEATHSIG = 1
@@ -218,7 +308,8 @@ def _recursion_gap(top):
     def probe():
         main["_scripthost_counter"] = _counter
         try:
-            yield functools.partial(_run_string, b"_scripthost_probe = _scripthost_counter().value", None)
+            run = functools.partial(_run_string, b"_scripthost_probe = _scripthost_counter().value", None)
+            yield _run_step(run, collections.deque())
         finally:
             done.release()
 
@@ -257,9 +348,197 @@ def _main_tstate_field():
 _MAIN_TSTATE = _main_tstate_field()
 
 
-def _chain_thread(gen):
-    # How the forker thread runs: the thread's bootstrap is a C callable.
-    _thread.start_new_thread(collections.deque(maxlen=1).extend, (map(operator.methodcaller("__call__"), gen),))
+# ------------------------------------------------------------ the stack
+#
+# A script runs on the thread it was forked from. A fresh interpreter runs
+# it on the process's main stack, which grows on demand up to RLIMIT_STACK
+# -- as the limit is when the stack grows, so a script may raise it and
+# recurse deeply. A thread's stack has a fixed size. So the forker thread
+# gets a stack that grows the same way: a MAP_GROWSDOWN mapping, placed in
+# the room the kernel leaves below the main stack for its growth (the
+# warm interpreter's own main stack cannot grow past its limit, below which
+# this one starts). Where that cannot be had, the thread gets an ordinary
+# stack, and a run's stack is that thread's 8 MiB.
+
+_call = operator.methodcaller("__call__")
+_THREAD_START = ctypes.CFUNCTYPE(None)
+_threads = []  # what the threads started here run on, alive
+_MAP_GROWSDOWN = 0x0100
+_MAP_FIXED_NOREPLACE = 0x100000
+_STACK_START = 256 << 10  # the mapping's first size; it grows from there
+_mmap = _libc.mmap
+_mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+_mmap.restype = ctypes.c_void_p
+
+
+def _growing_stack():
+    """(address, size) of a fresh growing stack, or None."""
+    try:
+        with open("/proc/self/maps") as f:
+            main = next(line for line in f if line.rstrip().endswith("[stack]"))
+        low, high = (int(x, 16) for x in main.split()[0].split("-"))
+        soft = resource.getrlimit(resource.RLIMIT_STACK)[0]
+    except (OSError, StopIteration, ValueError):
+        return None
+    room = soft if soft != resource.RLIM_INFINITY and soft <= 1 << 30 else 64 << 20
+    # Below what the main stack may ever take, past the kernel's guard gap.
+    top = (min(low, high - room) - (2 << 20)) & ~0xFFFF
+    want = top - _STACK_START
+    got = _mmap(want, _STACK_START, mmap_module.PROT_READ | mmap_module.PROT_WRITE,
+                mmap_module.MAP_PRIVATE | mmap_module.MAP_ANONYMOUS | _MAP_GROWSDOWN | _MAP_FIXED_NOREPLACE, -1, 0)
+    if got in (None, ctypes.c_void_p(-1).value):
+        return None
+    if got != want:
+        _libc.munmap(ctypes.c_void_p(got), ctypes.c_size_t(_STACK_START))
+        return None
+    return got, _STACK_START
+
+
+def _chain_thread(gen, growing=False):
+    """Starts a thread whose bootstrap is a C callable (the C machinery
+    calls what gen yields, with no Python frame of ours under it), on a
+    growing stack if asked and possible."""
+    run = _THREAD_START(functools.partial(collections.deque(maxlen=1).extend, map(_call, gen)))
+    attr = ctypes.create_string_buffer(128)  # pthread_attr_t, with room
+    _libc.pthread_attr_init(attr)
+    stack = _growing_stack() if growing else None
+    if stack is not None:
+        _libc.pthread_attr_setstack(attr, ctypes.c_void_p(stack[0]), ctypes.c_size_t(stack[1]))
+    tid = ctypes.c_ulong()
+    err = _libc.pthread_create(ctypes.byref(tid), attr, run, None)
+    _libc.pthread_attr_destroy(attr)
+    if err:
+        raise OSError(err, "cannot start a thread: %s" % os.strerror(err))
+    _libc.pthread_detach(tid)
+    _threads.append((run, stack))
+    return stack is not None
+
+
+# ------------------------------------------------------- serving imports
+
+
+_HIDDEN = {}  # name -> module: imported here, not loaded in a fresh interpreter
+_HIDDEN_TOPS = frozenset()  # their top-level names a sibling file may shadow
+_CLOSURE_TOPS = {}  # name -> the top-level names a fresh import of it loads
+_WARM = {}  # name -> module: every module of this process, hidden or not
+_WARM_PATH = frozenset()  # sys.path here; a run's other entries may shadow
+_shadow_cache = [None, frozenset()]  # sys.path, the names it shadows
+
+
+def _hide_imports():
+    """Takes out of sys.modules, and off their parents, the modules a fresh
+    interpreter has not loaded; forgets the path importer cache entries it
+    does not have. Idempotent."""
+    global _HIDDEN_TOPS
+    startup, cache, _ = _STARTUP
+    keep = set(startup) | {"_scripthost_finalizer", "_scripthost_exit"}
+    modules = sys.modules
+    for name in [n for n in modules if n not in keep]:
+        mod = modules.pop(name)
+        if isinstance(mod, types.ModuleType):
+            _HIDDEN[name] = mod
+    for name, mod in _HIDDEN.items():
+        parent, _, child = name.rpartition(".")
+        owner = modules.get(parent) or _HIDDEN.get(parent)
+        if parent and owner is not None and owner.__dict__.get(child) is mod:
+            del owner.__dict__[child]
+    for key in [k for k in sys.path_importer_cache if k not in cache]:
+        del sys.path_importer_cache[key]
+    _WARM.update((k, v) for k, v in modules.items() if isinstance(v, types.ModuleType))
+    _WARM.update(_HIDDEN)
+    _WARM.pop("__main__", None)
+    _HIDDEN_TOPS = frozenset(
+        n for n in (k.partition(".")[0] for k in _HIDDEN)
+        if not _imp.is_builtin(n) and not _imp.is_frozen(n))
+    for name in _HIDDEN:
+        if name not in _CLOSURE_TOPS:
+            _CLOSURE_TOPS[name] = _closure_tops(name)
+
+
+def _closure_tops(name):
+    seen, todo = set(), [name]
+    while todo:
+        n = todo.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        todo.extend(_IMPORTS.get(n, ()))
+        parent = n.rpartition(".")[0]
+        if parent:
+            todo.append(parent)
+    return frozenset(n.partition(".")[0] for n in seen) & _HIDDEN_TOPS
+
+
+def _shadowed_names():
+    """The hidden modules' top-level names found in the sys.path entries a
+    run has that this process had not (the script's folder first): there, a
+    fresh import may find another file. Names of files and folders, loosely:
+    too many only means a module is imported afresh."""
+    key = tuple(p for p in sys.path if isinstance(p, str))
+    if _shadow_cache[0] == key:
+        return _shadow_cache[1]
+    found = set()
+    for entry in key:
+        if entry in _WARM_PATH:
+            continue
+        try:
+            names = os.listdir(entry or ".")
+        except OSError:
+            continue
+        found.update(n.partition(".")[0] for n in names)
+    _shadow_cache[:] = [key, frozenset(found) & _HIDDEN_TOPS]
+    return _shadow_cache[1]
+
+
+def _serve(name):
+    """Puts back a hidden module as a fresh import of it would load it:
+    parent first, then the module, then what its import imported, the
+    module moved after them, bound to its parent."""
+    modules = sys.modules
+    mod = _HIDDEN.get(name)
+    if mod is None or name in modules:
+        return
+    parent, _, child = name.rpartition(".")
+    if parent:
+        _serve(parent)
+        if name in modules:
+            return
+    modules[name] = mod
+    for dep in _IMPORTS.get(name, ()):
+        _serve(dep)
+    if modules.get(name) is mod:
+        modules[name] = modules.pop(name)
+    owner = modules.get(parent) if parent else None
+    if owner is not None:
+        try:
+            setattr(owner, child, mod)
+        except (AttributeError, TypeError):
+            pass
+
+
+def _same_file(spec, mod):
+    had = getattr(mod, "__spec__", None)
+    if had is None or spec.origin != had.origin or type(spec.loader) is not type(had.loader):
+        return False
+    return spec.origin is not None or list(spec.submodule_search_locations or ()) == list(
+        had.submodule_search_locations or ())
+
+
+# The import system's own step, wrapped: compiled under importlib's file
+# name, its frame is one of the import machinery's that tracebacks leave out.
+_SERVED_LOAD_SOURCE = """
+def _load_unlocked(spec):
+    mod = _HIDDEN.get(spec.name)
+    if mod is None or not _same_file(spec, mod) or _CLOSURE_TOPS.get(spec.name, _NONE) & _shadowed_names():
+        return _original_load_unlocked(spec)
+    _serve(spec.name)
+    return sys.modules[spec.name]
+"""
+_NONE = frozenset()
+_original_load_unlocked = _bootstrap._load_unlocked
+exec(compile(_SERVED_LOAD_SOURCE, _original_load_unlocked.__code__.co_filename, "exec"), globals())
+_served_load_unlocked = _load_unlocked
+del _load_unlocked
 
 
 # ---------------------------------------------------------------- the child
@@ -281,46 +560,108 @@ def _chain_thread(gen):
 #    CPython keeps to itself), its finalizer flushes the standard streams as
 #    CPython's last flush does, and ends the process; what CPython would do
 #    after that prints nothing.
+#
+# Nothing of ours runs as Python code once the script has started, until
+# the second finalizer has turned off any trace and profile function: what
+# runs the script and exits, and the first finalizer, are chains of C
+# callables (_c_chain), which no trace or profile function sees.
 
-_WARM_MODULES = {}  # filled in just before serving
-_hidden = []  # the hidden modules, alive
 _exit_sentinel = []  # the second sentinel module, alive
-_EXIT = [None]  # the exit code, when Py_Exit is called from here
 
 
-class _HideWarmModules:
-    __slots__ = ()
-
-    def __del__(self):
-        if not sys.is_finalizing():
-            return
-        modules = sys.modules
-        for name, mod in _WARM_MODULES.items():
-            if modules.get(name) is mod:
-                _hidden.append(modules.pop(name))
+def _c_chain(calls):
+    """A callable of C code only that makes the calls, pulled lazily from
+    the iterable calls, in order."""
+    return functools.partial(collections.deque(maxlen=0).extend, map(_call, calls))
 
 
-class _ExitNow:
-    __slots__ = ()
+def _hide_warm_chain():
+    # Pops the warm modules still in sys.modules, when called: every name
+    # whose module is the warm one (lazily: the list is taken then).
+    modules = sys.modules
+    names = itertools.tee(filter(_WARM.__contains__, itertools.chain.from_iterable(map(list, [modules]))), 3)
+    same = map(operator.is_, map(modules.get, names[0]), map(_WARM.__getitem__, names[1]))
+    pops = map(modules.pop, itertools.compress(names[2], same))
+    return functools.partial(collections.deque(maxlen=0).extend, pops)
 
-    def __del__(self):
-        code = _EXIT[0]
-        if code is None or not sys.is_finalizing():
-            return
+
+def _exit_now(post):
+    """Ends the process once the modules are torn down, when the script ran
+    to its end or failed: post holds what running it returned and
+    sys.last_type then."""
+    if not sys.is_finalizing():
+        return
+    code = 1 if post[0] else 0
+    sigint = code == 1 and post[1] is KeyboardInterrupt and not _zipapp[0]
+    try:
+        if _main_outlives_modules():
+            raise _FinishAsCPython
         for name in ("stdout", "stderr"):
             f = getattr(sys, name, None)
-            if f is None or getattr(f, "closed", True):
-                continue
-            try:
+            if f is not None and not getattr(f, "closed", True):
                 f.flush()
-            except BaseException:
-                return  # let CPython report it and exit with 120
-        _libc.fflush(None)
-        if code == -signal.SIGINT:
-            _libc_signal_fn(signal.SIGINT, 0)
-            os.kill(os.getpid(), signal.SIGINT)
-            code = 128 + signal.SIGINT
-        os._exit(code)
+    except BaseException:
+        # CPython goes on: it reports a failed flush and exits with 120; an
+        # uncaught KeyboardInterrupt then ends the process by SIGINT
+        # (Py_RunMain's exit_sigint), done by two libc exit handlers.
+        if sigint:
+            _on_exit(_libc_raise, None)
+            _on_exit(_libc_signal, 0)  # runs first: handlers run in reverse
+        return
+    _libc.fflush(None)
+    if sigint:
+        _libc_signal_fn(signal.SIGINT, 0)
+        os.kill(os.getpid(), signal.SIGINT)
+        code = 128 + signal.SIGINT
+    os._exit(code)
+
+
+class _FinishAsCPython(Exception):
+    pass
+
+
+_main_dict = [0]  # in a child: the id of __main__'s globals
+_SYS_DICTS = []  # sys's and builtins' globals, as a child starts with them
+
+
+def _main_outlives_modules():
+    """Whether something in sys or builtins (sys.excepthook set to a
+    function of the script, say) still holds __main__'s globals: CPython
+    finalizes them only when it clears those, after the modules, and the
+    process must go on until then (their __del__ run, a NamedTemporaryFile
+    is removed)."""
+    main = _main_dict[0]
+    for before, now in _SYS_DICTS:
+        for k, v in list(now.items()):
+            if v is None or before.get(k) is v:
+                continue
+            v = getattr(v, "__func__", v)
+            if id(getattr(v, "__globals__", None)) == main or getattr(type(v), "__module__", None) == "__main__":
+                return True
+    return False
+
+
+def _exit_chain(post):
+    # Once the script ran to its end: no trace or profile function, then
+    # _exit_now. After a SystemExit (post is empty), nothing.
+    calls = (functools.partial(sys.settrace, None), functools.partial(sys.setprofile, None),
+             functools.partial(_exit_now, post))
+    ran = map(operator.ge, map(len, itertools.repeat(post, 3)), itertools.repeat(2, 3))
+    return _c_chain(itertools.compress(calls, ran))
+
+
+def _run_step(run, post, then=()):
+    """The callable that runs the script: run, its result appended to post,
+    then the calls of then, pulled lazily."""
+    return functools.partial(post.extend, map(_call, itertools.chain((run,), then)))
+
+
+def _after_script(post):
+    # sys.last_type as the script left it, then Py_Exit with 1 if it failed
+    # (the result was -1), 0 otherwise.
+    code = map(abs, map(operator.getitem, itertools.repeat(post, 1), itertools.repeat(0, 1)))
+    return itertools.chain((functools.partial(getattr, sys, "last_type", None),),
+                           map(functools.partial, itertools.repeat(_py_exit, 1), code))
 
 
 def _reserve_finalizer_slots():
@@ -333,11 +674,11 @@ def _reserve_finalizer_slots():
     sys.modules.update(items)
 
 
-def _arm_finalizers():
+def _arm_finalizers(post):
     hide = types.ModuleType("_scripthost_finalizer")
-    hide.finalizer = _HideWarmModules()
+    hide.finalizer = type("_HideWarmModules", (), {"__slots__": (), "__del__": _hide_warm_chain()})()
     last = types.ModuleType("_scripthost_exit")
-    last.finalizer = _ExitNow()
+    last.finalizer = type("_ExitNow", (), {"__slots__": (), "__del__": _exit_chain(post)})()
     _exit_sentinel.append(last)
     sys.modules[hide.__name__] = hide
     sys.modules[last.__name__] = last
@@ -372,12 +713,25 @@ def _prepare_child(chan):
     if _MAIN_TSTATE is not None:
         ctypes.c_void_p.from_address(_MAIN_TSTATE).value = _tstate_get()
     os.setpgid(0, 0)
+    _thread_state_as_fresh()
     keep = chan.fileno()
     for sock in _OWNED_SOCKETS:
         if sock is not chan:
             sock.detach()  # the fd is closed below; the object must not close a reused number
     os.closerange(3, keep)
     os.closerange(keep + 1, _MAXFD)
+
+
+def _thread_state_as_fresh():
+    # threading's after-fork code, run in a thread it did not start, leaves
+    # the new main thread out of the locks its shutdown waits for; a fresh
+    # interpreter's main thread is in them.
+    threading = _WARM.get("threading")
+    main = getattr(threading, "_main_thread", None)
+    lock = getattr(main, "_tstate_lock", None)
+    locks = getattr(threading, "_shutdown_locks", None)
+    if lock is not None and isinstance(locks, set) and not main.daemon:
+        locks.add(lock)
 
 
 def _await_job(chan):
@@ -440,6 +794,8 @@ def _become_run(job):
     args = job["args"]
     folder = job["dir"]  # as Go's filepath.Dir has it, like spawn's cwd and PWD
     os.chdir(folder)
+    # A spawned run's environment is the server's with PWD last.
+    os.environ.pop("PWD", None)
     os.environ["PWD"] = folder
     buffered = _BUFFERED and not job.get("unbuffered")
     if job.get("unbuffered"):
@@ -460,7 +816,18 @@ def _become_run(job):
     sys.argv = [path] + list(args)
     if hasattr(sys, "orig_argv"):
         sys.orig_argv = [_PYTHON, path] + list(args)
-    if not _SAFE_PATH:
+    _show_as_run([os.fsencode(a) for a in [_PYTHON, path] + list(args)],
+                 _ENV_BLOCK + [b"PWD=" + os.fsencode(folder)])
+    if _PYTHONPATH_REL:
+        _resolve_pythonpath(folder)
+    # As pymain_run_python: a file that a path hook takes (a zip
+    # application) runs as its __main__ module, from sys.path[0]; the
+    # lookup leaves the file's entry in sys.path_importer_cache.
+    importer = _get_importer(path)
+    if importer is not None:
+        _zipapp[0] = True
+        sys.path.insert(0, path)
+    elif not _SAFE_PATH:
         sys.path.insert(0, os.path.dirname(os.path.realpath(path)))
         _look_in_path0()
     main = types.ModuleType("__main__")
@@ -469,8 +836,11 @@ def _become_run(job):
     for k, v in _MAIN_TEMPLATE:
         d[k] = {} if isinstance(v, dict) else v  # __annotations__: a fresh one
     sys.modules["__main__"] = main
-    _arm_finalizers()
+    _main_dict[0] = id(d)
+    _arm_finalizers(_post)
     warnings._filters_mutated()
+    if importer is not None:
+        return None
 
     sys.audit("cpython.run_file", path)
     if _CONFINE.get("user"):
@@ -494,24 +864,92 @@ def _become_run(job):
     return fp
 
 
-_sigint_exit = False
+def _resolve_pythonpath(folder):
+    # The relative PYTHONPATH entries, resolved against the run's folder
+    # instead of this process's, in place, duplicates dropped as site does;
+    # their path importer cache entries with them.
+    swap = {}
+    for here, entry in _PYTHONPATH_REL:
+        there = os.path.normpath(os.path.join(folder, entry))
+        if here != there:
+            swap[here] = there
+    if not swap:
+        return
+    seen, path = set(), []
+    for p in sys.path:
+        p = swap.get(p, p)
+        if p not in seen:
+            seen.add(p)
+            path.append(p)
+    sys.path[:] = path
+    cache = sys.path_importer_cache
+    # A fresh interpreter looked its entries up at its start.
+    found = {there: _get_importer(there) for here, there in swap.items() if here in cache}
+    items = []
+    for k, v in list(cache.items()):
+        if k in swap:
+            items.append((swap[k], found[swap[k]]))
+        elif k not in found:
+            items.append((k, v))
+    cache.clear()
+    cache.update(items)
 
 
-def _exit_code(rc):
-    # A script that ended by an exception returns -1 here (SystemExit never
-    # returns: CPython exits inside the call). The exit code is then 1; an
-    # uncaught KeyboardInterrupt makes the interpreter, after finalizing,
-    # kill itself with SIGINT (Py_RunMain's exit_sigint), done here by two
-    # libc exit handlers: signal(SIGINT, SIG_DFL), then raise(SIGINT).
-    if rc == 0:
-        return 0
-    if getattr(sys, "last_type", None) is KeyboardInterrupt:
-        global _sigint_exit
-        _sigint_exit = True
-        _on_exit(_libc_raise, None)
-        _on_exit(_libc_signal, 0)  # runs first: handlers run in reverse
-        return signal.SIGINT
-    return 1
+def _user_site_as_run_user():
+    # site puts the user's site-packages folder on sys.path where it finds
+    # it: a run user that cannot see it does not have it.
+    site = sys.modules.get("site")
+    user_site = getattr(site, "USER_SITE", None)
+    if user_site and user_site in sys.path and not os.path.isdir(user_site):
+        sys.path.remove(user_site)
+        sys.path_importer_cache.pop(user_site, None)
+
+
+# --------------------------------------------------------- what ps shows
+#
+# /proc/self/cmdline and /proc/self/environ (ps, pgrep, a script re-executing
+# itself) are the warm interpreter's in a child: its bootstrap, and its
+# environment without PWD. prctl(PR_SET_MM_MAP), which needs no privilege,
+# points them at the run's own: `python3 /abs/script.py args` and the
+# environment a spawned run gets.
+
+
+class _MMMap(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_uint64) for n in (
+        "start_code", "end_code", "start_data", "end_data", "start_brk", "brk",
+        "start_stack", "arg_start", "arg_end", "env_start", "env_end", "auxv")] + [
+        ("auxv_size", ctypes.c_uint32), ("exe_fd", ctypes.c_uint32)]
+
+
+_PR_SET_MM = 35
+_PR_SET_MM_MAP = 14
+_sbrk = _libc.sbrk
+_sbrk.argtypes = [ctypes.c_long]
+_sbrk.restype = ctypes.c_void_p
+_shown = []  # what the kernel now shows, alive
+
+
+def _show_as_run(argv, env):
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            stat = f.read()
+        fields = stat[stat.rindex(b")") + 2:].split()  # from field 3 on
+        field = lambda n: int(fields[n - 3])  # noqa: E731
+        args = b"".join(a + b"\0" for a in argv)
+        envs = b"".join(e + b"\0" for e in env)
+        buf = ctypes.create_string_buffer(args + envs, len(args) + len(envs))
+        base = ctypes.addressof(buf)
+        m = _MMMap(field(26), field(27), field(45), field(46), field(47), _sbrk(0) or 0,
+                   field(28), base, base + len(args), base + len(args), base + len(args) + len(envs),
+                   0, 0, 0xFFFFFFFF)
+    except (OSError, ValueError, IndexError):
+        return False
+    _shown.append(buf)
+    return _prctl(_PR_SET_MM, _PR_SET_MM_MAP, ctypes.addressof(m), ctypes.sizeof(m), 0) == 0
+
+
+_post = collections.deque()  # in a child: what running the script returned, then sys.last_type
+_zipapp = [False]
 
 
 def _child(chan):
@@ -528,6 +966,7 @@ def _child(chan):
         fp = _become_run(job)
         if not job.get("canary"):
             _confine()
+            _user_site_as_run_user()
             if slot:
                 _SANDBOX.lock_down()
     except BaseException as e:
@@ -535,14 +974,18 @@ def _child(chan):
             os.write(2, ("scripthost: cannot start the run: %r\n" % (e,)).encode())
         finally:
             os._exit(127)
-    code = 2
-    if fp is not None:
-        if _REC_GAP:
-            _counter().value += _REC_GAP
-        yield functools.partial(_run_file, fp, os.fsencode(job["path"]), 1, None)
-        code = _exit_code(_results[-1])
-    _EXIT[0] = -signal.SIGINT if code == signal.SIGINT and _sigint_exit else code
-    yield functools.partial(_py_exit, code)
+    if fp is None and not _zipapp[0]:
+        yield functools.partial(_py_exit, 2)
+    if _REC_GAP:
+        _counter().value += _REC_GAP
+    if _zipapp[0]:
+        run = functools.partial(_run_string, _RUN_ZIPAPP, None)
+    else:
+        run = functools.partial(_run_file, fp, os.fsencode(job["path"]), 1, None)
+    yield _run_step(run, _post, _after_script(_post))
+
+
+_RUN_ZIPAPP = b'__import__("runpy")._run_module_as_main("__main__", False)\n'
 
 
 # --------------------------------------------------------------- the forker
@@ -556,7 +999,6 @@ _go.acquire()
 _done = _thread.allocate_lock()
 _done.acquire()
 _slot = [None, None, 0]  # the child's channel, the fork's result, its slot's init
-_results = collections.deque(maxlen=1)
 _OWNED_SOCKETS = []  # every socket object of the warm interpreter
 
 
@@ -1037,7 +1479,6 @@ class _Slot:
 def _canary():
     """Runs a few scripts whose ends are known through the whole child path;
     returns what went wrong, or None."""
-    import tempfile
     checks = [
         ("pass\n", 0),
         ("import sys\nsys.exit(3)\n", 3 << 8),
@@ -1367,15 +1808,27 @@ def _main():
     except BaseException as e:
         server.send({"op": "fatal", "error": "preload: %s: %s" % (type(e).__name__, e)})
         os._exit(1)
-    global _REC_GAP
-    if _TOP_REMAINING is not None:
-        _REC_GAP = _recursion_gap(_TOP_REMAINING)
-    _WARM_MODULES.update((k, v) for k, v in sys.modules.items() if k != "__main__")
+    finally:
+        _record_imports(False)
+    global _REC_GAP, _WARM_PATH
+    # What a main module's top level has: the bootstrap's copy of its thread
+    # state, taken at the top level of `python -c`.
+    if _REC_OFF is not None and len(_TSTATE_AT_TOP) >= _REC_OFF + 4:
+        top = int.from_bytes(_TSTATE_AT_TOP[_REC_OFF:_REC_OFF + 4], sys.byteorder, signed=True)
+        _REC_GAP = _recursion_gap(top)
+    _hide_imports()
+    _bootstrap._load_unlocked = _served_load_unlocked
+    _SYS_DICTS.extend((dict(m.__dict__), m.__dict__) for m in (sys, builtins))
+    _WARM_PATH = frozenset(p for p in sys.path if isinstance(p, str))
     _reserve_finalizer_slots()
     gc.collect()
     gc.freeze()
-    _thread.start_new_thread(_results.extend, (map(operator.methodcaller("__call__"), _forker()),))
+    _chain_thread(_forker(), growing=True)
     problem = _canary()
+    # What the check left behind: the temporary folder tempfile found.
+    tempfile.tempdir = None
+    tempfile._name_sequence = None
+    _hide_imports()
     if problem:
         server.send({"op": "fatal", "error": "fork mode does not work with Python %s: %s"
                      % (sys.version.split()[0], problem)})
@@ -1395,10 +1848,4 @@ def _main():
         os._exit(0)
 
 
-# What a main module's top level has: the bootstrap's copy of its thread
-# state, taken at the top level of `python -c`.
 _REC_GAP = 0
-_TOP_REMAINING = None
-if _REC_OFF is not None and len(globals().get("_TSTATE_AT_TOP", b"")) >= _REC_OFF + 4:
-    _TOP_REMAINING = int.from_bytes(_TSTATE_AT_TOP[_REC_OFF:_REC_OFF + 4], sys.byteorder, signed=True)
-_main()
