@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"os/exec"
 	"reflect"
 	"strings"
 	"sync"
@@ -24,11 +25,11 @@ var (
 	corpusArgs  = []string{"alpha", "\u03b2 \u03b3", "--flag=1", ""}
 )
 
-// copyCorpus copies the corpus into a fresh folder, so that runs write
+// copyCorpus copies the corpus into the fresh folder dir, so that runs write
 // nothing (__pycache__) into the repository.
-func copyCorpus(t *testing.T) (dir string, scripts []string) {
+func copyCorpus(t *testing.T, dir string) (string, []string) {
 	t.Helper()
-	dir = t.TempDir()
+	var scripts []string
 	entries, err := os.ReadDir(corpusDir)
 	if err != nil {
 		t.Fatal(err)
@@ -74,15 +75,42 @@ func TestFidelity(t *testing.T) {
 	for _, e := range envs {
 		t.Run(e.name, func(t *testing.T) {
 			t.Parallel()
-			testFidelity(t, append(e.env, "SCRIPTHOST_FIDELITY_VALUE=\u00fc"))
+			dir, scripts := copyCorpus(t, t.TempDir())
+			cfg := testConfig(t, Limits{Timeout: 20 * time.Second})
+			cfg.Env = append(e.env, "SCRIPTHOST_FIDELITY_VALUE=\u00fc")
+			testFidelity(t, cfg, dir, scripts)
 		})
 	}
+	// Run as another user, as a server started by root runs them, with
+	// what the server's environment may hold and a fresh interpreter
+	// resolves for itself: a stale PWD, relative PYTHONPATH entries (against
+	// the script's folder), and a user site-packages folder that the run
+	// user cannot see (it is not on its sys.path).
+	t.Run("nobody", func(t *testing.T) {
+		u := nobody(t)
+		nobodyTests.Lock()
+		defer nobodyTests.Unlock()
+		home := filepath.Join(t.TempDir(), "home")
+		out, err := exec.Command(u.python, "-c", "import site; print(site.getusersitepackages())").Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		userSite := strings.Replace(strings.TrimSpace(string(out)), os.Getenv("HOME"), home, 1)
+		if !strings.HasPrefix(userSite, home) {
+			t.Fatalf("user site %q is not under HOME", userSite)
+		}
+		if err := os.MkdirAll(userSite, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		dir, scripts := copyCorpus(t, u.dir)
+		cfg := RunnerConfig{Python: u.python, RunAs: u.cred, Limits: Limits{Timeout: 20 * time.Second},
+			DrainTimeout: 300 * time.Millisecond, Log: testLogger(t)}
+		cfg.Env = append(clean, "PWD=/", "HOME="+home, "PYTHONPATH=lib:", "SCRIPTHOST_FIDELITY_VALUE=\u00fc")
+		testFidelity(t, cfg, dir, scripts)
+	})
 }
 
-func testFidelity(t *testing.T, env []string) {
-	dir, scripts := copyCorpus(t)
-	cfg := testConfig(t, Limits{Timeout: 20 * time.Second})
-	cfg.Env = env
+func testFidelity(t *testing.T, cfg RunnerConfig, dir string, scripts []string) {
 	spawn, err := NewSpawnRunner(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -131,6 +159,12 @@ func testFidelity(t *testing.T, env []string) {
 		})
 	}
 	wg.Wait()
+
+	// What the runs leave behind: nothing (finalize_excepthook.py's
+	// NamedTemporaryFile is removed at its exit).
+	if left, _ := filepath.Glob(filepath.Join(dir, "scripthost-fidelity-*")); len(left) > 0 {
+		t.Errorf("runs left files behind: %q", left)
+	}
 
 	verbose := os.Getenv("SCRIPTHOST_FIDELITY_VERBOSE") != ""
 	for i, name := range scripts {

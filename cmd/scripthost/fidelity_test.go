@@ -64,6 +64,11 @@ func fidelityRun(t *testing.T, dir string, corpus []string, sandbox string) {
 		}
 		ran++
 	}
+	// Nothing is left behind (finalize_excepthook.py's temporary file is
+	// removed at its exit in both modes).
+	if left, _ := filepath.Glob(filepath.Join(dir, "scripthost-fidelity-*")); len(left) > 0 {
+		t.Errorf("runs left files behind: %q", left)
+	}
 	t.Logf("%d scripts gave identical answers in both modes", ran)
 
 	// Every script has run once in fork mode; its next runs make it hot
