@@ -66,7 +66,7 @@ import sys
 
 _IMPORTS = {}  # module name -> the names its import imported, in order
 _loading = []  # the modules being loaded, innermost last
-_find_and_load = _bootstrap._find_and_load
+_original_find_and_load = _bootstrap._find_and_load
 _import = builtins.__import__
 
 
@@ -74,11 +74,11 @@ def _recording_find_and_load(name, import_):
     if _loading:
         _IMPORTS[_loading[-1]].append(name)
     if name in sys.modules:
-        return _find_and_load(name, import_)
+        return _original_find_and_load(name, import_)
     _IMPORTS.setdefault(name, [])
     _loading.append(name)
     try:
-        return _find_and_load(name, import_)
+        return _original_find_and_load(name, import_)
     finally:
         _loading.pop()
 
@@ -98,11 +98,28 @@ def _recording_import(name, globals=None, locals=None, fromlist=(), level=0):
 
 
 def _record_imports(on):
-    _bootstrap._find_and_load = _recording_find_and_load if on else _find_and_load
+    _bootstrap._find_and_load = _recording_find_and_load if on else _original_find_and_load
     builtins.__import__ = _recording_import if on else _import
 
 
 _record_imports(True)
+
+
+def _script_startup():
+    # What `python -c` loaded that a script run does not: the current
+    # folder's path importer cache entry (from the '' first on sys.path)
+    # and, from Python 3.13 on, linecache (which keeps the -c source).
+    modules, cache, path = _STARTUP
+    if sys.version_info >= (3, 13):
+        modules = [m for m in modules if m != "linecache"]
+    import posix
+    cwd = posix.getcwd()
+    if path[:1] == [""] and cwd not in path:
+        cache = {k: v for k, v in cache.items() if k != cwd}
+    return modules, cache, path
+
+
+_STARTUP = _script_startup()
 
 import signal
 
@@ -422,6 +439,7 @@ _HIDDEN_TOPS = frozenset()  # their top-level names a sibling file may shadow
 _CLOSURE_TOPS = {}  # name -> the top-level names a fresh import of it loads
 _WARM = {}  # name -> module: every module of this process, hidden or not
 _WARM_PATH = frozenset()  # sys.path here; a run's other entries may shadow
+_WARM_PATH_ORDER = [()]  # the same, in order
 _shadow_cache = [None, frozenset()]  # sys.path, the names it shadows
 
 
@@ -453,6 +471,8 @@ def _hide_imports():
     for name in _HIDDEN:
         if name not in _CLOSURE_TOPS:
             _CLOSURE_TOPS[name] = _closure_tops(name)
+        if name not in _PLANS:
+            _PLANS[name] = _plan(name)
 
 
 def _closure_tops(name):
@@ -477,6 +497,11 @@ def _shadowed_names():
     key = tuple(p for p in sys.path if isinstance(p, str))
     if _shadow_cache[0] == key:
         return _shadow_cache[1]
+    ours = [p for p in key if p in _WARM_PATH]
+    if len(set(ours)) != len(ours) or ours != [p for p in _WARM_PATH_ORDER[0] if p in ours]:
+        # Entries moved (dropped ones shadow nothing): anything may be.
+        _shadow_cache[:] = [key, _HIDDEN_TOPS]
+        return _HIDDEN_TOPS
     found = set()
     for entry in key:
         if entry in _WARM_PATH:
@@ -490,30 +515,45 @@ def _shadowed_names():
     return _shadow_cache[1]
 
 
-def _serve(name):
-    """Puts back a hidden module as a fresh import of it would load it:
-    parent first, then the module, then what its import imported, the
-    module moved after them, bound to its parent."""
-    modules = sys.modules
-    mod = _HIDDEN.get(name)
-    if mod is None or name in modules:
-        return
-    parent, _, child = name.rpartition(".")
-    if parent:
-        _serve(parent)
-        if name in modules:
+def _plan(name):
+    """How a fresh interpreter's import of a hidden module fills
+    sys.modules: the modules it loads, in their final order (each after
+    what its import imported, parents first), each with the parent it is
+    bound to."""
+    order, seen = [], set(_STARTUP[0])
+
+    def visit(n):
+        if n in seen or n not in _HIDDEN:
             return
-    modules[name] = mod
-    for dep in _IMPORTS.get(name, ()):
-        _serve(dep)
-    if modules.get(name) is mod:
-        modules[name] = modules.pop(name)
-    owner = modules.get(parent) if parent else None
-    if owner is not None:
-        try:
-            setattr(owner, child, mod)
-        except (AttributeError, TypeError):
-            pass
+        parent, _, child = n.rpartition(".")
+        if parent:
+            visit(parent)
+            if n in seen:
+                return
+        seen.add(n)
+        for dep in _IMPORTS.get(n, ()):
+            visit(dep)
+        order.append((n, _HIDDEN[n], parent, child))
+
+    visit(name)
+    return tuple(order)
+
+
+def _serve(name):
+    """Puts a hidden module back as a fresh import of it would load it; what
+    is in sys.modules already stays."""
+    modules = sys.modules
+    for n, mod, parent, child in _PLANS.get(name, ()):
+        if n in modules:
+            continue
+        modules[n] = mod
+        # (A parent comes after its submodules: bound first, it is the one.)
+        owner = (modules.get(parent) or _HIDDEN.get(parent)) if parent else None
+        if owner is not None:
+            try:
+                setattr(owner, child, mod)
+            except (AttributeError, TypeError):
+                pass
 
 
 def _same_file(spec, mod):
@@ -524,9 +564,26 @@ def _same_file(spec, mod):
         had.submodule_search_locations or ())
 
 
-# The import system's own step, wrapped: compiled under importlib's file
-# name, its frame is one of the import machinery's that tracebacks leave out.
-_SERVED_LOAD_SOURCE = """
+# Two steps of the import system, wrapped. _find_and_load hands a hidden
+# module over at once where nothing a run changed can make the import find
+# another file (the finders and path hooks are this process's, sys.path has
+# this process's entries in their order, and those it has beside them hold
+# no file of that name); _load_unlocked, once the finders found the module's
+# very file, anywhere else. Compiled under importlib's file name, their
+# frames are of the import machinery, which tracebacks leave out.
+_SERVED_IMPORT_SOURCE = """
+def _find_and_load(name, import_):
+    if (name in _PLANS and sys.meta_path == _WARM_FINDERS[0] and sys.path_hooks == _WARM_FINDERS[1]
+            and not _CLOSURE_TOPS.get(name, _NONE) & _shadowed_names()):
+        with _ModuleLockManager(name):
+            if name not in sys.modules:
+                _serve(name)
+        module = sys.modules.get(name)
+        if module is not None:
+            return module
+    return _original_find_and_load(name, import_)
+
+
 def _load_unlocked(spec):
     mod = _HIDDEN.get(spec.name)
     if mod is None or not _same_file(spec, mod) or _CLOSURE_TOPS.get(spec.name, _NONE) & _shadowed_names():
@@ -535,10 +592,13 @@ def _load_unlocked(spec):
     return sys.modules[spec.name]
 """
 _NONE = frozenset()
+_PLANS = {}  # name -> _plan(name), for every hidden module
+_WARM_FINDERS = [None, None]  # sys.meta_path, sys.path_hooks, as here
+_ModuleLockManager = _bootstrap._ModuleLockManager
 _original_load_unlocked = _bootstrap._load_unlocked
-exec(compile(_SERVED_LOAD_SOURCE, _original_load_unlocked.__code__.co_filename, "exec"), globals())
-_served_load_unlocked = _load_unlocked
-del _load_unlocked
+exec(compile(_SERVED_IMPORT_SOURCE, _original_load_unlocked.__code__.co_filename, "exec"), globals())
+_served_load_unlocked, _served_find_and_load = _load_unlocked, _find_and_load
+del _load_unlocked, _find_and_load
 
 
 # ---------------------------------------------------------------- the child
@@ -674,11 +734,21 @@ def _reserve_finalizer_slots():
     sys.modules.update(items)
 
 
-def _arm_finalizers(post):
+_finalizers = []  # made here, once: each child has its own, never used
+
+
+def _make_finalizers(post):
+    # (staticmethod: CPython calls the chain with no argument.)
+    hide = type("_HideWarmModules", (), {"__slots__": (), "__del__": staticmethod(_hide_warm_chain())})
+    last = type("_ExitNow", (), {"__slots__": (), "__del__": staticmethod(_exit_chain(post))})
+    _finalizers[:] = [hide(), last()]
+
+
+def _arm_finalizers():
     hide = types.ModuleType("_scripthost_finalizer")
-    hide.finalizer = type("_HideWarmModules", (), {"__slots__": (), "__del__": _hide_warm_chain()})()
     last = types.ModuleType("_scripthost_exit")
-    last.finalizer = type("_ExitNow", (), {"__slots__": (), "__del__": _exit_chain(post)})()
+    # The first one's only reference is its module's.
+    last.finalizer, hide.finalizer = _finalizers.pop(), _finalizers.pop()
     _exit_sentinel.append(last)
     sys.modules[hide.__name__] = hide
     sys.modules[last.__name__] = last
@@ -823,7 +893,7 @@ def _become_run(job):
     # As pymain_run_python: a file that a path hook takes (a zip
     # application) runs as its __main__ module, from sys.path[0]; the
     # lookup leaves the file's entry in sys.path_importer_cache.
-    importer = _get_importer(path)
+    importer = _get_importer_of(path)
     if importer is not None:
         _zipapp[0] = True
         sys.path.insert(0, path)
@@ -837,7 +907,7 @@ def _become_run(job):
         d[k] = {} if isinstance(v, dict) else v  # __annotations__: a fresh one
     sys.modules["__main__"] = main
     _main_dict[0] = id(d)
-    _arm_finalizers(_post)
+    _arm_finalizers()
     warnings._filters_mutated()
     if importer is not None:
         return None
@@ -862,6 +932,22 @@ def _become_run(job):
                          % (_PYTHON, path, err, os.strerror(err)))
         return None
     return fp
+
+
+def _get_importer_of(path):
+    """PyImport_GetImporter(path), which a fresh interpreter calls on its
+    script. Only a zip archive (its end of central directory record within
+    the last 64 KiB) can have one: for other files, what it would store."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, os.fstat(f.fileno()).st_size - (1 << 16) - 22))
+            tail = f.read()
+    except OSError:
+        tail = b"PK\x05\x06"  # let CPython look and say
+    if b"PK\x05\x06" in tail:
+        return _get_importer(path)
+    sys.path_importer_cache[path] = None
+    return None
 
 
 def _resolve_pythonpath(folder):
@@ -929,22 +1015,34 @@ _sbrk.restype = ctypes.c_void_p
 _shown = []  # what the kernel now shows, alive
 
 
-def _show_as_run(argv, env):
+def _memory_map():
+    # This process's code, data and stack bounds (a child has the same):
+    # what PR_SET_MM_MAP must be given back as they are.
     try:
         with open("/proc/self/stat", "rb") as f:
             stat = f.read()
         fields = stat[stat.rindex(b")") + 2:].split()  # from field 3 on
-        field = lambda n: int(fields[n - 3])  # noqa: E731
-        args = b"".join(a + b"\0" for a in argv)
-        envs = b"".join(e + b"\0" for e in env)
-        buf = ctypes.create_string_buffer(args + envs, len(args) + len(envs))
-        base = ctypes.addressof(buf)
-        m = _MMMap(field(26), field(27), field(45), field(46), field(47), _sbrk(0) or 0,
-                   field(28), base, base + len(args), base + len(args), base + len(args) + len(envs),
-                   0, 0, 0xFFFFFFFF)
+        return _MMMap(*(int(fields[n - 3]) for n in (26, 27, 45, 46, 47)), 0, int(fields[28 - 3]),
+                      0, 0, 0, 0, 0, 0, 0xFFFFFFFF)
     except (OSError, ValueError, IndexError):
+        return None
+
+
+_MEMORY_MAP = _memory_map()
+
+
+def _show_as_run(argv, env):
+    m = _MEMORY_MAP
+    if m is None:
         return False
+    args = b"".join(a + b"\0" for a in argv)
+    envs = b"".join(e + b"\0" for e in env)
+    buf = ctypes.create_string_buffer(args + envs, len(args) + len(envs))
     _shown.append(buf)
+    m.brk = _sbrk(0) or 0
+    m.arg_start = ctypes.addressof(buf)
+    m.arg_end = m.env_start = m.arg_start + len(args)
+    m.env_end = m.env_start + len(envs)
     return _prctl(_PR_SET_MM, _PR_SET_MM_MAP, ctypes.addressof(m), ctypes.sizeof(m), 0) == 0
 
 
@@ -1817,10 +1915,16 @@ def _main():
         top = int.from_bytes(_TSTATE_AT_TOP[_REC_OFF:_REC_OFF + 4], sys.byteorder, signed=True)
         _REC_GAP = _recursion_gap(top)
     _hide_imports()
-    _bootstrap._load_unlocked = _served_load_unlocked
     _SYS_DICTS.extend((dict(m.__dict__), m.__dict__) for m in (sys, builtins))
-    _WARM_PATH = frozenset(p for p in sys.path if isinstance(p, str))
+    # (Relative PYTHONPATH entries are a run's own: see _resolve_pythonpath.)
+    relative = {here for here, _ in _PYTHONPATH_REL}
+    _WARM_PATH_ORDER[0] = tuple(p for p in sys.path if isinstance(p, str) and p not in relative)
+    _WARM_PATH = frozenset(_WARM_PATH_ORDER[0])
+    _WARM_FINDERS[:] = [list(sys.meta_path), list(sys.path_hooks)]
+    _bootstrap._load_unlocked = _served_load_unlocked
+    _bootstrap._find_and_load = _served_find_and_load
     _reserve_finalizer_slots()
+    _make_finalizers(_post)
     gc.collect()
     gc.freeze()
     _chain_thread(_forker(), growing=True)

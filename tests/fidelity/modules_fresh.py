@@ -30,3 +30,10 @@ print(hasattr(concurrent, "futures"))
 import encodings
 
 print(sorted(n for n in dir(encodings) if not n.startswith("_") and isinstance(getattr(encodings, n), type(sys))))
+# A package's submodules are also its globals: handed over, they work.
+import re
+import email.utils
+import concurrent.futures
+
+print(re.sub("a+", "b", "caaat"), email.utils.formataddr(("Zoë", "z@example.com")))
+print(concurrent.futures.ThreadPoolExecutor.__name__)
