@@ -66,21 +66,31 @@ import sys
 
 _IMPORTS = {}  # module name -> the names its import imported, in order
 _loading = []  # the modules being loaded, innermost last
+_LATE_BOUND = set()  # submodules imported after their package was
 _original_find_and_load = _bootstrap._find_and_load
 _import = builtins.__import__
+
+
+_unrecorded = [_original_find_and_load]  # what the recording wraps
 
 
 def _recording_find_and_load(name, import_):
     if _loading:
         _IMPORTS[_loading[-1]].append(name)
     if name in sys.modules:
-        return _original_find_and_load(name, import_)
+        return _unrecorded[0](name, import_)
     _IMPORTS.setdefault(name, [])
     _loading.append(name)
     try:
-        return _original_find_and_load(name, import_)
+        module = _unrecorded[0](name, import_)
     finally:
         _loading.pop()
+    parent = name.rpartition(".")[0]
+    if parent and parent not in _loading:
+        # Bound to a package whose own import was over: a fresh import of
+        # the package does not bind it.
+        _LATE_BOUND.add(name)
+    return module
 
 
 def _recording_import(name, globals=None, locals=None, fromlist=(), level=0):
@@ -98,7 +108,9 @@ def _recording_import(name, globals=None, locals=None, fromlist=(), level=0):
 
 
 def _record_imports(on):
-    _bootstrap._find_and_load = _recording_find_and_load if on else _original_find_and_load
+    if on:
+        _unrecorded[0] = _bootstrap._find_and_load
+    _bootstrap._find_and_load = _recording_find_and_load if on else _unrecorded[0]
     builtins.__import__ = _recording_import if on else _import
 
 
@@ -418,7 +430,11 @@ def _chain_thread(gen, growing=False):
     run = _THREAD_START(functools.partial(collections.deque(maxlen=1).extend, map(_call, gen)))
     attr = ctypes.create_string_buffer(128)  # pthread_attr_t, with room
     _libc.pthread_attr_init(attr)
-    stack = _growing_stack() if growing else None
+    stack = None
+    if growing:
+        # A warm parent, forked from the base server, has its forker's
+        # stack (the thread did not survive the fork): it is free again.
+        stack = next((st for _, st in _threads if st is not None), None) or _growing_stack()
     if stack is not None:
         _libc.pthread_attr_setstack(attr, ctypes.c_void_p(stack[0]), ctypes.c_size_t(stack[1]))
     tid = ctypes.c_ulong()
@@ -458,7 +474,7 @@ def _hide_imports():
     for name, mod in _HIDDEN.items():
         parent, _, child = name.rpartition(".")
         owner = modules.get(parent) or _HIDDEN.get(parent)
-        if parent and owner is not None and owner.__dict__.get(child) is mod:
+        if name in _LATE_BOUND and owner is not None and owner.__dict__.get(child) is mod:
             del owner.__dict__[child]
     for key in [k for k in sys.path_importer_cache if k not in cache]:
         del sys.path_importer_cache[key]
@@ -468,11 +484,39 @@ def _hide_imports():
     _HIDDEN_TOPS = frozenset(
         n for n in (k.partition(".")[0] for k in _HIDDEN)
         if not _imp.is_builtin(n) and not _imp.is_frozen(n))
-    for name in _HIDDEN:
+    for name, mod in _HIDDEN.items():
+        if "." not in name and name not in _ENTRY_OF:
+            _ENTRY_OF[name] = _path_entry_of(mod)
         if name not in _CLOSURE_TOPS:
             _CLOSURE_TOPS[name] = _closure_tops(name)
         if name not in _PLANS:
             _PLANS[name] = _plan(name)
+
+
+_ENTRY_OF = {}  # top-level name -> the sys.path entry it was found in, or None
+
+
+def _path_entry_of(mod):
+    spec = getattr(mod, "__spec__", None)
+    origin = getattr(spec, "origin", None)
+    if not isinstance(origin, str) or not os.path.isabs(origin):
+        return None  # built in, frozen: found before any path entry
+    found = [p for p in sys.path if isinstance(p, str) and p and origin.startswith(p.rstrip("/") + "/")]
+    return max(found, key=len) if found else None
+
+
+def _search_path_until(top):
+    """The path importer cache entries a search for top would have made on
+    its way: every sys.path entry before the one it is in."""
+    entry = _ENTRY_OF.get(top)
+    if entry is None:
+        return
+    cache = sys.path_importer_cache
+    for p in sys.path:
+        if p == entry:
+            return
+        if isinstance(p, str) and p not in cache:
+            _get_importer(p)
 
 
 def _closure_tops(name):
@@ -577,6 +621,7 @@ def _find_and_load(name, import_):
             and not _CLOSURE_TOPS.get(name, _NONE) & _shadowed_names()):
         with _ModuleLockManager(name):
             if name not in sys.modules:
+                _search_path_until(name.partition(".")[0])
                 _serve(name)
         module = sys.modules.get(name)
         if module is not None:
@@ -899,7 +944,6 @@ def _become_run(job):
         sys.path.insert(0, path)
     elif not _SAFE_PATH:
         sys.path.insert(0, os.path.dirname(os.path.realpath(path)))
-        _look_in_path0()
     main = types.ModuleType("__main__")
     d = main.__dict__
     d.clear()
@@ -1407,7 +1451,7 @@ class _Server:
                     f.flush()
                 except (OSError, ValueError, AttributeError):
                     pass
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(module=warnings):  # (hidden from sys.modules)
                 warnings.simplefilter("ignore", DeprecationWarning)  # fork with a thread: ours is idle
                 pid = os.fork()
             if pid == 0:
@@ -1757,27 +1801,6 @@ def _warm_imports(names):
     return None if wrote else done
 
 
-# A module a run's script imports, that a fresh interpreter would have
-# looked for on sys.path, starting with the script's folder (which creates
-# that folder's entry in sys.path_importer_cache); here it is imported
-# already, so the child looks for it there as the search would have.
-_FIND_IN_PATH0 = None
-
-
-def _searched_name(imported):
-    for name in imported:
-        if "." not in name and name not in sys.builtin_module_names:
-            spec = getattr(sys.modules.get(name), "__spec__", None)
-            if spec is not None and spec.origin not in (None, "built-in", "frozen"):
-                return name
-    return None
-
-
-def _look_in_path0():
-    if _FIND_IN_PATH0 is not None and not _SAFE_PATH:
-        importlib.machinery.PathFinder.find_spec(_FIND_IN_PATH0, sys.path[:1])
-
-
 def _private_memory():
     total = 0
     try:
@@ -1857,7 +1880,11 @@ def _become_parent(ctl_fd, folder, code):
     if _SANDBOX is not None:
         _SANDBOX._OWN_PIDNS[0] = None  # the fd was the base server's
     server = _Server(ctl)
-    imported = _as_run_user(_warm_imports, _imports_of(code, folder))
+    _record_imports(True)
+    try:
+        imported = _as_run_user(_warm_imports, _imports_of(code, folder))
+    finally:
+        _record_imports(False)
     if imported is None:
         server.send({"op": "fatal", "error": "importing what the script imports writes output"})
         os._exit(1)
@@ -1865,15 +1892,18 @@ def _become_parent(ctl_fd, folder, code):
     if problem:
         server.send({"op": "fatal", "error": problem})
         os._exit(1)
-    _WARM_MODULES.update((k, v) for k, v in sys.modules.items() if k != "__main__")
-    global _FIND_IN_PATH0
-    _FIND_IN_PATH0 = _searched_name(imported)
+    # As in the base server: what was imported is handed over to the runs
+    # that import it, and only then.
+    tempfile.tempdir = None
+    tempfile._name_sequence = None
+    _hide_imports()
+    _SYS_DICTS[:] = [(dict(m.__dict__), m.__dict__) for m in (sys, builtins)]
     gc.collect()
     gc.freeze()
     # What is ours alone now, before a child shares it: what ending this
     # process frees.
     memory = _private_memory()
-    _thread.start_new_thread(_results.extend, (map(operator.methodcaller("__call__"), _forker()),))
+    _chain_thread(_forker(), growing=True)
     server.refill()
     me = os.pidfd_open(os.getpid())
     server.send({"op": "ready", "pid": os.getpid(), "imports": imported, "memory": memory}, [me])

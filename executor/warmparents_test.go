@@ -224,7 +224,7 @@ func TestWarmParentSkipsFolderModules(t *testing.T) {
 // gives, byte for byte.
 func TestFidelityWarmParents(t *testing.T) {
 	t.Parallel()
-	dir, scripts := copyCorpus(t)
+	dir, scripts := copyCorpus(t, t.TempDir())
 	cfg := testConfig(t, Limits{Timeout: 20 * time.Second})
 	cfg.Env = append(os.Environ(), "SCRIPTHOST_FIDELITY_VALUE=\u00fc")
 	spawn, err := NewSpawnRunner(cfg)
