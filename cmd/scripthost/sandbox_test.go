@@ -511,3 +511,75 @@ func TestSandboxNoEarlierArgsInMemory(t *testing.T) {
 		}
 	})
 }
+
+// Where the sandbox cannot be had (here: the server is not root), auto
+// runs scripts without it and says so; on refuses to start.
+func TestSandboxUnavailable(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("runs the binary as nobody, which needs root")
+	}
+	python := pythonForNobody()
+	if python == "" {
+		t.Skip("no interpreter that nobody may run")
+	}
+	bin, err := buildBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "scripthost-nosandbox-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe := filepath.Join(dir, "scripthost")
+	scripts := filepath.Join(dir, "scripts")
+	if err := os.WriteFile(exe, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(scripts, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dir, 0o755)
+	os.Chmod(scripts, 0o777)
+	if err := os.WriteFile(filepath.Join(scripts, "hello.py"), []byte("print('hello')\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	asNobody := func(sandbox string) *exec.Cmd {
+		cmd := exec.Command(exe, "serve", "--http", freePort(t), "--nats-listen", freePort(t), "--scripts", scripts,
+			"--python", python, "--sandbox", sandbox)
+		cmd.Dir = "/"
+		cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + dir}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		return cmd
+	}
+	out, err := asNobody("on").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "the run sandbox is not available: it needs root") {
+		t.Fatalf("--sandbox on without root: %v\n%s", err, out)
+	}
+	cmd := asNobody("auto")
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	cmd.Stderr = writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return logs.Write(p) })
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	waitFor(t, 20*time.Second, "the server to listen", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return strings.Contains(logs.String(), "Server listening on")
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(logs.String(), "runs are NOT sandboxed (--sandbox auto)") {
+		t.Fatalf("no warning:\n%s", logs.String())
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
