@@ -33,7 +33,10 @@ import (
 //   - fork mode: the forked child enters the folder, opens the script,
 //     sets the limits on itself and drops to the user (forkserver.py).
 // What is left of a run once it ends is reaped here (becomeSubreaper,
-// reapGroup, reapStrays) or by the warm interpreter.
+// reapGroup, reapStrays) or by the warm interpreter. Under the sandbox
+// (sandbox.go), sandbox.py's init sets the limits in spawn mode, the
+// process limit is the run's pids cgroup rather than RLIMIT_NPROC, and
+// whatever a run leaves dies with its pid namespace.
 
 // Credential is the user a run takes: every process of the run has these
 // user and group ids (real, effective and saved) and supplementary groups.

@@ -8,11 +8,12 @@
 # each run forks a child that becomes that run's process.
 #
 # Protocol: one JSON object per SOCK_SEQPACKET message on the control socket.
-#   Go -> here: {"op":"run","id":N,"path":P,"dir":D,"args":[...]} with the
-#               run's stdin, stdout and stderr as SCM_RIGHTS (a 4th fd, a
-#               memfd holding the JSON, replaces the body of jobs too large
-#               for one message; "bpath"/"bargs", base64 bytes, replace
-#               "path"/"args" when they are not UTF-8);
+#   Go -> here: {"op":"run","id":N} with the run's stdin, stdout and
+#               stderr and a memfd holding the job as SCM_RIGHTS: the job,
+#               {"path":P,"dir":D,"args":[...],"cgroups":[...]} ("bpath"/
+#               "bargs", base64 bytes, replace "path"/"args" when they are
+#               not UTF-8), is passed on to the child unread, so that this
+#               process, which every child copies, never holds one;
 #               {"op":"kill","id":N}. "unbuffered":true in a run gives
 #               the child unbuffered stdout and stderr (a streamed run);
 #               {"op":"parent","dir":D} with two fds, a control socket and a
@@ -27,6 +28,9 @@
 #               {"op":"exited","id":N,"status":S} (S: the raw wait status).
 # End of file on the control socket stops the server and kills every run.
 #
+# The run sandbox (sandbox.py, its source argv[6]) is on when the
+# confinement has "sandbox" (its config): each run's child is forked into a
+# slot of its own (see _Slot) and isolated before its script runs.
 # Confinement ({"rlimits": [[name, soft, hard], ...], "user": {"uid", "gid",
 # "groups"}}, both optional): a child sets the run's resource limits and
 # drops to the run's user once it has entered the folder and opened the

@@ -1,30 +1,32 @@
 # scripthost run sandbox: what isolates one run, in both execution modes.
 #
 # Fork mode loads this as a module of the warm interpreter (forkserver.py);
-# spawn mode runs it as the first process of a run:
-#   python -I -S -c <this source> <config json> <status fd> <run json> -- argv...
-# where Go has started it as the first process (pid 1) of new pid, mount,
-# IPC and network namespaces.
+# spawn mode runs it as a run's first process:
+#   python -I -S -c <this source> <config json> <status fd> <run json> <folder> -- argv...
+# which Go starts as pid 1 of a new pid namespace.
 #
-# A run's processes form a tree under an init process of the run (pid 1 of
-# the run's pid namespace): the init enters the run's namespaces, sets up its
-# file system view (below) and forks the run's own first process (pid 2),
-# which joins the run's cgroups, takes its limits and user and runs the
-# script. The init waits for it, reports its wait status (the init itself
-# exits 0) and exits, which kills every process left in the namespace.
-#
-# The file system view (a mount namespace of the run's own):
-#   - every mount read-only (mount_setattr, recursive), propagation private;
-#   - /tmp, /dev/shm: fresh tmpfs, 1777, gone with the namespace; HOME is a
-#     folder of that /tmp (or its own tmpfs when it is elsewhere);
-#   - /proc: the run's own (its pid namespace: no process outside the run);
-#   - the run's folder, when one of the above covers it, is put back in its
-#     place (read-only).
-# The network namespace has a loopback interface only (up), unless the host
-# network is asked for.
+# Two parts make a run's view:
+#   - a slot (prepare_slot), made by the init (pid 1) of a pid namespace:
+#     a mount namespace where every mount is read-only (mount_setattr,
+#     recursive, propagation private) and /proc is this pid namespace's
+#     (hidepid: not even the init shows); a network namespace with only a
+#     loopback interface, up (unless the host network is asked for);
+#   - the run's own (private_view), made by the run's first process: a copy
+#     of that mount namespace with a fresh tmpfs on /tmp and /dev/shm (1777;
+#     HOME a 0700 folder of that /tmp), the run's folder put back in place
+#     (read-only) when they cover it, and an IPC namespace. It goes with the
+#     run's last process.
+# Fork mode keeps a slot per run in progress (slot_main is its init's life:
+# between two runs it kills whatever the last one left); the warm interpreter
+# forks a run's child straight into a free slot's pid namespace (fork_into),
+# and the child joins the run's cgroups, enters the slot (enter_slot) and
+# makes its own view. Spawn mode makes both parts in its init, forks, and the
+# child execs the run's command line; the init reports the run's wait status
+# and exits, which ends whatever is left in the namespace. Both then set the
+# run's limits and user, and lock_down.
 #
 # Config (json): {"host_network": bool, "home": path, "tmpfs_size": bytes,
-# "uid": n (the run user, 0 for root)}.
+# "uid", "gid": the run user's (0 for root)}.
 
 import ctypes
 import fcntl
