@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -583,3 +584,55 @@ func TestSandboxUnavailable(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+const procsScript = `import os, subprocess, sys, time
+kids = []
+try:
+    for _ in range(int(sys.argv[1])):
+        kids.append(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(5)", sys.argv[2]]))
+except OSError as e:
+    print("stopped at", len(kids), e.strerror, flush=True)
+else:
+    print("started", len(kids), flush=True)
+if len(sys.argv) > 3:
+    time.sleep(float(sys.argv[3]))
+for k in kids:
+    k.kill()
+    k.wait()
+`
+
+// --max-procs bounds each run's own processes: a run that uses up its
+// limit leaves a concurrent run its whole own.
+func TestSandboxProcessLimitPerRun(t *testing.T) {
+	forEachMode(t, func(t *testing.T, mode string) {
+		sb := startSandboxed(t, mode, "nobody", map[string]string{"procs.py": procsScript}, "--max-procs", "16")
+		marker := fmt.Sprintf("hogmarker%d", rand.Uint64())
+		done := make(chan bus.Result, 1)
+		go func() { done <- sb.run("procs.py", "100", marker, "3") }()
+		waitFor(t, 20*time.Second, "the hog to hold its processes", func() bool { return len(markedPids(marker)) >= 5 })
+		if res := sb.run("procs.py", "8", "other"+marker); res.Stdout != "started 8\n" {
+			t.Errorf("a run next to one that used up its processes: %+v", res)
+		}
+		res := <-done
+		if !strings.HasPrefix(res.Stdout, "stopped at ") {
+			t.Fatalf("the hog was not stopped by --max-procs: %+v", res)
+		}
+		t.Logf("hog: %s", res.Stdout)
+	})
+}
+
+// Without the sandbox, a run as another user has that user's HOME, never
+// the server's.
+func TestRunUserHome(t *testing.T) {
+	cfg := nobodyConfig(t)
+	cfg.Sandbox = "off"
+	ts := startTest(t, cfg, map[string]string{"home.py": "import os\nprint(os.environ.get('HOME'))\n"})
+	got := ts.do("POST", "/run/home.py", "").want(t, 200).result(t).Stdout
+	want := "/nonexistent" // nobody without an entry
+	if u, err := user.Lookup("nobody"); err == nil {
+		want = u.HomeDir
+	}
+	if got != want+"\n" {
+		t.Fatalf("nobody's HOME: %q, want %q (the server's is %q)", got, want, os.Getenv("HOME"))
+	}
+}

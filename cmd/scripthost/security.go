@@ -229,9 +229,9 @@ func lookupUser(spec string) (*executor.Credential, error) {
 	switch {
 	case err == nil:
 	case numErr == nil && errors.As(err, &unknownID):
-		return &executor.Credential{Name: spec, Uid: uint32(n), Gid: uint32(n), Groups: []uint32{uint32(n)}}, nil
+		return &executor.Credential{Name: spec, Uid: uint32(n), Gid: uint32(n), Groups: []uint32{uint32(n)}, Home: "/nonexistent"}, nil
 	case spec == "nobody" && errors.As(err, &unknown):
-		return &executor.Credential{Name: spec, Uid: 65534, Gid: 65534, Groups: []uint32{65534}}, nil
+		return &executor.Credential{Name: spec, Uid: 65534, Gid: 65534, Groups: []uint32{65534}, Home: "/nonexistent"}, nil
 	default:
 		return nil, fmt.Errorf("--run-as %s: %w", spec, err)
 	}
