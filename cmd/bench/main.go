@@ -231,9 +231,6 @@ func run(cfg config) error {
 			v.flags = []string{"--sandbox", "off"}
 		}
 		variants = append(variants, v)
-		if mode == "fork" && hasSandbox {
-			variants = append(variants, variant{mode: mode, label: "fork mode, sandbox on", flags: []string{"--sandbox", "on"}})
-		}
 	}
 	for vi, v := range variants {
 		srv, err := startServer(bin, cfg.python, v.mode, scripts, v.flags)
@@ -246,9 +243,23 @@ func run(cfg config) error {
 			srv.stop()
 			return err
 		}
-		sandboxOn := strings.Contains(v.label, "sandbox on")
 		targets := []target{{"", client, srv, nc}}
-		if baseBin != "" && !sandboxOn {
+		if v.mode == "fork" && hasSandbox {
+			// The same with the sandbox on, measured cell by cell with the
+			// other: the machine's changing load falls on both alike.
+			ssrv, err := startServer(bin, cfg.python, v.mode, scripts, []string{"--sandbox", "on"})
+			if err != nil {
+				return err
+			}
+			snc, err := nats.Connect(ssrv.natsURL)
+			if err != nil {
+				ssrv.stop()
+				return err
+			}
+			sclient := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+			targets = append(targets, target{", sandbox on", sclient, ssrv, snc})
+		}
+		if baseBin != "" {
 			// Both servers run; each cell measures one, then the other, so
 			// that the machine's changing load falls on both alike.
 			bsrv, err := startServer(baseBin, cfg.python, v.mode, scripts, nil)
@@ -263,12 +274,8 @@ func run(cfg config) error {
 			bclient := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 			targets = append([]target{{" (" + cfg.baseline + ")", bclient, bsrv, bnc}}, targets...)
 		}
-		levels := cfg.levels
-		if sandboxOn {
-			levels = []int{1, 4}
-		}
 		for _, w := range workloads {
-			for _, c := range levels {
+			for _, c := range cfg.levels {
 				for _, tg := range targets {
 					s := measure(fmt.Sprintf("%s, %s, HTTP, c=%d%s", v.label, w.name, c, tg.label), c, cfg.duration, func() error {
 						return httpRun(tg.client, tg.srv.base, w, "no-cache")
@@ -277,21 +284,21 @@ func run(cfg config) error {
 				}
 			}
 		}
-		if !sandboxOn {
-			for _, c := range cfg.levels {
-				for _, tg := range targets {
-					s := measure(fmt.Sprintf("%s, hello.py, NATS, c=%d%s", v.label, c, tg.label), c, cfg.duration, func() error {
-						return natsRun(tg.nc, workloads[0])
-					})
-					print(fmt.Sprintf("%s nats %d%s", v.label, c, tg.label), s)
-				}
+		for _, c := range cfg.levels {
+			for _, tg := range targets {
+				s := measure(fmt.Sprintf("%s, hello.py, NATS, c=%d%s", v.label, c, tg.label), c, cfg.duration, func() error {
+					return natsRun(tg.nc, workloads[0])
+				})
+				print(fmt.Sprintf("%s nats %d%s", v.label, c, tg.label), s)
 			}
 		}
-		if len(targets) > 1 {
-			targets[0].nc.Close()
-			targets[0].srv.stop()
+		for _, tg := range targets {
+			if tg.srv != srv {
+				tg.nc.Close()
+				tg.srv.stop()
+			}
 		}
-		if !sandboxOn {
+		{
 			for _, c := range []int{1, 4} {
 				s := measure(fmt.Sprintf("%s, hello.py, HTTP SSE stream, c=%d", v.label, c), c, cfg.duration, func() error {
 					return sseRun(client, srv.base, workloads[0])
@@ -341,8 +348,9 @@ func run(cfg config) error {
 	ratio("fork mode numpy_sum.py p50 at c=1, bare spawn's over it", "fork mode numpy_sum.py 1", "bare numpy_sum.py 1", true)
 	ratio("spawn mode hello.py throughput at c=4 over bare spawn's", "spawn mode hello.py 4", "bare hello.py 4", false)
 	if hasSandbox {
-		ratio("fork mode hello.py at c=4, sandbox on over off", "fork mode, sandbox on hello.py 4", "fork mode hello.py 4", false)
-		ratio("fork mode numpy_sum.py at c=4, sandbox on over off", "fork mode, sandbox on numpy_sum.py 4", "fork mode numpy_sum.py 4", false)
+		ratio("fork mode hello.py at c=4 over HTTP, sandbox on over off", "fork mode hello.py 4, sandbox on", "fork mode hello.py 4", false)
+		ratio("fork mode hello.py at c=4 over NATS, sandbox on over off", "fork mode nats 4, sandbox on", "fork mode nats 4", false)
+		ratio("fork mode numpy_sum.py at c=4 over HTTP, sandbox on over off", "fork mode numpy_sum.py 4, sandbox on", "fork mode numpy_sum.py 4", false)
 	} else {
 		fmt.Println("- sandbox: this binary has no --sandbox flag; no sandbox rows")
 	}
