@@ -871,7 +871,12 @@ def _await_job(chan):
     for target, fd in enumerate(fds[:3]):
         os.dup2(fd, target)
     chan.detach()
-    os.closerange(3, _MAXFD)
+    keep = sorted(_SANDBOX.kept_fds()) if _SANDBOX is not None else []
+    low = 3
+    for fd in keep:  # the sandbox's, closed once the run's view is set up
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, _MAXFD)
     return msg
 
 
@@ -1102,13 +1107,12 @@ def _child(chan):
     try:
         slot = _slot[2]  # as it was at the fork
         _prepare_child(chan)
+        if slot:
+            # The run sandbox: into the slot's namespaces ahead of the job.
+            _SANDBOX.enter_slot_ahead(slot, _CONFINE["sandbox"])
         job = _await_job(chan)
         if slot:
-            # The run sandbox: cgroups first (the view is read-only), then
-            # the slot's namespaces and the run's own view.
-            _SANDBOX.join_cgroups(job.get("cgroups"))
-            _SANDBOX.enter_slot(slot, _CONFINE["sandbox"])
-            _SANDBOX.private_view(_CONFINE["sandbox"], job["dir"])
+            _SANDBOX.enter_run(_CONFINE["sandbox"], job["dir"], job.get("cgroups"))
         fp = _become_run(job)
         if not job.get("canary"):
             _confine()
@@ -1505,28 +1509,36 @@ class _Server:
 
     def clean_slot(self, slot, rid, status):
         """A run's own process ended: its slot's init kills what is left of
-        the run; the run's end is reported once it has (cleaned)."""
+        the run; the run's end is reported once it has ("clean"), and the
+        slot takes another run once its init has made a fresh /tmp
+        ("fresh")."""
         try:
             slot.chan.send(b"kill")
         except OSError:
             self.drop_slot(slot)
             self.send({"op": "exited", "id": rid, "status": status})
             return
-        self.cleaning[slot.chan.fileno()] = (slot, rid, status)
+        self.cleaning[slot.chan.fileno()] = [slot, rid, status]
         self.poll.register(slot.chan.fileno(), select.POLLIN)
 
     def cleaned(self, fd):
-        slot, rid, status = self.cleaning.pop(fd)
-        self.poll.unregister(fd)
+        entry = self.cleaning[fd]
+        slot, rid, status = entry
         try:
-            data = slot.chan.recv(64)
-        except OSError:
-            data = b""
-        if data:
+            reply = json.loads(slot.chan.recv(256) or b"{}")
+        except (OSError, ValueError):
+            reply = {}
+        if rid is not None and (reply.get("clean") or not reply.get("fresh")):
+            self.send({"op": "exited", "id": rid, "status": status})
+            entry[1] = None
+        if reply.get("clean"):
+            return  # "fresh" comes next
+        del self.cleaning[fd]
+        self.poll.unregister(fd)
+        if reply.get("fresh"):
             slot.rid = None
         else:
             self.drop_slot(slot)
-        self.send({"op": "exited", "id": rid, "status": status})
 
     def drop_slot(self, slot):
         if slot in self.slots:

@@ -131,12 +131,17 @@ func setUpSandbox(cfg RunnerConfig) (_ *sandbox, err error) {
 	if cfg.RunAs != nil {
 		uid, gid = cfg.RunAs.Uid, cfg.RunAs.Gid
 	}
+	var parents []string
+	if pool != nil {
+		parents = pool.parents
+	}
 	conf, _ := json.Marshal(map[string]any{
-		"host_network": s.hostNetwork,
-		"home":         s.home,
-		"tmpfs_size":   max(cfg.Limits.MaxMemory, 0),
-		"uid":          uid,
-		"gid":          gid,
+		"cgroup_parents": parents,
+		"host_network":   s.hostNetwork,
+		"home":           s.home,
+		"tmpfs_size":     max(cfg.Limits.MaxMemory, 0),
+		"uid":            uid,
+		"gid":            gid,
 	})
 	s.config = string(conf)
 	if err := s.probe(cfg); err != nil {

@@ -69,6 +69,7 @@ _HIDEPID_GID = 0xFFFFFFFE
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
 _libc.unshare.argtypes = [ctypes.c_int]
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 _libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
 _libc.syscall.restype = ctypes.c_long
 _libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
@@ -147,7 +148,7 @@ def fork_into(init_pid):
     return pid
 
 
-def prepare_slot(cfg):
+def prepare_slot(cfg, tmp=True):
     """In a pid namespace's init, as root: the part of a run's view that
     runs can share one after the other (fork mode keeps such a slot per
     concurrent run; spawn mode makes one per run): a mount namespace where
@@ -169,6 +170,106 @@ def prepare_slot(cfg):
         _mount(b"proc", "/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, b"hidepid=2" + hide)
     if flags & CLONE_NEWNET:
         _loopback_up()
+    if tmp:
+        _fresh_tmp(cfg)
+
+
+def _tmpfs_opts(cfg):
+    size = int(cfg.get("tmpfs_size") or 0)
+    return b"mode=1777" + (b",size=%d" % size if size else b"")
+
+
+def _fresh_tmp(cfg):
+    """A fresh, empty /tmp and /dev/shm (and HOME in that /tmp, or a tmpfs
+    of its own elsewhere)."""
+    opts = _tmpfs_opts(cfg)
+    _mount(b"tmpfs", "/tmp", b"tmpfs", MS_NOSUID | MS_NODEV, opts)
+    if os.path.isdir("/dev/shm"):
+        _mount(b"tmpfs", "/dev/shm", b"tmpfs", MS_NOSUID | MS_NODEV, opts)
+    home = cfg.get("home") or ""
+    if home:
+        if not _under(home, "/tmp"):
+            _mount(b"tmpfs", home, b"tmpfs", MS_NOSUID | MS_NODEV, b"mode=0700" + opts[9:])
+        else:
+            os.mkdir(home, 0o700)
+        os.chown(home, cfg.get("uid", 0), cfg.get("gid", 0))
+
+
+def refresh_slot(cfg):
+    """In a slot's init, between two runs: the last run's /tmp, /dev/shm
+    and HOME are dropped (with all they hold) for fresh ones."""
+    home = cfg.get("home") or ""
+    for path in ["/tmp", "/dev/shm"] + ([home] if home and not _under(home, "/tmp") else []):
+        if path == "/dev/shm" and not os.path.isdir(path):
+            continue
+        _check(_libc.umount2(os.fsencode(path), 2), "umount " + path)  # MNT_DETACH
+    _fresh_tmp(cfg)
+
+
+# Descriptors of the host's view that a run's child keeps from before it
+# enters its slot until its own view is set up (then closed): the folders a
+# slot covers (to put the run's folder back in place) and the runs' cgroup
+# parents (read-only in the slot).
+_HOST_FDS = {}
+
+
+def kept_fds():
+    return list(_HOST_FDS.values())
+
+
+def enter_slot_ahead(init_pid, cfg):
+    """In a run's child forked into a slot's pid namespace, before its job:
+    keeps what it needs of the host's view, enters the slot's mount and
+    network namespaces, and makes an IPC namespace of its own."""
+    _HOST_FDS["mnt"] = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    _HOST_FDS["slot"] = os.open("/proc/%d/ns/mnt" % init_pid, os.O_RDONLY | os.O_CLOEXEC)
+    for parent in cfg.get("cgroup_parents") or ():
+        _HOST_FDS["cg:" + parent] = os.open(parent, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    enter_slot(init_pid, cfg)
+    _check(_libc.unshare(CLONE_NEWIPC), "unshare(CLONE_NEWIPC)")
+
+
+def enter_run(cfg, folder, cgroups):
+    """In a run's child, once its job came: joins the run's cgroups, puts
+    the run's folder back in place if the slot's /tmp, /dev/shm or HOME
+    covers it (in a mount namespace of its own), and closes what it kept of
+    the host's view."""
+    try:
+        for path in cgroups or ():
+            for key, fd in _HOST_FDS.items():
+                parent = key[3:]
+                if key.startswith("cg:") and path.startswith(parent.rstrip("/") + "/"):
+                    w = os.open(path[len(parent.rstrip("/")) + 1:], os.O_WRONLY | os.O_CLOEXEC, dir_fd=fd)
+                    try:
+                        os.write(w, b"0")
+                    finally:
+                        os.close(w)
+                    break
+            else:
+                raise OSError("cgroup %s is not under the runs' cgroups" % path)
+        home = cfg.get("home") or ""
+        if any(_under(folder, c) for c in ["/tmp", "/dev/shm", home] if c):
+            # A copy of the folder from the host's view (made there), put in
+            # its place in a mount namespace of the run's own.
+            _check(_libc.setns(_HOST_FDS["mnt"], CLONE_NEWNS), "setns(host mnt)")
+            tree = _check(_libc.syscall(ctypes.c_long(SYS_OPEN_TREE), ctypes.c_int(AT_FDCWD),
+                                        ctypes.c_char_p(os.fsencode(folder)),
+                                        ctypes.c_uint(OPEN_TREE_CLONE | os.O_CLOEXEC | AT_RECURSIVE)),
+                          "open_tree %s" % folder)
+            try:
+                _check(_libc.setns(_HOST_FDS["slot"], CLONE_NEWNS), "setns(slot mnt)")
+                _check(_libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
+                _read_only(tree, b"", AT_EMPTY_PATH | AT_RECURSIVE)
+                os.makedirs(folder, 0o755, exist_ok=True)
+                _check(_libc.syscall(ctypes.c_long(SYS_MOVE_MOUNT), ctypes.c_int(tree), ctypes.c_char_p(b""),
+                                     ctypes.c_int(AT_FDCWD), ctypes.c_char_p(os.fsencode(folder)),
+                                     ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH)), "move_mount %s" % folder)
+            finally:
+                os.close(tree)
+    finally:
+        for fd in _HOST_FDS.values():
+            os.close(fd)
+        _HOST_FDS.clear()
 
 
 def enter_slot(init_pid, cfg):
@@ -348,6 +449,14 @@ def slot_main(cfg, chan):
                 os._exit(0)
             _kill_all()
             chan.send(b'{"clean":true}')
+            # The next run of the slot waits for this; the last one's
+            # answer does not.
+            try:
+                refresh_slot(cfg)
+            except BaseException as e:
+                chan.send(json.dumps({"error": str(e)}).encode())
+                os._exit(1)
+            chan.send(b'{"fresh":true}')
 
 
 def wait_run(child):
@@ -391,7 +500,7 @@ def _spawn_main():
         env = dict(os.environb)
     # The cgroup files are opened before the view turns read-only.
     cgroups = [os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in run.get("cgroups") or ()]
-    prepare_slot(cfg)
+    prepare_slot(cfg, tmp=False)
     private_view(cfg, folder)
     pid = os.fork()
     if pid:
