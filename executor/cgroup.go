@@ -304,7 +304,32 @@ func (p *cgroupPool) acquire() (*runCgroup, error) {
 
 // limit sets the limits of a run's cgroup in one hierarchy.
 func (p *cgroupPool) limit(h cgroupHierarchy, dir string) error {
-	var settings [][2]string
+	for _, s := range p.settings(h) {
+		err := writeCgroup(dir, s[0], s[1])
+		if err != nil && strings.Contains(s[0], "sw") && errors.Is(err, os.ErrNotExist) {
+			continue // no swap accounting: nothing to bound there
+		}
+		if err != nil {
+			return fmt.Errorf("cgroup %s: %s: %w", dir, s[0], err)
+		}
+	}
+	return nil
+}
+
+// slotLimits are, for each parent, the files and values that limit a run's
+// cgroup under it: what the warm interpreter writes into the cgroups of
+// its sandbox slots ("memory.memsw.*" and "memory.swap.*" may be missing).
+func (p *cgroupPool) slotLimits() [][2]any {
+	var out [][2]any
+	for i, h := range p.hier {
+		out = append(out, [2]any{p.parents[i], p.settings(h)})
+	}
+	return out
+}
+
+// settings are the limit files of a run's cgroup in one hierarchy.
+func (p *cgroupPool) settings(h cgroupHierarchy) [][2]string {
+	settings := [][2]string{}
 	for _, c := range h.controllers {
 		switch {
 		case c == "memory" && p.maxMemory > 0 && h.v2:
@@ -317,16 +342,7 @@ func (p *cgroupPool) limit(h cgroupHierarchy, dir string) error {
 			settings = append(settings, [2]string{"pids.max", strconv.Itoa(p.maxProcs)})
 		}
 	}
-	for _, s := range settings {
-		err := writeCgroup(dir, s[0], s[1])
-		if err != nil && strings.Contains(s[0], "sw") && errors.Is(err, os.ErrNotExist) {
-			continue // no swap accounting: nothing to bound there
-		}
-		if err != nil {
-			return fmt.Errorf("cgroup %s: %s: %w", dir, s[0], err)
-		}
-	}
-	return nil
+	return settings
 }
 
 // release kills whatever is left in a run's cgroup and gives the group
@@ -415,7 +431,16 @@ func (p *cgroupPool) Close() {
 		c.empty(2 * time.Second)
 		c.remove()
 	}
+	// And the groups of the warm interpreter's slots, if it left any.
 	for _, d := range p.parents {
+		subs, _ := os.ReadDir(d)
+		for _, s := range subs {
+			if s.IsDir() {
+				c := &runCgroup{dirs: []string{filepath.Join(d, s.Name())}}
+				c.empty(2 * time.Second)
+				c.remove()
+			}
+		}
 		_ = unix.Rmdir(d)
 	}
 }

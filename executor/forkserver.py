@@ -1574,7 +1574,7 @@ class _Slot:
     one left. Slots are made as runs need them and last as long as this
     process (whose end kills their inits, and so everything in them)."""
 
-    __slots__ = ("init", "pidfd", "chan", "idle", "rid")
+    __slots__ = ("init", "pidfd", "chan", "idle", "rid", "cgroups")
 
     @classmethod
     def start(cls):
@@ -1600,8 +1600,13 @@ class _Slot:
                 os._exit(1)
         theirs.close()
         slot = cls()
-        slot.init, slot.chan, slot.idle, slot.rid = pid, ours, None, None
+        slot.init, slot.chan, slot.idle, slot.rid, slot.cgroups = pid, ours, None, None, []
         slot.pidfd = os.pidfd_open(pid)
+        try:
+            slot.cgroups = _SANDBOX.make_slot_cgroups(_CONFINE["sandbox"], pid)
+        except BaseException as e:
+            slot.stop()
+            raise OSError("cannot make a sandbox slot's cgroups: %s" % e)
         try:
             reply = json.loads(ours.recv(4096) or b"{}")
         except (OSError, ValueError):
@@ -1632,6 +1637,7 @@ class _Slot:
             pass
         os.close(self.pidfd)
         self.chan.close()
+        _SANDBOX.remove_cgroups(self.cgroups)
 
 
 def _canary():

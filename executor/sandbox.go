@@ -132,11 +132,13 @@ func setUpSandbox(cfg RunnerConfig) (_ *sandbox, err error) {
 		uid, gid = cfg.RunAs.Uid, cfg.RunAs.Gid
 	}
 	var parents []string
+	var slotLimits [][2]any
 	if pool != nil {
-		parents = pool.parents
+		parents, slotLimits = pool.parents, pool.slotLimits()
 	}
 	conf, _ := json.Marshal(map[string]any{
 		"cgroup_parents": parents,
+		"cgroup_limits":  slotLimits,
 		"host_network":   s.hostNetwork,
 		"home":           s.home,
 		"tmpfs_size":     max(cfg.Limits.MaxMemory, 0),

@@ -217,10 +217,47 @@ def kept_fds():
     return list(_HOST_FDS.values())
 
 
+def make_slot_cgroups(cfg, init_pid):
+    """In the warm interpreter, for a new slot: the slot's cgroups (one per
+    hierarchy), with the run limits; its runs' processes join them."""
+    made = []
+    try:
+        for parent, settings in cfg.get("cgroup_limits") or ():
+            d = os.path.join(parent, "slot-%d" % init_pid)
+            os.mkdir(d, 0o755)
+            made.append(d)
+            for name, value in settings:
+                try:
+                    with open(os.path.join(d, name), "w") as f:
+                        f.write(value)
+                except FileNotFoundError:
+                    if "sw" not in name:
+                        raise  # memsw, swap: not accounted here
+    except BaseException:
+        remove_cgroups(made)
+        raise
+    return made
+
+
+def remove_cgroups(dirs):
+    for d in dirs:
+        try:
+            os.rmdir(d)
+        except OSError:
+            pass
+
+
 def enter_slot_ahead(init_pid, cfg):
     """In a run's child forked into a slot's pid namespace, before its job:
-    keeps what it needs of the host's view, enters the slot's mount and
-    network namespaces, and makes an IPC namespace of its own."""
+    joins the slot's cgroups, keeps what it needs of the host's view, enters
+    the slot's mount and network namespaces, and makes an IPC namespace of
+    its own."""
+    for parent, _ in cfg.get("cgroup_limits") or ():
+        fd = os.open(os.path.join(parent, "slot-%d" % init_pid, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, b"0")
+        finally:
+            os.close(fd)
     _HOST_FDS["mnt"] = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
     _HOST_FDS["slot"] = os.open("/proc/%d/ns/mnt" % init_pid, os.O_RDONLY | os.O_CLOEXEC)
     for parent in cfg.get("cgroup_parents") or ():
