@@ -550,8 +550,13 @@ func TestSandboxUnavailable(t *testing.T) {
 		t.Fatal(err)
 	}
 	asNobody := func(sandbox string) *exec.Cmd {
+		data, err := os.MkdirTemp(dir, "data-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(data, 0o777)
 		cmd := exec.Command(exe, "serve", "--http", freePort(t), "--nats-listen", freePort(t), "--scripts", scripts,
-			"--python", python, "--sandbox", sandbox)
+			"--python", python, "--sandbox", sandbox, "--data-dir", data)
 		cmd.Dir = "/"
 		cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + dir}
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
