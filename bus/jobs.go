@@ -76,6 +76,12 @@ func JobOutputSubject(id, stream string) string { return JobOutputPrefix + id + 
 // HeaderAttempt on a job's output chunk is the attempt it comes from.
 const HeaderAttempt = "X-Scripthost-Attempt"
 
+// HeaderJobRevision is on every job event: the revision of the job's
+// record that the event tells of. A job's events may arrive out of order
+// (they are published by different processes); a higher revision is a
+// later state, and the one with the highest revision is the job's latest.
+const HeaderJobRevision = "X-Scripthost-Job-Revision"
+
 // JobStatus is the state of a job.
 type JobStatus string
 

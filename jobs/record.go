@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -86,7 +87,7 @@ func (st *store) create(ctx context.Context, rec record) (record, bool, error) {
 		return record{}, false, err
 	}
 	cctx, cancel := context.WithTimeout(ctx, opTimeout)
-	_, err = st.kv.Create(cctx, rec.ID, value)
+	rev, err := st.kv.Create(cctx, rec.ID, value)
 	cancel()
 	if errors.Is(err, jetstream.ErrKeyExists) {
 		old, _, err := st.load(ctx, rec.ID)
@@ -95,7 +96,7 @@ func (st *store) create(ctx context.Context, rec record) (record, bool, error) {
 	if err != nil {
 		return record{}, false, unavailable(err)
 	}
-	st.publish(rec)
+	st.publish(rec, rev)
 	return rec, true, nil
 }
 
@@ -117,7 +118,7 @@ func (st *store) change(ctx context.Context, id string, fn func(*record) bool) (
 			return record{}, false, err
 		}
 		uctx, cancel := context.WithTimeout(ctx, opTimeout)
-		_, err = st.kv.Update(uctx, id, value, rev)
+		rev, err = st.kv.Update(uctx, id, value, rev)
 		cancel()
 		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 			continue
@@ -125,20 +126,27 @@ func (st *store) change(ctx context.Context, id string, fn func(*record) bool) (
 		if err != nil {
 			return record{}, false, unavailable(err)
 		}
-		st.publish(rec)
+		st.publish(rec, rev)
 		return rec, true, nil
 	}
 	return record{}, false, bus.Errorf(bus.ErrUnavailable, "job %s: too many concurrent changes", id)
 }
 
 // publish tells other services of a job's new state on its event subject
-// (kept in the events stream for replay).
-func (st *store) publish(rec record) {
+// (kept in the events stream for replay), with the record's revision rev.
+// The changes of one job are written by different processes (the server
+// that took the submit or the cancel, the node that runs it), each on its
+// own connection, so their events may arrive in another order than they
+// were written; the revision header orders them: a higher revision is a
+// later state.
+func (st *store) publish(rec record, rev uint64) {
 	body, err := json.Marshal(rec.Job)
 	if err != nil {
 		return
 	}
-	if err := st.nc.Publish(bus.JobEventSubject(rec.Script, rec.ID), body); err != nil {
+	m := &nats.Msg{Subject: bus.JobEventSubject(rec.Script, rec.ID), Data: body, Header: nats.Header{}}
+	m.Header.Set(bus.HeaderJobRevision, strconv.FormatUint(rev, 10))
+	if err := st.nc.PublishMsg(m); err != nil {
 		st.log.Warn("jobs: publish event", "job", rec.ID, "err", err)
 	}
 }

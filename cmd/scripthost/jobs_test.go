@@ -395,9 +395,12 @@ func TestJobsOverNATS(t *testing.T) {
 		t.Fatalf("submit over NATS: %+v", job)
 	}
 	// Its events: queued, running, succeeded, on script.job.event.<name>.<id>.
-	var seen []bus.JobStatus
+	// They come from different processes (the submit's server, the node
+	// that runs it) and may arrive in any order; their record revisions
+	// order them.
+	revs := map[bus.JobStatus]uint64{}
 	timeout := time.After(30 * time.Second)
-	for len(seen) == 0 || !seen[len(seen)-1].Ended() {
+	for len(revs) < 3 {
 		select {
 		case m := <-events:
 			var j bus.Job
@@ -407,13 +410,20 @@ func TestJobsOverNATS(t *testing.T) {
 			if m.Subject != "script.job.event.echo.py."+job.ID {
 				t.Fatalf("event subject %q", m.Subject)
 			}
-			seen = append(seen, j.Status)
+			rev, err := strconv.ParseUint(m.Header.Get(bus.HeaderJobRevision), 10, 64)
+			if err != nil || rev == 0 {
+				t.Fatalf("%s event: revision header %q", j.Status, m.Header.Get(bus.HeaderJobRevision))
+			}
+			if _, dup := revs[j.Status]; dup {
+				t.Fatalf("%s event twice", j.Status)
+			}
+			revs[j.Status] = rev
 		case <-timeout:
-			t.Fatalf("events so far: %v", seen)
+			t.Fatalf("events so far: %v", revs)
 		}
 	}
-	if fmt.Sprint(seen) != "[queued running succeeded]" {
-		t.Fatalf("events: %v", seen)
+	if !(revs[bus.JobQueued] > 0 && revs[bus.JobQueued] < revs[bus.JobRunning] && revs[bus.JobRunning] < revs[bus.JobSucceeded]) {
+		t.Fatalf("events by revision: %v, want queued < running < succeeded", revs)
 	}
 	if _, got := request("script.job.get."+job.ID, "", nil); got.Status != bus.JobSucceeded || got.Result.Stdout != "[1, 2]" {
 		t.Fatalf("get over NATS: %+v", got)
