@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -112,7 +113,8 @@ func setUpSandbox(cfg RunnerConfig) (_ *sandbox, err error) {
 			s.close()
 		}
 	}()
-	if s.home, err = os.MkdirTemp("", "scripthost-home-"); err != nil {
+	removeStaleHomes()
+	if s.home, err = os.MkdirTemp("", fmt.Sprintf("scripthost-home-%d-", os.Getpid())); err != nil {
 		return nil, fmt.Errorf("the runs' HOME: %w", err)
 	}
 	pool, missing, cgErr := newCgroupPool(cfg.Limits.MaxMemory, cfg.Limits.MaxProcs)
@@ -150,6 +152,23 @@ func setUpSandbox(cfg RunnerConfig) (_ *sandbox, err error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// removeStaleHomes removes the runs' HOME folders left by servers that
+// were killed (scripthost-home-<pid>-*, whose pid is gone).
+func removeStaleHomes() {
+	entries, _ := os.ReadDir(os.TempDir())
+	for _, e := range entries {
+		rest, ok := strings.CutPrefix(e.Name(), "scripthost-home-")
+		pidStr, _, ok2 := strings.Cut(rest, "-")
+		pid, err := strconv.Atoi(pidStr)
+		if !ok || !ok2 || err != nil || !e.IsDir() || pid == os.Getpid() {
+			continue
+		}
+		if err := unix.Kill(pid, 0); errors.Is(err, unix.ESRCH) {
+			_ = os.RemoveAll(filepath.Join(os.TempDir(), e.Name()))
+		}
+	}
 }
 
 func contains(list []string, s string) bool {

@@ -80,6 +80,15 @@ func startSandboxed(t *testing.T, mode, runAs string, scripts map[string]string,
 		"--python", python, "--mode", mode, "--sandbox", "on", "--cache-ttl", "0", "--run-as", runAs,
 		"--token", sb.token, "--timeout", "30s"}, extra...)
 	sb.p = startBinary(t, nil, args...)
+	// Stopped, not killed, so that it removes its cgroups and folders.
+	t.Cleanup(func() {
+		_ = sb.p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-sb.p.done:
+			sb.p.done <- err
+		case <-time.After(20 * time.Second):
+		}
+	})
 	sb.base = "http://" + sb.httpAddr
 	waitHTTP(t, sb.base+"/healthz")
 	return sb
