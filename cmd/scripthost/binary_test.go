@@ -32,10 +32,22 @@ var buildBinary = sync.OnceValues(func() (string, error) {
 	return bin, nil
 })
 
+// TestMain fails the run if a test left serve's default data folder in
+// the package folder: every server a test starts keeps its jobs in a
+// folder of the test's (startBinary, runMain and testConfig see to it).
 func TestMain(m *testing.M) {
+	_, err := os.Stat("data")
+	existed := err == nil
 	code := m.Run()
 	if bin, err := buildBinary(); err == nil {
 		os.RemoveAll(filepath.Dir(bin))
+	}
+	if _, err := os.Stat("data"); err == nil && !existed {
+		os.Stderr.WriteString("FAIL: a test started a server without a --data-dir of its own: it left ./data in the source tree\n")
+		os.RemoveAll("data")
+		if code == 0 {
+			code = 1
+		}
 	}
 	os.Exit(code)
 }

@@ -11,14 +11,31 @@ import (
 	"time"
 )
 
-// runMain runs the binary's main logic in-process with args.
+// runMain runs the binary's main logic in-process with args. A serve
+// without --data-dir keeps its jobs in a folder of the test's, never in
+// the default ./data, which would be the source tree.
 func runMain(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
+	if len(args) > 0 && args[0] == "serve" && !hasFlag(args, "data-dir") {
+		args = append([]string{"serve", "--data-dir", t.TempDir()}, args[1:]...)
+	}
 	var out, errb bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	code = run(ctx, args, &out, &errb)
 	return code, out.String(), errb.String()
+}
+
+// hasFlag reports whether args set the flag name, as -name or --name,
+// with its value apart or after "=".
+func hasFlag(args []string, name string) bool {
+	for _, a := range args {
+		a = strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-")
+		if a == name || strings.HasPrefix(a, name+"=") {
+			return true
+		}
+	}
+	return false
 }
 
 func TestVersion(t *testing.T) {
