@@ -71,18 +71,25 @@ func TestRunnerTimeoutKillsGroup(t *testing.T) {
 	for _, kind := range runnerKinds {
 		t.Run(kind.name, func(t *testing.T) {
 			t.Parallel()
-			r := kind.new(t, Limits{Timeout: 2 * time.Second})
+			// The timeout leaves room for two interpreters to start on a
+			// busy machine: the script says "started" only once the
+			// grandchild is up, so the timeout strikes a running group.
+			const timeout = 6 * time.Second
+			r := kind.new(t, Limits{Timeout: timeout})
 			dir := t.TempDir()
 			pidFile := filepath.Join(dir, "grandchild.pid")
 			path := writeScript(t, dir, "hang.py", `
-import subprocess, sys
+import os, subprocess, sys, time
 p = subprocess.Popen([sys.executable, "-c", `+pySleeper+`, sys.argv[1]])
+while not os.path.exists(sys.argv[1]):
+    time.sleep(0.01)
 print("started", flush=True)
 p.wait()
 `)
 			start := time.Now()
 			res := run(t, r, Job{Path: path, Args: []string{pidFile}})
-			if took := time.Since(start); took > 10*time.Second {
+			// At once: well before the grandchild's 60 s sleep ends.
+			if took := time.Since(start); took > timeout+15*time.Second {
 				t.Errorf("run took %v", took)
 			}
 			if !res.TimedOut || res.ExitCode != nil || res.Signal != "SIGKILL" {
