@@ -135,6 +135,9 @@ func readEvents(t *testing.T, r io.Reader, each func(event) bool) {
 			t.Errorf("not a line of an event stream: %q", line)
 		}
 	}
+	if err := sc.Err(); err != nil {
+		t.Errorf("reading the event stream: %v", err)
+	}
 }
 
 func postEvents(t *testing.T, ctx context.Context, client *http.Client, url, body string) *http.Response {
@@ -444,7 +447,11 @@ func TestSlowEventReader(t *testing.T) {
 	}
 	var streamed, skipped int
 	var res bus.Result
+	var seen []string // every event but stdout, for the failure message
 	readEvents(t, resp.Body, func(ev event) bool {
+		if ev.name != "stdout" {
+			seen = append(seen, fmt.Sprintf("%s: %.300s", ev.name, ev.data))
+		}
 		switch ev.name {
 		case "stdout":
 			var chunk string
@@ -457,14 +464,17 @@ func TestSlowEventReader(t *testing.T) {
 			}
 			skipped += n["stdout"]
 		case "result":
-			json.Unmarshal([]byte(ev.data), &res)
+			if err := json.Unmarshal([]byte(ev.data), &res); err != nil {
+				t.Errorf("result %.300s: %v", ev.data, err)
+			}
 		default:
 			t.Errorf("event %s: %.300s", ev.name, ev.data)
 		}
 		return true
 	})
 	if len(res.Stdout) != total {
-		t.Fatalf("result has %d bytes of stdout, want %d", len(res.Stdout), total)
+		t.Fatalf("result has %d bytes of stdout, want %d (exit %v, signal %q, timed out %v, truncated %v, stderr %.300q); %d bytes streamed, %d skipped; the events but stdout: %q",
+			len(res.Stdout), total, res.ExitCode, res.Signal, res.TimedOut, res.StdoutTruncated, res.Stderr, streamed, skipped, seen)
 	}
 	if skipped == 0 || streamed+skipped != total {
 		t.Errorf("streamed %d + skipped %d bytes, want %d in all, some skipped", streamed, skipped, total)
