@@ -116,7 +116,9 @@ func TestWarmParentEvictionFreesMemory(t *testing.T) {
 	t.Parallel()
 	lib := t.TempDir()
 	writeScript(t, lib, "big.py", "BLOB = b'x' * (48 << 20)\n")
-	r := newParentsFork(t, WarmParents{Hot: 1, Idle: 500 * time.Millisecond}, lib)
+	// The idle time is long enough that the runs which keep the parent in
+	// use while it is measured follow each other within it on a busy machine.
+	r := newParentsFork(t, WarmParents{Hot: 1, Idle: 3 * time.Second}, lib)
 	dir := t.TempDir()
 	path := writeScript(t, dir, "big_user.py", "import big\nprint(len(big.BLOB))\n")
 	job := versioned(path)
@@ -124,18 +126,22 @@ func TestWarmParentEvictionFreesMemory(t *testing.T) {
 		t.Fatalf("stdout %q", got)
 	}
 	waitFor(t, 30*time.Second, "the warm parent", func() bool { return parentPid(r, path) != 0 })
-	pid := parentPid(r, path)
 	// Keep it in use while it is measured.
 	waitFor(t, 30*time.Second, "its memory measured", func() bool {
 		run(t, r, job)
 		return r.WarmStats().MemoryBytes >= 48<<20
 	})
+	// The parent measured is the one that is there now.
+	pid := parentPid(r, path)
+	if pid == 0 {
+		t.Fatal("the warm parent ended while it was in use")
+	}
 	if rss := residentBytes(t, pid); rss < 48<<20 {
 		t.Fatalf("the warm parent holds %d bytes", rss)
 	}
 	waitFor(t, 30*time.Second, "the idle warm parent to end", func() bool {
 		st := r.WarmStats()
-		return st.Parents == 0 && st.MemoryBytes == 0 && st.Evicted == 1
+		return st.Parents == 0 && st.MemoryBytes == 0 && st.Evicted >= 1
 	})
 	waitFor(t, 10*time.Second, "its process to end", func() bool { return processGone(pid) })
 }
