@@ -45,21 +45,7 @@ func validFileName(name string) bool {
 	if name == "" || len(name) > MaxNameLen || strings.HasSuffix(name, ".py") {
 		return false
 	}
-	tokenLen := 0
-	for i := 0; i < len(name); i++ {
-		switch b := name[i]; {
-		case b == '.':
-			if tokenLen == 0 {
-				return false
-			}
-			tokenLen = 0
-		case 'a' <= b && b <= 'z', 'A' <= b && b <= 'Z', '0' <= b && b <= '9', b == '_', b == '-':
-			tokenLen++
-		default:
-			return false
-		}
-	}
-	return tokenLen > 0
+	return dottedTokens(name)
 }
 
 // OnFileChange registers fn to learn of every data file: fn is called at

@@ -26,6 +26,13 @@ func validName(name string) bool {
 	if len(name) > MaxNameLen || len(name) < len("x.py") || name[len(name)-3:] != ".py" {
 		return false
 	}
+	return dottedTokens(name)
+}
+
+// dottedTokens says whether name is one or more non-empty tokens of
+// [A-Za-z0-9_-] joined by dots: the part of the rule that script names and
+// data file names share.
+func dottedTokens(name string) bool {
 	tokenLen := 0
 	for i := 0; i < len(name); i++ {
 		switch b := name[i]; {
@@ -40,7 +47,7 @@ func validName(name string) bool {
 			return false
 		}
 	}
-	return true
+	return tokenLen > 0
 }
 
 // truncate keeps error messages bounded when a caller sends a huge name.
