@@ -12,8 +12,11 @@ FUZZTIME ?= 5s
 SOAKFOR ?= 3m
 
 REDOCLY ?= redocly
+# Other systems the binary builds for: the client commands, and serve
+# without an executor (runs need Linux).
+CROSS   ?= darwin/arm64
 
-.PHONY: help build run test fuzz bench soak vet lint clean
+.PHONY: help build run test fuzz bench soak vet cross lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -28,10 +31,13 @@ vet: ## go vet and gofmt
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 
+cross: ## build every package for the systems of CROSS (default darwin/arm64)
+	@for p in $(CROSS); do echo "GOOS=$${p%/*} GOARCH=$${p#*/} go build ./..."; GOOS=$${p%/*} GOARCH=$${p#*/} $(GO) build ./... || exit 1; done
+
 lint: ## redocly lint of httpbridge/openapi.json (rules: redocly.yaml; npm install -g @redocly/cli@2.77.0)
 	REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true $(REDOCLY) lint httpbridge/openapi.json
 
-test: vet ## all tests with the race detector, then each fuzz target briefly
+test: vet cross ## the cross builds, all tests with the race detector, then each fuzz target briefly
 	$(GO) test -race -count=1 -timeout 20m ./...
 	$(MAKE) --no-print-directory fuzz
 

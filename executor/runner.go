@@ -3,6 +3,7 @@ package executor
 import (
 	"context"
 	"errors"
+	"runtime"
 	"time"
 
 	"github.com/scripthost/scripthost/bus"
@@ -65,7 +66,7 @@ type Limits struct {
 	// drained and dropped.
 	MaxOutput int
 
-	// The resource limits of every process of a run (see confine.go);
+	// The resource limits of every process of a run (see confine_linux.go);
 	// zero leaves a limit as the server has it.
 
 	// MaxMemory bounds the address space of each process, in bytes
@@ -82,6 +83,26 @@ type Limits struct {
 	// (RLIMIT_NOFILE).
 	MaxOpenFiles int
 }
+
+// checkConfinement rejects limits that make no sense.
+func (l Limits) checkConfinement() error {
+	switch {
+	case l.MaxMemory < 0:
+		return errors.New("executor: negative memory limit")
+	case l.MaxCPU < 0:
+		return errors.New("executor: negative CPU time limit")
+	case l.MaxProcs < 0:
+		return errors.New("executor: negative process limit")
+	case l.MaxOpenFiles < 0:
+		return errors.New("executor: negative open files limit")
+	}
+	return nil
+}
+
+// ErrNeedsLinux is the error of the runners on systems other than Linux
+// (runner_other.go).
+var ErrNeedsLinux = errors.New("executor: scripts run only on Linux, not on " + runtime.GOOS +
+	" (the runs are confined with Linux's process control, namespaces and cgroups); here serve runs without an executor (--max-concurrent 0), in front of executor nodes on Linux")
 
 // Runner runs one job to completion. A script's own failure (non-zero
 // exit, death by a signal, timeout) is a Result, not an error; an error

@@ -38,7 +38,7 @@ type RunnerConfig struct {
 	// RunAs, when set, is the user every run takes (the server must be
 	// root to switch); nil runs scripts as the server's user.
 	RunAs *Credential
-	// Sandbox isolates each run (sandbox.go); the zero value is off.
+	// Sandbox isolates each run (sandbox_linux.go); the zero value is off.
 	Sandbox Sandbox
 	// DrainTimeout bounds the reading of a run's output after its process
 	// group died (zero: DefaultDrainTimeout).
@@ -175,4 +175,105 @@ func cutText(s string, n int) string {
 		return s[:n] + "..."
 	}
 	return s
+}
+
+// SandboxMode says whether runs are sandboxed.
+type SandboxMode int
+
+const (
+	// SandboxOff runs scripts without the sandbox (the zero value).
+	SandboxOff SandboxMode = iota
+	// SandboxAuto sandboxes runs where the kernel and permissions allow
+	// it, and runs them without it, with a warning, elsewhere.
+	SandboxAuto
+	// SandboxOn sandboxes every run; a runner that cannot fails to start.
+	SandboxOn
+)
+
+// ParseSandboxMode reads "auto", "on" or "off".
+func ParseSandboxMode(s string) (SandboxMode, error) {
+	switch s {
+	case "auto":
+		return SandboxAuto, nil
+	case "on":
+		return SandboxOn, nil
+	case "off":
+		return SandboxOff, nil
+	}
+	return SandboxOff, fmt.Errorf("sandbox mode %q: want auto, on or off", s)
+}
+
+// Sandbox configures the run sandbox.
+type Sandbox struct {
+	Mode SandboxMode
+	// HostNetwork gives sandboxed runs the host's network instead of a
+	// loopback interface of their own.
+	HostNetwork bool
+}
+
+// ErrSandboxUnavailable is wrapped by the error of a runner asked for the
+// sandbox (SandboxOn) where it cannot have it.
+var ErrSandboxUnavailable = errors.New("the run sandbox is not available")
+
+// Defaults of WarmParents.
+const (
+	DefaultMaxWarmParents   = 8
+	DefaultWarmParentMemory = 1 << 30
+	DefaultWarmParentIdle   = 5 * time.Minute
+	DefaultWarmParentHot    = 2
+)
+
+// WarmParents configures the per-script warm parents of fork mode: for a
+// script that runs often (Hot runs of one version), a fork of the warm
+// interpreter that has imported what the script imports, from which that
+// script's runs then fork. A new version of the script gets a new warm
+// parent; the old one serves no run of it.
+type WarmParents struct {
+	// Max bounds the warm parents alive at once (0: DefaultMaxWarmParents);
+	// a negative Max disables them, and the warm interpreter then imports
+	// the common standard library itself.
+	Max int
+	// MaxMemory bounds the memory of the warm parents together, in bytes:
+	// what is their own (not shared with the warm interpreter), which
+	// evicting them frees (0: DefaultWarmParentMemory).
+	MaxMemory int64
+	// Idle evicts a warm parent that served no run for that long
+	// (0: DefaultWarmParentIdle).
+	Idle time.Duration
+	// Hot is the number of runs of one version of a script, served by the
+	// warm interpreter, after which it gets a warm parent (0:
+	// DefaultWarmParentHot).
+	Hot int
+}
+
+func (p WarmParents) withDefaults() WarmParents {
+	if p.Max == 0 {
+		p.Max = DefaultMaxWarmParents
+	}
+	if p.MaxMemory == 0 {
+		p.MaxMemory = DefaultWarmParentMemory
+	}
+	if p.Idle == 0 {
+		p.Idle = DefaultWarmParentIdle
+	}
+	if p.Hot == 0 {
+		p.Hot = DefaultWarmParentHot
+	}
+	return p
+}
+
+func (p WarmParents) enabled() bool { return p.Max > 0 }
+
+// WarmStats are the counts of a fork runner's warm parents.
+type WarmStats struct {
+	// Parents is the number of warm parents alive, and MemoryBytes their
+	// own memory as last measured.
+	Parents     int
+	MemoryBytes int64
+	// Created, Evicted and Refused count warm parents made, ended (idle,
+	// over a bound, or replaced by a new version) and scripts refused one
+	// (their imports write output).
+	Created, Evicted, Refused uint64
+	// Runs counts the runs served by a warm parent.
+	Runs uint64
 }

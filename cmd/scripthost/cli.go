@@ -17,10 +17,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"golang.org/x/sys/unix"
 
 	"github.com/scripthost/scripthost/bus"
 	"github.com/scripthost/scripthost/catalog"
@@ -38,7 +38,7 @@ const (
 	exitNotFound = 127 // no such script
 	exitSignal   = 128 // + the number of the signal that killed the script
 	// exitCancelled: the run was cancelled (^C), as a shell reports SIGINT.
-	exitCancelled = exitSignal + int(unix.SIGINT)
+	exitCancelled = exitSignal + int(syscall.SIGINT)
 )
 
 // cliConfig is what the client commands are told by flags.
@@ -383,7 +383,7 @@ func cliRun(ctx context.Context, c client, cfg cliConfig, name string, stdin io.
 	case res.ExitCode != nil:
 		return *res.ExitCode
 	}
-	n := unix.SignalNum(res.Signal)
+	n := signalNumber(res.Signal)
 	if n == 0 {
 		return fail(exitFailed, "the script died by an unknown signal %q", res.Signal)
 	}

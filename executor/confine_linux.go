@@ -38,26 +38,6 @@ import (
 // process limit is the run's pids cgroup rather than RLIMIT_NPROC, and
 // whatever a run leaves dies with its pid namespace.
 
-// Credential is the user a run takes: every process of the run has these
-// user and group ids (real, effective and saved) and supplementary groups.
-type Credential struct {
-	// Name is for messages only.
-	Name     string
-	Uid, Gid uint32
-	Groups   []uint32
-	// Home is the user's home folder: the runs' HOME when they are not
-	// sandboxed (a sandboxed run has a HOME of its own); empty keeps the
-	// server's HOME.
-	Home string
-}
-
-func (c *Credential) String() string {
-	if c == nil {
-		return "the server's user"
-	}
-	return fmt.Sprintf("%s (uid %d, gid %d)", c.Name, c.Uid, c.Gid)
-}
-
 // rlimit is one resource limit of a run.
 type rlimit struct {
 	// name is the name Python's resource module knows it by.
@@ -89,21 +69,6 @@ func (l Limits) rlimits() []rlimit {
 		out = append(out, rlimit{"RLIMIT_NOFILE", unix.RLIMIT_NOFILE, n, n})
 	}
 	return out
-}
-
-// checkConfinement rejects limits that make no sense.
-func (l Limits) checkConfinement() error {
-	switch {
-	case l.MaxMemory < 0:
-		return errors.New("executor: negative memory limit")
-	case l.MaxCPU < 0:
-		return errors.New("executor: negative CPU time limit")
-	case l.MaxProcs < 0:
-		return errors.New("executor: negative process limit")
-	case l.MaxOpenFiles < 0:
-		return errors.New("executor: negative open files limit")
-	}
-	return nil
 }
 
 // setRlimits sets lims on the process pid. A limit is never raised above

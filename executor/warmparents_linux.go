@@ -18,70 +18,8 @@ import (
 	"github.com/scripthost/scripthost/catalog"
 )
 
-// Defaults of WarmParents.
-const (
-	DefaultMaxWarmParents   = 8
-	DefaultWarmParentMemory = 1 << 30
-	DefaultWarmParentIdle   = 5 * time.Minute
-	DefaultWarmParentHot    = 2
-	// maxWarmScript is the largest script whose imports are looked for.
-	maxWarmScript = 4 << 20
-)
-
-// WarmParents configures the per-script warm parents of fork mode: for a
-// script that runs often (Hot runs of one version), a fork of the warm
-// interpreter that has imported what the script imports, from which that
-// script's runs then fork. A new version of the script gets a new warm
-// parent; the old one serves no run of it.
-type WarmParents struct {
-	// Max bounds the warm parents alive at once (0: DefaultMaxWarmParents);
-	// a negative Max disables them, and the warm interpreter then imports
-	// the common standard library itself.
-	Max int
-	// MaxMemory bounds the memory of the warm parents together, in bytes:
-	// what is their own (not shared with the warm interpreter), which
-	// evicting them frees (0: DefaultWarmParentMemory).
-	MaxMemory int64
-	// Idle evicts a warm parent that served no run for that long
-	// (0: DefaultWarmParentIdle).
-	Idle time.Duration
-	// Hot is the number of runs of one version of a script, served by the
-	// warm interpreter, after which it gets a warm parent (0:
-	// DefaultWarmParentHot).
-	Hot int
-}
-
-func (p WarmParents) withDefaults() WarmParents {
-	if p.Max == 0 {
-		p.Max = DefaultMaxWarmParents
-	}
-	if p.MaxMemory == 0 {
-		p.MaxMemory = DefaultWarmParentMemory
-	}
-	if p.Idle == 0 {
-		p.Idle = DefaultWarmParentIdle
-	}
-	if p.Hot == 0 {
-		p.Hot = DefaultWarmParentHot
-	}
-	return p
-}
-
-func (p WarmParents) enabled() bool { return p.Max > 0 }
-
-// WarmStats are the counts of a fork runner's warm parents.
-type WarmStats struct {
-	// Parents is the number of warm parents alive, and MemoryBytes their
-	// own memory as last measured.
-	Parents     int
-	MemoryBytes int64
-	// Created, Evicted and Refused count warm parents made, ended (idle,
-	// over a bound, or replaced by a new version) and scripts refused one
-	// (their imports write output).
-	Created, Evicted, Refused uint64
-	// Runs counts the runs served by a warm parent.
-	Runs uint64
-}
+// maxWarmScript is the largest script whose imports are looked for.
+const maxWarmScript = 4 << 20
 
 // parent is the warm-parent state of one script (by path): counting its
 // runs until it is hot, then its warm parent.

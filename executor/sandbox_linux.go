@@ -34,44 +34,6 @@ import (
 //go:embed sandbox.py
 var sandboxSource string
 
-// SandboxMode says whether runs are sandboxed.
-type SandboxMode int
-
-const (
-	// SandboxOff runs scripts without the sandbox (the zero value).
-	SandboxOff SandboxMode = iota
-	// SandboxAuto sandboxes runs where the kernel and permissions allow
-	// it, and runs them without it, with a warning, elsewhere.
-	SandboxAuto
-	// SandboxOn sandboxes every run; a runner that cannot fails to start.
-	SandboxOn
-)
-
-// ParseSandboxMode reads "auto", "on" or "off".
-func ParseSandboxMode(s string) (SandboxMode, error) {
-	switch s {
-	case "auto":
-		return SandboxAuto, nil
-	case "on":
-		return SandboxOn, nil
-	case "off":
-		return SandboxOff, nil
-	}
-	return SandboxOff, fmt.Errorf("sandbox mode %q: want auto, on or off", s)
-}
-
-// Sandbox configures the run sandbox.
-type Sandbox struct {
-	Mode SandboxMode
-	// HostNetwork gives sandboxed runs the host's network instead of a
-	// loopback interface of their own.
-	HostNetwork bool
-}
-
-// ErrSandboxUnavailable is wrapped by the error of a runner asked for the
-// sandbox (SandboxOn) where it cannot have it.
-var ErrSandboxUnavailable = errors.New("the run sandbox is not available")
-
 // sandbox is a runner's sandbox, once it is known to work.
 type sandbox struct {
 	python      string
