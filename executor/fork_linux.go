@@ -7,18 +7,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
-	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
 
@@ -127,161 +124,6 @@ func NewForkRunner(cfg RunnerConfig, preload []string) (*ForkRunner, error) {
 	return r, nil
 }
 
-// Run runs job in a child of the warm interpreter. Its process group dies
-// when the run times out, when ctx is done, when the runner closes, and
-// when the script exits. If the warm interpreter dies during the run, the
-// run fails with an error wrapping bus.ErrUnavailable and the interpreter
-// is restarted for the next runs.
-func (r *ForkRunner) Run(ctx context.Context, job Job) (bus.Result, error) {
-	if err := checkJob(job); err != nil {
-		return bus.Result{}, err
-	}
-	if ctx.Err() != nil {
-		return bus.Result{}, cancelled(ctx)
-	}
-	r.mu.Lock()
-	if r.closed {
-		r.mu.Unlock()
-		return bus.Result{}, errClosed
-	}
-	r.running.Add(1)
-	r.mu.Unlock()
-	defer r.running.Done()
-
-	limit := timeoutOf(job, r.cfg.Limits.Timeout)
-	deadline := time.NewTimer(limit)
-	defer deadline.Stop()
-	// Waiting for a (re)starting warm interpreter counts against the run.
-	wctx, cancel := context.WithTimeout(ctx, limit)
-	defer cancel()
-
-	pio, err := newProcIO(job.Stdin, r.cfg.Limits.MaxOutput, job.Output)
-	if err != nil {
-		return bus.Result{}, err
-	}
-	// Under the sandbox, a run's cgroups are its slot's, which the warm
-	// interpreter makes (sandbox.py): the job names none.
-	var cg *runCgroup
-	if st, err := os.Stat(filepath.Dir(job.Path)); err != nil || !st.IsDir() {
-		pio.closeAll()
-		return bus.Result{}, bus.Errorf(bus.ErrUnavailable, "cannot start the run: no such folder: %s", filepath.Dir(job.Path))
-	}
-	id := r.nextID.Add(1)
-	run := &forkRun{msgs: make(chan forkMsg, 3)}
-	var w *warm
-	for attempt := 0; ; attempt++ {
-		// A hot script's own warm parent, else the warm interpreter.
-		p, pw := r.parentFor(job)
-		if p != nil {
-			w = pw
-		} else if w, err = r.warm(wctx); err != nil {
-			pio.closeAll()
-			return bus.Result{}, err
-		}
-		if w != nil {
-			err = w.start(id, run, job, pio, cg)
-		} else {
-			err = errWarmDead // retired meanwhile
-		}
-		if p != nil {
-			defer r.releaseParent(p)
-		}
-		if err == nil {
-			break
-		}
-		// A warm interpreter that died before taking the job: the job never
-		// started, so try once more with the next one.
-		if !errors.Is(err, errWarmDead) || attempt > 0 {
-			pio.closeAll()
-			return bus.Result{}, bus.Errorf(bus.ErrUnavailable, "cannot start the run: %v", err)
-		}
-	}
-	pio.start()
-
-	var (
-		timedOut, killSent bool
-		runErr             error
-		status             syscall.WaitStatus
-		pid                int
-		pidfd              = -1
-		ctxDone            = ctx.Done()
-		closing            = r.closing
-		timeout            = deadline.C
-		grace              <-chan time.Time
-	)
-	defer func() {
-		if pidfd >= 0 {
-			_ = unix.Close(pidfd)
-		}
-	}()
-	kill := func() {
-		if !killSent {
-			killSent = true
-			w.send(forkMsg{Op: "kill", ID: id}, nil)
-			grace = time.After(r.killGrace)
-		}
-	}
-wait:
-	for {
-		select {
-		case m := <-run.msgs:
-			switch m.Op {
-			case "started":
-				pid, pidfd = m.Pid, m.fd
-			case "failed":
-				w.forget(id)
-				pio.finish(r.cfg.DrainTimeout)
-				return bus.Result{}, bus.Errorf(bus.ErrUnavailable, "cannot start the run: %s", m.Error)
-			case "exited":
-				status = syscall.WaitStatus(m.Status)
-				break wait
-			}
-		case <-w.dead:
-			// The warm interpreter's children die with it (a parent-death
-			// signal); kill what they started too. Nothing can reap the
-			// group's members but init, which a pid needs to wrap around
-			// for the group id to name anything else.
-			if pid > 0 {
-				killGroup(pid)
-				if pidfd >= 0 {
-					_ = unix.PidfdSendSignal(pidfd, unix.SIGKILL, nil, 0)
-				}
-				// Re-parented here, the run and its group are ours to reap.
-				reapGroup(pid, true, r.cfg.DrainTimeout)
-			}
-			pio.finish(r.cfg.DrainTimeout)
-			switch {
-			case runErr != nil:
-				return bus.Result{}, runErr
-			case timedOut:
-				// Killed for its timeout, by the warm interpreter's end.
-				return pio.result(syscall.WaitStatus(syscall.SIGKILL), true), nil
-			}
-			return bus.Result{}, bus.Errorf(bus.ErrUnavailable, "the warm interpreter died during the run: %v", w.deadErr)
-		case <-grace:
-			// The warm interpreter did not carry out the kill: it is stuck.
-			// Ending it ends its runs (see above) and starts a new one.
-			grace = nil
-			r.cfg.Log.Error("the warm interpreter does not answer; killing it", "pid", w.pid)
-			w.kill()
-		case <-timeout:
-			timeout = nil
-			timedOut = true
-			kill()
-		case <-ctxDone:
-			ctxDone = nil
-			runErr = cancelled(ctx)
-			kill()
-		case <-closing:
-			closing = nil
-			runErr = errClosed
-			kill()
-		}
-	}
-	pio.finish(r.cfg.DrainTimeout)
-	return pio.result(status, timedOut), runErr
-}
-
 // Close kills the runs in progress, waits for them, and stops the warm
 // interpreter. Later runs fail with an error wrapping bus.ErrUnavailable.
 func (r *ForkRunner) Close() error {
@@ -383,37 +225,6 @@ func (r *ForkRunner) died(w *warm) {
 	r.cur = nil
 	r.cfg.Log.Warn("the warm interpreter died; restarting it", "pid", w.pid, "err", w.deadErr)
 	r.restartLocked()
-}
-
-// forkMsg is one message of the control protocol (see forkserver.py).
-type forkMsg struct {
-	Op   string   `json:"op"`
-	ID   uint64   `json:"id,omitempty"`
-	Path string   `json:"path,omitempty"`
-	Dir  string   `json:"dir,omitempty"`
-	Args []string `json:"args,omitempty"`
-	// The same as bytes, when they are not all UTF-8 (JSON would change
-	// them): the child decodes them as CPython decodes its command line.
-	BPath  []byte   `json:"bpath,omitempty"`
-	BDir   []byte   `json:"bdir,omitempty"`
-	BArgs  [][]byte `json:"bargs,omitempty"`
-	Pid    int      `json:"pid,omitempty"`
-	Status int      `json:"status,omitempty"`
-	Error  string   `json:"error,omitempty"`
-	// Unbuffered runs the job with unbuffered stdout and stderr, as
-	// PYTHONUNBUFFERED=1 does (a streamed run).
-	Unbuffered bool `json:"unbuffered,omitempty"`
-	// Imports are the modules a warm parent imported ("ready").
-	Imports []string `json:"imports,omitempty"`
-	// Memory is a warm parent's own memory once it has imported them.
-	Memory int64 `json:"memory,omitempty"`
-	// Cgroups are the cgroup.procs files of the run's cgroups (sandbox).
-	Cgroups []string `json:"cgroups,omitempty"`
-	fd      int      // a pidfd that came with "started" or a warm parent's "ready"
-}
-
-type forkRun struct {
-	msgs chan forkMsg
 }
 
 var errWarmDead = errors.New("the warm interpreter is gone")
@@ -518,85 +329,6 @@ func (r *ForkRunner) launch() (*warm, error) {
 	return w, nil
 }
 
-// read reads one message, with the pidfd it may carry.
-func (w *warm) read() (forkMsg, error) {
-	if w.rbuf == nil {
-		w.rbuf, w.oob = make([]byte, 64<<10), make([]byte, unix.CmsgSpace(4*4))
-	}
-	buf, oob := w.rbuf, w.oob
-	n, oobn, _, _, err := w.conn.ReadMsgUnix(buf, oob)
-	if err != nil {
-		return forkMsg{}, err
-	}
-	if n == 0 && oobn == 0 {
-		return forkMsg{}, io.EOF
-	}
-	m := forkMsg{fd: -1}
-	var fds []int
-	if oobn > 0 {
-		scms, perr := unix.ParseSocketControlMessage(oob[:oobn])
-		if perr == nil {
-			for _, scm := range scms {
-				if got, err := unix.ParseUnixRights(&scm); err == nil {
-					fds = append(fds, got...)
-				}
-			}
-		}
-	}
-	if err := json.Unmarshal(buf[:n], &m); err != nil {
-		closeFds(fds)
-		return forkMsg{}, fmt.Errorf("bad message from the warm interpreter: %w", err)
-	}
-	if len(fds) > 0 {
-		m.fd = fds[0]
-		closeFds(fds[1:])
-	}
-	return m, nil
-}
-
-func (w *warm) readLoop() {
-	var err error
-	for {
-		var m forkMsg
-		if m, err = w.read(); err != nil {
-			break
-		}
-		w.mu.Lock()
-		run := w.runs[m.ID]
-		if m.Op == "exited" || m.Op == "failed" {
-			delete(w.runs, m.ID)
-		}
-		w.mu.Unlock()
-		if run == nil {
-			if m.fd >= 0 {
-				_ = unix.Close(m.fd)
-			}
-			continue
-		}
-		run.msgs <- m // never blocks: a run gets at most three messages
-	}
-	w.mu.Lock()
-	w.deadErr = err
-	if errors.Is(err, io.EOF) {
-		w.deadErr = errWarmDead
-	}
-	close(w.dead)
-	w.runs = nil
-	w.mu.Unlock()
-	_ = w.conn.Close()
-	// Reap it now: it may be exiting, or be alive but unable to talk.
-	select {
-	case <-w.exited:
-	case <-time.After(time.Second):
-		w.kill()
-	}
-	if w.parent {
-		w.r.parentDied(w)
-		return
-	}
-	w.r.died(w)
-}
-
 func (w *warm) isDead() bool {
 	select {
 	case <-w.dead:
@@ -604,109 +336,6 @@ func (w *warm) isDead() bool {
 	default:
 		return false
 	}
-}
-
-// start registers run and sends its job with the child's ends of pio. The
-// job itself travels in a memfd that the warm interpreter passes on to the
-// child unread: no job's arguments ever sit in the warm interpreter's
-// memory, which later children inherit.
-func (w *warm) start(id uint64, run *forkRun, job Job, pio *procIO, cg *runCgroup) error {
-	w.mu.Lock()
-	if w.runs == nil {
-		w.mu.Unlock()
-		return errWarmDead
-	}
-	w.runs[id] = run
-	w.mu.Unlock()
-
-	msg := forkMsg{Op: "run", ID: id, Path: job.Path, Dir: filepath.Dir(job.Path), Args: job.Args}
-	if !allUTF8(job) {
-		msg = forkMsg{Op: "run", ID: id, BPath: []byte(msg.Path), BDir: []byte(msg.Dir)}
-		for _, a := range job.Args {
-			msg.BArgs = append(msg.BArgs, []byte(a))
-		}
-	}
-	msg.Unbuffered = job.Output != nil
-	if cg != nil {
-		msg.Cgroups = cg.procs()
-	}
-	fds := []int{int(pio.child[0].Fd()), int(pio.child[1].Fd()), int(pio.child[2].Fd())}
-	body, err := json.Marshal(msg)
-	if err == nil {
-		var memfd int
-		if memfd, err = bigJob(body); err == nil {
-			defer unix.Close(memfd)
-			fds = append(fds, memfd)
-			body, err = json.Marshal(forkMsg{Op: "run", ID: id})
-		}
-	}
-	if err == nil {
-		err = w.sendRaw(body, fds)
-	}
-	if err != nil {
-		w.forget(id)
-		if w.isDead() {
-			return errWarmDead
-		}
-		return err
-	}
-	return nil
-}
-
-func allUTF8(job Job) bool {
-	if !utf8.ValidString(job.Path) {
-		return false
-	}
-	for _, a := range job.Args {
-		if !utf8.ValidString(a) {
-			return false
-		}
-	}
-	return true
-}
-
-func bigJob(body []byte) (int, error) {
-	fd, err := unix.MemfdCreate("scripthost-job", unix.MFD_CLOEXEC)
-	if err != nil {
-		return -1, err
-	}
-	for rest := body; len(rest) > 0; {
-		n, err := unix.Write(fd, rest)
-		if err != nil {
-			_ = unix.Close(fd)
-			return -1, err
-		}
-		rest = rest[n:]
-	}
-	if _, err := unix.Seek(fd, 0, io.SeekStart); err != nil {
-		_ = unix.Close(fd)
-		return -1, err
-	}
-	return fd, nil
-}
-
-func (w *warm) forget(id uint64) {
-	w.mu.Lock()
-	if w.runs != nil {
-		delete(w.runs, id)
-	}
-	w.mu.Unlock()
-}
-
-func (w *warm) send(m forkMsg, fds []int) {
-	body, _ := json.Marshal(m)
-	if err := w.sendRaw(body, fds); err != nil && !w.isDead() {
-		w.r.cfg.Log.Error("writing to the warm interpreter", "err", err)
-	}
-}
-
-func (w *warm) sendRaw(body []byte, fds []int) error {
-	var oob []byte
-	if len(fds) > 0 {
-		oob = unix.UnixRights(fds...)
-	}
-	_, _, err := w.conn.WriteMsgUnix(body, oob, nil)
-	return err
 }
 
 // stop ends the warm interpreter: at the end of its control connection it
@@ -720,12 +349,6 @@ func (w *warm) stop() {
 		<-w.exited
 	}
 	_ = w.conn.Close()
-}
-
-func closeFds(fds []int) {
-	for _, fd := range fds {
-		_ = unix.Close(fd)
-	}
 }
 
 // lineLogger logs what the warm interpreter writes, one record a line,

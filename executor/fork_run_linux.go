@@ -1,0 +1,173 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/scripthost/scripthost/bus"
+)
+
+// Run runs job in a child of the warm interpreter. Its process group dies
+// when the run times out, when ctx is done, when the runner closes, and
+// when the script exits. If the warm interpreter dies during the run, the
+// run fails with an error wrapping bus.ErrUnavailable and the interpreter
+// is restarted for the next runs.
+func (r *ForkRunner) Run(ctx context.Context, job Job) (bus.Result, error) {
+	if err := checkJob(job); err != nil {
+		return bus.Result{}, err
+	}
+	if ctx.Err() != nil {
+		return bus.Result{}, cancelled(ctx)
+	}
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return bus.Result{}, errClosed
+	}
+	r.running.Add(1)
+	r.mu.Unlock()
+	defer r.running.Done()
+
+	limit := timeoutOf(job, r.cfg.Limits.Timeout)
+	deadline := time.NewTimer(limit)
+	defer deadline.Stop()
+	// Waiting for a (re)starting warm interpreter counts against the run.
+	wctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+
+	pio, err := newProcIO(job.Stdin, r.cfg.Limits.MaxOutput, job.Output)
+	if err != nil {
+		return bus.Result{}, err
+	}
+	// Under the sandbox, a run's cgroups are its slot's, which the warm
+	// interpreter makes (sandbox.py): the job names none.
+	var cg *runCgroup
+	if st, err := os.Stat(filepath.Dir(job.Path)); err != nil || !st.IsDir() {
+		pio.closeAll()
+		return bus.Result{}, bus.Errorf(bus.ErrUnavailable, "cannot start the run: no such folder: %s", filepath.Dir(job.Path))
+	}
+	id := r.nextID.Add(1)
+	run := &forkRun{msgs: make(chan forkMsg, 3)}
+	var w *warm
+	for attempt := 0; ; attempt++ {
+		// A hot script's own warm parent, else the warm interpreter.
+		p, pw := r.parentFor(job)
+		if p != nil {
+			w = pw
+		} else if w, err = r.warm(wctx); err != nil {
+			pio.closeAll()
+			return bus.Result{}, err
+		}
+		if w != nil {
+			err = w.start(id, run, job, pio, cg)
+		} else {
+			err = errWarmDead // retired meanwhile
+		}
+		if p != nil {
+			defer r.releaseParent(p)
+		}
+		if err == nil {
+			break
+		}
+		// A warm interpreter that died before taking the job: the job never
+		// started, so try once more with the next one.
+		if !errors.Is(err, errWarmDead) || attempt > 0 {
+			pio.closeAll()
+			return bus.Result{}, bus.Errorf(bus.ErrUnavailable, "cannot start the run: %v", err)
+		}
+	}
+	pio.start()
+
+	var (
+		timedOut, killSent bool
+		runErr             error
+		status             syscall.WaitStatus
+		pid                int
+		pidfd              = -1
+		ctxDone            = ctx.Done()
+		closing            = r.closing
+		timeout            = deadline.C
+		grace              <-chan time.Time
+	)
+	defer func() {
+		if pidfd >= 0 {
+			_ = unix.Close(pidfd)
+		}
+	}()
+	kill := func() {
+		if !killSent {
+			killSent = true
+			w.send(forkMsg{Op: "kill", ID: id}, nil)
+			grace = time.After(r.killGrace)
+		}
+	}
+wait:
+	for {
+		select {
+		case m := <-run.msgs:
+			switch m.Op {
+			case "started":
+				pid, pidfd = m.Pid, m.fd
+			case "failed":
+				w.forget(id)
+				pio.finish(r.cfg.DrainTimeout)
+				return bus.Result{}, bus.Errorf(bus.ErrUnavailable, "cannot start the run: %s", m.Error)
+			case "exited":
+				status = syscall.WaitStatus(m.Status)
+				break wait
+			}
+		case <-w.dead:
+			// The warm interpreter's children die with it (a parent-death
+			// signal); kill what they started too. Nothing can reap the
+			// group's members but init, which a pid needs to wrap around
+			// for the group id to name anything else.
+			if pid > 0 {
+				killGroup(pid)
+				if pidfd >= 0 {
+					_ = unix.PidfdSendSignal(pidfd, unix.SIGKILL, nil, 0)
+				}
+				// Re-parented here, the run and its group are ours to reap.
+				reapGroup(pid, true, r.cfg.DrainTimeout)
+			}
+			pio.finish(r.cfg.DrainTimeout)
+			switch {
+			case runErr != nil:
+				return bus.Result{}, runErr
+			case timedOut:
+				// Killed for its timeout, by the warm interpreter's end.
+				return pio.result(syscall.WaitStatus(syscall.SIGKILL), true), nil
+			}
+			return bus.Result{}, bus.Errorf(bus.ErrUnavailable, "the warm interpreter died during the run: %v", w.deadErr)
+		case <-grace:
+			// The warm interpreter did not carry out the kill: it is stuck.
+			// Ending it ends its runs (see above) and starts a new one.
+			grace = nil
+			r.cfg.Log.Error("the warm interpreter does not answer; killing it", "pid", w.pid)
+			w.kill()
+		case <-timeout:
+			timeout = nil
+			timedOut = true
+			kill()
+		case <-ctxDone:
+			ctxDone = nil
+			runErr = cancelled(ctx)
+			kill()
+		case <-closing:
+			closing = nil
+			runErr = errClosed
+			kill()
+		}
+	}
+	pio.finish(r.cfg.DrainTimeout)
+	return pio.result(status, timedOut), runErr
+}
+
+type forkRun struct {
+	msgs chan forkMsg
+}
