@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/scripthost/scripthost/bus"
+	"github.com/scripthost/scripthost/model"
 )
 
 // DefaultScanInterval is the rescan period when Config.ScanInterval is 0.
@@ -68,8 +68,8 @@ type Catalog struct {
 	// API writes, scans and the slow path of lookups. Changes, their logs
 	// and their hooks therefore happen in one order, the folder's.
 	opMu   sync.Mutex
-	hooks  []func(string, *bus.Script) // guarded by opMu
-	warned map[string]bool             // names warned about; guarded by opMu
+	hooks  []func(string, *model.Script) // guarded by opMu
+	warned map[string]bool               // names warned about; guarded by opMu
 	// files are the data files beside the scripts, and fileHooks learn
 	// of their changes (datafiles.go); guarded by opMu.
 	files     map[string]dataFile
@@ -139,16 +139,16 @@ func (c *Catalog) Dir() string { return c.dir }
 // fn runs synchronously, in the order of the changes, before a write
 // returns: a write is answered only once every hook has seen it. fn must be
 // quick and must not call the Catalog.
-func (c *Catalog) OnChange(fn func(name string, s *bus.Script)) {
+func (c *Catalog) OnChange(fn func(name string, s *model.Script)) {
 	c.opMu.Lock()
 	defer c.opMu.Unlock()
-	c.each(func(s *bus.Script) error { fn(s.Name, s); return nil })
+	c.each(func(s *model.Script) error { fn(s.Name, s); return nil })
 	c.hooks = append(c.hooks, fn)
 }
 
 // each calls fn with every script, read afresh from the folder, and stops
 // at fn's first error. opMu must be held.
-func (c *Catalog) each(fn func(*bus.Script) error) error {
+func (c *Catalog) each(fn func(*model.Script) error) error {
 	for _, name := range c.List() {
 		// refresh tells the hooks of anything that changed meanwhile.
 		s, found, err := c.refresh(name, true)
@@ -179,56 +179,56 @@ func (c *Catalog) List() []string {
 }
 
 // Get returns a script's code and version, read from the folder.
-func (c *Catalog) Get(name string) (bus.Script, error) {
-	if err := ValidateName(name); err != nil {
-		return bus.Script{}, err
+func (c *Catalog) Get(name string) (model.Script, error) {
+	if err := model.ValidateName(name); err != nil {
+		return model.Script{}, err
 	}
 	c.opMu.Lock()
 	defer c.opMu.Unlock()
 	s, found, err := c.refresh(name, true)
 	if err != nil {
-		return bus.Script{}, err
+		return model.Script{}, err
 	}
 	if !found {
-		return bus.Script{}, notFound(name)
+		return model.Script{}, notFound(name)
 	}
 	return *s, nil
 }
 
-// Create writes a new script. It fails with bus.ErrExists when anything
+// Create writes a new script. It fails with model.ErrExists when anything
 // already has that name in the folder.
-func (c *Catalog) Create(name, code string) (bus.Script, error) {
-	if err := ValidateName(name); err != nil {
-		return bus.Script{}, err
+func (c *Catalog) Create(name, code string) (model.Script, error) {
+	if err := model.ValidateName(name); err != nil {
+		return model.Script{}, err
 	}
 	c.opMu.Lock()
 	defer c.opMu.Unlock()
 	switch _, err := os.Lstat(c.path(name)); {
 	case err == nil:
-		return bus.Script{}, bus.Errorf(bus.ErrExists, "script %q already exists", name)
+		return model.Script{}, model.Errorf(model.ErrExists, "script %q already exists", name)
 	case !errors.Is(err, fs.ErrNotExist):
-		return bus.Script{}, fmt.Errorf("create script %q: %w", name, err)
+		return model.Script{}, fmt.Errorf("create script %q: %w", name, err)
 	}
 	return c.write(name, code, 0o644, "Script created")
 }
 
 // Update replaces the code of an existing script, keeping its file mode.
-func (c *Catalog) Update(name, code string) (bus.Script, error) {
-	if err := ValidateName(name); err != nil {
-		return bus.Script{}, err
+func (c *Catalog) Update(name, code string) (model.Script, error) {
+	if err := model.ValidateName(name); err != nil {
+		return model.Script{}, err
 	}
 	c.opMu.Lock()
 	defer c.opMu.Unlock()
 	fi, err := c.lstatScript(name)
 	if err != nil {
-		return bus.Script{}, err
+		return model.Script{}, err
 	}
 	return c.write(name, code, fi.Mode().Perm(), "Script updated")
 }
 
 // Delete removes a script.
 func (c *Catalog) Delete(name string) error {
-	if err := ValidateName(name); err != nil {
+	if err := model.ValidateName(name); err != nil {
 		return err
 	}
 	c.opMu.Lock()
@@ -252,7 +252,7 @@ func (c *Catalog) Delete(name string) error {
 // runs before every run, so its usual cost is one map lookup and one stat;
 // a file edited by hand since it was indexed is re-read at once.
 func (c *Catalog) Locate(name string) (path, version string, err error) {
-	if err := ValidateName(name); err != nil {
+	if err := model.ValidateName(name); err != nil {
 		return "", "", err
 	}
 	path = c.path(name)
@@ -289,7 +289,7 @@ func (c *Catalog) Locate(name string) (path, version string, err error) {
 func (c *Catalog) path(name string) string { return filepath.Join(c.dir, name) }
 
 func notFound(name string) error {
-	return bus.Errorf(bus.ErrNotFound, "script %q not found", name)
+	return model.Errorf(model.ErrNotFound, "script %q not found", name)
 }
 
 // lstatScript returns the metadata of a script's file, or a not-found
@@ -308,14 +308,14 @@ func (c *Catalog) lstatScript(name string) (fs.FileInfo, error) {
 
 // write stores code under name atomically and indexes it. opMu must be
 // held.
-func (c *Catalog) write(name, code string, perm fs.FileMode, logMsg string) (bus.Script, error) {
+func (c *Catalog) write(name, code string, perm fs.FileMode, logMsg string) (model.Script, error) {
 	at := time.Now()
 	fi, err := writeAtomic(c.dir, name, []byte(code), perm)
 	if err != nil {
-		return bus.Script{}, fmt.Errorf("write script %q: %w", name, err)
+		return model.Script{}, fmt.Errorf("write script %q: %w", name, err)
 	}
 	c.syncDir()
-	s := bus.Script{Name: name, Code: code, Version: Version([]byte(code))}
+	s := model.Script{Name: name, Code: code, Version: model.Version([]byte(code))}
 	c.put(name, entry{version: s.Version, info: fi, hashedAt: at}, &s, logMsg)
 	return s, nil
 }
@@ -331,7 +331,7 @@ func (c *Catalog) syncDir() {
 // refresh brings the index entry of name in line with the folder and
 // returns the script, with its code when withCode is set. found is false
 // when there is no regular file by that name. opMu must be held.
-func (c *Catalog) refresh(name string, withCode bool) (s *bus.Script, found bool, err error) {
+func (c *Catalog) refresh(name string, withCode bool) (s *model.Script, found bool, err error) {
 	path := c.path(name)
 	// A file swapped between our stat and our open is read again.
 	for range 3 {
@@ -347,7 +347,7 @@ func (c *Catalog) refresh(name string, withCode bool) (s *bus.Script, found bool
 		e, indexed := c.index[name]
 		c.mu.RUnlock()
 		if indexed && !withCode && sameFile(e.info, fi) && !racy(e, fi) {
-			return &bus.Script{Name: name, Version: e.version}, true, nil
+			return &model.Script{Name: name, Version: e.version}, true, nil
 		}
 		at := time.Now()
 		code, info, err := readIfSame(path, fi)
@@ -361,7 +361,7 @@ func (c *Catalog) refresh(name string, withCode bool) (s *bus.Script, found bool
 		if err != nil {
 			return nil, false, fmt.Errorf("read script %q: %w", name, err)
 		}
-		s := &bus.Script{Name: name, Code: string(code), Version: Version(code)}
+		s := &model.Script{Name: name, Code: string(code), Version: model.Version(code)}
 		msg := "Script added to folder"
 		if indexed {
 			msg = "Script changed in folder"
@@ -374,7 +374,7 @@ func (c *Catalog) refresh(name string, withCode bool) (s *bus.Script, found bool
 
 // put indexes a script and, when it is new or its version changed, logs
 // logMsg and calls the hooks. opMu must be held.
-func (c *Catalog) put(name string, e entry, s *bus.Script, logMsg string) {
+func (c *Catalog) put(name string, e entry, s *model.Script, logMsg string) {
 	c.mu.Lock()
 	old, had := c.index[name]
 	c.index[name] = e

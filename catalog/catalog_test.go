@@ -5,15 +5,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/scripthost/scripthost/bus"
 	"github.com/scripthost/scripthost/catalog"
+	"github.com/scripthost/scripthost/model"
 )
 
 func TestNewScansFolder(t *testing.T) {
@@ -110,15 +109,6 @@ func TestNewFolder(t *testing.T) {
 	})
 }
 
-var hexVersion = regexp.MustCompile(`^[0-9a-f]{16}$`)
-
-func TestVersion(t *testing.T) {
-	a, b := catalog.Version([]byte("print(1)\n")), catalog.Version([]byte("print(2)\n"))
-	if !hexVersion.MatchString(a) || a == b || a != catalog.Version([]byte("print(1)\n")) {
-		t.Fatalf("versions %q, %q", a, b)
-	}
-}
-
 // TestOperations runs the CRUD methods in sequence on one catalog and
 // checks each result and error code.
 func TestOperations(t *testing.T) {
@@ -137,19 +127,19 @@ func TestOperations(t *testing.T) {
 		{"get missing", func() (any, error) { return c.Get("a.py") }, 404, nil},
 		{"get bad name", func() (any, error) { return c.Get("../a.py") }, 400, nil},
 		{"create", func() (any, error) { return c.Create("a.py", "print('a')\n") }, 0,
-			bus.Script{Name: "a.py", Code: "print('a')\n", Version: catalog.Version([]byte("print('a')\n"))}},
+			model.Script{Name: "a.py", Code: "print('a')\n", Version: model.Version([]byte("print('a')\n"))}},
 		{"create again", func() (any, error) { return c.Create("a.py", "x") }, 409, nil},
 		{"create bad name", func() (any, error) { return c.Create("a b.py", "x") }, 400, nil},
 		{"create over a folder", func() (any, error) { return c.Create("adir.py", "x") }, 409, nil},
 		{"create empty code", func() (any, error) { return c.Create("empty.py", "") }, 0,
-			bus.Script{Name: "empty.py", Code: "", Version: catalog.Version(nil)}},
+			model.Script{Name: "empty.py", Code: "", Version: model.Version(nil)}},
 		{"get", func() (any, error) { return c.Get("a.py") }, 0,
-			bus.Script{Name: "a.py", Code: "print('a')\n", Version: catalog.Version([]byte("print('a')\n"))}},
+			model.Script{Name: "a.py", Code: "print('a')\n", Version: model.Version([]byte("print('a')\n"))}},
 		{"list", func() (any, error) { return c.List(), nil }, 0, []string{"a.py", "empty.py"}},
 		{"update", func() (any, error) { return c.Update("a.py", "print('A')\n") }, 0,
-			bus.Script{Name: "a.py", Code: "print('A')\n", Version: catalog.Version([]byte("print('A')\n"))}},
+			model.Script{Name: "a.py", Code: "print('A')\n", Version: model.Version([]byte("print('A')\n"))}},
 		{"get updated", func() (any, error) { return c.Get("a.py") }, 0,
-			bus.Script{Name: "a.py", Code: "print('A')\n", Version: catalog.Version([]byte("print('A')\n"))}},
+			model.Script{Name: "a.py", Code: "print('A')\n", Version: model.Version([]byte("print('A')\n"))}},
 		{"update missing", func() (any, error) { return c.Update("b.py", "x") }, 404, nil},
 		{"update a folder", func() (any, error) { return c.Update("adir.py", "x") }, 404, nil},
 		{"update bad name", func() (any, error) { return c.Update("b", "x") }, 400, nil},
@@ -163,11 +153,11 @@ func TestOperations(t *testing.T) {
 	for _, s := range steps {
 		got, err := s.do()
 		if s.code != 0 {
-			if err == nil || bus.Code(err) != s.code {
-				t.Fatalf("%s: error %v (code %d), want code %d", s.name, err, bus.Code(err), s.code)
+			if err == nil || model.Code(err) != s.code {
+				t.Fatalf("%s: error %v (code %d), want code %d", s.name, err, model.Code(err), s.code)
 			}
-			if bus.Message(err) == bus.ErrInternal.Error() {
-				t.Fatalf("%s: message %q says nothing", s.name, bus.Message(err))
+			if model.Message(err) == model.ErrInternal.Error() {
+				t.Fatalf("%s: message %q says nothing", s.name, model.Message(err))
 			}
 			continue
 		}
@@ -269,7 +259,7 @@ func TestConcurrentCreates(t *testing.T) {
 				t.Fatalf("creates %d and %d both succeeded", winner, i)
 			}
 			winner = i
-		case !errors.Is(err, bus.ErrExists):
+		case !errors.Is(err, model.ErrExists):
 			t.Fatalf("create %d: %v, want 409", i, err)
 		}
 	}
@@ -321,7 +311,7 @@ func TestLocate(t *testing.T) {
 		s.edit()
 		_, version, err := c.Locate("loc.py")
 		if s.code != 0 {
-			if bus.Code(err) != s.code {
+			if model.Code(err) != s.code {
 				t.Fatalf("%s: Locate error %v, want code %d", s.name, err, s.code)
 			}
 			if slices.Contains(c.List(), "loc.py") {
@@ -332,17 +322,17 @@ func TestLocate(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", s.name, err)
 		}
-		if want := catalog.Version([]byte(s.content)); version != want {
+		if want := model.Version([]byte(s.content)); version != want {
 			t.Fatalf("%s: version %q, want %q", s.name, version, want)
 		}
 		if !slices.Contains(c.List(), "loc.py") {
 			t.Fatalf("%s: not listed", s.name)
 		}
 	}
-	if _, _, err := c.Locate("../loc.py"); bus.Code(err) != 400 {
+	if _, _, err := c.Locate("../loc.py"); model.Code(err) != 400 {
 		t.Fatalf("Locate of a bad name: %v, want 400", err)
 	}
-	if _, _, err := c.Locate("never.py"); bus.Code(err) != 404 {
+	if _, _, err := c.Locate("never.py"); model.Code(err) != 404 {
 		t.Fatalf("Locate of an unknown script: %v, want 404", err)
 	}
 }
@@ -354,7 +344,7 @@ func TestGetSeesHandEdit(t *testing.T) {
 	}
 	writeFile(t, c.Dir(), "g.py", "print(2)\n")
 	s, err := c.Get("g.py")
-	if err != nil || s.Code != "print(2)\n" || s.Version != catalog.Version([]byte(s.Code)) {
+	if err != nil || s.Code != "print(2)\n" || s.Version != model.Version([]byte(s.Code)) {
 		t.Fatalf("Get = %+v, %v; want the hand-edited code", s, err)
 	}
 }
@@ -367,10 +357,10 @@ type events struct {
 	all []event
 }
 
-func (e *events) hook(name string, s *bus.Script) {
+func (e *events) hook(name string, s *model.Script) {
 	ev := event{name: name}
 	if s != nil {
-		if s.Name != name || s.Version != catalog.Version([]byte(s.Code)) {
+		if s.Name != name || s.Version != model.Version([]byte(s.Code)) {
 			panic(fmt.Sprintf("hook got %+v for %q", s, name))
 		}
 		ev.version = s.Version
@@ -404,7 +394,7 @@ func TestRescanPicksUpHandChanges(t *testing.T) {
 	waitFor(t, "the addition to be logged", func() bool { return logs.count("INFO Script added to folder", "name=added.py") == 1 })
 
 	writeFile(t, dir, "added.py", "print('edited')\n")
-	edited := event{"added.py", catalog.Version([]byte("print('edited')\n"))}
+	edited := event{"added.py", model.Version([]byte("print('edited')\n"))}
 	waitFor(t, "a hand edit to reach the hooks", func() bool { return ev.has(edited) })
 	waitFor(t, "the edit to be logged", func() bool { return logs.count("INFO Script changed in folder", "name=added.py") == 1 })
 
@@ -430,7 +420,7 @@ func TestOnChange(t *testing.T) {
 	}
 	var ev events
 	c.OnChange(ev.hook)
-	v := func(code string) string { return catalog.Version([]byte(code)) }
+	v := func(code string) string { return model.Version([]byte(code)) }
 	want := []event{{"first.py", v("print(1)\n")}} // replayed at registration
 	if got := ev.list(); !slices.Equal(got, want) {
 		t.Fatalf("after OnChange: %v, want %v", got, want)

@@ -4,10 +4,9 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"strings"
 	"time"
 
-	"github.com/scripthost/scripthost/bus"
+	"github.com/scripthost/scripthost/model"
 )
 
 // Data files are the files beside the scripts that scripts read
@@ -25,27 +24,6 @@ type dataFile struct {
 	version  string
 	info     fs.FileInfo
 	hashedAt time.Time
-}
-
-// ValidateFileName checks the name of a data file: letters, digits, '_'
-// and '-' in dot-separated parts, at most MaxNameLen bytes, and not a
-// script's name (.py). Such a name is a file name with no path in it and
-// a valid key of a JetStream key-value bucket. Errors wrap
-// bus.ErrBadRequest.
-func ValidateFileName(name string) error {
-	if !validFileName(name) {
-		return bus.Errorf(bus.ErrBadRequest,
-			"invalid data file name %q: names are letters, digits, '_', '-' and dots, not ending in .py, at most %d bytes",
-			truncate(name, 2*MaxNameLen), MaxNameLen)
-	}
-	return nil
-}
-
-func validFileName(name string) bool {
-	if name == "" || len(name) > MaxNameLen || strings.HasSuffix(name, ".py") {
-		return false
-	}
-	return dottedTokens(name)
 }
 
 // OnFileChange registers fn to learn of every data file: fn is called at
@@ -124,7 +102,7 @@ func (c *Catalog) refreshFile(name string) {
 	if err != nil {
 		return // changed meanwhile: the next scan looks again
 	}
-	version := Version(data)
+	version := model.Version(data)
 	c.files[name] = dataFile{version: version, info: info, hashedAt: at}
 	if known && old.version == version {
 		return
@@ -142,7 +120,7 @@ func (c *Catalog) refreshFile(name string) {
 // WriteDataFile writes a data file into dir atomically, as WriteFile does
 // for scripts; executor nodes use it to mirror data files.
 func WriteDataFile(dir, name string, data []byte) error {
-	if err := ValidateFileName(name); err != nil {
+	if err := model.ValidateFileName(name); err != nil {
 		return err
 	}
 	_, err := writeAtomic(dir, name, data, 0o644)

@@ -4,12 +4,9 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/scripthost/scripthost/catalog"
 )
 
 // fileEvents records what OnFileChange hooks are told.
@@ -65,21 +62,5 @@ func TestDataFiles(t *testing.T) {
 	}
 	if files := c.Files(); !slices.Equal(files, []string{"data.csv"}) {
 		t.Errorf("Files() = %q", files)
-	}
-}
-
-func TestValidateFileName(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		ok   bool
-	}{
-		{"data.csv", true}, {"README", true}, {"model-v2.bin", true}, {"a_b.tar.gz", true},
-		{"a.py", false}, {"", false}, {".hidden", false}, {"a..b", false}, {"trailing.", false},
-		{"with space.txt", false}, {"../up.txt", false}, {"a/b.txt", false}, {"a*b", false},
-		{strings.Repeat("x", catalog.MaxNameLen+1), false},
-	} {
-		if err := catalog.ValidateFileName(tc.name); (err == nil) != tc.ok {
-			t.Errorf("%q: %v, want ok %v", tc.name, err, tc.ok)
-		}
 	}
 }

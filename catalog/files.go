@@ -2,14 +2,14 @@ package catalog
 
 import (
 	"crypto/sha256"
-	"encoding/hex"
 	"errors"
-	"hash"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/scripthost/scripthost/model"
 )
 
 // tempPrefix starts the names of our temporary files. The leading dot
@@ -26,15 +26,6 @@ const staleTemp = time.Minute
 // within the same tick, unseen by a stat, so its content is checked again.
 // This is git's "racily clean" rule.
 const racyWindow = 2 * time.Second
-
-// Version is the version of a script's content: the first 16 hex digits of
-// its SHA-256.
-func Version(code []byte) string {
-	sum := sha256.Sum256(code)
-	return hex.EncodeToString(sum[:8])
-}
-
-func versionOf(h hash.Hash) string { return hex.EncodeToString(h.Sum(nil)[:8]) }
 
 // sameFile reports whether two stats show the same file with the same size
 // and modification time. An atomic replace (a new inode) is a change even
@@ -97,7 +88,7 @@ func hashIfSame(path string, lstat fs.FileInfo) (version string, at time.Time, o
 	if _, err := io.Copy(h, f); err != nil {
 		return "", at, false
 	}
-	return versionOf(h), at, true
+	return model.VersionOfSum(h.Sum(nil)), at, true
 }
 
 // writeAtomic writes data to dir/name through a temporary file in dir:
@@ -151,7 +142,7 @@ func syncDir(dir string) error {
 // rename), as the catalog does; executor nodes use it to mirror scripts
 // into a folder of their own.
 func WriteFile(dir, name string, data []byte) error {
-	if err := ValidateName(name); err != nil {
+	if err := model.ValidateName(name); err != nil {
 		return err
 	}
 	_, err := writeAtomic(dir, name, data, 0o644)

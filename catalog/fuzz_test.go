@@ -5,8 +5,7 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/scripthost/scripthost/bus"
-	"github.com/scripthost/scripthost/catalog"
+	"github.com/scripthost/scripthost/model"
 )
 
 // FuzzCatalogBodies feeds arbitrary bodies to the decoders of the catalog's
@@ -22,27 +21,27 @@ func FuzzCatalogBodies(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		create, err := bus.DecodeCreate(body)
+		create, err := model.DecodeCreate(body)
 		if err != nil {
-			if !errors.Is(err, bus.ErrBadRequest) || bus.Message(err) == "" {
+			if !errors.Is(err, model.ErrBadRequest) || model.Message(err) == "" {
 				t.Fatalf("DecodeCreate(%q) = %v, not a bad request with a message", body, err)
 			}
 		} else {
 			if create.Name == nil || create.Code == nil {
 				t.Fatalf("DecodeCreate(%q) accepted a request without name or code", body)
 			}
-			if err := catalog.ValidateName(*create.Name); err != nil && !errors.Is(err, bus.ErrBadRequest) {
+			if err := model.ValidateName(*create.Name); err != nil && !errors.Is(err, model.ErrBadRequest) {
 				t.Fatalf("ValidateName(%q) = %v", *create.Name, err)
 			}
 			again, _ := json.Marshal(create)
-			back, err := bus.DecodeCreate(again)
+			back, err := model.DecodeCreate(again)
 			if err != nil || *back.Name != *create.Name || *back.Code != *create.Code {
 				t.Fatalf("round trip of %q: %+v, %v", again, back, err)
 			}
 		}
-		update, err := bus.DecodeUpdate(body)
+		update, err := model.DecodeUpdate(body)
 		if err != nil {
-			if !errors.Is(err, bus.ErrBadRequest) || bus.Message(err) == "" {
+			if !errors.Is(err, model.ErrBadRequest) || model.Message(err) == "" {
 				t.Fatalf("DecodeUpdate(%q) = %v, not a bad request with a message", body, err)
 			}
 		} else if update.Code == nil {

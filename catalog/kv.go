@@ -9,7 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/scripthost/scripthost/bus"
+	"github.com/scripthost/scripthost/model"
 )
 
 // kvTimeout bounds one write to the bucket. Writes happen before the
@@ -18,7 +18,7 @@ const kvTimeout = 5 * time.Second
 
 // PublishKV mirrors the catalog into the JetStream key-value bucket named
 // bucket, for executor nodes that do not share the folder: one key per
-// script name, whose value is the bus.Script JSON ({"name","code",
+// script name, whose value is the model.Script JSON ({"name","code",
 // "version"}); a deleted script's key is deleted. The bucket is created if
 // missing, in memory storage (the folder is the source of truth), and
 // brought in line with the catalog before PublishKV returns; keys of
@@ -37,7 +37,7 @@ func (c *Catalog) PublishKV(ctx context.Context, js jetstream.JetStream, bucket 
 	if err != nil {
 		return nil, fmt.Errorf("catalog: key-value bucket %q: %w", bucket, err)
 	}
-	put := func(ctx context.Context, s *bus.Script) error {
+	put := func(ctx context.Context, s *model.Script) error {
 		value, err := json.Marshal(s)
 		if err != nil {
 			return err
@@ -73,10 +73,10 @@ func (c *Catalog) PublishKV(ctx context.Context, js jetstream.JetStream, bucket 
 			return nil, fmt.Errorf("catalog: delete %q from bucket %q: %w", key, bucket, err)
 		}
 	}
-	if err := c.each(func(s *bus.Script) error { return put(ctx, s) }); err != nil {
+	if err := c.each(func(s *model.Script) error { return put(ctx, s) }); err != nil {
 		return nil, fmt.Errorf("catalog: publish to bucket %q: %w", bucket, err)
 	}
-	c.hooks = append(c.hooks, func(name string, s *bus.Script) {
+	c.hooks = append(c.hooks, func(name string, s *model.Script) {
 		if ctx.Err() != nil {
 			return
 		}

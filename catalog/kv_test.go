@@ -10,7 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/scripthost/scripthost/bus"
-	"github.com/scripthost/scripthost/catalog"
+	"github.com/scripthost/scripthost/model"
 )
 
 func TestPublishKV(t *testing.T) {
@@ -49,7 +49,7 @@ func TestPublishKV(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	get := func(name string) *bus.Script {
+	get := func(name string) *model.Script {
 		t.Helper()
 		e, err := kv.Get(ctx, name)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
@@ -58,7 +58,7 @@ func TestPublishKV(t *testing.T) {
 		if err != nil {
 			t.Fatalf("get %s: %v", name, err)
 		}
-		var s bus.Script
+		var s model.Script
 		if err := json.Unmarshal(e.Value(), &s); err != nil {
 			t.Fatalf("value of %s: %v", name, err)
 		}
@@ -70,7 +70,7 @@ func TestPublishKV(t *testing.T) {
 		switch {
 		case code == "" && s != nil:
 			t.Fatalf("%s: %s still in the bucket", step, name)
-		case code != "" && (s == nil || s.Code != code || s.Version != catalog.Version([]byte(code)) || s.Name != name):
+		case code != "" && (s == nil || s.Code != code || s.Version != model.Version([]byte(code)) || s.Name != name):
 			t.Fatalf("%s: bucket holds %+v for %s, want code %q", step, s, name, code)
 		}
 	}

@@ -5,6 +5,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/scripthost/scripthost/model"
 )
 
 // Run rescans the folder every ScanInterval until ctx ends, so that files
@@ -54,11 +56,11 @@ func (c *Catalog) scan(first bool) error {
 		case de.IsDir():
 			// Packages and __pycache__ beside the scripts: not scripts,
 			// not worth a warning.
-		case ValidateName(name) != nil && validFileName(name):
+		case model.ValidateName(name) != nil && model.ValidateFileName(name) == nil:
 			// A data file beside the scripts (data.csv): followed, and
 			// copied to executor nodes (datafiles.go).
 			files = append(files, name)
-		case ValidateName(name) != nil:
+		case model.ValidateName(name) != nil:
 			c.warnOnce(name, "Skipping file: not a valid script name (letters, digits, '_', '-' and dots, ending in .py, at most 128 bytes), nor a data file name (the same, not ending in .py): it stays in the folder but is not copied to executor nodes")
 		case !de.Type().IsRegular():
 			c.warnOnce(name, "Skipping script: not a regular file (symbolic links are not followed)")

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/scripthost/scripthost/bus"
+	"github.com/scripthost/scripthost/model"
 )
 
 // ServiceName is the catalog's name among NATS services ($SRV.PING etc.).
@@ -87,7 +88,7 @@ func (c *Catalog) handler(name string, fn op) micro.Handler {
 			}
 		}()
 		if n := len(req.Data()); n > c.maxBody {
-			c.replyError(req, name, bus.Errorf(bus.ErrTooLarge, "request body larger than %d bytes", c.maxBody))
+			c.replyError(req, name, model.Errorf(model.ErrTooLarge, "request body larger than %d bytes", c.maxBody))
 			return
 		}
 		v, err := fn(req.Subject(), req.Data())
@@ -113,12 +114,12 @@ func (c *Catalog) handler(name string, fn op) micro.Handler {
 // Nats-Service-Error headers and a {"error": ...} body. Internal details
 // stay in the log.
 func (c *Catalog) replyError(req micro.Request, endpoint string, err error) {
-	code := bus.Code(err)
-	msg := bus.Message(err)
+	code := model.Code(err)
+	msg := model.Message(err)
 	if code >= 500 {
 		c.log.Error("catalog service: request failed", "endpoint", endpoint, "subject", req.Subject(), "error", err)
 	}
-	body, _ := json.Marshal(bus.ErrorBody{Error: msg})
+	body, _ := json.Marshal(model.ErrorBody{Error: msg})
 	if rerr := req.Error(strconv.Itoa(code), msg, body); rerr != nil {
 		c.log.Warn("catalog service: cannot send error reply", "endpoint", endpoint, "subject", req.Subject(), "error", rerr)
 	}
@@ -128,9 +129,12 @@ func (c *Catalog) replyError(req micro.Request, endpoint string, err error) {
 func nameFrom(subject, prefix string) (string, error) {
 	name, ok := bus.NameFrom(subject, prefix)
 	if !ok {
-		return "", bus.Errorf(bus.ErrBadRequest, "subject %q names no script: use %s<name>", truncate(subject, 2*MaxNameLen), prefix)
+		if len(subject) > 2*model.MaxNameLen {
+			subject = subject[:2*model.MaxNameLen] + "..."
+		}
+		return "", model.Errorf(model.ErrBadRequest, "subject %q names no script: use %s<name>", subject, prefix)
 	}
-	return name, ValidateName(name)
+	return name, model.ValidateName(name)
 }
 
 func (c *Catalog) opList(string, []byte) (any, error) { return c.List(), nil }
@@ -144,7 +148,7 @@ func (c *Catalog) opGet(subject string, _ []byte) (any, error) {
 }
 
 func (c *Catalog) opCreate(_ string, body []byte) (any, error) {
-	req, err := bus.DecodeCreate(body)
+	req, err := model.DecodeCreate(body)
 	if err != nil {
 		return nil, err
 	}
@@ -156,7 +160,7 @@ func (c *Catalog) opUpdate(subject string, body []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	req, err := bus.DecodeUpdate(body)
+	req, err := model.DecodeUpdate(body)
 	if err != nil {
 		return nil, err
 	}

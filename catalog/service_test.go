@@ -12,6 +12,7 @@ import (
 
 	"github.com/scripthost/scripthost/bus"
 	"github.com/scripthost/scripthost/catalog"
+	"github.com/scripthost/scripthost/model"
 )
 
 // serve starts an embedded NATS server and a catalog service on it, and
@@ -52,7 +53,7 @@ func request(t *testing.T, nc *nats.Conn, subject, body string) *nats.Msg {
 func TestServiceEndpoints(t *testing.T) {
 	_, nc, _ := serve(t)
 	script := func(name, code string) string {
-		b, _ := json.Marshal(bus.Script{Name: name, Code: code, Version: catalog.Version([]byte(code))})
+		b, _ := json.Marshal(model.Script{Name: name, Code: code, Version: model.Version([]byte(code))})
 		return string(b)
 	}
 	tests := []struct {
@@ -112,10 +113,10 @@ func TestServiceEndpoints(t *testing.T) {
 			if got := m.Header.Get(bus.HeaderErrorCode); got != strconv.Itoa(tt.code) {
 				t.Fatalf("%s: %q, want %d (error %v)", bus.HeaderErrorCode, got, tt.code, err)
 			}
-			if bus.Code(err) != tt.code {
-				t.Fatalf("ReplyError code %d, want %d", bus.Code(err), tt.code)
+			if model.Code(err) != tt.code {
+				t.Fatalf("ReplyError code %d, want %d", model.Code(err), tt.code)
 			}
-			var body bus.ErrorBody
+			var body model.ErrorBody
 			if jerr := json.Unmarshal(m.Data, &body); jerr != nil {
 				t.Fatalf("error body %q is not JSON: %v", m.Data, jerr)
 			}
@@ -199,7 +200,7 @@ func TestServiceSurvivesJunk(t *testing.T) {
 				t.Fatal(err)
 			}
 			m := request(t, nc, s, j)
-			if err := bus.ReplyError(m); err != nil && bus.Code(err) >= 500 {
+			if err := bus.ReplyError(m); err != nil && model.Code(err) >= 500 {
 				t.Fatalf("%s %q: %v", s, j, err)
 			}
 		}

@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/scripthost/scripthost/bus"
-	"github.com/scripthost/scripthost/catalog"
+	"github.com/scripthost/scripthost/model"
 )
 
 // FuzzSubjectName takes arbitrary subjects apart as the services do (the
@@ -38,9 +38,9 @@ func FuzzSubjectName(f *testing.F) {
 			if prefix+name != subject || name == "" {
 				t.Fatalf("NameFrom(%q, %q) = %q", subject, prefix, name)
 			}
-			err := catalog.ValidateName(name)
+			err := model.ValidateName(name)
 			if err != nil {
-				if !errors.Is(err, bus.ErrBadRequest) || bus.Message(err) == "" {
+				if !errors.Is(err, model.ErrBadRequest) || model.Message(err) == "" {
 					t.Fatalf("ValidateName(%q) = %v, not a bad request with a message", name, err)
 				}
 				continue

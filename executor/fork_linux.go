@@ -19,7 +19,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/scripthost/scripthost/bus"
+	"github.com/scripthost/scripthost/model"
 )
 
 // forkserverSource is the warm interpreter's program; see its header for
@@ -125,7 +125,7 @@ func NewForkRunner(cfg RunnerConfig, preload []string) (*ForkRunner, error) {
 }
 
 // Close kills the runs in progress, waits for them, and stops the warm
-// interpreter. Later runs fail with an error wrapping bus.ErrUnavailable.
+// interpreter. Later runs fail with an error wrapping model.ErrUnavailable.
 func (r *ForkRunner) Close() error {
 	r.mu.Lock()
 	if r.closed {
@@ -177,7 +177,7 @@ func (r *ForkRunner) warm(ctx context.Context) (*warm, error) {
 		if tries > 0 && r.starting == nil && r.startErr != nil {
 			err := r.startErr
 			r.mu.Unlock()
-			return nil, bus.Errorf(bus.ErrUnavailable, "cannot start the warm interpreter: %v", err)
+			return nil, model.Errorf(model.ErrUnavailable, "cannot start the warm interpreter: %v", err)
 		}
 		ch := r.restartLocked()
 		r.mu.Unlock()
@@ -258,7 +258,7 @@ type warm struct {
 func (r *ForkRunner) launch() (*warm, error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return nil, bus.Errorf(bus.ErrUnavailable, "cannot create the control socket: %v", err)
+		return nil, model.Errorf(model.ErrUnavailable, "cannot create the control socket: %v", err)
 	}
 	ours := os.NewFile(uintptr(fds[0]), "forkserver-control")
 	theirs := os.NewFile(uintptr(fds[1]), "forkserver-control")
@@ -266,7 +266,7 @@ func (r *ForkRunner) launch() (*warm, error) {
 	_ = ours.Close()
 	if err != nil {
 		_ = theirs.Close()
-		return nil, bus.Errorf(bus.ErrUnavailable, "control socket: %v", err)
+		return nil, model.Errorf(model.ErrUnavailable, "control socket: %v", err)
 	}
 	conn := fc.(*net.UnixConn)
 
@@ -294,7 +294,7 @@ func (r *ForkRunner) launch() (*warm, error) {
 	_ = theirs.Close()
 	if err != nil {
 		_ = conn.Close()
-		return nil, bus.Errorf(bus.ErrUnavailable, "cannot start the warm interpreter: %v", err)
+		return nil, model.Errorf(model.ErrUnavailable, "cannot start the warm interpreter: %v", err)
 	}
 	w := &warm{
 		r: r, cmd: cmd, conn: conn, pid: cmd.Process.Pid, pidfd: -1,
@@ -322,7 +322,7 @@ func (r *ForkRunner) launch() (*warm, error) {
 		if tail := logw.tail(); tail != "" {
 			err = fmt.Errorf("%w; it wrote: %s", err, tail)
 		}
-		return nil, bus.Errorf(bus.ErrUnavailable, "the warm interpreter did not start: %v", err)
+		return nil, model.Errorf(model.ErrUnavailable, "the warm interpreter did not start: %v", err)
 	}
 	r.cfg.Log.Info("warm interpreter ready", "pid", w.pid, "python", r.cfg.Python, "preload", r.preload)
 	go w.readLoop()

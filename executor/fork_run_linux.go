@@ -10,25 +10,25 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/scripthost/scripthost/bus"
+	"github.com/scripthost/scripthost/model"
 )
 
 // Run runs job in a child of the warm interpreter. Its process group dies
 // when the run times out, when ctx is done, when the runner closes, and
 // when the script exits. If the warm interpreter dies during the run, the
-// run fails with an error wrapping bus.ErrUnavailable and the interpreter
+// run fails with an error wrapping model.ErrUnavailable and the interpreter
 // is restarted for the next runs.
-func (r *ForkRunner) Run(ctx context.Context, job Job) (bus.Result, error) {
+func (r *ForkRunner) Run(ctx context.Context, job Job) (model.Result, error) {
 	if err := checkJob(job); err != nil {
-		return bus.Result{}, err
+		return model.Result{}, err
 	}
 	if ctx.Err() != nil {
-		return bus.Result{}, cancelled(ctx)
+		return model.Result{}, cancelled(ctx)
 	}
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
-		return bus.Result{}, errClosed
+		return model.Result{}, errClosed
 	}
 	r.running.Add(1)
 	r.mu.Unlock()
@@ -43,14 +43,14 @@ func (r *ForkRunner) Run(ctx context.Context, job Job) (bus.Result, error) {
 
 	pio, err := newProcIO(job.Stdin, r.cfg.Limits.MaxOutput, job.Output)
 	if err != nil {
-		return bus.Result{}, err
+		return model.Result{}, err
 	}
 	// Under the sandbox, a run's cgroups are its slot's, which the warm
 	// interpreter makes (sandbox.py): the job names none.
 	var cg *runCgroup
 	if st, err := os.Stat(filepath.Dir(job.Path)); err != nil || !st.IsDir() {
 		pio.closeAll()
-		return bus.Result{}, bus.Errorf(bus.ErrUnavailable, "cannot start the run: no such folder: %s", filepath.Dir(job.Path))
+		return model.Result{}, model.Errorf(model.ErrUnavailable, "cannot start the run: no such folder: %s", filepath.Dir(job.Path))
 	}
 	id := r.nextID.Add(1)
 	run := &forkRun{msgs: make(chan forkMsg, 3)}
@@ -62,7 +62,7 @@ func (r *ForkRunner) Run(ctx context.Context, job Job) (bus.Result, error) {
 			w = pw
 		} else if w, err = r.warm(wctx); err != nil {
 			pio.closeAll()
-			return bus.Result{}, err
+			return model.Result{}, err
 		}
 		if w != nil {
 			err = w.start(id, run, job, pio, cg)
@@ -79,7 +79,7 @@ func (r *ForkRunner) Run(ctx context.Context, job Job) (bus.Result, error) {
 		// started, so try once more with the next one.
 		if !errors.Is(err, errWarmDead) || attempt > 0 {
 			pio.closeAll()
-			return bus.Result{}, bus.Errorf(bus.ErrUnavailable, "cannot start the run: %v", err)
+			return model.Result{}, model.Errorf(model.ErrUnavailable, "cannot start the run: %v", err)
 		}
 	}
 	pio.start()
@@ -117,7 +117,7 @@ wait:
 			case "failed":
 				w.forget(id)
 				pio.finish(r.cfg.DrainTimeout)
-				return bus.Result{}, bus.Errorf(bus.ErrUnavailable, "cannot start the run: %s", m.Error)
+				return model.Result{}, model.Errorf(model.ErrUnavailable, "cannot start the run: %s", m.Error)
 			case "exited":
 				status = syscall.WaitStatus(m.Status)
 				break wait
@@ -138,12 +138,12 @@ wait:
 			pio.finish(r.cfg.DrainTimeout)
 			switch {
 			case runErr != nil:
-				return bus.Result{}, runErr
+				return model.Result{}, runErr
 			case timedOut:
 				// Killed for its timeout, by the warm interpreter's end.
 				return pio.result(syscall.WaitStatus(syscall.SIGKILL), true), nil
 			}
-			return bus.Result{}, bus.Errorf(bus.ErrUnavailable, "the warm interpreter died during the run: %v", w.deadErr)
+			return model.Result{}, model.Errorf(model.ErrUnavailable, "the warm interpreter died during the run: %v", w.deadErr)
 		case <-grace:
 			// The warm interpreter did not carry out the kill: it is stuck.
 			// Ending it ends its runs (see above) and starts a new one.

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/scripthost/scripthost/bus"
+	"github.com/scripthost/scripthost/model"
 )
 
 func init() {
@@ -73,7 +73,7 @@ time.sleep(60)`)
 	}
 	select {
 	case err := <-errc:
-		if !errors.Is(err, bus.ErrUnavailable) || !strings.Contains(err.Error(), "warm interpreter") {
+		if !errors.Is(err, model.ErrUnavailable) || !strings.Contains(err.Error(), "warm interpreter") {
 			t.Errorf("run in progress: err %v, want a warm-interpreter error wrapping ErrUnavailable", err)
 		}
 	case <-time.After(10 * time.Second):
@@ -144,7 +144,7 @@ print(colorsys.rgb_to_hsv(1, 0, 0), scripthost_probe.VALUE, "xml.dom" in sys.mod
 	cfg = testConfig(t, Limits{})
 	start := time.Now()
 	_, err = NewForkRunner(cfg, []string{"no_such_module_for_scripthost"})
-	if err == nil || !errors.Is(err, bus.ErrUnavailable) || !strings.Contains(err.Error(), "no_such_module_for_scripthost") {
+	if err == nil || !errors.Is(err, model.ErrUnavailable) || !strings.Contains(err.Error(), "no_such_module_for_scripthost") {
 		t.Errorf("bad preload: err %v", err)
 	}
 	if time.Since(start) > 20*time.Second {
@@ -158,7 +158,7 @@ func TestForkBadInterpreter(t *testing.T) {
 	cfg := testConfig(t, Limits{})
 	cfg.Python = "/bin/false"
 	start := time.Now()
-	if _, err := NewForkRunner(cfg, nil); !errors.Is(err, bus.ErrUnavailable) {
+	if _, err := NewForkRunner(cfg, nil); !errors.Is(err, model.ErrUnavailable) {
 		t.Errorf("err %v", err)
 	}
 	if time.Since(start) > 20*time.Second {
@@ -261,7 +261,7 @@ func TestForkStuckWarm(t *testing.T) {
 	path := writeScript(t, dir, "sleep.py", `import time; time.sleep(60)`)
 	hello := writeScript(t, dir, "hello.py", `print("hello")`)
 	first := warmPid(r)
-	res := make(chan bus.Result, 1)
+	res := make(chan model.Result, 1)
 	go func() { res <- run(t, r, Job{Path: path}) }()
 	// Let the run start, then stop the warm interpreter.
 	waitFor(t, 30*time.Second, "the run to start", func() bool {

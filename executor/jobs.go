@@ -4,7 +4,7 @@ import (
 	"context"
 	"time"
 
-	"github.com/scripthost/scripthost/bus"
+	"github.com/scripthost/scripthost/model"
 )
 
 // Durable jobs (package jobs) share the node's slots with the runs it
@@ -35,7 +35,7 @@ func (s *Service) ReleaseSlot() { s.releaseSlot() }
 // positive, replaces the node's time limit for this run; ctx's end kills
 // the run's process group at once. output, when not nil, receives the
 // output as it comes (as a streamed run's).
-func (s *Service) RunInSlot(ctx context.Context, name string, req bus.RunRequest, timeout time.Duration, noCache bool, output Output) (bus.Result, bool, error) {
+func (s *Service) RunInSlot(ctx context.Context, name string, req model.RunRequest, timeout time.Duration, noCache bool, output Output) (model.Result, bool, error) {
 	start := time.Now()
 	used := false
 	held := func(context.Context) (bool, error) {

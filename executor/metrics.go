@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/scripthost/scripthost/bus"
+	"github.com/scripthost/scripthost/model"
 )
 
 // Metrics receives what an executor node does, for a monitoring system.
@@ -45,7 +45,7 @@ const (
 )
 
 // OutcomeOf names the outcome of a run request.
-func OutcomeOf(res bus.Result, err error) string {
+func OutcomeOf(res model.Result, err error) string {
 	switch {
 	case err == nil && res.TimedOut:
 		return OutcomeTimeout
@@ -55,19 +55,19 @@ func OutcomeOf(res bus.Result, err error) string {
 		return OutcomeOK
 	case err == nil:
 		return OutcomeError
-	case errors.Is(err, bus.ErrBadRequest):
+	case errors.Is(err, model.ErrBadRequest):
 		return OutcomeBadRequest
-	case errors.Is(err, bus.ErrNotFound):
+	case errors.Is(err, model.ErrNotFound):
 		return OutcomeNotFound
-	case errors.Is(err, bus.ErrUnavailable):
+	case errors.Is(err, model.ErrUnavailable):
 		return OutcomeUnavailable
-	case errors.Is(err, bus.ErrTimeout):
+	case errors.Is(err, model.ErrTimeout):
 		return OutcomeTimeout
-	case errors.Is(err, bus.ErrTooLarge):
+	case errors.Is(err, model.ErrTooLarge):
 		return OutcomeTooLarge
-	case errors.Is(err, bus.ErrUnauthorized), errors.Is(err, bus.ErrForbidden):
+	case errors.Is(err, model.ErrUnauthorized), errors.Is(err, model.ErrForbidden):
 		return OutcomeDenied
-	case errors.Is(err, bus.ErrCancelled):
+	case errors.Is(err, model.ErrCancelled):
 		return OutcomeCancelled
 	}
 	return OutcomeInternal
@@ -159,15 +159,15 @@ func (s *Service) observe(name string, out Outcome, err error) {
 	st.mu.Lock()
 	st.requests++
 	switch {
-	case errors.Is(err, bus.ErrCancelled):
+	case errors.Is(err, model.ErrCancelled):
 		st.cancelled++
 	case err != nil:
 		st.errors++
-		st.lastError = bus.Message(err)
+		st.lastError = model.Message(err)
 	case out.Result.TimedOut:
 		st.errors++ // answered 504
 		st.timeouts++
-		st.lastError = bus.MsgTimedOut
+		st.lastError = model.MsgTimedOut
 	case outcome != OutcomeOK:
 		st.nonZero++
 	}
@@ -202,7 +202,7 @@ func (s *Service) acquireTimed(ctx context.Context, acquire func(context.Context
 }
 
 // runJob runs one job on the runner and counts it.
-func (s *Service) runJob(ctx context.Context, name string, job Job) (bus.Result, error) {
+func (s *Service) runJob(ctx context.Context, name string, job Job) (model.Result, error) {
 	m := s.cfg.Metrics
 	if m != nil {
 		m.RunStarted()

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/scripthost/scripthost/bus"
+	"github.com/scripthost/scripthost/model"
 )
 
 // fakeScripts knows a fixed set of scripts.
@@ -22,7 +23,7 @@ type fakeScripts map[string]string
 func (f fakeScripts) Locate(name string) (string, string, error) {
 	v, ok := f[name]
 	if !ok {
-		return "", "", bus.Errorf(bus.ErrNotFound, "script %q not found", name)
+		return "", "", model.Errorf(model.ErrNotFound, "script %q not found", name)
 	}
 	return "/scripts/" + name, v, nil
 }
@@ -31,17 +32,17 @@ func (f fakeScripts) Locate(name string) (string, string, error) {
 // "kill" (SIGKILL) or "slow" (times out).
 type fakeRunner struct{}
 
-func (fakeRunner) Run(_ context.Context, job Job) (bus.Result, error) {
+func (fakeRunner) Run(_ context.Context, job Job) (model.Result, error) {
 	code := func(n int) *int { return &n }
 	switch job.Args[0] {
 	case "fail":
-		return bus.Result{Stderr: "boom\n", ExitCode: code(3)}, nil
+		return model.Result{Stderr: "boom\n", ExitCode: code(3)}, nil
 	case "kill":
-		return bus.Result{Signal: "SIGKILL"}, nil
+		return model.Result{Signal: "SIGKILL"}, nil
 	case "slow":
-		return bus.Result{Signal: "SIGKILL", TimedOut: true}, nil
+		return model.Result{Signal: "SIGKILL", TimedOut: true}, nil
 	}
-	return bus.Result{Stdout: "ok\n", ExitCode: code(0)}, nil
+	return model.Result{Stdout: "ok\n", ExitCode: code(0)}, nil
 }
 
 func (fakeRunner) Close() error { return nil }

@@ -10,7 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/scripthost/scripthost/bus"
+	"github.com/scripthost/scripthost/model"
 )
 
 // cappedBuffer keeps the first max bytes written to it and drops the rest,
@@ -64,15 +64,15 @@ func newProcIO(stdin []byte, maxOutput int, out Output) (*procIO, error) {
 	}
 	var err error
 	if p.child[0], p.stdinW, err = os.Pipe(); err != nil {
-		return nil, bus.Errorf(bus.ErrUnavailable, "cannot create the run's pipes: %v", err)
+		return nil, model.Errorf(model.ErrUnavailable, "cannot create the run's pipes: %v", err)
 	}
 	if p.outR, p.child[1], err = os.Pipe(); err != nil {
 		p.closeAll()
-		return nil, bus.Errorf(bus.ErrUnavailable, "cannot create the run's pipes: %v", err)
+		return nil, model.Errorf(model.ErrUnavailable, "cannot create the run's pipes: %v", err)
 	}
 	if p.errR, p.child[2], err = os.Pipe(); err != nil {
 		p.closeAll()
-		return nil, bus.Errorf(bus.ErrUnavailable, "cannot create the run's pipes: %v", err)
+		return nil, model.Errorf(model.ErrUnavailable, "cannot create the run's pipes: %v", err)
 	}
 	return p, nil
 }
@@ -185,8 +185,8 @@ func (p *procIO) closeAll() {
 }
 
 // result is the run's output with its end as a wait status reports it.
-func (p *procIO) result(ws syscall.WaitStatus, timedOut bool) bus.Result {
-	res := bus.Result{
+func (p *procIO) result(ws syscall.WaitStatus, timedOut bool) model.Result {
+	res := model.Result{
 		Stdout:          string(p.stdout.buf),
 		Stderr:          string(p.stderr.buf),
 		TimedOut:        timedOut,

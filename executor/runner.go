@@ -6,7 +6,7 @@ import (
 	"runtime"
 	"time"
 
-	"github.com/scripthost/scripthost/bus"
+	"github.com/scripthost/scripthost/model"
 )
 
 // Job is one run of a script.
@@ -23,7 +23,7 @@ type Job struct {
 	// stderr are unbuffered (PYTHONUNBUFFERED=1), as a user watching it
 	// expects; its result is the same.
 	Output Output
-	// Version is the script's version (catalog.Version of its code). In
+	// Version is the script's version (model.Version of its code). In
 	// fork mode, runs of a hot script with a version go to a warm parent
 	// made for that version; without one they never do.
 	Version string
@@ -44,9 +44,9 @@ type Output interface {
 // when the caller cancelled it, ErrUnavailable when a deadline passed.
 func cancelled(ctx context.Context) error {
 	if errors.Is(ctx.Err(), context.Canceled) {
-		return bus.Errorf(bus.ErrCancelled, "run cancelled")
+		return model.Errorf(model.ErrCancelled, "run cancelled")
 	}
-	return bus.Errorf(bus.ErrUnavailable, "run cancelled: %v", ctx.Err())
+	return model.Errorf(model.ErrUnavailable, "run cancelled: %v", ctx.Err())
 }
 
 // timeoutOf is the time limit of job on a runner whose limit is def.
@@ -106,10 +106,10 @@ var ErrNeedsLinux = errors.New("executor: scripts run only on Linux, not on " + 
 
 // Runner runs one job to completion. A script's own failure (non-zero
 // exit, death by a signal, timeout) is a Result, not an error; an error
-// means the run could not take place (it wraps bus.ErrUnavailable or
-// bus.ErrInternal).
+// means the run could not take place (it wraps model.ErrUnavailable or
+// model.ErrInternal).
 type Runner interface {
-	Run(ctx context.Context, job Job) (bus.Result, error)
+	Run(ctx context.Context, job Job) (model.Result, error)
 	// Close stops the runner; runs in progress are killed.
 	Close() error
 }

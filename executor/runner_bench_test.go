@@ -11,7 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/scripthost/scripthost/catalog"
+	"github.com/scripthost/scripthost/model"
 )
 
 // The benchmarks print per-run figures; they assert nothing about time.
@@ -84,7 +84,7 @@ func benchRunner(b *testing.B, newRunner func() Runner, s benchScript, versioned
 	path := writeScript(b, dir, s.name, s.code)
 	job := Job{Path: path}
 	if versioned {
-		job.Version = catalog.Version([]byte(s.code))
+		job.Version = model.Version([]byte(s.code))
 	}
 	var seq atomic.Int64
 	one := func() {

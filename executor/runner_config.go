@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/scripthost/scripthost/bus"
+	"github.com/scripthost/scripthost/model"
 )
 
 // Defaults of RunnerConfig, filled in by its defaults step.
@@ -109,14 +109,14 @@ func runEnv(base []string, dir string, unbuffered bool) []string {
 // alike: a relative path, or NUL bytes in the path or the arguments.
 func checkJob(job Job) error {
 	if !filepath.IsAbs(job.Path) {
-		return bus.Errorf(bus.ErrInternal, "script path %q is not absolute", job.Path)
+		return model.Errorf(model.ErrInternal, "script path %q is not absolute", job.Path)
 	}
 	if strings.IndexByte(job.Path, 0) >= 0 {
-		return bus.Errorf(bus.ErrBadRequest, "the script path contains a NUL byte")
+		return model.Errorf(model.ErrBadRequest, "the script path contains a NUL byte")
 	}
 	for _, a := range job.Args {
 		if strings.IndexByte(a, 0) >= 0 {
-			return bus.Errorf(bus.ErrBadRequest, "an argument contains a NUL byte, which a command line cannot carry")
+			return model.Errorf(model.ErrBadRequest, "an argument contains a NUL byte, which a command line cannot carry")
 		}
 	}
 	return nil

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/scripthost/scripthost/bus"
+	"github.com/scripthost/scripthost/model"
 )
 
 // corpusDir holds the fidelity corpus: scripts whose results must be the
@@ -138,7 +138,7 @@ func testFidelity(t *testing.T, cfg RunnerConfig, dir string, scripts []string) 
 	)
 	scripts = append(scripts, "missing.py (no such file)", "argv.py (bytes)", "sub/../dunder.py")
 
-	type pair struct{ spawn, fork bus.Result }
+	type pair struct{ spawn, fork model.Result }
 	results := make([]pair, len(jobs))
 	sem := make(chan struct{}, 4)
 	var wg sync.WaitGroup
@@ -206,7 +206,7 @@ func testFidelity(t *testing.T, cfg RunnerConfig, dir string, scripts []string) 
 	}
 }
 
-func describeDiff(s, f bus.Result) string {
+func describeDiff(s, f model.Result) string {
 	var b strings.Builder
 	if exitCode(s) != exitCode(f) {
 		fmt.Fprintf(&b, "exit: spawn %s, fork %s\n", exitCode(s), exitCode(f))

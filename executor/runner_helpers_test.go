@@ -16,7 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/scripthost/scripthost/bus"
+	"github.com/scripthost/scripthost/model"
 )
 
 var (
@@ -89,7 +89,7 @@ func writeScript(t testing.TB, dir, name, code string) string {
 	return path
 }
 
-func run(t testing.TB, r Runner, job Job) bus.Result {
+func run(t testing.TB, r Runner, job Job) model.Result {
 	t.Helper()
 	res, err := r.Run(context.Background(), job)
 	if err != nil {
@@ -98,7 +98,7 @@ func run(t testing.TB, r Runner, job Job) bus.Result {
 	return res
 }
 
-func exitCode(res bus.Result) string {
+func exitCode(res model.Result) string {
 	if res.ExitCode == nil {
 		return "signal " + res.Signal
 	}

@@ -5,7 +5,7 @@ package executor
 import (
 	"context"
 
-	"github.com/scripthost/scripthost/bus"
+	"github.com/scripthost/scripthost/model"
 )
 
 // Runs need Linux: process groups reaped by a subreaper, prlimit(2), and
@@ -34,5 +34,5 @@ func (*ForkRunner) WarmStats() WarmStats { return WarmStats{} }
 // noRuns is a Runner that runs nothing.
 type noRuns struct{}
 
-func (noRuns) Run(context.Context, Job) (bus.Result, error) { return bus.Result{}, ErrNeedsLinux }
-func (noRuns) Close() error                                 { return nil }
+func (noRuns) Run(context.Context, Job) (model.Result, error) { return model.Result{}, ErrNeedsLinux }
+func (noRuns) Close() error                                   { return nil }

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/scripthost/scripthost/bus"
+	"github.com/scripthost/scripthost/model"
 )
 
 // The tests in this file run against every kind of runner.
@@ -232,7 +232,7 @@ print(sys.argv[1], data, random.random())
 `)
 			const n = 16
 			var wg sync.WaitGroup
-			results := make([]bus.Result, n)
+			results := make([]model.Result, n)
 			errs := make([]error, n)
 			for i := range n {
 				wg.Go(func() {
@@ -272,7 +272,7 @@ func TestRunnerContextCancel(t *testing.T) {
 			defer cancel()
 			start := time.Now()
 			res, err := r.Run(ctx, Job{Path: path})
-			if !errors.Is(err, bus.ErrUnavailable) {
+			if !errors.Is(err, model.ErrUnavailable) {
 				t.Errorf("err %v, want one wrapping ErrUnavailable", err)
 			}
 			if time.Since(start) > 10*time.Second {
@@ -307,14 +307,14 @@ time.sleep(60)`, pidFile))
 			}
 			select {
 			case err := <-errc:
-				if !errors.Is(err, bus.ErrUnavailable) {
+				if !errors.Is(err, model.ErrUnavailable) {
 					t.Errorf("run in progress: err %v", err)
 				}
 			case <-time.After(10 * time.Second):
 				t.Fatal("Close did not end the run in progress")
 			}
 			waitFor(t, 30*time.Second, "the run to die", func() bool { return processGone(pid) })
-			if _, err := r.Run(context.Background(), Job{Path: path}); !errors.Is(err, bus.ErrUnavailable) {
+			if _, err := r.Run(context.Background(), Job{Path: path}); !errors.Is(err, model.ErrUnavailable) {
 				t.Errorf("run after Close: err %v", err)
 			}
 		})
@@ -328,10 +328,10 @@ func TestRunnerRejectsNul(t *testing.T) {
 			t.Parallel()
 			r := kind.new(t, Limits{Timeout: 10 * time.Second})
 			path := writeScript(t, t.TempDir(), "a.py", "print(1)")
-			if _, err := r.Run(context.Background(), Job{Path: path, Args: []string{"a\x00b"}}); !errors.Is(err, bus.ErrBadRequest) {
+			if _, err := r.Run(context.Background(), Job{Path: path, Args: []string{"a\x00b"}}); !errors.Is(err, model.ErrBadRequest) {
 				t.Errorf("NUL in an argument: err %v", err)
 			}
-			if _, err := r.Run(context.Background(), Job{Path: "relative.py"}); !errors.Is(err, bus.ErrInternal) {
+			if _, err := r.Run(context.Background(), Job{Path: "relative.py"}); !errors.Is(err, model.ErrInternal) {
 				t.Errorf("relative path: err %v", err)
 			}
 		})

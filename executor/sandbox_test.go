@@ -10,8 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/scripthost/scripthost/bus"
-	"github.com/scripthost/scripthost/catalog"
+	"github.com/scripthost/scripthost/model"
 )
 
 // sandboxRunners starts a sandboxed runner of each mode with cfg, skipping
@@ -41,7 +40,7 @@ func sandboxRunners(t *testing.T, cfg RunnerConfig) map[string]Runner {
 	return out
 }
 
-func runCode(t *testing.T, r Runner, dir, code string, args ...string) bus.Result {
+func runCode(t *testing.T, r Runner, dir, code string, args ...string) model.Result {
 	t.Helper()
 	path := filepath.Join(dir, "s.py")
 	if err := os.WriteFile(path, []byte(code), 0o644); err != nil {
@@ -85,7 +84,7 @@ func TestSandboxWarmParent(t *testing.T) {
 	if err := os.WriteFile(path, []byte(code), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	job := Job{Path: path, Version: catalog.Version([]byte(code))}
+	job := Job{Path: path, Version: model.Version([]byte(code))}
 	check := func(i int) {
 		res, err := r.Run(context.Background(), job)
 		if err != nil {

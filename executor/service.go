@@ -13,7 +13,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/scripthost/scripthost/bus"
-	"github.com/scripthost/scripthost/catalog"
+	"github.com/scripthost/scripthost/model"
 )
 
 // Scripts finds the file and the version of a script by name.
@@ -123,21 +123,12 @@ type Outcome struct {
 	// Body is the JSON of the result.
 	Body []byte
 	// Result is the decoded result.
-	Result bus.Result
+	Result model.Result
 	// Cached reports a result served from the cache.
 	Cached bool
 	// Script is the name of the script once the node found it; it stays
 	// empty for a name the node does not know.
 	Script string
-}
-
-// Execute answers a run request: from the cache, by joining an identical
-// run in progress, or by running the script in a free slot (waiting in
-// FIFO order for one).
-func (s *Service) Execute(ctx context.Context, name string, req bus.RunRequest, noCache bool) (Outcome, error) {
-	out, err := s.execute(ctx, name, req, noCache, runOpts{acquire: s.queueSlot, share: true})
-	s.observe(name, out, err)
-	return out, err
 }
 
 // errHandedOver reports a run that another node took over: it answers the
@@ -166,8 +157,8 @@ func (s *Service) queueSlot(ctx context.Context) (bool, error) {
 	return false, err
 }
 
-func (s *Service) execute(ctx context.Context, name string, req bus.RunRequest, noCache bool, opts runOpts) (out Outcome, err error) {
-	if err := catalog.ValidateName(name); err != nil {
+func (s *Service) execute(ctx context.Context, name string, req model.RunRequest, noCache bool, opts runOpts) (out Outcome, err error) {
+	if err := model.ValidateName(name); err != nil {
 		return Outcome{}, err
 	}
 	path, version, err := s.scripts.Locate(name)
@@ -373,9 +364,9 @@ func (s *Service) answer(m *nats.Msg, opts runOpts) {
 
 func (s *Service) run(ctx context.Context, name string, body []byte, noCache bool, opts runOpts) (Outcome, error) {
 	if len(body) > s.cfg.MaxBody {
-		return Outcome{}, bus.Errorf(bus.ErrTooLarge, "request body larger than %d bytes", s.cfg.MaxBody)
+		return Outcome{}, model.Errorf(model.ErrTooLarge, "request body larger than %d bytes", s.cfg.MaxBody)
 	}
-	req, err := bus.DecodeRunRequest(body)
+	req, err := model.DecodeRunRequest(body)
 	if err != nil {
 		return Outcome{}, err
 	}
@@ -386,15 +377,15 @@ func (s *Service) run(ctx context.Context, name string, body []byte, noCache boo
 func (s *Service) replyMsg(out Outcome, err error) *nats.Msg {
 	var m *nats.Msg
 	switch {
-	case errors.Is(err, bus.ErrCancelled):
+	case errors.Is(err, model.ErrCancelled):
 		// What the run wrote before it was stopped goes with the error.
-		body, _ := json.Marshal(bus.TimeoutBody{Error: bus.Message(err), Result: out.Result})
+		body, _ := json.Marshal(model.TimeoutBody{Error: model.Message(err), Result: out.Result})
 		m = bus.ErrorMsg(err, body)
 	case err != nil:
 		m = bus.ErrorMsg(err, nil)
 	case out.Result.TimedOut:
-		body, _ := json.Marshal(bus.TimeoutBody{Error: bus.MsgTimedOut, Result: out.Result})
-		m = bus.ErrorMsg(bus.Errorf(bus.ErrTimeout, bus.MsgTimedOut), body)
+		body, _ := json.Marshal(model.TimeoutBody{Error: model.MsgTimedOut, Result: out.Result})
+		m = bus.ErrorMsg(model.Errorf(model.ErrTimeout, model.MsgTimedOut), body)
 	default:
 		m = nats.NewMsg("")
 		m.Data = out.Body
@@ -417,7 +408,7 @@ func (s *Service) logRun(name string, start time.Time, out Outcome, err error) {
 	attrs := []any{"script", name, "node", s.cfg.Node, "duration", time.Since(start).Round(time.Microsecond),
 		"outcome", OutcomeOf(out.Result, err)}
 	if err != nil {
-		s.cfg.Log.Info("run", append(attrs, "error", bus.Message(err), "code", bus.Code(err))...)
+		s.cfg.Log.Info("run", append(attrs, "error", model.Message(err), "code", model.Code(err))...)
 		return
 	}
 	exit := "null"

@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/scripthost/scripthost/bus"
+	"github.com/scripthost/scripthost/model"
 )
 
 // slots bounds the runs of a node. Requests that find every slot busy wait
@@ -44,7 +44,7 @@ func (s *slots) freeCount() int {
 }
 
 // acquire takes a slot, waiting in FIFO order for at most wait. It fails
-// with bus.ErrUnavailable when the wait expires, with bus.ErrQueueFull at
+// with model.ErrUnavailable when the wait expires, with model.ErrQueueFull at
 // once when maxWait requests already wait, or as cancelled says when ctx
 // is done.
 func (s *slots) acquire(ctx context.Context, wait time.Duration) error {
@@ -56,7 +56,7 @@ func (s *slots) acquire(ctx context.Context, wait time.Duration) error {
 	}
 	if s.waiters.Len() >= s.maxWait {
 		s.mu.Unlock()
-		return bus.Errorf(bus.ErrQueueFull, "all %d executor slots busy and %d runs waiting: try again later", s.size, s.maxWait)
+		return model.Errorf(model.ErrQueueFull, "all %d executor slots busy and %d runs waiting: try again later", s.size, s.maxWait)
 	}
 	granted := make(chan struct{})
 	elem := s.waiters.PushBack(granted)
@@ -69,7 +69,7 @@ func (s *slots) acquire(ctx context.Context, wait time.Duration) error {
 	case <-granted:
 		return nil
 	case <-timer.C:
-		err = bus.Errorf(bus.ErrUnavailable, "all %d executor slots busy: waited %s in the queue", s.size, wait)
+		err = model.Errorf(model.ErrUnavailable, "all %d executor slots busy: waited %s in the queue", s.size, wait)
 	case <-ctx.Done():
 		err = cancelled(ctx)
 	}

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/scripthost/scripthost/bus"
+	"github.com/scripthost/scripthost/model"
 )
 
 func TestSlotsFIFOAndTimeout(t *testing.T) {
@@ -51,7 +51,7 @@ func TestSlotsFIFOAndTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	err := s.acquire(context.Background(), 20*time.Millisecond)
-	if !errors.Is(err, bus.ErrUnavailable) || bus.Code(err) != 503 {
+	if !errors.Is(err, model.ErrUnavailable) || model.Code(err) != 503 {
 		t.Fatalf("queue timeout: %v", err)
 	}
 	if _, waiting := s.busy(); waiting != 0 {

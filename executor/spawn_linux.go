@@ -10,7 +10,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/scripthost/scripthost/bus"
+	"github.com/scripthost/scripthost/model"
 )
 
 // SpawnRunner runs every job in a fresh interpreter: python script args,
@@ -55,17 +55,17 @@ func NewSpawnRunner(cfg RunnerConfig) (*SpawnRunner, error) {
 // Run runs job to completion. The whole process group dies when the run
 // times out, when ctx is done, when the runner closes, and also when the
 // script itself exits, so that nothing started by a run outlives it.
-func (r *SpawnRunner) Run(ctx context.Context, job Job) (bus.Result, error) {
+func (r *SpawnRunner) Run(ctx context.Context, job Job) (model.Result, error) {
 	if err := checkJob(job); err != nil {
-		return bus.Result{}, err
+		return model.Result{}, err
 	}
 	if ctx.Err() != nil {
-		return bus.Result{}, cancelled(ctx)
+		return model.Result{}, cancelled(ctx)
 	}
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
-		return bus.Result{}, errClosed
+		return model.Result{}, errClosed
 	}
 	r.running.Add(1)
 	r.mu.Unlock()
@@ -73,7 +73,7 @@ func (r *SpawnRunner) Run(ctx context.Context, job Job) (bus.Result, error) {
 
 	pio, err := newProcIO(job.Stdin, r.cfg.Limits.MaxOutput, job.Output)
 	if err != nil {
-		return bus.Result{}, err
+		return model.Result{}, err
 	}
 	dir := filepath.Dir(job.Path)
 	cmd := &exec.Cmd{
@@ -89,7 +89,7 @@ func (r *SpawnRunner) Run(ctx context.Context, job Job) (bus.Result, error) {
 	cg, err := r.sb.acquire()
 	if err != nil {
 		pio.closeAll()
-		return bus.Result{}, bus.Errorf(bus.ErrUnavailable, "cannot start the run: %v", err)
+		return model.Result{}, model.Errorf(model.ErrUnavailable, "cannot start the run: %v", err)
 	}
 	defer r.sb.release(cg)
 	var sbStatus *os.File // the sandboxed run's own wait status
@@ -100,7 +100,7 @@ func (r *SpawnRunner) Run(ctx context.Context, job Job) (bus.Result, error) {
 	}
 	if err != nil {
 		pio.closeAll()
-		return bus.Result{}, bus.Errorf(bus.ErrUnavailable, "cannot start the interpreter: %v", err)
+		return model.Result{}, model.Errorf(model.ErrUnavailable, "cannot start the interpreter: %v", err)
 	}
 	pid := cmd.Process.Pid
 	pio.start()
@@ -148,7 +148,7 @@ func (r *SpawnRunner) Run(ctx context.Context, job Job) (bus.Result, error) {
 	case errors.As(waitErr, &exitErr):
 		ws = exitErr.Sys().(syscall.WaitStatus)
 	default:
-		return bus.Result{}, bus.Errorf(bus.ErrInternal, "waiting for the interpreter: %v", waitErr)
+		return model.Result{}, model.Errorf(model.ErrInternal, "waiting for the interpreter: %v", waitErr)
 	}
 	if sbStatus != nil {
 		// The init exited 0 once the run's process ended, and said how.
@@ -161,7 +161,7 @@ func (r *SpawnRunner) Run(ctx context.Context, job Job) (bus.Result, error) {
 }
 
 // Close kills the runs in progress and waits for them to end. Later runs
-// fail with an error wrapping bus.ErrUnavailable.
+// fail with an error wrapping model.ErrUnavailable.
 func (r *SpawnRunner) Close() error {
 	r.mu.Lock()
 	if !r.closed {
@@ -175,4 +175,4 @@ func (r *SpawnRunner) Close() error {
 }
 
 // errClosed is the error of a run on a closed runner.
-var errClosed = bus.Errorf(bus.ErrUnavailable, "the script runner is shut down")
+var errClosed = model.Errorf(model.ErrUnavailable, "the script runner is shut down")

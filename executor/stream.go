@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nuid"
 
 	"github.com/scripthost/scripthost/bus"
+	"github.com/scripthost/scripthost/model"
 )
 
 // Streaming and cancellation over the bus. A run request with the header
@@ -218,7 +219,7 @@ func (s *Service) serveCancels(nc *nats.Conn) error {
 	sub, err := nc.Subscribe(bus.NodeCancelAll(s.cancels.token), func(m *nats.Msg) {
 		id, _ := bus.NameFrom(m.Subject, bus.CancelPrefix)
 		if !s.cancels.cancel(id) {
-			m.RespondMsg(bus.ErrorMsg(bus.Errorf(bus.ErrNotFound, "no run %s in progress on node %s", id, s.cfg.Node), nil))
+			m.RespondMsg(bus.ErrorMsg(model.Errorf(model.ErrNotFound, "no run %s in progress on node %s", id, s.cfg.Node), nil))
 			return
 		}
 		body, _ := json.Marshal(CancelAnswer{ID: id, Cancelled: true})

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/scripthost/scripthost/bus"
+	"github.com/scripthost/scripthost/model"
 )
 
 func TestWholeUTF8(t *testing.T) {
@@ -185,7 +186,7 @@ time.sleep(60)
 `, pidFile))
 			ctx, cancel := context.WithCancel(context.Background())
 			type answer struct {
-				res bus.Result
+				res model.Result
 				err error
 			}
 			done := make(chan answer, 1)
@@ -205,8 +206,8 @@ time.sleep(60)
 			if took := time.Since(start); took > 5*time.Second {
 				t.Errorf("the run ended %v after it was cancelled", took)
 			}
-			if !errors.Is(a.err, bus.ErrCancelled) || bus.Code(a.err) != 499 {
-				t.Errorf("err %v (code %d), want ErrCancelled (499)", a.err, bus.Code(a.err))
+			if !errors.Is(a.err, model.ErrCancelled) || model.Code(a.err) != 499 {
+				t.Errorf("err %v (code %d), want ErrCancelled (499)", a.err, model.Code(a.err))
 			}
 			if a.res.Stdout != "started\n" {
 				t.Errorf("result %+v", a.res)
@@ -223,7 +224,7 @@ func (d dirScripts) Locate(name string) (string, string, error) {
 	path := filepath.Join(string(d), name)
 	st, err := os.Stat(path)
 	if err != nil {
-		return "", "", bus.Errorf(bus.ErrNotFound, "script %q not found", name)
+		return "", "", model.Errorf(model.ErrNotFound, "script %q not found", name)
 	}
 	return path, st.ModTime().String(), nil
 }
@@ -342,7 +343,7 @@ for i in range(3):
 	if end.Sub(firstOut) < 600*time.Millisecond {
 		t.Errorf("first stdout chunk only %v before the result", end.Sub(firstOut))
 	}
-	var res bus.Result
+	var res model.Result
 	if err := json.Unmarshal(result.Data, &res); err != nil {
 		t.Fatal(err)
 	}
@@ -412,7 +413,7 @@ time.sleep(60)
 	if final.Header.Get(bus.HeaderEvent) != bus.EventResult || final.Header.Get(bus.HeaderErrorCode) != "499" {
 		t.Fatalf("final %v %s", final.Header, final.Data)
 	}
-	var tb bus.TimeoutBody
+	var tb model.TimeoutBody
 	if json.Unmarshal(final.Data, &tb) != nil || tb.Error != "run cancelled" || tb.Stdout != "working\n" || tb.Signal != "SIGKILL" {
 		t.Fatalf("final body %s", final.Data)
 	}
@@ -466,7 +467,7 @@ func TestFlightCancel(t *testing.T) {
 		return f.calls["k"] != nil && f.calls["k"].refs == 2
 	})
 	cancel1()
-	if err := <-errs; !errors.Is(err, bus.ErrCancelled) {
+	if err := <-errs; !errors.Is(err, model.ErrCancelled) {
 		t.Fatalf("first caller: %v", err)
 	}
 	select {
@@ -475,7 +476,7 @@ func TestFlightCancel(t *testing.T) {
 	case <-time.After(100 * time.Millisecond):
 	}
 	cancel2()
-	if err := <-errs; !errors.Is(err, bus.ErrCancelled) || !errors.Is(ended, bus.ErrCancelled) {
+	if err := <-errs; !errors.Is(err, model.ErrCancelled) || !errors.Is(ended, model.ErrCancelled) {
 		t.Fatalf("second caller: %v; the run: %v", err, ended)
 	}
 }

@@ -15,7 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/scripthost/scripthost/catalog"
+	"github.com/scripthost/scripthost/model"
 )
 
 // maxWarmScript is the largest script whose imports are looked for.
@@ -192,7 +192,7 @@ func (r *ForkRunner) forkParent(p *parent) (w *warm, refused bool, err error) {
 	if err != nil {
 		return nil, false, err
 	}
-	if catalog.Version(code) != p.version {
+	if model.Version(code) != p.version {
 		return nil, false, errors.New("the script changed")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), warmStartTimeout)

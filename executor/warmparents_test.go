@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/scripthost/scripthost/catalog"
+	"github.com/scripthost/scripthost/model"
 )
 
 // newParentsFork is a fork runner with warm parents as configured, whose
@@ -41,7 +41,7 @@ func parentPid(r *ForkRunner, path string) int {
 
 func versioned(path string) Job {
 	code, _ := os.ReadFile(path)
-	return Job{Path: path, Version: catalog.Version(code)}
+	return Job{Path: path, Version: model.Version(code)}
 }
 
 // whoImported runs a script that prints its version, the pid of the

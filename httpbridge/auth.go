@@ -6,7 +6,7 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/scripthost/scripthost/bus"
+	"github.com/scripthost/scripthost/model"
 )
 
 // Auth: with a token configured, every request but the health checks needs
@@ -105,19 +105,19 @@ func (b *Bridge) authorize(next http.Handler) http.Handler {
 		presented, ok := bearer(r)
 		if !ok {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="scripthost"`)
-			b.serveError(w, r, bus.Errorf(bus.ErrUnauthorized, "authentication required: send Authorization: Bearer <token>"))
+			b.serveError(w, r, model.Errorf(model.ErrUnauthorized, "authentication required: send Authorization: Bearer <token>"))
 			return
 		}
 		switch tokens.roleOf(presented) {
 		case adminRole:
 		case runRole:
 			if !runOnly(r) {
-				b.serveError(w, r, bus.Errorf(bus.ErrForbidden, "this token may only list, read and run scripts"))
+				b.serveError(w, r, model.Errorf(model.ErrForbidden, "this token may only list, read and run scripts"))
 				return
 			}
 		default:
 			w.Header().Set("WWW-Authenticate", `Bearer realm="scripthost", error="invalid_token"`)
-			b.serveError(w, r, bus.Errorf(bus.ErrUnauthorized, "invalid token"))
+			b.serveError(w, r, model.Errorf(model.ErrUnauthorized, "invalid token"))
 			return
 		}
 		next.ServeHTTP(w, r)

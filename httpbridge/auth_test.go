@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/scripthost/scripthost/bus"
+	"github.com/scripthost/scripthost/model"
 )
 
 // startAuthBridge serves the bridge with tokens, and an executor stand-in
@@ -92,7 +93,7 @@ func TestAuthRules(t *testing.T) {
 				t.Errorf("WWW-Authenticate %q, want %q", got, tt.challenge)
 			}
 			if status == 401 || status == 403 {
-				var e bus.ErrorBody
+				var e model.ErrorBody
 				if err := json.Unmarshal([]byte(body), &e); err != nil || e.Error == "" || strings.Contains(body, "secret") {
 					t.Errorf("body %q, want {\"error\": ...} without the tokens", body)
 				}

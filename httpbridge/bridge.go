@@ -17,7 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/scripthost/scripthost/bus"
-	"github.com/scripthost/scripthost/catalog"
+	"github.com/scripthost/scripthost/model"
 )
 
 // Requester sends one request on the bus and returns its reply.
@@ -108,12 +108,12 @@ func (b *Bridge) routes() chi.Router {
 	r.Use(b.options)
 	r.Use(b.authorize)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusNotFound, bus.ErrorBody{Error: "no such endpoint: " + r.Method + " " + r.URL.Path})
+		writeJSON(w, http.StatusNotFound, model.ErrorBody{Error: "no such endpoint: " + r.Method + " " + r.URL.Path})
 	})
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
 		allow := b.allowed(r.URL.Path)
 		w.Header().Set("Allow", allow)
-		writeJSON(w, http.StatusMethodNotAllowed, bus.ErrorBody{Error: "method " + r.Method + " not allowed on " + r.URL.Path + "; allowed: " + allow})
+		writeJSON(w, http.StatusMethodNotAllowed, model.ErrorBody{Error: "method " + r.Method + " not allowed on " + r.URL.Path + "; allowed: " + allow})
 	})
 	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -187,7 +187,7 @@ func (b *Bridge) recoverer(next http.Handler) http.Handler {
 					panic(v)
 				}
 				b.log.Error("panic serving request", "method", r.Method, "path", r.URL.Path, "panic", v)
-				writeJSON(w, http.StatusInternalServerError, bus.ErrorBody{Error: bus.ErrInternal.Error()})
+				writeJSON(w, http.StatusInternalServerError, model.ErrorBody{Error: model.ErrInternal.Error()})
 			}
 		}()
 		next.ServeHTTP(w, r)
@@ -223,7 +223,7 @@ func (b *Bridge) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error
 // scriptName takes the {name} of the path and validates it.
 func scriptName(r *http.Request) (string, error) {
 	name := chi.URLParam(r, "name")
-	return name, catalog.ValidateName(name)
+	return name, model.ValidateName(name)
 }
 
 func (b *Bridge) list(w http.ResponseWriter, r *http.Request) error {
@@ -253,11 +253,11 @@ func (b *Bridge) create(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	req, err := bus.DecodeCreate(body)
+	req, err := model.DecodeCreate(body)
 	if err != nil {
 		return err
 	}
-	if err := catalog.ValidateName(*req.Name); err != nil {
+	if err := model.ValidateName(*req.Name); err != nil {
 		return err
 	}
 	reply, err := b.catalog(r, bus.CreateSubject, body)
@@ -285,7 +285,7 @@ func (b *Bridge) namedBody(w http.ResponseWriter, r *http.Request, check func([]
 
 func (b *Bridge) update(w http.ResponseWriter, r *http.Request) error {
 	name, body, err := b.namedBody(w, r, func(body []byte) error {
-		_, err := bus.DecodeUpdate(body)
+		_, err := model.DecodeUpdate(body)
 		return err
 	})
 	if err != nil {
@@ -329,7 +329,7 @@ func (b *Bridge) runOne(w http.ResponseWriter, r *http.Request) error {
 		return b.runWait(w, r, q)
 	}
 	name, body, err := b.namedBody(w, r, func(body []byte) error {
-		_, err := bus.DecodeRunRequest(body)
+		_, err := model.DecodeRunRequest(body)
 		return err
 	})
 	if err != nil {
@@ -354,7 +354,7 @@ func (b *Bridge) runMany(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if _, err := bus.DecodeRunRequest(body); err != nil {
+	if _, err := model.DecodeRunRequest(body); err != nil {
 		return err
 	}
 	names, err := parseNames(r.URL.Query()["names"])
@@ -372,7 +372,7 @@ func (b *Bridge) runMany(w http.ResponseWriter, r *http.Request) error {
 	if names == nil {
 		names = known
 	} else if missing := unknown(names, known); len(missing) > 0 {
-		return bus.Errorf(bus.ErrNotFound, "unknown scripts: %s", strings.Join(missing, ", "))
+		return model.Errorf(model.ErrNotFound, "unknown scripts: %s", strings.Join(missing, ", "))
 	}
 
 	results := make(map[string]json.RawMessage, len(names))
@@ -390,7 +390,7 @@ func (b *Bridge) runMany(w http.ResponseWriter, r *http.Request) error {
 		}()
 	}
 	wg.Wait()
-	writeJSON(w, http.StatusOK, bus.MultiResult{Results: results})
+	writeJSON(w, http.StatusOK, model.MultiResult{Results: results})
 	return nil
 }
 
@@ -401,14 +401,14 @@ func (b *Bridge) runEntry(ctx context.Context, name string, body []byte, hdr nat
 	if err == nil {
 		return reply.Data
 	}
-	if bus.Code(err) == http.StatusGatewayTimeout && reply != nil {
-		var res bus.Result
+	if model.Code(err) == http.StatusGatewayTimeout && reply != nil {
+		var res model.Result
 		if json.Unmarshal(reply.Data, &res) == nil && res.TimedOut {
 			entry, _ := json.Marshal(res)
 			return entry
 		}
 	}
-	entry, _ := json.Marshal(bus.ErrorBody{Error: bus.Message(err)})
+	entry, _ := json.Marshal(model.ErrorBody{Error: model.Message(err)})
 	return entry
 }
 
@@ -426,7 +426,7 @@ func parseNames(values []string) ([]string, error) {
 			if n == "" || seen[n] {
 				continue
 			}
-			if err := catalog.ValidateName(n); err != nil {
+			if err := model.ValidateName(n); err != nil {
 				return nil, err
 			}
 			seen[n] = true
@@ -434,7 +434,7 @@ func parseNames(values []string) ([]string, error) {
 		}
 	}
 	if len(names) == 0 {
-		return nil, bus.Errorf(bus.ErrBadRequest, "names: give at least one script name, or leave the parameter out to run all")
+		return nil, model.Errorf(model.ErrBadRequest, "names: give at least one script name, or leave the parameter out to run all")
 	}
 	return names, nil
 }

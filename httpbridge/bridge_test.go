@@ -12,6 +12,7 @@ import (
 
 	"github.com/scripthost/scripthost/bus"
 	"github.com/scripthost/scripthost/catalog"
+	"github.com/scripthost/scripthost/model"
 )
 
 // startBridge serves the bridge over a real embedded NATS server with a
@@ -102,7 +103,7 @@ func TestParseNames(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := parseNames(tc.values)
 			if tc.bad {
-				if bus.Code(err) != 400 {
+				if model.Code(err) != 400 {
 					t.Fatalf("err %v", err)
 				}
 				return

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/scripthost/scripthost/bus"
+	"github.com/scripthost/scripthost/model"
 )
 
 // handlerFunc is an endpoint that reports failure by returning an error;
@@ -41,19 +42,19 @@ func (e *statusError) Unwrap() error { return e.err }
 func transportError(err error, subject string) error {
 	switch {
 	case errors.Is(err, nats.ErrNoResponders) && strings.HasPrefix(subject, bus.RunPrefix):
-		return bus.Errorf(bus.ErrUnavailable, "no executor node is connected to the bus to run scripts")
+		return model.Errorf(model.ErrUnavailable, "no executor node is connected to the bus to run scripts")
 	case errors.Is(err, nats.ErrNoResponders) && strings.HasPrefix(subject, "script.job."):
-		return bus.Errorf(bus.ErrUnavailable, "the job service is not available on the bus")
+		return model.Errorf(model.ErrUnavailable, "the job service is not available on the bus")
 	case errors.Is(err, nats.ErrNoResponders):
-		return bus.Errorf(bus.ErrUnavailable, "the script catalog is not available on the bus")
+		return model.Errorf(model.ErrUnavailable, "the script catalog is not available on the bus")
 	case errors.Is(err, context.Canceled):
-		return bus.Errorf(bus.ErrCancelled, "the client went away")
+		return model.Errorf(model.ErrCancelled, "the client went away")
 	case errors.Is(err, nats.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
-		return bus.Errorf(bus.ErrTimeout, "no answer from the bus in time")
+		return model.Errorf(model.ErrTimeout, "no answer from the bus in time")
 	case errors.Is(err, nats.ErrMaxPayload):
-		return bus.Errorf(bus.ErrTooLarge, "request too large for the bus")
+		return model.Errorf(model.ErrTooLarge, "request too large for the bus")
 	case errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrConnectionDraining):
-		return bus.Errorf(bus.ErrUnavailable, "server is shutting down")
+		return model.Errorf(model.ErrUnavailable, "server is shutting down")
 	}
 	return err
 }
@@ -62,15 +63,15 @@ func transportError(err error, subject string) error {
 func (b *Bridge) serveError(w http.ResponseWriter, r *http.Request, err error) {
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
-		err = bus.Errorf(bus.ErrTooLarge, "request body larger than %d bytes", tooBig.Limit)
+		err = model.Errorf(model.ErrTooLarge, "request body larger than %d bytes", tooBig.Limit)
 	}
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		// The body did not arrive in time (the server's read deadline).
 		w.Header().Set("Connection", "close")
-		writeJSON(w, http.StatusRequestTimeout, bus.ErrorBody{Error: "request body not received in time"})
+		writeJSON(w, http.StatusRequestTimeout, model.ErrorBody{Error: "request body not received in time"})
 		return
 	}
-	code := bus.Code(err)
+	code := model.Code(err)
 	if code == http.StatusInternalServerError {
 		b.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
@@ -82,7 +83,7 @@ func (b *Bridge) serveError(w http.ResponseWriter, r *http.Request, err error) {
 			return
 		}
 	}
-	writeJSON(w, code, bus.ErrorBody{Error: bus.Message(err)})
+	writeJSON(w, code, model.ErrorBody{Error: model.Message(err)})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/scripthost/scripthost/bus"
+	"github.com/scripthost/scripthost/model"
 )
 
 // GET /jobs/{id}/events: a job's output as server-sent events, the same
@@ -44,13 +45,13 @@ func (b *Bridge) jobEvents(w http.ResponseWriter, r *http.Request) error {
 	}
 	nc, ok := b.bus.(*nats.Conn)
 	if !ok {
-		return bus.Errorf(bus.ErrUnavailable, "job events need the bridge's own NATS connection")
+		return model.Errorf(model.ErrUnavailable, "job events need the bridge's own NATS connection")
 	}
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	js, err := jetstream.New(nc)
 	if err != nil {
-		return bus.Errorf(bus.ErrUnavailable, "the job store (JetStream) is not available: %v", err)
+		return model.Errorf(model.ErrUnavailable, "the job store (JetStream) is not available: %v", err)
 	}
 	octx, ocancel := context.WithTimeout(ctx, b.cfg.CatalogTimeout)
 	defer ocancel()
@@ -60,7 +61,7 @@ func (b *Bridge) jobEvents(w http.ResponseWriter, r *http.Request) error {
 		InactiveThreshold: time.Minute,
 	})
 	if err != nil {
-		return bus.Errorf(bus.ErrUnavailable, "the job store (JetStream) is not available: %v", err)
+		return model.Errorf(model.ErrUnavailable, "the job store (JetStream) is not available: %v", err)
 	}
 	sw := &sseWriter{w: w, rc: http.NewResponseController(w)}
 	if job.Status.Ended() {
@@ -73,7 +74,7 @@ func (b *Bridge) jobEvents(w http.ResponseWriter, r *http.Request) error {
 	}
 	it, err := cons.Messages(jetstream.PullMaxMessages(64))
 	if err != nil {
-		return bus.Errorf(bus.ErrUnavailable, "the job store (JetStream) is not available: %v", err)
+		return model.Errorf(model.ErrUnavailable, "the job store (JetStream) is not available: %v", err)
 	}
 	defer it.Stop()
 	msgs := make(chan jetstream.Msg) // unbuffered: read at the client's pace
@@ -108,7 +109,7 @@ func (b *Bridge) jobEvents(w http.ResponseWriter, r *http.Request) error {
 		case m, ok := <-msgs:
 			if !ok {
 				if ctx.Err() == nil {
-					msg, _ := json.Marshal(bus.ErrorBody{Error: "the job store (JetStream) went away"})
+					msg, _ := json.Marshal(model.ErrorBody{Error: "the job store (JetStream) went away"})
 					_ = sw.event("error", msg)
 					_ = sw.flush()
 				}
@@ -116,7 +117,7 @@ func (b *Bridge) jobEvents(w http.ResponseWriter, r *http.Request) error {
 			}
 			subject := m.Subject()
 			if strings.HasPrefix(subject, bus.JobEventPrefix) {
-				var j bus.Job
+				var j model.Job
 				if json.Unmarshal(m.Data(), &j) != nil {
 					continue
 				}
@@ -148,11 +149,11 @@ func (b *Bridge) jobEvents(w http.ResponseWriter, r *http.Request) error {
 
 // jobResult ends a job's events: the run's result (a timeout's with its
 // error, as /run answers it), or the reason a job ended without one.
-func (s *sseWriter) jobResult(job bus.Job) error {
+func (s *sseWriter) jobResult(job model.Job) error {
 	var data []byte
 	switch {
 	case job.Result != nil && job.Result.TimedOut:
-		data, _ = json.Marshal(bus.TimeoutBody{Error: bus.MsgTimedOut, Result: *job.Result})
+		data, _ = json.Marshal(model.TimeoutBody{Error: model.MsgTimedOut, Result: *job.Result})
 	case job.Result != nil:
 		data, _ = json.Marshal(job.Result)
 	default:
@@ -161,8 +162,8 @@ func (s *sseWriter) jobResult(job bus.Job) error {
 			why = "job " + string(job.Status)
 		}
 		data, _ = json.Marshal(struct {
-			Error  string        `json:"error"`
-			Status bus.JobStatus `json:"status"`
+			Error  string          `json:"error"`
+			Status model.JobStatus `json:"status"`
 		}{why, job.Status})
 	}
 	_ = s.event("result", data)

@@ -12,7 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/scripthost/scripthost/bus"
-	"github.com/scripthost/scripthost/catalog"
+	"github.com/scripthost/scripthost/model"
 )
 
 // Durable jobs: each endpoint is one request to the job service on the
@@ -39,35 +39,35 @@ func jobHeaders(r *http.Request) nats.Header {
 	return hdr
 }
 
-func (b *Bridge) jobRequest(ctx context.Context, subject string, body []byte, hdr nats.Header) (bus.Job, []byte, error) {
+func (b *Bridge) jobRequest(ctx context.Context, subject string, body []byte, hdr nats.Header) (model.Job, []byte, error) {
 	reply, err := b.request(ctx, b.cfg.CatalogTimeout, subject, body, hdr)
 	if err != nil {
-		return bus.Job{}, nil, err
+		return model.Job{}, nil, err
 	}
-	var job bus.Job
+	var job model.Job
 	if err := json.Unmarshal(reply.Data, &job); err != nil {
-		return bus.Job{}, nil, err
+		return model.Job{}, nil, err
 	}
 	return job, reply.Data, nil
 }
 
 // submit sends a job submit for the {name} of the path and its checked
 // body.
-func (b *Bridge) submit(w http.ResponseWriter, r *http.Request, name string) (bus.Job, []byte, error) {
-	if err := catalog.ValidateName(name); err != nil {
-		return bus.Job{}, nil, err
+func (b *Bridge) submit(w http.ResponseWriter, r *http.Request, name string) (model.Job, []byte, error) {
+	if err := model.ValidateName(name); err != nil {
+		return model.Job{}, nil, err
 	}
 	body, err := b.readBody(w, r)
 	if err != nil {
-		return bus.Job{}, nil, err
+		return model.Job{}, nil, err
 	}
-	if _, err := bus.DecodeJobRequest(body); err != nil {
-		return bus.Job{}, nil, err
+	if _, err := model.DecodeJobRequest(body); err != nil {
+		return model.Job{}, nil, err
 	}
 	return b.jobRequest(r.Context(), bus.JobSubmitSubject(name), body, jobHeaders(r))
 }
 
-func writeJob(w http.ResponseWriter, code int, job bus.Job, body []byte) {
+func writeJob(w http.ResponseWriter, code int, job model.Job, body []byte) {
 	w.Header().Set("Location", "/jobs/"+job.ID)
 	writeJSONBytes(w, code, body)
 }
@@ -83,7 +83,7 @@ func (b *Bridge) submitJob(w http.ResponseWriter, r *http.Request) error {
 
 func jobID(r *http.Request) (string, error) {
 	id := chi.URLParam(r, "id")
-	return id, bus.ValidateJobID(id)
+	return id, model.ValidateJobID(id)
 }
 
 func (b *Bridge) getJob(w http.ResponseWriter, r *http.Request) error {
@@ -114,11 +114,11 @@ func (b *Bridge) cancelJob(w http.ResponseWriter, r *http.Request) error {
 
 func (b *Bridge) listJobs(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	req := bus.JobListRequest{Script: q.Get("script"), Status: bus.JobStatus(q.Get("status"))}
+	req := model.JobListRequest{Script: q.Get("script"), Status: model.JobStatus(q.Get("status"))}
 	if l := q.Get("limit"); l != "" {
 		n, err := strconv.Atoi(l)
 		if err != nil {
-			return bus.Errorf(bus.ErrBadRequest, "limit %q: want a whole number", l)
+			return model.Errorf(model.ErrBadRequest, "limit %q: want a whole number", l)
 		}
 		req.Limit = n
 	}
@@ -137,12 +137,12 @@ func parseWait(v string) (time.Duration, error) {
 	if err != nil {
 		secs, nerr := strconv.ParseFloat(v, 64)
 		if nerr != nil {
-			return 0, bus.Errorf(bus.ErrBadRequest, "wait %q: want a duration such as 30s or 2m", v)
+			return 0, model.Errorf(model.ErrBadRequest, "wait %q: want a duration such as 30s or 2m", v)
 		}
 		d = time.Duration(secs * float64(time.Second))
 	}
 	if d < 0 || d > maxWait {
-		return 0, bus.Errorf(bus.ErrBadRequest, "wait %q: want a duration from 0 to %s", v, maxWait)
+		return 0, model.Errorf(model.ErrBadRequest, "wait %q: want a duration from 0 to %s", v, maxWait)
 	}
 	return d, nil
 }
@@ -172,7 +172,7 @@ func (b *Bridge) runWait(w http.ResponseWriter, r *http.Request, q url.Values) e
 
 // follow waits for the job to end or ctx to end, and answers its last
 // known state.
-func (b *Bridge) follow(ctx context.Context, job bus.Job, body []byte) (bus.Job, []byte) {
+func (b *Bridge) follow(ctx context.Context, job model.Job, body []byte) (model.Job, []byte) {
 	var events chan *nats.Msg
 	if s, ok := b.bus.(Subscriber); ok {
 		events = make(chan *nats.Msg, 16)
@@ -199,7 +199,7 @@ func (b *Bridge) follow(ctx context.Context, job bus.Job, body []byte) (bus.Job,
 	for !job.Status.Ended() {
 		select {
 		case m := <-events:
-			var j bus.Job
+			var j model.Job
 			if json.Unmarshal(m.Data, &j) == nil {
 				job, body = j, m.Data
 			}
@@ -213,11 +213,11 @@ func (b *Bridge) follow(ctx context.Context, job bus.Job, body []byte) (bus.Job,
 }
 
 // answerEnded answers an ended job as POST /run/{name} answers a run.
-func (b *Bridge) answerEnded(w http.ResponseWriter, job bus.Job) error {
+func (b *Bridge) answerEnded(w http.ResponseWriter, job model.Job) error {
 	w.Header().Set("X-Scripthost-Job", job.ID)
 	if job.Result == nil {
 		// Dead or cancelled: it did not run to its end.
-		return bus.Errorf(bus.ErrUnavailable, "job %s %s: %s", job.ID, job.Status, job.Error)
+		return model.Errorf(model.ErrUnavailable, "job %s %s: %s", job.ID, job.Status, job.Error)
 	}
 	if job.Node != "" {
 		w.Header().Set(bus.HeaderNode, job.Node)
@@ -227,8 +227,8 @@ func (b *Bridge) answerEnded(w http.ResponseWriter, job bus.Job) error {
 		cache = "hit"
 	}
 	w.Header().Set(bus.HeaderCache, cache)
-	if job.Status == bus.JobTimedOut {
-		writeJSON(w, http.StatusGatewayTimeout, bus.TimeoutBody{Error: bus.MsgTimedOut, Result: *job.Result})
+	if job.Status == model.JobTimedOut {
+		writeJSON(w, http.StatusGatewayTimeout, model.TimeoutBody{Error: model.MsgTimedOut, Result: *job.Result})
 		return nil
 	}
 	writeJSON(w, http.StatusOK, job.Result)

@@ -7,7 +7,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
 
-	"github.com/scripthost/scripthost/bus"
+	"github.com/scripthost/scripthost/model"
 )
 
 // HTTPMetrics receives one call per HTTP request served. route is the
@@ -49,7 +49,7 @@ func (b *Bridge) metricsHandler() http.Handler {
 		return b.cfg.Metrics
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusNotFound, bus.ErrorBody{Error: "this server exposes no metrics"})
+		writeJSON(w, http.StatusNotFound, model.ErrorBody{Error: "this server exposes no metrics"})
 	})
 }
 

@@ -15,7 +15,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
-	"github.com/scripthost/scripthost/bus"
+	"github.com/scripthost/scripthost/model"
 )
 
 var methods = []string{"get", "put", "post", "delete", "options", "head", "patch", "trace"}
@@ -265,7 +265,7 @@ func TestOpenAPIJobSchema(t *testing.T) {
 		t.Fatal("no Job schema")
 	}
 	var always map[string]any
-	body, _ := json.Marshal(bus.Job{})
+	body, _ := json.Marshal(model.Job{})
 	json.Unmarshal(body, &always)
 	var required []string
 	for _, r := range schema["required"].([]any) {
@@ -281,7 +281,7 @@ func TestOpenAPIJobSchema(t *testing.T) {
 		t.Errorf("required %v, a job always has %v", required, keys)
 	}
 	props := schema["properties"].(map[string]any)
-	full, _ := json.Marshal(bus.Job{Cached: true, Error: "e", IdempotencyKey: "k", CallbackURL: "u"})
+	full, _ := json.Marshal(model.Job{Cached: true, Error: "e", IdempotencyKey: "k", CallbackURL: "u"})
 	var all map[string]any
 	json.Unmarshal(full, &all)
 	for k := range all {
@@ -295,10 +295,10 @@ func TestOpenAPIJobSchema(t *testing.T) {
 		}
 	}
 	statuses := deref(doc, map[string]any{"$ref": "#/components/schemas/JobStatus"})["enum"].([]any)
-	if len(statuses) != len(bus.JobStatuses) {
-		t.Errorf("statuses %v, want %v", statuses, bus.JobStatuses)
+	if len(statuses) != len(model.JobStatuses) {
+		t.Errorf("statuses %v, want %v", statuses, model.JobStatuses)
 	}
-	for i, s := range bus.JobStatuses {
+	for i, s := range model.JobStatuses {
 		if i < len(statuses) && statuses[i] != string(s) {
 			t.Errorf("status %d: %v, want %s", i, statuses[i], s)
 		}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/scripthost/scripthost/bus"
+	"github.com/scripthost/scripthost/model"
 )
 
 // Connected reports whether the bus connection is up; *nats.Conn is one.
@@ -22,15 +23,15 @@ const readyTimeout = 2 * time.Second
 // has loaded the scripts (it answers script.list), else 503.
 func (b *Bridge) ready(w http.ResponseWriter, r *http.Request) error {
 	if c, ok := b.bus.(Connected); ok && !c.IsConnected() {
-		return bus.Errorf(bus.ErrUnavailable, "not ready: not connected to the NATS bus")
+		return model.Errorf(model.ErrUnavailable, "not ready: not connected to the NATS bus")
 	}
 	reply, err := b.request(r.Context(), readyTimeout, bus.ListSubject, nil, nil)
 	if err != nil {
-		return bus.Errorf(bus.ErrUnavailable, "not ready: the catalog does not answer: %s", bus.Message(err))
+		return model.Errorf(model.ErrUnavailable, "not ready: the catalog does not answer: %s", model.Message(err))
 	}
 	var names []string
 	if err := json.Unmarshal(reply.Data, &names); err != nil {
-		return bus.Errorf(bus.ErrUnavailable, "not ready: the catalog's answer is not a list of scripts")
+		return model.Errorf(model.ErrUnavailable, "not ready: the catalog's answer is not a list of scripts")
 	}
 	writeJSON(w, http.StatusOK, readyBody{Status: "ready", Scripts: len(names)})
 	return nil

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/scripthost/scripthost/bus"
+	"github.com/scripthost/scripthost/model"
 )
 
 func get(t *testing.T, url string) (int, string) {
@@ -58,7 +59,7 @@ func TestReadyz(t *testing.T) {
 			}
 			start := time.Now()
 			code, body := get(t, srv.URL+"/readyz")
-			var e bus.ErrorBody
+			var e model.ErrorBody
 			if code != 503 || json.Unmarshal([]byte(body), &e) != nil || !strings.Contains(e.Error, tc.part) {
 				t.Fatalf("%d %s; want 503 saying %q", code, body, tc.part)
 			}

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/scripthost/scripthost/bus"
+	"github.com/scripthost/scripthost/model"
 )
 
 // Server-sent events: POST /run/{name} with Accept: text/event-stream
@@ -227,19 +228,19 @@ func (b *Bridge) runEvents(w http.ResponseWriter, r *http.Request, name string, 
 // endEvents writes the end of a stream: the result, or the error.
 func (b *Bridge) endEvents(sw *sseWriter, reply *nats.Msg, err error) error {
 	var se *statusError
-	timedOut := errors.As(err, &se) && bus.Code(err) == http.StatusGatewayTimeout && se.body != nil
+	timedOut := errors.As(err, &se) && model.Code(err) == http.StatusGatewayTimeout && se.body != nil
 	switch {
-	case errors.Is(err, bus.ErrCancelled) && sw.started:
+	case errors.Is(err, model.ErrCancelled) && sw.started:
 		return nil // nobody is listening any more
-	case errors.Is(err, bus.ErrCancelled):
+	case errors.Is(err, model.ErrCancelled):
 		return err
 	case err != nil && !timedOut && !sw.started:
 		return err // the usual JSON error
 	case err != nil && !timedOut:
-		msg, _ := json.Marshal(bus.ErrorBody{Error: bus.Message(err)})
+		msg, _ := json.Marshal(model.ErrorBody{Error: model.Message(err)})
 		_ = sw.event("error", msg)
 		_ = sw.flush()
-		if bus.Code(err) == http.StatusInternalServerError {
+		if model.Code(err) == http.StatusInternalServerError {
 			b.log.Error("streamed run failed", "err", err)
 		}
 		return nil

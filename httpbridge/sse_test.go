@@ -23,6 +23,7 @@ import (
 	"github.com/scripthost/scripthost/bus"
 	"github.com/scripthost/scripthost/catalog"
 	"github.com/scripthost/scripthost/executor"
+	"github.com/scripthost/scripthost/model"
 )
 
 // execBridge is a bridge in front of a real executor node (fork mode, a
@@ -181,7 +182,7 @@ func TestRunEvents(t *testing.T) {
 	if last.name != "result" {
 		t.Fatalf("last event %+v", last)
 	}
-	var res bus.Result
+	var res model.Result
 	if err := json.Unmarshal([]byte(last.data), &res); err != nil {
 		t.Fatal(err)
 	}
@@ -249,16 +250,16 @@ func TestRunEventsCapsAndTimeout(t *testing.T) {
 	})
 	for _, tc := range []struct {
 		name, script string
-		check        func(res bus.TimeoutBody, out, errs string) string
+		check        func(res model.TimeoutBody, out, errs string) string
 	}{
-		{"caps", "big.py", func(res bus.TimeoutBody, out, errs string) string {
+		{"caps", "big.py", func(res model.TimeoutBody, out, errs string) string {
 			if len(out) != 5000 || len(errs) != 5000 || out != res.Stdout || errs != res.Stderr || !res.StdoutTruncated || !res.StderrTruncated {
 				return fmt.Sprintf("streamed %d+%d bytes; result %d+%d, truncated %v %v", len(out), len(errs), len(res.Stdout), len(res.Stderr), res.StdoutTruncated, res.StderrTruncated)
 			}
 			return ""
 		}},
-		{"timeout", "slow.py", func(res bus.TimeoutBody, out, errs string) string {
-			if out != "before\n" || !res.TimedOut || res.Error != bus.MsgTimedOut || res.Stdout != out {
+		{"timeout", "slow.py", func(res model.TimeoutBody, out, errs string) string {
+			if out != "before\n" || !res.TimedOut || res.Error != model.MsgTimedOut || res.Stdout != out {
 				return fmt.Sprintf("streamed %q; result %+v", out, res)
 			}
 			return ""
@@ -271,7 +272,7 @@ func TestRunEventsCapsAndTimeout(t *testing.T) {
 				t.Fatalf("status %d", resp.StatusCode)
 			}
 			var out, errs strings.Builder
-			var res bus.TimeoutBody
+			var res model.TimeoutBody
 			results := 0
 			readEvents(t, resp.Body, func(ev event) bool {
 				var chunk string
@@ -446,7 +447,7 @@ func TestSlowEventReader(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	var streamed, skipped int
-	var res bus.Result
+	var res model.Result
 	var seen []string // every event but stdout, for the failure message
 	readEvents(t, resp.Body, func(ev event) bool {
 		if ev.name != "stdout" {

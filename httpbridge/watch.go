@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/scripthost/scripthost/bus"
+	"github.com/scripthost/scripthost/model"
 )
 
 // Watching the node that runs a request. A run request carries an ack
@@ -172,16 +173,16 @@ func (b *Bridge) runCall(ctx context.Context, name string, body []byte, hdr nats
 	for {
 		select {
 		case a := <-answered:
-			if a.reply == nil && errors.Is(a.err, bus.ErrTimeout) {
+			if a.reply == nil && errors.Is(a.err, model.ErrTimeout) {
 				stop() // the bus did not answer in time
 			}
 			return a.reply, a.err
 		case <-ctx.Done():
 			stop()
-			return nil, bus.Errorf(bus.ErrCancelled, "the client went away: run cancelled")
+			return nil, model.Errorf(model.ErrCancelled, "the client went away: run cancelled")
 		case <-deadline:
 			stop()
-			return nil, bus.Errorf(bus.ErrTimeout, "no answer from the bus in time")
+			return nil, model.Errorf(model.ErrTimeout, "no answer from the bus in time")
 		case m := <-acked:
 			if !b.cfg.Internal.IsAlive(string(m.Data)) {
 				continue // not a node's liveness subject: never ping it
@@ -204,7 +205,7 @@ func (b *Bridge) runCall(ctx context.Context, name string, body []byte, hdr nats
 				return a.reply, a.err
 			case <-time.After(100 * time.Millisecond):
 			}
-			return nil, bus.Errorf(bus.ErrUnavailable, "executor node %s was lost while running %s", node, name)
+			return nil, model.Errorf(model.ErrUnavailable, "executor node %s was lost while running %s", node, name)
 		}
 	}
 }

@@ -9,7 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/scripthost/scripthost/bus"
+	"github.com/scripthost/scripthost/model"
 )
 
 // index keeps, in memory, the script, status and age of every job in the
@@ -22,7 +22,7 @@ type index struct {
 
 type entry struct {
 	script  string
-	status  bus.JobStatus
+	status  model.JobStatus
 	created time.Time
 }
 
@@ -105,7 +105,7 @@ func (x *index) expire(ttl time.Duration) {
 }
 
 // find answers the ids of the newest jobs that match, at most limit.
-func (x *index) find(script string, status bus.JobStatus, limit int) []string {
+func (x *index) find(script string, status model.JobStatus, limit int) []string {
 	type hit struct {
 		id      string
 		created time.Time
@@ -136,14 +136,14 @@ func (x *index) find(script string, status bus.JobStatus, limit int) []string {
 
 // counts are the jobs by status, and the creation time of the oldest
 // queued job (zero when none is queued).
-func (x *index) counts() (map[bus.JobStatus]int, time.Time) {
-	n := map[bus.JobStatus]int{}
+func (x *index) counts() (map[model.JobStatus]int, time.Time) {
+	n := map[model.JobStatus]int{}
 	var oldest time.Time
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	for _, e := range x.jobs {
 		n[e.status]++
-		if e.status == bus.JobQueued && (oldest.IsZero() || e.created.Before(oldest)) {
+		if e.status == model.JobQueued && (oldest.IsZero() || e.created.Before(oldest)) {
 			oldest = e.created
 		}
 	}

@@ -18,7 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/scripthost/scripthost/bus"
-	"github.com/scripthost/scripthost/catalog"
+	"github.com/scripthost/scripthost/model"
 )
 
 // Scripts tells whether a script exists.
@@ -106,62 +106,62 @@ const maxKey = 256
 // Submit queues a job and answers its record. A submit whose
 // Idempotency-Key came before (within the TTL) answers that job instead.
 // Once Submit returns without an error the job is stored on disk.
-func (m *Manager) Submit(ctx context.Context, sub Submit) (bus.Job, error) {
-	if err := catalog.ValidateName(sub.Script); err != nil {
-		return bus.Job{}, err
+func (m *Manager) Submit(ctx context.Context, sub Submit) (model.Job, error) {
+	if err := model.ValidateName(sub.Script); err != nil {
+		return model.Job{}, err
 	}
 	if m.cfg.MaxBody > 0 && int64(len(sub.Body)) > m.cfg.MaxBody {
-		return bus.Job{}, bus.Errorf(bus.ErrTooLarge, "request body larger than %d bytes", m.cfg.MaxBody)
+		return model.Job{}, model.Errorf(model.ErrTooLarge, "request body larger than %d bytes", m.cfg.MaxBody)
 	}
-	req, err := bus.DecodeJobRequest(sub.Body)
+	req, err := model.DecodeJobRequest(sub.Body)
 	if err != nil {
-		return bus.Job{}, err
+		return model.Job{}, err
 	}
 	timeout := req.Timeout
 	if timeout == 0 {
 		timeout = m.cfg.Timeout
 	}
 	if timeout > m.cfg.MaxTimeout {
-		return bus.Job{}, bus.Errorf(bus.ErrBadRequest, `"timeout" %s is over the limit of %s (--job-max-timeout)`, timeout, m.cfg.MaxTimeout)
+		return model.Job{}, model.Errorf(model.ErrBadRequest, `"timeout" %s is over the limit of %s (--job-max-timeout)`, timeout, m.cfg.MaxTimeout)
 	}
 	if err := checkCallback(sub.CallbackURL); err != nil {
-		return bus.Job{}, err
+		return model.Job{}, err
 	}
 	if len(sub.IdempotencyKey) > maxKey {
-		return bus.Job{}, bus.Errorf(bus.ErrBadRequest, "Idempotency-Key longer than %d bytes", maxKey)
+		return model.Job{}, model.Errorf(model.ErrBadRequest, "Idempotency-Key longer than %d bytes", maxKey)
 	}
 	id := newID()
 	if sub.IdempotencyKey != "" {
 		id = keyID(sub.Script, sub.IdempotencyKey)
 		if rec, _, err := m.store.load(ctx, id); err == nil {
 			return rec.Job, nil
-		} else if !errors.Is(err, bus.ErrNotFound) {
-			return bus.Job{}, err
+		} else if !errors.Is(err, model.ErrNotFound) {
+			return model.Job{}, err
 		}
 	}
 	if _, _, err := m.scripts.Locate(sub.Script); err != nil {
-		return bus.Job{}, err
+		return model.Job{}, err
 	}
 	q := queued{
-		ID: id, Script: sub.Script, Stdin: req.Data, Args: req.Args, Version: req.Version,
+		ID: id, Script: sub.Script, Stdin: req.Data, Args: req.Args,
 		Timeout: int64(timeout), NoCache: sub.NoCache, CreatedAt: now(),
 		IdempotencyKey: sub.IdempotencyKey, CallbackURL: sub.CallbackURL,
 	}
 	body, err := json.Marshal(q)
 	if err != nil {
-		return bus.Job{}, err
+		return model.Job{}, err
 	}
 	pctx, cancel := context.WithTimeout(ctx, opTimeout)
 	ack, err := m.st.js.PublishMsg(pctx, &nats.Msg{Subject: bus.JobQueuePrefix + sub.Script, Data: body}, jetstream.WithMsgID(id))
 	cancel()
 	if err != nil {
-		return bus.Job{}, unavailable(err)
+		return model.Job{}, unavailable(err)
 	}
 	// A node may have taken the job and written its record already; a
 	// duplicate (the same key, at the same time) finds the first's.
 	rec, _, err := m.store.create(ctx, q.record(ack.Sequence))
 	if err != nil {
-		return bus.Job{}, err
+		return model.Job{}, err
 	}
 	return rec.Job, nil
 }
@@ -173,10 +173,10 @@ func checkCallback(raw string) error {
 	}
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return bus.Errorf(bus.ErrBadRequest, "X-Callback-Url %q: want an absolute http:// or https:// URL", raw)
+		return model.Errorf(model.ErrBadRequest, "X-Callback-Url %q: want an absolute http:// or https:// URL", raw)
 	}
 	if len(raw) > 2048 {
-		return bus.Errorf(bus.ErrBadRequest, "X-Callback-Url longer than 2048 bytes")
+		return model.Errorf(model.ErrBadRequest, "X-Callback-Url longer than 2048 bytes")
 	}
 	return nil
 }
@@ -198,9 +198,9 @@ func keyID(script, key string) string {
 }
 
 // Get answers a job's record.
-func (m *Manager) Get(ctx context.Context, id string) (bus.Job, error) {
-	if err := bus.ValidateJobID(id); err != nil {
-		return bus.Job{}, err
+func (m *Manager) Get(ctx context.Context, id string) (model.Job, error) {
+	if err := model.ValidateJobID(id); err != nil {
+		return model.Job{}, err
 	}
 	rec, _, err := m.store.load(ctx, id)
 	return rec.Job, err
@@ -209,17 +209,17 @@ func (m *Manager) Get(ctx context.Context, id string) (bus.Job, error) {
 // Cancel ends a job that has not ended: a queued one never starts, a
 // running one's process group is killed at once. A job that ended is
 // answered unchanged.
-func (m *Manager) Cancel(ctx context.Context, id string) (bus.Job, error) {
-	if err := bus.ValidateJobID(id); err != nil {
-		return bus.Job{}, err
+func (m *Manager) Cancel(ctx context.Context, id string) (model.Job, error) {
+	if err := model.ValidateJobID(id); err != nil {
+		return model.Job{}, err
 	}
-	var was bus.JobStatus
+	var was model.JobStatus
 	rec, changed, err := m.store.change(ctx, id, func(r *record) bool {
 		if r.Status.Ended() {
 			return false
 		}
 		was = r.Status
-		r.Status = bus.JobCancelled
+		r.Status = model.JobCancelled
 		r.FinishedAt = timep(now())
 		r.Error = "cancelled while " + string(was)
 		return true
@@ -227,12 +227,12 @@ func (m *Manager) Cancel(ctx context.Context, id string) (bus.Job, error) {
 	if err != nil || !changed {
 		return rec.Job, err
 	}
-	if was == bus.JobRunning {
+	if was == model.JobRunning {
 		if err := m.nc.Publish(bus.JobKillPrefix+id, nil); err != nil {
 			m.cfg.Log.Warn("jobs: kill a cancelled job", "job", id, "err", err)
 		}
 	}
-	if rec.Seq > 0 && was == bus.JobQueued {
+	if rec.Seq > 0 && was == model.JobQueued {
 		// Out of the queue at once; a node that took it already sees the
 		// record cancelled and drops it.
 		dctx, cancel := context.WithTimeout(ctx, opTimeout)
@@ -249,36 +249,36 @@ func (m *Manager) Cancel(ctx context.Context, id string) (bus.Job, error) {
 
 // List answers the jobs kept, newest first, filtered by script and
 // status.
-func (m *Manager) List(ctx context.Context, req bus.JobListRequest) (bus.JobList, error) {
+func (m *Manager) List(ctx context.Context, req model.JobListRequest) (model.JobList, error) {
 	if req.Script != "" {
-		if err := catalog.ValidateName(req.Script); err != nil {
-			return bus.JobList{}, err
+		if err := model.ValidateName(req.Script); err != nil {
+			return model.JobList{}, err
 		}
 	}
 	if req.Status != "" && !req.Status.Valid() {
-		names := make([]string, len(bus.JobStatuses))
-		for i, s := range bus.JobStatuses {
+		names := make([]string, len(model.JobStatuses))
+		for i, s := range model.JobStatuses {
 			names[i] = string(s)
 		}
-		return bus.JobList{}, bus.Errorf(bus.ErrBadRequest, "status %q: want one of %s", req.Status, strings.Join(names, ", "))
+		return model.JobList{}, model.Errorf(model.ErrBadRequest, "status %q: want one of %s", req.Status, strings.Join(names, ", "))
 	}
 	switch {
 	case req.Limit < 0:
-		return bus.JobList{}, bus.Errorf(bus.ErrBadRequest, "limit must not be negative")
+		return model.JobList{}, model.Errorf(model.ErrBadRequest, "limit must not be negative")
 	case req.Limit == 0:
 		req.Limit = DefaultListLimit
 	case req.Limit > MaxListLimit:
-		return bus.JobList{}, bus.Errorf(bus.ErrBadRequest, "limit %d: at most %d", req.Limit, MaxListLimit)
+		return model.JobList{}, model.Errorf(model.ErrBadRequest, "limit %d: at most %d", req.Limit, MaxListLimit)
 	}
 	ids := m.idx.find(req.Script, req.Status, req.Limit)
-	list := bus.JobList{Jobs: []bus.Job{}}
+	list := model.JobList{Jobs: []model.Job{}}
 	for _, id := range ids {
 		rec, _, err := m.store.load(ctx, id)
-		if errors.Is(err, bus.ErrNotFound) {
+		if errors.Is(err, model.ErrNotFound) {
 			continue // expired since
 		}
 		if err != nil {
-			return bus.JobList{}, err
+			return model.JobList{}, err
 		}
 		// The index may lag behind the record by a moment.
 		if req.Status != "" && rec.Status != req.Status {
@@ -324,7 +324,7 @@ func (m *Manager) giveUp(adv maxDeliveries) {
 		return
 	}
 	var q queued
-	if err := json.Unmarshal(raw.Data, &q); err != nil || bus.ValidateJobID(q.ID) != nil {
+	if err := json.Unmarshal(raw.Data, &q); err != nil || model.ValidateJobID(q.ID) != nil {
 		m.st.queue.DeleteMsg(ctx, adv.StreamSeq)
 		return
 	}
@@ -337,10 +337,10 @@ func (m *Manager) giveUp(adv maxDeliveries) {
 			return false
 		}
 		why := r.Error
-		if why == "" || r.Status == bus.JobRunning {
+		if why == "" || r.Status == model.JobRunning {
 			why = fmt.Sprintf("the node running attempt %d (%s) stopped before the run ended", adv.Deliveries, orUnknown(r.Node))
 		}
-		r.Status = bus.JobDead
+		r.Status = model.JobDead
 		r.Attempts = max(r.Attempts, adv.Deliveries)
 		r.FinishedAt = timep(now())
 		r.Error = fmt.Sprintf("given up after %d attempts: %s", adv.Deliveries, why)
@@ -371,7 +371,7 @@ func orUnknown(node string) string {
 // Stats are the jobs kept by status, the jobs in the work queue that no
 // node took yet, and the age of the oldest queued job.
 type Stats struct {
-	ByStatus     map[bus.JobStatus]int
+	ByStatus     map[model.JobStatus]int
 	QueueDepth   int
 	OldestQueued time.Duration
 }

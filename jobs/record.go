@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/scripthost/scripthost/bus"
+	"github.com/scripthost/scripthost/model"
 )
 
 // opTimeout bounds one JetStream operation.
@@ -21,7 +22,7 @@ const opTimeout = 10 * time.Second
 // record is a job as the bucket keeps it: the job and the stream sequence
 // of its message in the work queue.
 type record struct {
-	bus.Job
+	model.Job
 	Seq uint64 `json:"seq,omitempty"`
 }
 
@@ -32,7 +33,6 @@ type queued struct {
 	Script         string    `json:"script"`
 	Stdin          []byte    `json:"stdin,omitempty"`
 	Args           []string  `json:"args,omitempty"`
-	Version        string    `json:"version,omitempty"`
 	Timeout        int64     `json:"timeout_ns"`
 	NoCache        bool      `json:"no_cache,omitempty"`
 	CreatedAt      time.Time `json:"created_at"`
@@ -42,8 +42,8 @@ type queued struct {
 
 // record is the first record of the job q describes.
 func (q queued) record(seq uint64) record {
-	return record{Job: bus.Job{
-		ID: q.ID, Script: q.Script, Status: bus.JobQueued, CreatedAt: q.CreatedAt,
+	return record{Job: model.Job{
+		ID: q.ID, Script: q.Script, Status: model.JobQueued, CreatedAt: q.CreatedAt,
 		Timeout: time.Duration(q.Timeout).String(), IdempotencyKey: q.IdempotencyKey, CallbackURL: q.CallbackURL,
 	}, Seq: seq}
 }
@@ -70,7 +70,7 @@ func (st *store) load(ctx context.Context, id string) (record, uint64, error) {
 	defer cancel()
 	e, err := st.kv.Get(ctx, id)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return record{}, 0, bus.Errorf(bus.ErrNotFound, "no job %q (jobs are kept for their TTL after they end)", id)
+		return record{}, 0, model.Errorf(model.ErrNotFound, "no job %q (jobs are kept for their TTL after they end)", id)
 	}
 	if err != nil {
 		return record{}, 0, unavailable(err)
@@ -129,7 +129,7 @@ func (st *store) change(ctx context.Context, id string, fn func(*record) bool) (
 		st.publish(rec, rev)
 		return rec, true, nil
 	}
-	return record{}, false, bus.Errorf(bus.ErrUnavailable, "job %s: too many concurrent changes", id)
+	return record{}, false, model.Errorf(model.ErrUnavailable, "job %s: too many concurrent changes", id)
 }
 
 // publish tells other services of a job's new state on its event subject
@@ -172,7 +172,7 @@ func (st *store) queueCallback(ctx context.Context, rec record) error {
 
 // unavailable wraps a JetStream failure for the caller.
 func unavailable(err error) error {
-	return fmt.Errorf("%w: %w", bus.Errorf(bus.ErrUnavailable, "the job store (JetStream) is not available"), err)
+	return fmt.Errorf("%w: %w", model.Errorf(model.ErrUnavailable, "the job store (JetStream) is not available"), err)
 }
 
 // now is the time written into records, in UTC at millisecond precision.

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/scripthost/scripthost/bus"
+	"github.com/scripthost/scripthost/model"
 )
 
 // ServiceName is the job service's name among NATS services.
@@ -37,7 +38,7 @@ func (m *Manager) Serve(version string) error {
 		op                               func(ctx context.Context, req micro.Request) (any, error)
 	}{
 		{"submit", bus.JobSubmitPrefix + ">",
-			`the run body {data, args, version}, plus "timeout" ("10m"); headers Idempotency-Key, X-Callback-Url, X-Scripthost-No-Cache; the script name ends the subject`,
+			`the run body {data, args}, plus "timeout" ("10m"); headers Idempotency-Key, X-Callback-Url, X-Scripthost-No-Cache; the script name ends the subject`,
 			`the job {"id","script","status","attempts","node","created_at","started_at","finished_at","result",...}`, m.opSubmit},
 		{"get", bus.JobGetPrefix + "*", "empty; the job id ends the subject", "the job", m.opGet},
 		{"cancel", bus.JobCancelPrefix + "*", "empty; the job id ends the subject", "the job, now cancelled (or unchanged if it had ended)", m.opCancel},
@@ -103,7 +104,7 @@ func (m *Manager) reply(req micro.Request, endpoint string, body []byte, err err
 	}
 	msg := &nats.Msg{Data: body}
 	if err != nil {
-		if bus.Code(err) >= 500 {
+		if model.Code(err) >= 500 {
 			m.cfg.Log.Error("job service: request failed", "endpoint", endpoint, "subject", req.Subject(), "error", err)
 		}
 		msg = bus.ErrorMsg(err, nil)
@@ -120,7 +121,7 @@ func (m *Manager) reply(req micro.Request, endpoint string, body []byte, err err
 func (m *Manager) opSubmit(ctx context.Context, req micro.Request) (any, error) {
 	name, ok := bus.NameFrom(req.Subject(), bus.JobSubmitPrefix)
 	if !ok {
-		return nil, bus.Errorf(bus.ErrBadRequest, "subject %q names no script: use %s<name>", req.Subject(), bus.JobSubmitPrefix)
+		return nil, model.Errorf(model.ErrBadRequest, "subject %q names no script: use %s<name>", req.Subject(), bus.JobSubmitPrefix)
 	}
 	h := req.Headers()
 	return m.Submit(ctx, Submit{
@@ -143,10 +144,10 @@ func (m *Manager) opCancel(ctx context.Context, req micro.Request) (any, error) 
 }
 
 func (m *Manager) opList(ctx context.Context, req micro.Request) (any, error) {
-	var lr bus.JobListRequest
+	var lr model.JobListRequest
 	if body := req.Data(); len(body) > 0 {
 		if err := json.Unmarshal(body, &lr); err != nil {
-			return nil, bus.Errorf(bus.ErrBadRequest, `invalid JSON body: want {"script","status","limit"}`)
+			return nil, model.Errorf(model.ErrBadRequest, `invalid JSON body: want {"script","status","limit"}`)
 		}
 	}
 	return m.List(ctx, lr)

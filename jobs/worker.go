@@ -17,6 +17,7 @@ import (
 
 	"github.com/scripthost/scripthost/bus"
 	"github.com/scripthost/scripthost/executor"
+	"github.com/scripthost/scripthost/model"
 )
 
 // Executor is what a Worker needs of an executor node.
@@ -30,7 +31,7 @@ type Executor interface {
 	ReleaseSlot()
 	// RunInSlot runs a request in the slot taken, then releases it;
 	// output receives the output as it comes.
-	RunInSlot(ctx context.Context, name string, req bus.RunRequest, timeout time.Duration, noCache bool, output executor.Output) (bus.Result, bool, error)
+	RunInSlot(ctx context.Context, name string, req model.RunRequest, timeout time.Duration, noCache bool, output executor.Output) (model.Result, bool, error)
 }
 
 // How a Worker waits.
@@ -248,7 +249,7 @@ func (w *Worker) run(msg jetstream.Msg) {
 		return
 	}
 	var q queued
-	if err := json.Unmarshal(msg.Data(), &q); err != nil || bus.ValidateJobID(q.ID) != nil {
+	if err := json.Unmarshal(msg.Data(), &q); err != nil || model.ValidateJobID(q.ID) != nil {
 		w.log.Error("jobs: dropping a message that is not a job", "seq", meta.Sequence.Stream, "err", err)
 		msg.Term()
 		return
@@ -277,7 +278,7 @@ func (w *Worker) run(msg jetstream.Msg) {
 		if r.Status.Ended() {
 			return false
 		}
-		r.Status, r.Attempts, r.Node = bus.JobRunning, n, w.node
+		r.Status, r.Attempts, r.Node = model.JobRunning, n, w.node
 		r.StartedAt, r.Result, r.Cached = timep(now()), nil, false
 		return true
 	})
@@ -299,7 +300,7 @@ func (w *Worker) run(msg jetstream.Msg) {
 	go w.keepAlive(ctx, msg, a, q.ID, alive)
 	slotHeld = false // RunInSlot releases it
 	out := &outputPublisher{nc: w.nc, id: q.ID, attempt: strconv.Itoa(n)}
-	res, cached, runErr := w.exec.RunInSlot(ctx, q.Script, bus.RunRequest{Data: q.Stdin, Args: q.Args, Version: q.Version}, time.Duration(q.Timeout), q.NoCache, out)
+	res, cached, runErr := w.exec.RunInSlot(ctx, q.Script, model.RunRequest{Data: q.Stdin, Args: q.Args}, time.Duration(q.Timeout), q.NoCache, out)
 	close(alive)
 
 	switch {
@@ -309,27 +310,27 @@ func (w *Worker) run(msg jetstream.Msg) {
 	case w.runCtx.Err() != nil:
 		// This node is stopping: the job goes back to the queue.
 		w.finish(q.ID, func(r *record) bool {
-			if r.Status != bus.JobRunning || r.Node != w.node {
+			if r.Status != model.JobRunning || r.Node != w.node {
 				return false
 			}
-			r.Status, r.Error = bus.JobQueued, fmt.Sprintf("attempt %d stopped: node %s shut down", n, w.node)
+			r.Status, r.Error = model.JobQueued, fmt.Sprintf("attempt %d stopped: node %s shut down", n, w.node)
 			return true
 		})
 		msg.Nak()
 	case runErr != nil:
-		code := bus.Code(runErr)
+		code := model.Code(runErr)
 		// A bad request never runs; anything else may pass on another
 		// attempt (a script deleted since the submit is dead at the last).
 		final := code == http.StatusBadRequest || n >= w.maxAttempts
-		why := fmt.Sprintf("attempt %d on %s: %s", n, w.node, bus.Message(runErr))
+		why := fmt.Sprintf("attempt %d on %s: %s", n, w.node, model.Message(runErr))
 		rec, changed := w.finish(q.ID, func(r *record) bool {
 			if r.Status.Ended() {
 				return false
 			}
 			if final {
-				r.Status, r.FinishedAt = bus.JobDead, timep(now())
+				r.Status, r.FinishedAt = model.JobDead, timep(now())
 			} else {
-				r.Status = bus.JobQueued
+				r.Status = model.JobQueued
 			}
 			r.Error = why
 			return true
@@ -365,14 +366,14 @@ func (w *Worker) run(msg jetstream.Msg) {
 }
 
 // statusOf is the status of a job whose run ended with res.
-func statusOf(res bus.Result) bus.JobStatus {
+func statusOf(res model.Result) model.JobStatus {
 	switch {
 	case res.TimedOut:
-		return bus.JobTimedOut
+		return model.JobTimedOut
 	case res.ExitCode != nil && *res.ExitCode == 0:
-		return bus.JobSucceeded
+		return model.JobSucceeded
 	}
-	return bus.JobFailed
+	return model.JobFailed
 }
 
 // keepAlive tells the server every AckWait/3 that the job is in
@@ -391,7 +392,7 @@ func (w *Worker) keepAlive(ctx context.Context, msg jetstream.Msg, a *attempt, i
 			if err := msg.InProgress(); err != nil {
 				w.log.Debug("jobs: in-progress ack", "job", id, "err", err)
 			}
-			if rec, _, err := w.store.load(ctx, id); err == nil && rec.Status == bus.JobCancelled {
+			if rec, _, err := w.store.load(ctx, id); err == nil && rec.Status == model.JobCancelled {
 				a.cancelled.Store(true)
 				a.cancel()
 			}

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/scripthost/scripthost/bus"
+	"github.com/scripthost/scripthost/model"
 )
 
 // natsUser is a client of the bus that collects the server's permission
@@ -208,7 +209,7 @@ func TestBusLockedWhenTheAPIIs(t *testing.T) {
 	}
 	caller.roundTrip(t)
 	code, body, _ := httpCall(t, "GET", base+"/scripts/victim.py", "run-tok3n", "")
-	var got bus.Script
+	var got model.Script
 	json.Unmarshal([]byte(body), &got)
 	if code != 200 || got.Code != victim {
 		t.Fatalf("victim.py after the attacks: %d %s", code, body)

@@ -23,7 +23,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/scripthost/scripthost/bus"
-	"github.com/scripthost/scripthost/catalog"
+	"github.com/scripthost/scripthost/model"
 )
 
 // The client commands (run, ls, put, rm, cat) talk to a running server over
@@ -163,7 +163,7 @@ func cliCommand(ctx context.Context, cmd string, args []string, stdin io.Reader,
 	if cmd != "ls" {
 		// The name rule keeps a name a single subject token on the bus
 		// and a single path segment in a URL.
-		if err := catalog.ValidateName(pos[0]); err != nil {
+		if err := model.ValidateName(pos[0]); err != nil {
 			return fail(failCode(cmd, err), "%v", err)
 		}
 	}
@@ -210,7 +210,7 @@ func cliCommand(ctx context.Context, cmd string, args []string, stdin io.Reader,
 		}
 		verb := "created"
 		s, err := c.create(ctx, pos[0], code)
-		if errors.Is(err, bus.ErrExists) {
+		if errors.Is(err, model.ErrExists) {
 			verb = "updated"
 			s, err = c.update(ctx, pos[0], code)
 		}
@@ -232,7 +232,7 @@ func failCode(cmd string, err error) int {
 	if cmd != "run" {
 		return 1
 	}
-	if errors.Is(err, bus.ErrNotFound) {
+	if errors.Is(err, model.ErrNotFound) {
 		return exitNotFound
 	}
 	return exitFailed
@@ -356,7 +356,7 @@ func cliRun(ctx context.Context, c client, cfg cliConfig, name string, stdin io.
 	if sink.skipped > 0 {
 		fail(0, "%d bytes of output were not shown: this client read them too slowly (the server's result has them)", sink.skipped)
 	}
-	if errors.Is(err, bus.ErrCancelled) {
+	if errors.Is(err, model.ErrCancelled) {
 		return fail(exitCancelled, "cancelled: the run was stopped")
 	}
 	if err != nil {
@@ -379,7 +379,7 @@ func cliRun(ctx context.Context, c client, cfg cliConfig, name string, stdin io.
 	}
 	switch {
 	case res.TimedOut:
-		return fail(exitTimeout, "%s", bus.MsgTimedOut)
+		return fail(exitTimeout, "%s", model.MsgTimedOut)
 	case res.ExitCode != nil:
 		return *res.ExitCode
 	}
@@ -393,14 +393,14 @@ func cliRun(ctx context.Context, c client, cfg cliConfig, name string, stdin io.
 // client is what the commands need of a server, over NATS or HTTP.
 type client interface {
 	list(ctx context.Context) ([]string, error)
-	get(ctx context.Context, name string) (bus.Script, error)
-	create(ctx context.Context, name, code string) (bus.Script, error)
-	update(ctx context.Context, name, code string) (bus.Script, error)
+	get(ctx context.Context, name string) (model.Script, error)
+	create(ctx context.Context, name, code string) (model.Script, error)
+	update(ctx context.Context, name, code string) (model.Script, error)
 	remove(ctx context.Context, name string) error
 	// run returns the result also when the script timed out. The output
 	// goes to sink as it comes. When ctx ends first (^C, --wait), the run
 	// is cancelled on the server, and run returns an error wrapping
-	// bus.ErrCancelled (^C) or bus.ErrTimeout.
+	// model.ErrCancelled (^C) or model.ErrTimeout.
 	run(ctx context.Context, name string, body []byte, noCache bool, sink *runSink) (runAnswer, error)
 	close()
 }
@@ -422,14 +422,14 @@ func (s *runSink) write(fd int, p []byte) {
 // gaveUp is the error of a run whose caller stopped waiting: ctx is done.
 func gaveUp(ctx context.Context, wait time.Duration) error {
 	if errors.Is(context.Cause(ctx), context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return bus.Errorf(bus.ErrTimeout, "no answer within %s (--wait); the run was cancelled", wait)
+		return model.Errorf(model.ErrTimeout, "no answer within %s (--wait); the run was cancelled", wait)
 	}
-	return bus.Errorf(bus.ErrCancelled, "cancelled")
+	return model.Errorf(model.ErrCancelled, "cancelled")
 }
 
 // runAnswer is a run's result and where it came from.
 type runAnswer struct {
-	result      bus.Result
+	result      model.Result
 	node, cache string
 }
 
@@ -437,8 +437,8 @@ type runAnswer struct {
 func decodeRun(body []byte, hdr func(string) string, err error) (runAnswer, error) {
 	ans := runAnswer{node: hdr(bus.HeaderNode), cache: hdr(bus.HeaderCache)}
 	if err != nil {
-		var tb bus.TimeoutBody
-		if errors.Is(err, bus.ErrTimeout) && json.Unmarshal(body, &tb) == nil && tb.TimedOut {
+		var tb model.TimeoutBody
+		if errors.Is(err, model.ErrTimeout) && json.Unmarshal(body, &tb) == nil && tb.TimedOut {
 			ans.result = tb.Result
 			return ans, nil
 		}
@@ -468,7 +468,7 @@ type natsClient struct {
 func newNATSClient(cfg cliConfig, log *slog.Logger) (*natsClient, error) {
 	nc, err := bus.Connect(bus.ConnConfig{URL: cfg.NATS, Name: "scripthost-cli", User: cfg.NATSUser, Password: cfg.NATSPassword})
 	if err != nil {
-		return nil, bus.Errorf(bus.ErrUnavailable, "cannot reach the NATS bus at %s: %v (is `scripthost serve` running? --nats sets the URL, --http uses the HTTP API)",
+		return nil, model.Errorf(model.ErrUnavailable, "cannot reach the NATS bus at %s: %v (is `scripthost serve` running? --nats sets the URL, --http uses the HTTP API)",
 			bus.Redact(cfg.NATS), errors.Unwrap(err))
 	}
 	c := &natsClient{nc: nc, url: bus.Redact(cfg.NATS), user: cfg.NATSUser, log: log, wait: cfg.Wait, denied: map[string][]chan error{}}
@@ -491,7 +491,7 @@ func (c *natsClient) asyncError(err error) {
 	if c.user != "" {
 		user = "the NATS user " + strconv.Quote(c.user)
 	}
-	denied := bus.Errorf(bus.ErrForbidden, "%s may not send on %s: the bus refused it at once (a run-only user may list, read and run scripts, not change them)", user, m[1])
+	denied := model.Errorf(model.ErrForbidden, "%s may not send on %s: the bus refused it at once (a run-only user may list, read and run scripts, not change them)", user, m[1])
 	c.mu.Lock()
 	waiting := c.denied[m[1]]
 	delete(c.denied, m[1])
@@ -556,9 +556,9 @@ func (c *natsClient) request(ctx context.Context, subject string, body []byte, h
 		if strings.HasPrefix(subject, bus.RunPrefix) {
 			who = "executor"
 		}
-		return nil, bus.Errorf(bus.ErrUnavailable, "no %s is serving %s on the bus at %s", who, subject, c.url)
+		return nil, model.Errorf(model.ErrUnavailable, "no %s is serving %s on the bus at %s", who, subject, c.url)
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
-		return nil, bus.Errorf(bus.ErrTimeout, "no answer on %s within %s (--wait)", subject, c.wait)
+		return nil, model.Errorf(model.ErrTimeout, "no answer on %s within %s (--wait)", subject, c.wait)
 	case err != nil:
 		return nil, fmt.Errorf("%s: %w", subject, err)
 	}
@@ -568,8 +568,8 @@ func (c *natsClient) request(ctx context.Context, subject string, body []byte, h
 	return reply, nil
 }
 
-func (c *natsClient) script(ctx context.Context, subject string, body []byte) (bus.Script, error) {
-	var s bus.Script
+func (c *natsClient) script(ctx context.Context, subject string, body []byte) (model.Script, error) {
+	var s model.Script
 	reply, err := c.request(ctx, subject, body, nil)
 	if err == nil {
 		err = json.Unmarshal(reply.Data, &s)
@@ -586,16 +586,16 @@ func (c *natsClient) list(ctx context.Context) ([]string, error) {
 	return names, err
 }
 
-func (c *natsClient) get(ctx context.Context, name string) (bus.Script, error) {
+func (c *natsClient) get(ctx context.Context, name string) (model.Script, error) {
 	return c.script(ctx, bus.GetSubject(name), nil)
 }
 
-func (c *natsClient) create(ctx context.Context, name, code string) (bus.Script, error) {
+func (c *natsClient) create(ctx context.Context, name, code string) (model.Script, error) {
 	body, _ := json.Marshal(map[string]string{"name": name, "code": code})
 	return c.script(ctx, bus.CreateSubject, body)
 }
 
-func (c *natsClient) update(ctx context.Context, name, code string) (bus.Script, error) {
+func (c *natsClient) update(ctx context.Context, name, code string) (model.Script, error) {
 	body, _ := json.Marshal(map[string]string{"code": code})
 	return c.script(ctx, bus.UpdateSubject(name), body)
 }
@@ -639,7 +639,7 @@ func (c *natsClient) run(ctx context.Context, name string, body []byte, noCache 
 			return runAnswer{}, gaveUp(ctx, c.wait)
 		}
 		if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
-			return runAnswer{}, bus.Errorf(bus.ErrUnavailable, "no executor is serving %s on the bus at %s", subject, c.url)
+			return runAnswer{}, model.Errorf(model.ErrUnavailable, "no executor is serving %s on the bus at %s", subject, c.url)
 		}
 		switch m.Header.Get(bus.HeaderEvent) {
 		case bus.EventStart:
@@ -672,7 +672,7 @@ func newHTTPClient(cfg cliConfig, log *slog.Logger) (*httpClient, error) {
 	}
 	u, err := url.Parse(base)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, bus.Errorf(bus.ErrBadRequest, "--http %q: want a URL such as http://127.0.0.1:3000", cfg.HTTP)
+		return nil, model.Errorf(model.ErrBadRequest, "--http %q: want a URL such as http://127.0.0.1:3000", cfg.HTTP)
 	}
 	return &httpClient{base: base, token: cfg.Token, hc: &http.Client{}, log: log, wait: cfg.Wait}, nil
 }
@@ -703,9 +703,9 @@ func (c *httpClient) do(ctx context.Context, method, path string, body []byte, h
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, nil, bus.Errorf(bus.ErrTimeout, "no answer from %s within the --wait time", c.base)
+			return nil, nil, model.Errorf(model.ErrTimeout, "no answer from %s within the --wait time", c.base)
 		}
-		return nil, nil, bus.Errorf(bus.ErrUnavailable, "cannot reach the HTTP API at %s: %v", c.base, errors.Unwrap(err))
+		return nil, nil, model.Errorf(model.ErrUnavailable, "cannot reach the HTTP API at %s: %v", c.base, errors.Unwrap(err))
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(resp.Body)
@@ -722,7 +722,7 @@ func (c *httpClient) do(ctx context.Context, method, path string, body []byte, h
 // statusErr turns an HTTP error answer into the bus error of its code,
 // through the one mapping of codes to errors (bus.ReplyError).
 func statusErr(code int, body []byte) error {
-	var e bus.ErrorBody
+	var e model.ErrorBody
 	if json.Unmarshal(body, &e) != nil || e.Error == "" {
 		e.Error = fmt.Sprintf("HTTP %d %s", code, http.StatusText(code))
 	}
@@ -732,8 +732,8 @@ func statusErr(code int, body []byte) error {
 	return bus.ReplyError(m)
 }
 
-func (c *httpClient) script(ctx context.Context, method, path string, body []byte) (bus.Script, error) {
-	var s bus.Script
+func (c *httpClient) script(ctx context.Context, method, path string, body []byte) (model.Script, error) {
+	var s model.Script
 	_, data, err := c.do(ctx, method, path, body, nil)
 	if err == nil {
 		err = json.Unmarshal(data, &s)
@@ -752,16 +752,16 @@ func (c *httpClient) list(ctx context.Context) ([]string, error) {
 	return names, err
 }
 
-func (c *httpClient) get(ctx context.Context, name string) (bus.Script, error) {
+func (c *httpClient) get(ctx context.Context, name string) (model.Script, error) {
 	return c.script(ctx, "GET", scriptPath(name), nil)
 }
 
-func (c *httpClient) create(ctx context.Context, name, code string) (bus.Script, error) {
+func (c *httpClient) create(ctx context.Context, name, code string) (model.Script, error) {
 	body, _ := json.Marshal(map[string]string{"name": name, "code": code})
 	return c.script(ctx, "POST", "/scripts", body)
 }
 
-func (c *httpClient) update(ctx context.Context, name, code string) (bus.Script, error) {
+func (c *httpClient) update(ctx context.Context, name, code string) (model.Script, error) {
 	body, _ := json.Marshal(map[string]string{"code": code})
 	return c.script(ctx, "PUT", scriptPath(name), body)
 }
@@ -793,7 +793,7 @@ func (c *httpClient) run(ctx context.Context, name string, body []byte, noCache 
 		if ctx.Err() != nil {
 			return runAnswer{}, gaveUp(ctx, c.wait)
 		}
-		return runAnswer{}, bus.Errorf(bus.ErrUnavailable, "cannot reach the HTTP API at %s: %v", c.base, errors.Unwrap(err))
+		return runAnswer{}, model.Errorf(model.ErrUnavailable, "cannot reach the HTTP API at %s: %v", c.base, errors.Unwrap(err))
 	}
 	defer resp.Body.Close()
 	c.log.Debug("http request", "method", "POST", "path", path, "status", resp.StatusCode, "took", time.Since(start).Round(time.Microsecond))
@@ -826,9 +826,9 @@ func (c *httpClient) run(ctx context.Context, name string, body []byte, noCache 
 			ans, evErr = &a, err
 			return false
 		case "error":
-			var e bus.ErrorBody
+			var e model.ErrorBody
 			json.Unmarshal([]byte(data), &e)
-			evErr = bus.Errorf(bus.ErrUnavailable, "%s", e.Error)
+			evErr = model.Errorf(model.ErrUnavailable, "%s", e.Error)
 			return false
 		}
 		return true

@@ -17,7 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/scripthost/scripthost/bus"
-	"github.com/scripthost/scripthost/catalog"
+	"github.com/scripthost/scripthost/model"
 )
 
 // The job commands: `scripthost job submit|get|cancel|ls` and
@@ -71,7 +71,7 @@ func jobCommand(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	sub := args[0]
 	var cfg cliConfig
 	var opts jobOptions
-	var list bus.JobListRequest
+	var list model.JobListRequest
 	fs := flag.NewFlagSet("scripthost job "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
@@ -85,7 +85,7 @@ func jobCommand(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	case "ls":
 		fs.StringVar(&list.Script, "script", "", "only the jobs of this script")
 		fs.Func("status", "only the jobs in this state: queued, running, succeeded, failed, timed_out, cancelled or dead", func(s string) error {
-			list.Status = bus.JobStatus(s)
+			list.Status = model.JobStatus(s)
 			return nil
 		})
 		fs.IntVar(&list.Limit, "limit", 0, "at most this many jobs (default 100)")
@@ -130,7 +130,7 @@ func jobCommand(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	ctx, cancel := context.WithTimeout(ctx, cfg.Wait)
 	defer cancel()
 
-	var job bus.Job
+	var job model.Job
 	switch sub {
 	case "submit":
 		body, code := jobRunBody(cfg, stdin, stderr, "job submit")
@@ -145,7 +145,7 @@ func jobCommand(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	case "cancel":
 		job, err = c.job(ctx, "DELETE", pos[0])
 	case "ls":
-		var jobs bus.JobList
+		var jobs model.JobList
 		if jobs, err = c.jobs(ctx, list); err != nil {
 			return fail(1, "%v", err)
 		}
@@ -187,9 +187,9 @@ func jobRunBody(cfg cliConfig, stdin io.Reader, stderr io.Writer, cmd string) ([
 	return body, 0
 }
 
-func submitJob(ctx context.Context, c jobClient, name string, body []byte, opts jobOptions, noCache bool) (bus.Job, error) {
-	if err := catalog.ValidateName(name); err != nil {
-		return bus.Job{}, err
+func submitJob(ctx context.Context, c jobClient, name string, body []byte, opts jobOptions, noCache bool) (model.Job, error) {
+	if err := model.ValidateName(name); err != nil {
+		return model.Job{}, err
 	}
 	return c.submit(ctx, name, body, opts, noCache)
 }
@@ -218,10 +218,10 @@ func cliRunAsync(ctx context.Context, c jobClient, cfg cliConfig, name string, s
 
 // jobClient is what the job commands need of a server.
 type jobClient interface {
-	submit(ctx context.Context, name string, body []byte, opts jobOptions, noCache bool) (bus.Job, error)
+	submit(ctx context.Context, name string, body []byte, opts jobOptions, noCache bool) (model.Job, error)
 	// job reads (GET) or cancels (DELETE) a job.
-	job(ctx context.Context, method, id string) (bus.Job, error)
-	jobs(ctx context.Context, req bus.JobListRequest) (bus.JobList, error)
+	job(ctx context.Context, method, id string) (model.Job, error)
+	jobs(ctx context.Context, req model.JobListRequest) (model.JobList, error)
 	close()
 }
 
@@ -232,8 +232,8 @@ func newJobClient(cfg cliConfig, given map[string]bool, log *slog.Logger) (jobCl
 	return newNATSClient(cfg, log)
 }
 
-func decodeJob(body []byte, err error) (bus.Job, error) {
-	var job bus.Job
+func decodeJob(body []byte, err error) (model.Job, error) {
+	var job model.Job
 	if err != nil {
 		return job, err
 	}
@@ -243,7 +243,7 @@ func decodeJob(body []byte, err error) (bus.Job, error) {
 	return job, nil
 }
 
-func (c *natsClient) submit(ctx context.Context, name string, body []byte, opts jobOptions, noCache bool) (bus.Job, error) {
+func (c *natsClient) submit(ctx context.Context, name string, body []byte, opts jobOptions, noCache bool) (model.Job, error) {
 	hdr := nats.Header{}
 	if noCache {
 		hdr.Set(bus.HeaderNoCache, "true")
@@ -256,14 +256,14 @@ func (c *natsClient) submit(ctx context.Context, name string, body []byte, opts 
 	}
 	reply, err := c.request(ctx, bus.JobSubmitSubject(name), body, hdr)
 	if err != nil {
-		return bus.Job{}, err
+		return model.Job{}, err
 	}
 	return decodeJob(reply.Data, nil)
 }
 
-func (c *natsClient) job(ctx context.Context, method, id string) (bus.Job, error) {
-	if err := bus.ValidateJobID(id); err != nil {
-		return bus.Job{}, err
+func (c *natsClient) job(ctx context.Context, method, id string) (model.Job, error) {
+	if err := model.ValidateJobID(id); err != nil {
+		return model.Job{}, err
 	}
 	subject := bus.JobGetSubject(id)
 	if method == "DELETE" {
@@ -271,13 +271,13 @@ func (c *natsClient) job(ctx context.Context, method, id string) (bus.Job, error
 	}
 	reply, err := c.request(ctx, subject, nil, nil)
 	if err != nil {
-		return bus.Job{}, err
+		return model.Job{}, err
 	}
 	return decodeJob(reply.Data, nil)
 }
 
-func (c *natsClient) jobs(ctx context.Context, req bus.JobListRequest) (bus.JobList, error) {
-	var list bus.JobList
+func (c *natsClient) jobs(ctx context.Context, req model.JobListRequest) (model.JobList, error) {
+	var list model.JobList
 	body, _ := json.Marshal(req)
 	reply, err := c.request(ctx, bus.JobListSubject, body, nil)
 	if err == nil {
@@ -286,7 +286,7 @@ func (c *natsClient) jobs(ctx context.Context, req bus.JobListRequest) (bus.JobL
 	return list, err
 }
 
-func (c *httpClient) submit(ctx context.Context, name string, body []byte, opts jobOptions, noCache bool) (bus.Job, error) {
+func (c *httpClient) submit(ctx context.Context, name string, body []byte, opts jobOptions, noCache bool) (model.Job, error) {
 	hdr := http.Header{}
 	if noCache {
 		hdr.Set("Cache-Control", "no-cache")
@@ -301,16 +301,16 @@ func (c *httpClient) submit(ctx context.Context, name string, body []byte, opts 
 	return decodeJob(data, err)
 }
 
-func (c *httpClient) job(ctx context.Context, method, id string) (bus.Job, error) {
-	if err := bus.ValidateJobID(id); err != nil {
-		return bus.Job{}, err
+func (c *httpClient) job(ctx context.Context, method, id string) (model.Job, error) {
+	if err := model.ValidateJobID(id); err != nil {
+		return model.Job{}, err
 	}
 	_, data, err := c.do(ctx, method, "/jobs/"+id, nil, nil)
 	return decodeJob(data, err)
 }
 
-func (c *httpClient) jobs(ctx context.Context, req bus.JobListRequest) (bus.JobList, error) {
-	var list bus.JobList
+func (c *httpClient) jobs(ctx context.Context, req model.JobListRequest) (model.JobList, error) {
+	var list model.JobList
 	q := url.Values{}
 	if req.Script != "" {
 		q.Set("script", req.Script)

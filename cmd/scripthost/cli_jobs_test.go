@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/scripthost/scripthost/bus"
+	"github.com/scripthost/scripthost/model"
 )
 
 // jobCLI runs `scripthost job ...` in the test process.
@@ -32,9 +32,9 @@ func TestJobCLI(t *testing.T) {
 				t.Helper()
 				return jobCLI(t, stdin, append(args, transport.flag, transport.url)...)
 			}
-			decode := func(out string) bus.Job {
+			decode := func(out string) model.Job {
 				t.Helper()
-				var j bus.Job
+				var j model.Job
 				if err := json.Unmarshal([]byte(out), &j); err != nil {
 					t.Fatalf("not a job: %q", out)
 				}
@@ -50,7 +50,7 @@ func TestJobCLI(t *testing.T) {
 			}
 			ts.waitEnded(job.ID)
 			_, out, _ = c("", "get", job.ID)
-			if j := decode(out); j.Status != bus.JobSucceeded || j.Result.Stdout != `{"via": "stdin"}` {
+			if j := decode(out); j.Status != model.JobSucceeded || j.Result.Stdout != `{"via": "stdin"}` {
 				t.Fatalf("get: %+v", j)
 			}
 			code, out, errs = c("", "ls", "--script", "echo.py", "--status", "succeeded")
@@ -65,12 +65,12 @@ func TestJobCLI(t *testing.T) {
 			code = cliCommand(ctx, "run", []string{"sleep.py", "--async", "--data", "60", "--timeout", "90s", transport.flag, transport.url},
 				strings.NewReader(""), &stdout, &stderr)
 			id := strings.TrimSpace(stdout.String())
-			if code != 0 || bus.ValidateJobID(id) != nil {
+			if code != 0 || model.ValidateJobID(id) != nil {
 				t.Fatalf("run --async: %d %q %s", code, stdout.String(), stderr.String())
 			}
-			ts.waitJob(id, "to run", func(j bus.Job) bool { return j.Status == bus.JobRunning && j.Timeout == "1m30s" })
+			ts.waitJob(id, "to run", func(j model.Job) bool { return j.Status == model.JobRunning && j.Timeout == "1m30s" })
 			code, out, _ = c("", "cancel", id)
-			if code != 0 || decode(out).Status != bus.JobCancelled {
+			if code != 0 || decode(out).Status != model.JobCancelled {
 				t.Fatalf("cancel: %d %s", code, out)
 			}
 

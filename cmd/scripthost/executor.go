@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/scripthost/scripthost/bus"
+	"github.com/scripthost/scripthost/catalog"
 	"github.com/scripthost/scripthost/executor"
 )
 
@@ -86,7 +87,7 @@ func executorCommand(ctx context.Context, args []string, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	mirror, err := executor.NewMirror(js, dir, log)
+	mirror, err := catalog.NewMirror(js, dir, log)
 	if err != nil {
 		return err
 	}

@@ -15,8 +15,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/scripthost/scripthost/bus"
 	"github.com/scripthost/scripthost/executor"
+	"github.com/scripthost/scripthost/model"
 )
 
 // testPython is the interpreter the tests run: SCRIPTHOST_TEST_PYTHON, or
@@ -136,9 +136,9 @@ func (r response) json(t *testing.T, v any) {
 }
 
 // result decodes the body as a run result.
-func (r response) result(t *testing.T) bus.Result {
+func (r response) result(t *testing.T) model.Result {
 	t.Helper()
-	var res bus.Result
+	var res model.Result
 	r.json(t, &res)
 	return res
 }
@@ -146,7 +146,7 @@ func (r response) result(t *testing.T) bus.Result {
 // errorText decodes the body as {"error": ...}.
 func (r response) errorText(t *testing.T) string {
 	t.Helper()
-	var e bus.ErrorBody
+	var e model.ErrorBody
 	r.json(t, &e)
 	if e.Error == "" {
 		t.Fatalf("status %d: no error message in %q", r.status, r.body)

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/scripthost/scripthost/bus"
+	"github.com/scripthost/scripthost/model"
 )
 
 // jobEvent is one event of GET /jobs/{id}/events and when it came.
@@ -75,12 +75,12 @@ func TestJobEvents(t *testing.T) {
 	if live[0].name != "stdout" || last.at.Sub(live[0].at) < time.Second {
 		t.Errorf("first event %+v came %v before the result", live[0], last.at.Sub(live[0].at))
 	}
-	var res bus.Result
+	var res model.Result
 	if err := json.Unmarshal([]byte(last.data), &res); err != nil {
 		t.Fatal(err)
 	}
 	ended := ts.waitEnded(job.ID)
-	if ended.Status != bus.JobSucceeded || ended.Result == nil || res.Stdout != ended.Result.Stdout ||
+	if ended.Status != model.JobSucceeded || ended.Result == nil || res.Stdout != ended.Result.Stdout ||
 		out.String() != "tick 0\ntick 1\ntick 2\ntick 3\n" || errs.String() != "bye\n" || res.Stderr != "bye\n" {
 		t.Fatalf("job %+v; result event %+v; streamed %q %q", ended, res, out.String(), errs.String())
 	}
@@ -120,7 +120,7 @@ func TestJobEvents(t *testing.T) {
 		_, evs := ts.jobEvents(job.ID)
 		got <- evs
 	}()
-	ts.waitJob(job.ID, "to run", func(j bus.Job) bool { return j.Status == bus.JobRunning })
+	ts.waitJob(job.ID, "to run", func(j model.Job) bool { return j.Status == model.JobRunning })
 	// HEAD answers the headers at once, without following the job.
 	if r := ts.do("HEAD", "/jobs/"+job.ID+"/events", ""); r.status != 200 || r.header.Get("Content-Type") != "text/event-stream" {
 		t.Fatalf("HEAD: %d %v", r.status, r.header)

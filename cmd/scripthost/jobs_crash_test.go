@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/scripthost/scripthost/bus"
+	"github.com/scripthost/scripthost/model"
 )
 
 // kill9 kills a process started by startBinary and waits for its end.
@@ -57,10 +57,10 @@ func (h httpJob) do(method, path, body string) (int, []byte) {
 	return resp.StatusCode, data
 }
 
-func (h httpJob) submit(name, body string) bus.Job {
+func (h httpJob) submit(name, body string) model.Job {
 	h.t.Helper()
 	code, data := h.do("POST", "/jobs/"+name, body)
-	var job bus.Job
+	var job model.Job
 	if code != http.StatusAccepted || json.Unmarshal(data, &job) != nil {
 		h.t.Fatalf("submit %s: %d %s", name, code, data)
 	}
@@ -68,19 +68,19 @@ func (h httpJob) submit(name, body string) bus.Job {
 }
 
 // get answers the job, or ok false while the server does not answer.
-func (h httpJob) get(id string) (bus.Job, bool) {
+func (h httpJob) get(id string) (model.Job, bool) {
 	h.t.Helper()
 	code, data := h.do("GET", "/jobs/"+id, "")
-	var job bus.Job
+	var job model.Job
 	if code != http.StatusOK || json.Unmarshal(data, &job) != nil {
 		return job, false
 	}
 	return job, true
 }
 
-func (h httpJob) wait(id, what string, timeout time.Duration, cond func(bus.Job) bool) bus.Job {
+func (h httpJob) wait(id, what string, timeout time.Duration, cond func(model.Job) bool) model.Job {
 	h.t.Helper()
-	var job bus.Job
+	var job model.Job
 	waitFor(h.t, timeout, "job "+id+" "+what, func() bool {
 		j, ok := h.get(id)
 		job = j
@@ -114,14 +114,14 @@ func TestJobsSurviveServeKill9(t *testing.T) {
 	}
 	last, _ := h.get(ids[n-1])
 	p.kill9(t)
-	if last.Status != bus.JobQueued {
+	if last.Status != model.JobQueued {
 		t.Fatalf("the last job was %q when serve was killed; the test wants jobs queued", last.Status)
 	}
 
 	p = start()
 	for i, id := range ids {
-		job := h.wait(id, "to end after the restart", 60*time.Second, func(j bus.Job) bool { return j.Status.Ended() })
-		if job.Status != bus.JobSucceeded || job.Result == nil || job.Result.Stdout != filepath.Join(markers, fmt.Sprint(i))+"\n" {
+		job := h.wait(id, "to end after the restart", 60*time.Second, func(j model.Job) bool { return j.Status.Ended() })
+		if job.Status != model.JobSucceeded || job.Result == nil || job.Result.Stdout != filepath.Join(markers, fmt.Sprint(i))+"\n" {
 			t.Fatalf("job %d after the restart: %+v", i, job)
 		}
 		if _, err := os.Stat(filepath.Join(markers, fmt.Sprint(i))); err != nil {
@@ -142,14 +142,14 @@ func TestJobSurvivesExecutorKill9(t *testing.T) {
 	c.waitNodes("quick.py")
 	h := httpJob{t, c.base}
 	job := h.submit("slow.py", "")
-	job = h.wait(job.ID, "to run", 30*time.Second, func(j bus.Job) bool { return j.Status == bus.JobRunning })
+	job = h.wait(job.ID, "to run", 30*time.Second, func(j model.Job) bool { return j.Status == model.JobRunning })
 	first := job.Node
 	if c.nodes[first] == nil {
 		t.Fatalf("job running on %q", first)
 	}
 	c.nodes[first].kill9(t)
-	job = h.wait(job.ID, "to end on the other node", 60*time.Second, func(j bus.Job) bool { return j.Status.Ended() })
-	if job.Status != bus.JobSucceeded || job.Attempts < 2 || job.Node == first || job.Node == "" || job.Result.Stdout != "done\n" {
+	job = h.wait(job.ID, "to end on the other node", 60*time.Second, func(j model.Job) bool { return j.Status.Ended() })
+	if job.Status != model.JobSucceeded || job.Attempts < 2 || job.Node == first || job.Node == "" || job.Result.Stdout != "done\n" {
 		t.Fatalf("after kill -9 of %s: %+v", first, job)
 	}
 }
@@ -174,14 +174,14 @@ func TestJobDeadAfterMaxAttempts(t *testing.T) {
 	h := httpJob{t, c.base}
 	job := h.submit("killer.py", "")
 	restarts := 0
-	job = h.wait(job.ID, "to be dead", 90*time.Second, func(j bus.Job) bool {
+	job = h.wait(job.ID, "to be dead", 90*time.Second, func(j model.Job) bool {
 		if c.nodes["node-a"].exited() {
 			restarts++
 			c.addNode("node-a", 1)
 		}
 		return j.Status.Ended()
 	})
-	if job.Status != bus.JobDead || job.Attempts != 2 || !strings.Contains(job.Error, "given up after 2 attempts") {
+	if job.Status != model.JobDead || job.Attempts != 2 || !strings.Contains(job.Error, "given up after 2 attempts") {
 		t.Fatalf("job: %+v", job)
 	}
 	if restarts < 2 {

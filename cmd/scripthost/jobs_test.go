@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/scripthost/scripthost/bus"
+	"github.com/scripthost/scripthost/model"
 )
 
 // Scripts of the job tests.
@@ -35,10 +36,10 @@ const (
 )
 
 // submitJob posts a job and checks the 202 and its Location.
-func (ts *testServer) submitJob(name, body string, headers ...string) bus.Job {
+func (ts *testServer) submitJob(name, body string, headers ...string) model.Job {
 	ts.t.Helper()
 	r := ts.do("POST", "/jobs/"+name, body, headers...).want(ts.t, http.StatusAccepted)
-	var job bus.Job
+	var job model.Job
 	r.json(ts.t, &job)
 	if job.ID == "" || r.header.Get("Location") != "/jobs/"+job.ID {
 		ts.t.Fatalf("submit %s: Location %q for job %q", name, r.header.Get("Location"), job.ID)
@@ -49,17 +50,17 @@ func (ts *testServer) submitJob(name, body string, headers ...string) bus.Job {
 	return job
 }
 
-func (ts *testServer) job(id string) bus.Job {
+func (ts *testServer) job(id string) model.Job {
 	ts.t.Helper()
-	var job bus.Job
+	var job model.Job
 	ts.do("GET", "/jobs/"+id, "").want(ts.t, http.StatusOK).json(ts.t, &job)
 	return job
 }
 
 // waitJob polls a job until cond holds.
-func (ts *testServer) waitJob(id string, what string, cond func(bus.Job) bool) bus.Job {
+func (ts *testServer) waitJob(id string, what string, cond func(model.Job) bool) model.Job {
 	ts.t.Helper()
-	var job bus.Job
+	var job model.Job
 	waitFor(ts.t, 60*time.Second, "job "+id+" "+what, func() bool {
 		job = ts.job(id)
 		return cond(job)
@@ -67,9 +68,9 @@ func (ts *testServer) waitJob(id string, what string, cond func(bus.Job) bool) b
 	return job
 }
 
-func (ts *testServer) waitEnded(id string) bus.Job {
+func (ts *testServer) waitEnded(id string) model.Job {
 	ts.t.Helper()
-	return ts.waitJob(id, "to end", func(j bus.Job) bool { return j.Status.Ended() })
+	return ts.waitJob(id, "to end", func(j model.Job) bool { return j.Status.Ended() })
 }
 
 func jobsConfigForTest(t *testing.T) serveConfig {
@@ -84,31 +85,31 @@ func TestJobLifecycle(t *testing.T) {
 	})
 
 	job := ts.submitJob("echo.py", `{"data": {"n": 1}}`)
-	if job.Status != bus.JobQueued && job.Status != bus.JobRunning {
+	if job.Status != model.JobQueued && job.Status != model.JobRunning {
 		t.Fatalf("new job status %q", job.Status)
 	}
 	job = ts.waitEnded(job.ID)
-	if job.Status != bus.JobSucceeded || job.Result == nil || job.Result.Stdout != `{"n": 1}` || job.Attempts != 1 ||
+	if job.Status != model.JobSucceeded || job.Result == nil || job.Result.Stdout != `{"n": 1}` || job.Attempts != 1 ||
 		job.Node != "test-node" || job.StartedAt == nil || job.FinishedAt == nil || job.FinishedAt.Before(*job.StartedAt) {
 		t.Fatalf("echo job: %+v (result %+v)", job, job.Result)
 	}
 
 	// A run that takes a while is seen running, then succeeded.
 	job = ts.submitJob("sleep.py", `{"data": 1.5}`)
-	ts.waitJob(job.ID, "to run", func(j bus.Job) bool { return j.Status == bus.JobRunning })
-	if job = ts.waitEnded(job.ID); job.Status != bus.JobSucceeded || job.Result.Stdout != "slept\n" {
+	ts.waitJob(job.ID, "to run", func(j model.Job) bool { return j.Status == model.JobRunning })
+	if job = ts.waitEnded(job.ID); job.Status != model.JobSucceeded || job.Result.Stdout != "slept\n" {
 		t.Fatalf("sleep job: %+v", job)
 	}
 
 	job = ts.waitEnded(ts.submitJob("fail.py", "").ID)
-	if job.Status != bus.JobFailed || job.Result == nil || job.Result.ExitCode == nil || *job.Result.ExitCode != 3 || job.Result.Stdout != "about to fail\n" {
+	if job.Status != model.JobFailed || job.Result == nil || job.Result.ExitCode == nil || *job.Result.ExitCode != 3 || job.Result.Stdout != "about to fail\n" {
 		t.Fatalf("failing job: %+v", job)
 	}
 
 	// The job's own timeout, not the node's (10s), ends it.
 	start := time.Now()
 	job = ts.waitEnded(ts.submitJob("sleep.py", `{"data": 30, "timeout": "1s"}`).ID)
-	if job.Status != bus.JobTimedOut || job.Result == nil || !job.Result.TimedOut || job.Timeout != "1s" {
+	if job.Status != model.JobTimedOut || job.Result == nil || !job.Result.TimedOut || job.Timeout != "1s" {
 		t.Fatalf("timed-out job: %+v", job)
 	}
 	if d := time.Since(start); d > 9*time.Second {
@@ -146,7 +147,7 @@ func TestJobLifecycle(t *testing.T) {
 	ts.do("GET", "/jobs/NOT-AN-ID", "").want(t, http.StatusNotFound)
 	ts.do("DELETE", "/jobs/0000000000000000000000000000", "").want(t, http.StatusNotFound)
 
-	if job = ts.waitEnded(long.ID); job.Status != bus.JobSucceeded {
+	if job = ts.waitEnded(long.ID); job.Status != model.JobSucceeded {
 		t.Fatalf("job longer than the node's run timeout: %+v", job)
 	}
 }
@@ -169,17 +170,17 @@ func TestJobCancel(t *testing.T) {
 	// A queued job behind it (one slot): it never starts.
 	marker := filepath.Join(dir, "marker")
 	queued := ts.submitJob("mark.py", jsonBody(t, map[string]any{"args": []string{marker}}))
-	if j := ts.job(queued.ID); j.Status != bus.JobQueued {
+	if j := ts.job(queued.ID); j.Status != model.JobQueued {
 		t.Fatalf("second job with one slot busy: %q", j.Status)
 	}
-	var cancelled bus.Job
+	var cancelled model.Job
 	ts.do("DELETE", "/jobs/"+queued.ID, "").want(t, http.StatusAccepted).json(t, &cancelled)
-	if cancelled.Status != bus.JobCancelled {
+	if cancelled.Status != model.JobCancelled {
 		t.Fatalf("cancelled queued job: %+v", cancelled)
 	}
 	start := time.Now()
 	ts.do("DELETE", "/jobs/"+running.ID, "").want(t, http.StatusAccepted).json(t, &cancelled)
-	if cancelled.Status != bus.JobCancelled || cancelled.FinishedAt == nil {
+	if cancelled.Status != model.JobCancelled || cancelled.FinishedAt == nil {
 		t.Fatalf("cancelled running job: %+v", cancelled)
 	}
 	waitFor(t, 5*time.Second, "the cancelled job's process to die", func() bool { return !pidAlive(pid) })
@@ -187,22 +188,22 @@ func TestJobCancel(t *testing.T) {
 
 	// The slot is free again: the next job runs, and the cancelled one
 	// (ahead of it in the queue) did not.
-	if j := ts.waitEnded(ts.submitJob("echo.py", `{"data": 2}`).ID); j.Status != bus.JobSucceeded {
+	if j := ts.waitEnded(ts.submitJob("echo.py", `{"data": 2}`).ID); j.Status != model.JobSucceeded {
 		t.Fatalf("job after the cancels: %+v", j)
 	}
 	if _, err := os.Stat(marker); !os.IsNotExist(err) {
 		t.Fatalf("the cancelled queued job ran: %v", err)
 	}
 	for _, id := range []string{running.ID, queued.ID} {
-		if j := ts.job(id); j.Status != bus.JobCancelled {
+		if j := ts.job(id); j.Status != model.JobCancelled {
 			t.Fatalf("job %s later: %+v", id, j)
 		}
 	}
 	// Cancelling an ended job answers it unchanged.
 	done := ts.waitEnded(ts.submitJob("echo.py", `{"data": 3}`).ID)
-	var again bus.Job
+	var again model.Job
 	ts.do("DELETE", "/jobs/"+done.ID, "").want(t, http.StatusAccepted).json(t, &again)
-	if again.Status != bus.JobSucceeded {
+	if again.Status != model.JobSucceeded {
 		t.Fatalf("cancel of an ended job: %+v", again)
 	}
 }
@@ -214,8 +215,8 @@ func TestJobListAndFilters(t *testing.T) {
 		ids = append(ids, ts.waitEnded(ts.submitJob("a.py", fmt.Sprintf(`{"data": %d}`, i)).ID).ID)
 		ids = append(ids, ts.waitEnded(ts.submitJob("b.py", "").ID).ID)
 	}
-	list := func(query string) []bus.Job {
-		var l bus.JobList
+	list := func(query string) []model.Job {
+		var l model.JobList
 		ts.do("GET", "/jobs"+query, "").want(t, http.StatusOK).json(t, &l)
 		return l.Jobs
 	}
@@ -230,7 +231,7 @@ func TestJobListAndFilters(t *testing.T) {
 		}
 	}
 	for _, j := range list("?script=a.py") {
-		if j.Script != "a.py" || j.Status != bus.JobSucceeded {
+		if j.Script != "a.py" || j.Status != model.JobSucceeded {
 			t.Fatalf("script filter: %+v", j)
 		}
 	}
@@ -265,19 +266,19 @@ func TestRunWait(t *testing.T) {
 	}
 
 	r = ts.do("POST", "/run/sleep.py?wait=200ms", `{"data": 2}`).want(t, http.StatusAccepted)
-	var job bus.Job
+	var job model.Job
 	r.json(t, &job)
 	if job.Status.Ended() || r.header.Get("Location") != "/jobs/"+job.ID {
 		t.Fatalf("wait over: %+v, Location %q", job, r.header.Get("Location"))
 	}
-	if job = ts.waitEnded(job.ID); job.Status != bus.JobSucceeded {
+	if job = ts.waitEnded(job.ID); job.Status != model.JobSucceeded {
 		t.Fatalf("the job went on: %+v", job)
 	}
 
 	r = ts.do("POST", "/run/sleep.py?wait=30s", `{"data": 20, "timeout": "1s"}`).want(t, http.StatusGatewayTimeout)
-	var tb bus.TimeoutBody
+	var tb model.TimeoutBody
 	r.json(t, &tb)
-	if tb.Error != bus.MsgTimedOut || !tb.TimedOut {
+	if tb.Error != model.MsgTimedOut || !tb.TimedOut {
 		t.Fatalf("timed out wait: %+v", tb)
 	}
 	ts.do("POST", "/run/echo.py?wait=forever", "").want(t, 400)
@@ -304,11 +305,11 @@ func TestJobIdempotency(t *testing.T) {
 			t.Fatalf("same key, jobs %s and %s", first.ID, id)
 		}
 	}
-	if j := ts.waitEnded(first.ID); j.Status != bus.JobSucceeded || j.IdempotencyKey != "order-42" {
+	if j := ts.waitEnded(first.ID); j.Status != model.JobSucceeded || j.IdempotencyKey != "order-42" {
 		t.Fatalf("job: %+v", j)
 	}
 	again := ts.submitJob("mark.py", body, "Idempotency-Key", "order-42", "Cache-Control", "no-cache")
-	if again.ID != first.ID || again.Status != bus.JobSucceeded {
+	if again.ID != first.ID || again.Status != model.JobSucceeded {
 		t.Fatalf("same key after the end: %+v", again)
 	}
 	other := ts.waitEnded(ts.submitJob("mark.py", body, "Idempotency-Key", "order-43", "Cache-Control", "no-cache").ID)
@@ -323,14 +324,14 @@ func TestJobIdempotency(t *testing.T) {
 
 func TestJobCallbackRetried(t *testing.T) {
 	type call struct {
-		job bus.Job
+		job model.Job
 		at  time.Time
 	}
 	var mu sync.Mutex
 	var calls []call
 	cb := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
-		var job bus.Job
+		var job model.Job
 		json.Unmarshal(body, &job)
 		mu.Lock()
 		calls = append(calls, call{job, time.Now()})
@@ -359,7 +360,7 @@ func TestJobCallbackRetried(t *testing.T) {
 		t.Fatalf("%d callback calls, want 2", len(calls))
 	}
 	for _, c := range calls {
-		if c.job.ID != job.ID || c.job.Status != bus.JobSucceeded || c.job.Result == nil || c.job.Result.Stdout != `"called back"` {
+		if c.job.ID != job.ID || c.job.Status != model.JobSucceeded || c.job.Result == nil || c.job.Result.Stdout != `"called back"` {
 			t.Fatalf("callback body: %+v", c.job)
 		}
 	}
@@ -380,13 +381,13 @@ func TestJobsOverNATS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sub.Unsubscribe()
-	request := func(subject string, body string, hdr nats.Header) (*nats.Msg, bus.Job) {
+	request := func(subject string, body string, hdr nats.Header) (*nats.Msg, model.Job) {
 		t.Helper()
 		m, err := nc.RequestMsg(&nats.Msg{Subject: subject, Data: []byte(body), Header: hdr}, 10*time.Second)
 		if err != nil {
 			t.Fatalf("%s: %v", subject, err)
 		}
-		var job bus.Job
+		var job model.Job
 		json.Unmarshal(m.Data, &job)
 		return m, job
 	}
@@ -398,12 +399,12 @@ func TestJobsOverNATS(t *testing.T) {
 	// They come from different processes (the submit's server, the node
 	// that runs it) and may arrive in any order; their record revisions
 	// order them.
-	revs := map[bus.JobStatus]uint64{}
+	revs := map[model.JobStatus]uint64{}
 	timeout := time.After(30 * time.Second)
 	for len(revs) < 3 {
 		select {
 		case m := <-events:
-			var j bus.Job
+			var j model.Job
 			if err := json.Unmarshal(m.Data, &j); err != nil || j.ID != job.ID {
 				continue
 			}
@@ -422,10 +423,10 @@ func TestJobsOverNATS(t *testing.T) {
 			t.Fatalf("events so far: %v", revs)
 		}
 	}
-	if !(revs[bus.JobQueued] > 0 && revs[bus.JobQueued] < revs[bus.JobRunning] && revs[bus.JobRunning] < revs[bus.JobSucceeded]) {
+	if !(revs[model.JobQueued] > 0 && revs[model.JobQueued] < revs[model.JobRunning] && revs[model.JobRunning] < revs[model.JobSucceeded]) {
 		t.Fatalf("events by revision: %v, want queued < running < succeeded", revs)
 	}
-	if _, got := request("script.job.get."+job.ID, "", nil); got.Status != bus.JobSucceeded || got.Result.Stdout != "[1, 2]" {
+	if _, got := request("script.job.get."+job.ID, "", nil); got.Status != model.JobSucceeded || got.Result.Stdout != "[1, 2]" {
 		t.Fatalf("get over NATS: %+v", got)
 	}
 	// Its events and its output are kept in the events stream, for replay.
@@ -470,13 +471,13 @@ func TestJobsOverNATS(t *testing.T) {
 	}
 
 	m, _ := request("script.job.list", `{"script": "echo.py", "limit": 5}`, nil)
-	var list bus.JobList
+	var list model.JobList
 	if err := json.Unmarshal(m.Data, &list); err != nil || len(list.Jobs) != 1 || list.Jobs[0].ID != job.ID {
 		t.Fatalf("list over NATS: %s", m.Data)
 	}
 	_, slow := request("script.job.submit.sleep.py", `{"data": 30}`, nil)
-	ts.waitJob(slow.ID, "to run", func(j bus.Job) bool { return j.Status == bus.JobRunning })
-	if _, c := request("script.job.cancel."+slow.ID, "", nil); c.Status != bus.JobCancelled {
+	ts.waitJob(slow.ID, "to run", func(j model.Job) bool { return j.Status == model.JobRunning })
+	if _, c := request("script.job.cancel."+slow.ID, "", nil); c.Status != model.JobCancelled {
 		t.Fatalf("cancel over NATS: %+v", c)
 	}
 	for _, c := range []struct {
@@ -524,7 +525,7 @@ func TestManyJobs(t *testing.T) {
 	submitted := time.Since(start)
 	for i, id := range ids {
 		j := ts.waitEnded(id)
-		if want := fmt.Sprintf(`{"job": %d}`, i); j.Status != bus.JobSucceeded || j.Result.Stdout != want {
+		if want := fmt.Sprintf(`{"job": %d}`, i); j.Status != model.JobSucceeded || j.Result.Stdout != want {
 			t.Fatalf("job %d: %+v, want stdout %s", i, j, want)
 		}
 	}
@@ -536,7 +537,7 @@ func TestJobMetrics(t *testing.T) {
 	cfg.MaxConcurrent = 1
 	ts := startTest(t, cfg, map[string]string{"sleep.py": sleepScript})
 	running := ts.submitJob("sleep.py", `{"data": 60}`)
-	ts.waitJob(running.ID, "to run", func(j bus.Job) bool { return j.Status == bus.JobRunning })
+	ts.waitJob(running.ID, "to run", func(j model.Job) bool { return j.Status == model.JobRunning })
 	q1 := ts.submitJob("sleep.py", `{"data": 61}`)
 	q2 := ts.submitJob("sleep.py", `{"data": 62}`)
 	var m map[string]float64

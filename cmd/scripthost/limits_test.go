@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/scripthost/scripthost/bus"
 	"github.com/scripthost/scripthost/executor"
+	"github.com/scripthost/scripthost/model"
 )
 
 // runProcesses lists the live processes (not zombies) whose working
@@ -100,33 +100,33 @@ func TestHostileScriptsContained(t *testing.T) {
 		name   string
 		body   string
 		status int
-		check  func(res bus.Result) bool
+		check  func(res model.Result) bool
 		cpu    bool // run on cpuTS, where only the CPU limit ends it
 	}{
-		{"hog.py", "", 200, func(r bus.Result) bool { return exitIs(r, 1) && strings.Contains(r.Stderr, "MemoryError") }, false},
-		{"creep.py", "", 200, func(r bus.Result) bool { return exitIs(r, 1) && strings.Contains(r.Stderr, "MemoryError") }, false},
-		{"spin.py", "", 200, func(r bus.Result) bool { return r.ExitCode == nil && r.Signal == "SIGXCPU" && !r.TimedOut }, true},
+		{"hog.py", "", 200, func(r model.Result) bool { return exitIs(r, 1) && strings.Contains(r.Stderr, "MemoryError") }, false},
+		{"creep.py", "", 200, func(r model.Result) bool { return exitIs(r, 1) && strings.Contains(r.Stderr, "MemoryError") }, false},
+		{"spin.py", "", 200, func(r model.Result) bool { return r.ExitCode == nil && r.Signal == "SIGXCPU" && !r.TimedOut }, true},
 		// Endless output runs into the timeout or, writing flat out,
 		// the CPU limit first; either way the output is capped.
-		{"flood.py", "", 0, func(r bus.Result) bool {
+		{"flood.py", "", 0, func(r model.Result) bool {
 			return r.StdoutTruncated && len(r.Stdout) == 64<<10 && (r.TimedOut && r.Signal == "SIGKILL" || r.Signal == "SIGXCPU")
 		}, false},
-		{"errflood.py", "", 0, func(r bus.Result) bool {
+		{"errflood.py", "", 0, func(r model.Result) bool {
 			return r.StderrTruncated && len(r.Stderr) == 64<<10 && (r.TimedOut || r.Signal == "SIGXCPU")
 		}, false},
-		{"closeout.py", "", 200, func(r bus.Result) bool { return exitIs(r, 0) && r.Stdout == "before\n" && r.Stderr == "after\n" }, false},
-		{"closeall.py", "", 504, func(r bus.Result) bool { return r.TimedOut && r.Stdout == "" }, false},
-		{"files.py", "", 200, func(r bus.Result) bool { return exitIs(r, 0) && r.Stdout == "True Too many open files\n" }, false},
-		{"orphans.py", "", 200, func(r bus.Result) bool { return exitIs(r, 0) && r.Stdout == "left them\n" }, false},
-		{"daemonize.py", "", 200, func(r bus.Result) bool { return exitIs(r, 0) && r.Stdout == "parent done\n" }, false},
-		{"recursion.py", "", 200, func(r bus.Result) bool {
+		{"closeout.py", "", 200, func(r model.Result) bool { return exitIs(r, 0) && r.Stdout == "before\n" && r.Stderr == "after\n" }, false},
+		{"closeall.py", "", 504, func(r model.Result) bool { return r.TimedOut && r.Stdout == "" }, false},
+		{"files.py", "", 200, func(r model.Result) bool { return exitIs(r, 0) && r.Stdout == "True Too many open files\n" }, false},
+		{"orphans.py", "", 200, func(r model.Result) bool { return exitIs(r, 0) && r.Stdout == "left them\n" }, false},
+		{"daemonize.py", "", 200, func(r model.Result) bool { return exitIs(r, 0) && r.Stdout == "parent done\n" }, false},
+		{"recursion.py", "", 200, func(r model.Result) bool {
 			// CPython overflows its C stack (SIGSEGV), hits the address
 			// space limit (MemoryError) or the CPU limit: the run ends.
 			return !r.TimedOut && (r.Signal == "SIGSEGV" || r.Signal == "SIGXCPU" || (r.ExitCode != nil && *r.ExitCode != 0))
 		}, true},
-		{"bigstack.py", "", 200, func(r bus.Result) bool { return exitIs(r, 0) && strings.HasPrefix(r.Stdout, "refused:") }, false},
-		{"killself.py", "", 200, func(r bus.Result) bool { return r.ExitCode == nil && r.Signal == "SIGKILL" && !r.TimedOut }, false},
-		{"stdinflood.py", big, 200, func(r bus.Result) bool { return exitIs(r, 0) && r.Stdout == "never read stdin\n" }, false},
+		{"bigstack.py", "", 200, func(r model.Result) bool { return exitIs(r, 0) && strings.HasPrefix(r.Stdout, "refused:") }, false},
+		{"killself.py", "", 200, func(r model.Result) bool { return r.ExitCode == nil && r.Signal == "SIGKILL" && !r.TimedOut }, false},
+		{"stdinflood.py", big, 200, func(r model.Result) bool { return exitIs(r, 0) && r.Stdout == "never read stdin\n" }, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -164,7 +164,7 @@ func TestHostileScriptsContained(t *testing.T) {
 	waitFor(t, 30*time.Second, "ok.py", func() bool { return ts.do("POST", "/run/ok.py", "").status == 200 })
 }
 
-func exitIs(r bus.Result, code int) bool { return r.ExitCode != nil && *r.ExitCode == code }
+func exitIs(r model.Result, code int) bool { return r.ExitCode != nil && *r.ExitCode == code }
 
 func cut(b []byte) string {
 	if len(b) > 300 {

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/scripthost/scripthost/bus"
+	"github.com/scripthost/scripthost/model"
 )
 
 // loadScripts are the scripts of the mixed load: each kind of request
@@ -34,43 +34,43 @@ type loadKind struct {
 	// request builds the i-th request of the kind: path and body.
 	request func(i int) (path, body string)
 	// check says what is wrong with an answer, or "".
-	check func(i, status int, hdr http.Header, res bus.Result, body []byte) string
+	check func(i, status int, hdr http.Header, res model.Result, body []byte) string
 }
 
 var loadKinds = []loadKind{
 	{"fast", 40, func(i int) (string, string) { return "/run/fast.py", fmt.Sprintf(`{"data":%d}`, i) },
-		func(i, status int, _ http.Header, res bus.Result, _ []byte) string {
+		func(i, status int, _ http.Header, res model.Result, _ []byte) string {
 			if status != 200 || res.Stdout != fmt.Sprint(i) || !exitIs(res, 0) {
 				return "want 200 with its own data back"
 			}
 			return ""
 		}},
 	{"cached", 30, func(int) (string, string) { return "/run/cached.py", `{"data":7}` },
-		func(_, status int, _ http.Header, res bus.Result, _ []byte) string {
+		func(_, status int, _ http.Header, res model.Result, _ []byte) string {
 			if status != 200 || res.Stdout != "cached 7\n" || !exitIs(res, 0) {
 				return "want 200 cached 7"
 			}
 			return ""
 		}},
 	{"failing", 15, func(i int) (string, string) { return "/run/fail.py", fmt.Sprintf(`{"data":%d}`, i) },
-		func(_, status int, hdr http.Header, res bus.Result, _ []byte) string {
+		func(_, status int, hdr http.Header, res model.Result, _ []byte) string {
 			if status != 200 || !exitIs(res, 3) || res.Stderr != "bad\n" || hdr.Get("X-Cache") == "hit" {
 				return "want 200, exit 3, not cached"
 			}
 			return ""
 		}},
 	{"slow", 10, func(i int) (string, string) { return "/run/slow.py", fmt.Sprintf(`{"data":"s%d"}`, i) },
-		func(i, status int, _ http.Header, res bus.Result, _ []byte) string {
+		func(i, status int, _ http.Header, res model.Result, _ []byte) string {
 			if status != 200 || res.Stdout != fmt.Sprintf(`"s%d"`, i) {
 				return "want 200 with its own data back"
 			}
 			return ""
 		}},
 	{"timeout", 5, func(i int) (string, string) { return "/run/hang.py", fmt.Sprintf(`{"data":%d}`, i) },
-		func(_, status int, _ http.Header, res bus.Result, body []byte) string {
-			var e bus.TimeoutBody
+		func(_, status int, _ http.Header, res model.Result, body []byte) string {
+			var e model.TimeoutBody
 			_ = json.Unmarshal(body, &e)
-			if status != 504 || !res.TimedOut || res.Stdout != "hanging\n" || e.Error != bus.MsgTimedOut {
+			if status != 504 || !res.TimedOut || res.Stdout != "hanging\n" || e.Error != model.MsgTimedOut {
 				return "want 504, timed out, its output so far"
 			}
 			return ""
@@ -124,7 +124,7 @@ func mixedLoad(t *testing.T, client *http.Client, base string, kinds []loadKind,
 					t.Errorf("%s #%d: %v", j.kind.name, j.i, err)
 					continue
 				}
-				var res bus.Result
+				var res model.Result
 				if jerr := json.Unmarshal(data, &res); jerr != nil {
 					t.Errorf("%s #%d: %d %q: %v", j.kind.name, j.i, status, cut(data), jerr)
 					continue

@@ -9,11 +9,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/scripthost/scripthost/bus"
 	"github.com/scripthost/scripthost/executor"
 	"github.com/scripthost/scripthost/httpbridge"
 	"github.com/scripthost/scripthost/jobs"
 	"github.com/scripthost/scripthost/metrics"
+	"github.com/scripthost/scripthost/model"
 )
 
 // observability is the metrics of one process: a registry of its own (no
@@ -115,8 +115,8 @@ func (o *observability) jobMetrics(m *jobs.Manager) {
 	if o == nil {
 		return
 	}
-	statuses := make([]string, len(bus.JobStatuses))
-	for i, s := range bus.JobStatuses {
+	statuses := make([]string, len(model.JobStatuses))
+	for i, s := range model.JobStatuses {
 		statuses[i] = string(s)
 	}
 	metrics.RegisterJobs(o.reg, statuses, func() metrics.JobStats {

@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/scripthost/scripthost/bus"
+	"github.com/scripthost/scripthost/model"
 )
 
 // The run sandbox, tried as an attacker would: each test runs hostile
@@ -95,7 +95,7 @@ func startSandboxed(t *testing.T, mode, runAs string, scripts map[string]string,
 }
 
 // run runs a script with args and returns its result.
-func (sb *sandboxBinary) run(name string, args ...string) bus.Result {
+func (sb *sandboxBinary) run(name string, args ...string) model.Result {
 	sb.t.Helper()
 	body, _ := json.Marshal(map[string]any{"args": append([]string{}, args...)})
 	req, _ := http.NewRequest("POST", sb.base+"/run/"+name, bytes.NewReader(body))
@@ -106,7 +106,7 @@ func (sb *sandboxBinary) run(name string, args ...string) bus.Result {
 	}
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(resp.Body)
-	var res bus.Result
+	var res model.Result
 	if err := json.Unmarshal(data, &res); err != nil || resp.StatusCode != 200 {
 		sb.t.Fatalf("run %s: %d %s", name, resp.StatusCode, data)
 	}
@@ -114,7 +114,7 @@ func (sb *sandboxBinary) run(name string, args ...string) bus.Result {
 }
 
 // jsonOut decodes the run's stdout as JSON, failing on a failed run.
-func jsonOut(t *testing.T, res bus.Result, v any) {
+func jsonOut(t *testing.T, res model.Result, v any) {
 	t.Helper()
 	if res.ExitCode == nil || *res.ExitCode != 0 {
 		t.Fatalf("run failed: %+v", res)
@@ -273,7 +273,7 @@ func TestSandboxProcessesInvisible(t *testing.T) {
 			"peek.py":   peekScript,
 		})
 		secret := fmt.Sprintf("victimsecret%d", rand.Uint64())
-		done := make(chan bus.Result, 1)
+		done := make(chan model.Result, 1)
 		go func() { done <- sb.run("victim.py", secret) }()
 		var victim int
 		waitFor(t, 20*time.Second, "the victim run", func() bool {
@@ -407,7 +407,7 @@ func TestSandboxPrivateTmp(t *testing.T) {
 	forEachMode(t, func(t *testing.T, mode string) {
 		sb := startSandboxed(t, mode, "nobody", map[string]string{"writer.py": writerScript, "looker.py": lookerScript})
 		marker := fmt.Sprintf("tmpmarker%d", rand.Uint64())
-		done := make(chan bus.Result, 1)
+		done := make(chan model.Result, 1)
 		go func() { done <- sb.run("writer.py", marker) }()
 		waitFor(t, 20*time.Second, "the writer to hold its files", func() bool { return len(markedPids("written"+marker)) > 0 })
 		var look struct {
@@ -621,7 +621,7 @@ func TestSandboxProcessLimitPerRun(t *testing.T) {
 	forEachMode(t, func(t *testing.T, mode string) {
 		sb := startSandboxed(t, mode, "nobody", map[string]string{"procs.py": procsScript}, "--max-procs", "16")
 		marker := fmt.Sprintf("hogmarker%d", rand.Uint64())
-		done := make(chan bus.Result, 1)
+		done := make(chan model.Result, 1)
 		go func() { done <- sb.run("procs.py", "100", marker, "3") }()
 		waitFor(t, 20*time.Second, "the hog to hold its processes", func() bool { return len(markedPids(marker)) >= 5 })
 		if res := sb.run("procs.py", "8", "other"+marker); res.Stdout != "started 8\n" {

@@ -21,6 +21,7 @@ import (
 	"github.com/scripthost/scripthost/executor"
 	"github.com/scripthost/scripthost/httpbridge"
 	"github.com/scripthost/scripthost/jobs"
+	"github.com/scripthost/scripthost/model"
 )
 
 // serveConfig is everything `scripthost serve` is told by flags.
@@ -291,7 +292,7 @@ func startServer(cfg serveConfig, log *slog.Logger) (_ *server, err error) {
 	s.defer_(stopScan)
 	go cat.Run(scanCtx)
 	s.obs = newObservability(func() int { return len(cat.List()) }, cfg.MaxConcurrent)
-	cat.OnChange(func(name string, sc *bus.Script) { s.obs.scriptChanged(name, sc != nil) })
+	cat.OnChange(func(name string, sc *model.Script) { s.obs.scriptChanged(name, sc != nil) })
 	catConn, err := connect(bus.RoleCatalog, "catalog")
 	if err != nil {
 		return nil, err

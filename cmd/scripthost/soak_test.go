@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/scripthost/scripthost/bus"
+	"github.com/scripthost/scripthost/model"
 )
 
 var (
@@ -23,21 +23,21 @@ var (
 // soakKinds add hostile scripts to the mixed load.
 var soakKinds = []loadKind{
 	{"memory hog", 3, func(int) (string, string) { return "/run/hog.py", "" },
-		func(_, status int, _ http.Header, res bus.Result, _ []byte) string {
+		func(_, status int, _ http.Header, res model.Result, _ []byte) string {
 			if status != 200 || !exitIs(res, 1) || !strings.Contains(res.Stderr, "MemoryError") {
 				return "want 200, exit 1, MemoryError"
 			}
 			return ""
 		}},
 	{"output flood", 2, func(int) (string, string) { return "/run/flood.py", "" },
-		func(_, status int, _ http.Header, res bus.Result, _ []byte) string {
+		func(_, status int, _ http.Header, res model.Result, _ []byte) string {
 			if (status != 504 && status != 200) || !res.StdoutTruncated || len(res.Stdout) != 64<<10 {
 				return "want the output capped"
 			}
 			return ""
 		}},
 	{"orphans", 3, func(int) (string, string) { return "/run/orphans.py", "" },
-		func(_, status int, _ http.Header, res bus.Result, _ []byte) string {
+		func(_, status int, _ http.Header, res model.Result, _ []byte) string {
 			if status != 200 || res.Stdout != "left them\n" {
 				return "want 200"
 			}
@@ -111,8 +111,8 @@ func TestSoak(t *testing.T) {
 // jobKinds add durable jobs to the soak: runs that wait for their job,
 // jobs followed to their end, and jobs cancelled while they run.
 func jobKinds(base string) []loadKind {
-	follow := func(body []byte) (bus.Job, error) {
-		var job bus.Job
+	follow := func(body []byte) (model.Job, error) {
+		var job model.Job
 		if err := json.Unmarshal(body, &job); err != nil || job.ID == "" {
 			return job, fmt.Errorf("not a job: %s", cut(body))
 		}
@@ -133,23 +133,23 @@ func jobKinds(base string) []loadKind {
 	}
 	return []loadKind{
 		{"job wait", 5, func(i int) (string, string) { return "/run/fast.py?wait=2m", fmt.Sprintf(`{"data":%d}`, i) },
-			func(i, status int, hdr http.Header, res bus.Result, _ []byte) string {
+			func(i, status int, hdr http.Header, res model.Result, _ []byte) string {
 				if status != 200 || res.Stdout != fmt.Sprint(i) || hdr.Get("X-Scripthost-Job") == "" {
 					return "want 200 with its own data back, from a job"
 				}
 				return ""
 			}},
 		{"job", 5, func(i int) (string, string) { return "/jobs/fast.py", fmt.Sprintf(`{"data":"j%d"}`, i) },
-			func(i, status int, _ http.Header, _ bus.Result, body []byte) string {
+			func(i, status int, _ http.Header, _ model.Result, body []byte) string {
 				job, err := follow(body)
-				if status != 202 || err != nil || job.Status != bus.JobSucceeded || job.Result.Stdout != fmt.Sprintf(`"j%d"`, i) {
+				if status != 202 || err != nil || job.Status != model.JobSucceeded || job.Result.Stdout != fmt.Sprintf(`"j%d"`, i) {
 					return fmt.Sprintf("want 202, then succeeded with its own data back (%v)", err)
 				}
 				return ""
 			}},
 		{"job cancel", 2, func(i int) (string, string) { return "/jobs/hang.py", fmt.Sprintf(`{"data":%d}`, i) },
-			func(i, status int, _ http.Header, _ bus.Result, body []byte) string {
-				var job bus.Job
+			func(i, status int, _ http.Header, _ model.Result, body []byte) string {
+				var job model.Job
 				if status != 202 || json.Unmarshal(body, &job) != nil {
 					return "want 202 with the job"
 				}
@@ -160,7 +160,7 @@ func jobKinds(base string) []loadKind {
 				}
 				body, _ = io.ReadAll(resp.Body)
 				resp.Body.Close()
-				if job, err = follow(body); resp.StatusCode != 202 || err != nil || job.Status != bus.JobCancelled {
+				if job, err = follow(body); resp.StatusCode != 202 || err != nil || job.Status != model.JobCancelled {
 					return fmt.Sprintf("want the job cancelled: %d %s", resp.StatusCode, cut(body))
 				}
 				return ""

@@ -1,6 +1,10 @@
-package catalog
+package model
 
-import "github.com/scripthost/scripthost/bus"
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strings"
+)
 
 // MaxNameLen bounds a script name in bytes, so that a subject carrying it
 // stays short.
@@ -10,10 +14,10 @@ const MaxNameLen = 128
 // ^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.py$ and the MaxNameLen bound. A name
 // that passes is a file name with no path in it and a valid NATS subject
 // suffix (no wildcards, spaces or empty tokens). Errors wrap
-// bus.ErrBadRequest.
+// ErrBadRequest.
 func ValidateName(name string) error {
 	if !validName(name) {
-		return bus.Errorf(bus.ErrBadRequest,
+		return Errorf(ErrBadRequest,
 			"invalid script name %q: names are letters, digits, '_', '-' and dots, end in .py, at most %d bytes",
 			truncate(name, 2*MaxNameLen), MaxNameLen)
 	}
@@ -28,6 +32,38 @@ func validName(name string) bool {
 	}
 	return dottedTokens(name)
 }
+
+// ValidateFileName checks the name of a data file (a file beside the
+// scripts that they read): letters, digits, '_' and '-' in dot-separated
+// parts, at most MaxNameLen bytes, and not a script's name (.py). Such a
+// name is a file name with no path in it and a valid key of a JetStream
+// key-value bucket. Errors wrap ErrBadRequest.
+func ValidateFileName(name string) error {
+	if !validFileName(name) {
+		return Errorf(ErrBadRequest,
+			"invalid data file name %q: names are letters, digits, '_', '-' and dots, not ending in .py, at most %d bytes",
+			truncate(name, 2*MaxNameLen), MaxNameLen)
+	}
+	return nil
+}
+
+func validFileName(name string) bool {
+	if name == "" || len(name) > MaxNameLen || strings.HasSuffix(name, ".py") {
+		return false
+	}
+	return dottedTokens(name)
+}
+
+// Version is the version of a script's content: the first 16 hex digits of
+// its SHA-256.
+func Version(code []byte) string {
+	sum := sha256.Sum256(code)
+	return VersionOfSum(sum[:])
+}
+
+// VersionOfSum is the Version of the content whose SHA-256 is sum, for
+// content hashed as it is read.
+func VersionOfSum(sum []byte) string { return hex.EncodeToString(sum[:8]) }
 
 // dottedTokens says whether name is one or more non-empty tokens of
 // [A-Za-z0-9_-] joined by dots: the part of the rule that script names and

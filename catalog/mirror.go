@@ -1,4 +1,4 @@
-package executor
+package catalog
 
 import (
 	"context"
@@ -13,12 +13,13 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/scripthost/scripthost/bus"
-	"github.com/scripthost/scripthost/catalog"
+	"github.com/scripthost/scripthost/model"
 )
 
-// Mirror keeps, for a node that does not share the catalog's folder, a
-// copy of every script in a folder of its own (so scripts can import their
-// siblings), fed by the catalog's key-value bucket. Locate asks the bucket
+// Mirror keeps, for an executor node that does not share the catalog's
+// folder, a copy of every script in a folder of its own (so scripts can
+// import their siblings), fed by the key-value bucket that PublishKV
+// writes (kv.go), and of the data files beside them. Locate asks the bucket
 // for the current version on every run, so a node never runs a version
 // older than the last one the catalog answered.
 type Mirror struct {
@@ -92,12 +93,21 @@ func (m *Mirror) Run(ctx context.Context) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		m.runFiles(ctx)
+		m.follow(ctx, "data files", func(ctx context.Context) (jetstream.KeyValue, error) {
+			return m.js.KeyValue(ctx, bus.FilesBucket)
+		}, m.applyFile)
 	}()
 	defer func() { <-done }()
+	m.follow(ctx, "scripts", m.bucket, func(e jetstream.KeyValueEntry) { m.apply(e) })
+}
+
+// follow applies every entry of a bucket, the current ones then each
+// change, until ctx ends; while the bucket is missing (the catalog has
+// not published yet) or its watch ends, it tries again.
+func (m *Mirror) follow(ctx context.Context, what string, bucket func(context.Context) (jetstream.KeyValue, error), apply func(jetstream.KeyValueEntry)) {
 	for ctx.Err() == nil {
-		if err := m.follow(ctx); err != nil && ctx.Err() == nil {
-			m.log.Debug("mirror: waiting for the scripts bucket", "err", err)
+		if err := m.watch(ctx, bucket, apply); err != nil && ctx.Err() == nil {
+			m.log.Debug("mirror: waiting for the "+what+" bucket", "err", err)
 			select {
 			case <-time.After(250 * time.Millisecond):
 			case <-ctx.Done():
@@ -106,8 +116,8 @@ func (m *Mirror) Run(ctx context.Context) {
 	}
 }
 
-func (m *Mirror) follow(ctx context.Context) error {
-	kv, err := m.bucket(ctx)
+func (m *Mirror) watch(ctx context.Context, bucket func(context.Context) (jetstream.KeyValue, error), apply func(jetstream.KeyValueEntry)) error {
+	kv, err := bucket(ctx)
 	if err != nil {
 		return err
 	}
@@ -127,31 +137,31 @@ func (m *Mirror) follow(ctx context.Context) error {
 			if e == nil { // the initial values have all been delivered
 				continue
 			}
-			m.apply(e)
+			apply(e)
 		}
 	}
 }
 
 // apply brings the folder in line with one bucket entry.
-func (m *Mirror) apply(e jetstream.KeyValueEntry) (bus.Script, error) {
+func (m *Mirror) apply(e jetstream.KeyValueEntry) (model.Script, error) {
 	name := e.Key()
-	if err := catalog.ValidateName(name); err != nil {
-		return bus.Script{}, err
+	if err := model.ValidateName(name); err != nil {
+		return model.Script{}, err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if e.Operation() != jetstream.KeyValuePut {
 		m.forget(name)
-		return bus.Script{}, bus.Errorf(bus.ErrNotFound, "script %q not found", name)
+		return model.Script{}, model.Errorf(model.ErrNotFound, "script %q not found", name)
 	}
-	var s bus.Script
+	var s model.Script
 	if err := json.Unmarshal(e.Value(), &s); err != nil {
-		return s, bus.Errorf(bus.ErrInternal, "script %q: bad bucket entry: %v", name, err)
+		return s, model.Errorf(model.ErrInternal, "script %q: bad bucket entry: %v", name, err)
 	}
 	if m.index[name] >= e.Revision() {
 		return s, nil
 	}
-	if err := catalog.WriteFile(m.dir, name, []byte(s.Code)); err != nil {
+	if err := WriteFile(m.dir, name, []byte(s.Code)); err != nil {
 		return s, err
 	}
 	if _, ok := m.index[name]; !ok {
@@ -170,17 +180,17 @@ func (m *Mirror) Locate(name string) (path, version string, err error) {
 	defer cancel()
 	kv, err := m.bucket(ctx)
 	if err != nil {
-		return "", "", bus.Errorf(bus.ErrUnavailable, "scripts are not published yet: %v", err)
+		return "", "", model.Errorf(model.ErrUnavailable, "scripts are not published yet: %v", err)
 	}
 	e, err := kv.Get(ctx, name)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		m.mu.Lock()
 		m.forget(name)
 		m.mu.Unlock()
-		return "", "", bus.Errorf(bus.ErrNotFound, "script %q not found", name)
+		return "", "", model.Errorf(model.ErrNotFound, "script %q not found", name)
 	}
 	if err != nil {
-		return "", "", bus.Errorf(bus.ErrUnavailable, "scripts bucket: %v", err)
+		return "", "", model.Errorf(model.ErrUnavailable, "scripts bucket: %v", err)
 	}
 	s, err := m.apply(e)
 	if err != nil {
@@ -189,50 +199,11 @@ func (m *Mirror) Locate(name string) (path, version string, err error) {
 	return filepath.Join(m.dir, name), s.Version, nil
 }
 
-// runFiles follows the data files bucket until ctx ends.
-func (m *Mirror) runFiles(ctx context.Context) {
-	for ctx.Err() == nil {
-		if err := m.followFiles(ctx); err != nil && ctx.Err() == nil {
-			m.log.Debug("mirror: waiting for the data files bucket", "err", err)
-			select {
-			case <-time.After(250 * time.Millisecond):
-			case <-ctx.Done():
-			}
-		}
-	}
-}
-
-func (m *Mirror) followFiles(ctx context.Context) error {
-	kv, err := m.js.KeyValue(ctx, bus.FilesBucket)
-	if err != nil {
-		return err
-	}
-	w, err := kv.WatchAll(ctx)
-	if err != nil {
-		return err
-	}
-	defer w.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case e, ok := <-w.Updates():
-			if !ok {
-				return errors.New("watch ended")
-			}
-			if e == nil {
-				continue
-			}
-			m.applyFile(e)
-		}
-	}
-}
-
 // applyFile brings the folder in line with one data file entry. A name
 // that is not a data file's (a script's, a path) is never written.
 func (m *Mirror) applyFile(e jetstream.KeyValueEntry) {
 	name := e.Key()
-	if catalog.ValidateFileName(name) != nil {
+	if model.ValidateFileName(name) != nil {
 		return
 	}
 	m.mu.Lock()
@@ -241,7 +212,7 @@ func (m *Mirror) applyFile(e jetstream.KeyValueEntry) {
 		os.Remove(filepath.Join(m.dir, name))
 		return
 	}
-	if err := catalog.WriteDataFile(m.dir, name, e.Value()); err != nil {
+	if err := WriteDataFile(m.dir, name, e.Value()); err != nil {
 		m.log.Warn("mirror: cannot write data file", "name", name, "err", err)
 	}
 }

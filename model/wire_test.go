@@ -1,4 +1,4 @@
-package bus
+package model
 
 import (
 	"errors"
@@ -23,11 +23,11 @@ func TestDecodeRunRequest(t *testing.T) {
 		{name: "data null", body: `{"data": null}`, data: `null`},
 		{name: "args", body: `{"args": ["--v", "", "β"]}`, args: []string{"--v", "", "β"}},
 		{name: "args null", body: `{"args": null}`},
-		{name: "unknown field", body: `{"data": 1, "other": true}`, errPart: `unknown field "other" (the fields are "data", "args", "version")`},
+		{name: "unknown field", body: `{"data": 1, "other": true}`, errPart: `unknown field "other" (the fields are "data", "args")`},
 		{name: "a typo of args", body: `{"arg": ["x"]}`, errPart: `unknown field "arg"`},
 		{name: "args not array", body: `{"args": "x"}`, errPart: `"args" must be an array of strings`},
 		{name: "args numbers", body: `{"args": [1]}`, errPart: `"args" must be an array of strings`},
-		{name: "version not string", body: `{"version": 3}`, errPart: `"version" must be a string`},
+		{name: "version is not a run's", body: `{"version": "abc"}`, errPart: `unknown field "version"`},
 		{name: "array body", body: `[1]`, errPart: "invalid JSON body: expected a JSON object"},
 		{name: "string body", body: `"x"`, errPart: "invalid JSON body"},
 		{name: "truncated", body: `{"data":`, errPart: "invalid JSON body: truncated JSON"},
@@ -93,27 +93,5 @@ func TestDecodeCreateUpdate(t *testing.T) {
 				t.Fatalf("err %v, want 400 saying %q", err, tc.errPart)
 			}
 		})
-	}
-}
-
-func TestErrorCodes(t *testing.T) {
-	for _, tc := range []struct {
-		err  error
-		code int
-		msg  string
-	}{
-		{Errorf(ErrNotFound, "script %q not found", "a.py"), 404, `script "a.py" not found`},
-		{Errorf(ErrTimeout, MsgTimedOut), 504, MsgTimedOut},
-		{ErrUnavailable, 503, "service unavailable"},
-		{errors.New("disk on fire"), 500, "internal error"},
-	} {
-		if Code(tc.err) != tc.code || Message(tc.err) != tc.msg {
-			t.Errorf("%v: code %d message %q", tc.err, Code(tc.err), Message(tc.err))
-		}
-		m := ErrorMsg(tc.err, nil)
-		back := ReplyError(m)
-		if Code(back) != tc.code || Message(back) != tc.msg {
-			t.Errorf("round trip of %v: %v (%d)", tc.err, back, Code(back))
-		}
 	}
 }

@@ -1,4 +1,4 @@
-package bus
+package model
 
 import (
 	"bytes"
@@ -18,9 +18,6 @@ type RunRequest struct {
 	Data json.RawMessage `json:"data,omitempty"`
 	// Args follow the script's path in its argv.
 	Args []string `json:"args,omitempty"`
-	// Version, when set, is the script version the caller expects; a node
-	// that has another version fetches the expected one first.
-	Version string `json:"version,omitempty"`
 }
 
 // Result is what one run of a script produced.
@@ -46,7 +43,8 @@ type TimeoutBody struct {
 // MsgTimedOut is the error message of a run that timed out.
 const MsgTimedOut = "Script execution timed out"
 
-// Script is a stored script as the catalog answers it.
+// Script is a stored script as the catalog answers it. Version is the
+// Version of its code.
 type Script struct {
 	Name    string `json:"name"`
 	Code    string `json:"code"`
@@ -100,11 +98,6 @@ func runFromRaw(raw map[string]json.RawMessage) (RunRequest, error) {
 			return RunRequest{}, Errorf(ErrBadRequest, `"args" must be an array of strings`)
 		}
 	}
-	if v, ok := raw["version"]; ok && !bytes.Equal(bytes.TrimSpace(v), []byte("null")) {
-		if err := json.Unmarshal(v, &req.Version); err != nil {
-			return RunRequest{}, Errorf(ErrBadRequest, `"version" must be a string`)
-		}
-	}
 	return req, nil
 }
 
@@ -147,7 +140,7 @@ func isEmpty(body []byte) bool {
 }
 
 // runFields are the fields of a run request.
-var runFields = []string{"data", "args", "version"}
+var runFields = []string{"data", "args"}
 
 // knownFields rejects a field of raw that is not one of known: a caller's
 // typo ("arg") must not run the script without its arguments.

@@ -1,4 +1,4 @@
-package catalog_test
+package model_test
 
 import (
 	"errors"
@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/scripthost/scripthost/bus"
-	"github.com/scripthost/scripthost/catalog"
+	"github.com/scripthost/scripthost/model"
 )
 
 var nameRule = regexp.MustCompile(`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.py$`)
@@ -51,7 +51,7 @@ func TestValidateName(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := catalog.ValidateName(tt.input)
+			err := model.ValidateName(tt.input)
 			if tt.ok {
 				if err != nil {
 					t.Fatalf("ValidateName(%q) = %v, want nil", tt.input, err)
@@ -61,10 +61,10 @@ func TestValidateName(t *testing.T) {
 			if err == nil {
 				t.Fatalf("ValidateName(%q) = nil, want an error", tt.input)
 			}
-			if !errors.Is(err, bus.ErrBadRequest) || bus.Code(err) != 400 {
-				t.Fatalf("ValidateName(%q) = %v (code %d), want a bad request", tt.input, err, bus.Code(err))
+			if !errors.Is(err, model.ErrBadRequest) || model.Code(err) != 400 {
+				t.Fatalf("ValidateName(%q) = %v (code %d), want a bad request", tt.input, err, model.Code(err))
 			}
-			if msg := bus.Message(err); !strings.Contains(msg, "invalid script name") || !strings.Contains(msg, "end in .py") {
+			if msg := model.Message(err); !strings.Contains(msg, "invalid script name") || !strings.Contains(msg, "end in .py") {
 				t.Fatalf("message %q does not say what is wrong", msg)
 			}
 		})
@@ -72,9 +72,9 @@ func TestValidateName(t *testing.T) {
 }
 
 func TestValidateNameMessageBounded(t *testing.T) {
-	err := catalog.ValidateName(strings.Repeat("a/", 10000) + ".py")
-	if err == nil || len(bus.Message(err)) > 600 {
-		t.Fatalf("message of %d bytes for a huge name", len(bus.Message(err)))
+	err := model.ValidateName(strings.Repeat("a/", 10000) + ".py")
+	if err == nil || len(model.Message(err)) > 600 {
+		t.Fatalf("message of %d bytes for a huge name", len(model.Message(err)))
 	}
 }
 
@@ -85,18 +85,18 @@ func FuzzValidateName(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, name string) {
-		err := catalog.ValidateName(name)
-		want := nameRule.MatchString(name) && len(name) <= catalog.MaxNameLen
+		err := model.ValidateName(name)
+		want := nameRule.MatchString(name) && len(name) <= model.MaxNameLen
 		if (err == nil) != want {
 			t.Fatalf("ValidateName(%q) = %v, rule says valid=%v", name, err, want)
 		}
 		if err != nil {
-			if !errors.Is(err, bus.ErrBadRequest) {
+			if !errors.Is(err, model.ErrBadRequest) {
 				t.Fatalf("ValidateName(%q) = %v, not a bad request", name, err)
 			}
 			return
 		}
-		if len(name) > catalog.MaxNameLen {
+		if len(name) > model.MaxNameLen {
 			t.Fatalf("accepted %d bytes", len(name))
 		}
 		if strings.ContainsAny(name, "*> /\\\t\r\n\x00") {
@@ -111,4 +111,29 @@ func FuzzValidateName(f *testing.F) {
 			t.Fatalf("NameFrom round trip of %q gave %q, %v", name, got, ok)
 		}
 	})
+}
+
+func TestValidateFileName(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ok   bool
+	}{
+		{"data.csv", true}, {"README", true}, {"model-v2.bin", true}, {"a_b.tar.gz", true},
+		{"a.py", false}, {"", false}, {".hidden", false}, {"a..b", false}, {"trailing.", false},
+		{"with space.txt", false}, {"../up.txt", false}, {"a/b.txt", false}, {"a*b", false},
+		{strings.Repeat("x", model.MaxNameLen+1), false},
+	} {
+		if err := model.ValidateFileName(tc.name); (err == nil) != tc.ok {
+			t.Errorf("%q: %v, want ok %v", tc.name, err, tc.ok)
+		}
+	}
+}
+
+var hexVersion = regexp.MustCompile(`^[0-9a-f]{16}$`)
+
+func TestVersion(t *testing.T) {
+	a, b := model.Version([]byte("print(1)\n")), model.Version([]byte("print(2)\n"))
+	if !hexVersion.MatchString(a) || a == b || a != model.Version([]byte("print(1)\n")) {
+		t.Fatalf("versions %q, %q", a, b)
+	}
 }

@@ -1,0 +1,147 @@
+package model
+
+import (
+	"bytes"
+	"encoding/json"
+	"regexp"
+	"sort"
+	"time"
+)
+
+// JobStatus is the state of a job.
+type JobStatus string
+
+// The states of a job. queued → running → succeeded | failed | timed_out;
+// queued or running → cancelled; running → queued when its attempt could
+// not finish (the node died or the run could not start), until dead.
+const (
+	JobQueued    JobStatus = "queued"
+	JobRunning   JobStatus = "running"
+	JobSucceeded JobStatus = "succeeded"
+	JobFailed    JobStatus = "failed"
+	JobTimedOut  JobStatus = "timed_out"
+	JobCancelled JobStatus = "cancelled"
+	JobDead      JobStatus = "dead"
+)
+
+// JobStatuses lists every state, in the order of the state machine.
+var JobStatuses = []JobStatus{JobQueued, JobRunning, JobSucceeded, JobFailed, JobTimedOut, JobCancelled, JobDead}
+
+// Ended reports a state no job leaves.
+func (s JobStatus) Ended() bool {
+	switch s {
+	case JobSucceeded, JobFailed, JobTimedOut, JobCancelled, JobDead:
+		return true
+	}
+	return false
+}
+
+// Valid reports a known state.
+func (s JobStatus) Valid() bool {
+	for _, v := range JobStatuses {
+		if s == v {
+			return true
+		}
+	}
+	return false
+}
+
+// Job is a durable, asynchronous run of a script.
+type Job struct {
+	ID     string    `json:"id"`
+	Script string    `json:"script"`
+	Status JobStatus `json:"status"`
+	// Attempts counts the deliveries of the job to executor nodes.
+	Attempts int `json:"attempts"`
+	// Node is the executor node of the last attempt ("" before one).
+	Node       string     `json:"node"`
+	CreatedAt  time.Time  `json:"created_at"`
+	StartedAt  *time.Time `json:"started_at"`
+	FinishedAt *time.Time `json:"finished_at"`
+	// Result is the run's result once it ended (null before).
+	Result *Result `json:"result"`
+	// Cached reports a result served from the result cache.
+	Cached bool `json:"cached,omitempty"`
+	// Timeout is the job's time limit, as a Go duration ("30s").
+	Timeout string `json:"timeout"`
+	// Error says why a job is dead or cancelled, or why its last attempt
+	// did not finish.
+	Error          string `json:"error,omitempty"`
+	IdempotencyKey string `json:"idempotency_key,omitempty"`
+	CallbackURL    string `json:"callback_url,omitempty"`
+}
+
+// JobList is the answer of a job listing.
+type JobList struct {
+	Jobs []Job `json:"jobs"`
+}
+
+// JobListRequest filters a job listing; every field is optional.
+type JobListRequest struct {
+	Script string    `json:"script,omitempty"`
+	Status JobStatus `json:"status,omitempty"`
+	Limit  int       `json:"limit,omitempty"`
+}
+
+var jobIDRule = regexp.MustCompile(`^[a-z0-9]{1,64}$`)
+
+// ValidateJobID checks that id can be a job's: it is then a single
+// subject token and a single path segment.
+func ValidateJobID(id string) error {
+	if !jobIDRule.MatchString(id) {
+		return Errorf(ErrNotFound, "no job %q: a job id is 1 to 64 lower-case letters and digits", id)
+	}
+	return nil
+}
+
+// JobRequest is the body of a job submit: a run request and the job's own
+// time limit (zero: the server's default).
+type JobRequest struct {
+	RunRequest
+	Timeout time.Duration
+}
+
+// jobFields are the fields a job submit body may have.
+var jobFields = map[string]bool{"data": true, "args": true, "timeout": true}
+
+// DecodeJobRequest parses a job submit body: a run request body with an
+// optional "timeout" (a Go duration such as "90s" or "10m"). An unknown
+// field is an error naming it. Errors wrap ErrBadRequest.
+func DecodeJobRequest(body []byte) (JobRequest, error) {
+	var req JobRequest
+	if isEmpty(body) {
+		return req, nil
+	}
+	var raw map[string]json.RawMessage
+	if err := decodeStrict(body, &raw); err != nil {
+		return req, err
+	}
+	names := make([]string, 0, len(raw))
+	for k := range raw {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		if !jobFields[k] {
+			return req, Errorf(ErrBadRequest, "unknown field %q: a job body has data, args and timeout", k)
+		}
+	}
+	if t, ok := raw["timeout"]; ok && !bytes.Equal(bytes.TrimSpace(t), []byte("null")) {
+		var text string
+		if err := json.Unmarshal(t, &text); err != nil {
+			return req, Errorf(ErrBadRequest, `"timeout" must be a duration string such as "90s" or "10m"`)
+		}
+		d, err := time.ParseDuration(text)
+		if err != nil || d <= 0 {
+			return req, Errorf(ErrBadRequest, `"timeout" %q: want a positive duration such as "90s" or "10m"`, text)
+		}
+		req.Timeout = d
+	}
+	delete(raw, "timeout") // a job's own field; the rest is a run's
+	run, err := runFromRaw(raw)
+	if err != nil {
+		return req, err
+	}
+	req.RunRequest = run
+	return req, nil
+}
