@@ -14,7 +14,7 @@ SOAKFOR ?= 3m
 REDOCLY ?= redocly
 # Other systems the binary builds for: the client commands, and serve
 # without an executor (runs need Linux).
-CROSS   ?= darwin/arm64
+CROSS   ?= darwin/arm64 windows/amd64
 
 .PHONY: help build run test fuzz bench soak vet cross lint clean
 
@@ -31,7 +31,7 @@ vet: ## go vet and gofmt
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 
-cross: ## build every package for the systems of CROSS (default darwin/arm64)
+cross: ## build every package for the systems of CROSS (default darwin/arm64 windows/amd64)
 	@for p in $(CROSS); do echo "GOOS=$${p%/*} GOARCH=$${p#*/} go build ./..."; GOOS=$${p%/*} GOARCH=$${p#*/} $(GO) build ./... || exit 1; done
 
 lint: ## redocly lint of httpbridge/openapi.json (rules: redocly.yaml; npm install -g @redocly/cli@2.77.0)

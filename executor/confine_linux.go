@@ -13,7 +13,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 	"unsafe"
@@ -32,11 +31,12 @@ import (
 //     command line (spawnTrampoline);
 //   - fork mode: the forked child enters the folder, opens the script,
 //     sets the limits on itself and drops to the user (forkserver.py).
-// What is left of a run once it ends is reaped here (becomeSubreaper,
-// reapGroup, reapStrays) or by the warm interpreter. Under the sandbox
-// (sandbox.go), sandbox.py's init sets the limits in spawn mode, the
-// process limit is the run's pids cgroup rather than RLIMIT_NPROC, and
-// whatever a run leaves dies with its pid namespace.
+// What is left of a run once it ends is reaped here (reapGroup,
+// reapStrays: SetupProcess made this process their subreaper) or by the
+// warm interpreter. Under the sandbox (sandbox_linux.go), sandbox.py's
+// init sets the limits in spawn mode, the process limit is the run's pids
+// cgroup rather than RLIMIT_NPROC, and whatever a run leaves dies with its
+// pid namespace.
 
 // rlimit is one resource limit of a run.
 type rlimit struct {
@@ -285,14 +285,6 @@ func sigchldOf(info *unix.Siginfo) sigchld {
 	}
 }
 
-// becomeSubreaper makes this process the reaper of its runs' orphans: a
-// process of a run whose parent dies is re-parented here rather than to
-// init (which, in a container, may never reap it), so that reapGroup can
-// wait for it. Process-wide and idempotent.
-var becomeSubreaper = sync.OnceFunc(func() {
-	_ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-})
-
 // reapGroup waits, at most wait, until nothing is left of the process
 // group pgid (killed already), reaping the members re-parented to this
 // process. Their zombies would otherwise hold pids, and count against the
@@ -357,7 +349,7 @@ func (cfg RunnerConfig) forkConfinement(sb *sandbox) string {
 // reapStrays reaps the zombie children of this process that are in
 // another session than its own: processes of runs that left their run's
 // group with setsid, came back here when their parent died
-// (becomeSubreaper) and have ended since; reapGroup cannot find them.
+// (SetupProcess) and have ended since; reapGroup cannot find them.
 // This process starts no process in another session itself, so none of
 // them is a child someone else waits for. Orphans come back to the main
 // thread, whose children list is read.

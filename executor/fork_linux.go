@@ -103,8 +103,9 @@ func NewForkRunner(cfg RunnerConfig, preload []string) (*ForkRunner, error) {
 	if err != nil {
 		return nil, err
 	}
-	closeInheritedOnExec()
-	becomeSubreaper()
+	if err := checkSetUp(); err != nil {
+		return nil, err
+	}
 	sb, err := prepareSandbox(&cfg)
 	if err != nil {
 		return nil, err

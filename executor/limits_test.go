@@ -232,8 +232,8 @@ func (u runAsUser) script(t testing.TB, name, code string) string {
 	return writeScript(t, u.dir, name, code)
 }
 
-// userTasks counts the processes and threads of uid that are not zombies.
-func userTasks(uid uint32) int {
+// liveUserTasks counts the processes and threads of uid that are not zombies.
+func liveUserTasks(uid uint32) int {
 	n := 0
 	procs, _ := os.ReadDir("/proc")
 	for _, p := range procs {
@@ -332,7 +332,7 @@ while True:
 				t.Fatalf("the bomb took %v to end", d)
 			}
 			waitFor(t, 20*time.Second, "the bomb's processes to be gone", func() bool {
-				return userTasks(u.cred.Uid) == 0
+				return liveUserTasks(u.cred.Uid) == 0
 			})
 			waitFor(t, 20*time.Second, "the bomb's zombies to be reaped", func() bool {
 				return zombiesOf(u.cred.Uid) == 0
@@ -388,7 +388,7 @@ stop.set()
 				t.Fatalf("result %+v", res)
 			}
 			waitFor(t, 20*time.Second, "the threads to be gone", func() bool {
-				return userTasks(u.cred.Uid) == 0
+				return liveUserTasks(u.cred.Uid) == 0
 			})
 		})
 	}

@@ -3,7 +3,6 @@ package executor
 import (
 	"errors"
 	"os"
-	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -215,28 +214,6 @@ func signalName(sig syscall.Signal) string {
 // name anything else.
 func killGroup(pid int) {
 	_ = unix.Kill(-pid, unix.SIGKILL) // ESRCH: the group is already gone
-}
-
-// closeInheritedOnExec marks the descriptors this process inherited
-// without close-on-exec, so that runs do not inherit them in turn: a run
-// starts with fds 0, 1 and 2 only, in both modes (the fork server closes
-// the others in its children). Go opens all of its own descriptors
-// close-on-exec already, and ExtraFiles of other commands are unaffected.
-func closeInheritedOnExec() {
-	entries, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		return
-	}
-	for _, e := range entries {
-		fd, err := strconv.Atoi(e.Name())
-		if err != nil || fd < 3 {
-			continue
-		}
-		flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
-		if err == nil && flags&unix.FD_CLOEXEC == 0 {
-			_, _ = unix.FcntlInt(uintptr(fd), unix.F_SETFD, flags|unix.FD_CLOEXEC)
-		}
-	}
 }
 
 // waitExited blocks until the child pid has exited, without reaping it.

@@ -99,8 +99,8 @@ func (l Limits) checkConfinement() error {
 	return nil
 }
 
-// ErrNeedsLinux is the error of the runners on systems other than Linux
-// (runner_other.go).
+// ErrNeedsLinux is the error of SetupProcess, Preflight and the runners
+// on systems other than Linux (runner_other.go).
 var ErrNeedsLinux = errors.New("executor: scripts run only on Linux, not on " + runtime.GOOS +
 	" (the runs are confined with Linux's process control, namespaces and cgroups); here serve runs without an executor (--max-concurrent 0), in front of executor nodes on Linux")
 

@@ -36,3 +36,9 @@ type noRuns struct{}
 
 func (noRuns) Run(context.Context, Job) (model.Result, error) { return model.Result{}, ErrNeedsLinux }
 func (noRuns) Close() error                                   { return nil }
+
+// SetupProcess returns ErrNeedsLinux.
+func SetupProcess() error { return ErrNeedsLinux }
+
+// Preflight returns ErrNeedsLinux.
+func Preflight(RunnerConfig, PreflightConfig) error { return ErrNeedsLinux }

@@ -35,8 +35,9 @@ func NewSpawnRunner(cfg RunnerConfig) (*SpawnRunner, error) {
 	if err != nil {
 		return nil, err
 	}
-	closeInheritedOnExec()
-	becomeSubreaper()
+	if err := checkSetUp(); err != nil {
+		return nil, err
+	}
 	sb, err := prepareSandbox(&cfg)
 	if err != nil {
 		return nil, err

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/scripthost/scripthost/executor"
 )
 
 // buildBinary builds the scripthost binary once per test run.
@@ -32,10 +34,16 @@ var buildBinary = sync.OnceValues(func() (string, error) {
 	return bin, nil
 })
 
-// TestMain fails the run if a test left serve's default data folder in
-// the package folder: every server a test starts keeps its jobs in a
-// folder of the test's (startBinary, runMain and testConfig see to it).
+// TestMain prepares the test process to run scripts, as serve does
+// before its node starts, and fails the run if a test left serve's
+// default data folder in the package folder: every server a test starts
+// keeps its jobs in a folder of the test's (startBinary, runMain and
+// testConfig see to it).
 func TestMain(m *testing.M) {
+	if err := executor.SetupProcess(); err != nil {
+		os.Stderr.WriteString(err.Error() + "\n")
+		os.Exit(1)
+	}
 	_, err := os.Stat("data")
 	existed := err == nil
 	code := m.Run()

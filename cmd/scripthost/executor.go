@@ -44,7 +44,7 @@ func executorCommand(ctx context.Context, args []string, stderr io.Writer) error
 	if cfg.MaxConcurrent < 1 {
 		return errors.New("--max-concurrent must be at least 1 on an executor node")
 	}
-	if _, err := resolveRunAs(cfg.RunAs); err != nil {
+	if err := cfg.prepareNode(); err != nil {
 		return err
 	}
 	log, err := newLogger(stderr, cfg.LogFormat, cfg.LogLevel)

@@ -7,14 +7,8 @@ import (
 	"log/slog"
 	"math"
 	"net"
-	"os"
-	"os/exec"
-	"os/user"
-	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/scripthost/scripthost/bus"
@@ -51,10 +45,6 @@ const (
 	defaultMaxOpenFiles = 1024
 )
 
-// defaultRunAs is the user scripts run as when the server runs as root and
-// --run-as is not given.
-const defaultRunAs = "nobody"
-
 // nodeFlags are the flags of every executor node, in serve and in
 // executor: the run limits, the run user and the NATS credentials.
 func (c *securityConfig) nodeFlags(fs *flag.FlagSet) {
@@ -66,7 +56,7 @@ func (c *securityConfig) nodeFlags(fs *flag.FlagSet) {
 	fs.Var(&c.MaxCPU, "max-cpu", "CPU time of each process of a run, in seconds or as a duration (RLIMIT_CPU): SIGXCPU, then SIGKILL a second later; 0: no limit")
 	fs.IntVar(&c.MaxProcs, "max-procs", defaultMaxProcs, "processes and threads of a run (under the sandbox, a cgroup of its own; without it, RLIMIT_NPROC: of the run user, all its runs together, not binding root); 0: no limit")
 	fs.IntVar(&c.MaxOpenFiles, "max-open-files", defaultMaxOpenFiles, "open files of each process of a run (RLIMIT_NOFILE); 0: no limit")
-	fs.StringVar(&c.RunAs, "run-as", "", "user (name or uid) the scripts run as when the server runs as root (default "+defaultRunAs+"; 'root' only if given)")
+	fs.StringVar(&c.RunAs, "run-as", "", "user (name or uid) the scripts run as when the server runs as root (default "+executor.DefaultRunUser+"; 'root' only if given)")
 	fs.StringVar(&c.NATSUser, "nats-user", "", "NATS user: the embedded server demands it of every client; an executor joins with it (or with nats://user:pass@host:port)")
 	fs.StringVar(&c.NATSPassword, "nats-password", "", "password of --nats-user")
 }
@@ -138,7 +128,7 @@ func (c *securityConfig) limits(base executor.Limits) executor.Limits {
 // and in executor alike: the interpreter, the scripts' environment, the
 // limits and the run user, checked against the folder of the scripts.
 func (c *serveConfig) runnerConfig(python, scriptsDir string, log *slog.Logger) (executor.RunnerConfig, error) {
-	cred, err := resolveRunAs(c.RunAs)
+	cred, err := executor.ResolveRunUser(c.RunAs)
 	if err != nil {
 		return executor.RunnerConfig{}, err
 	}
@@ -155,27 +145,23 @@ func (c *serveConfig) runnerConfig(python, scriptsDir string, log *slog.Logger) 
 	if c.WarmParents == 0 {
 		rc.WarmParents.Max = -1 // none
 	}
-	runUID := uint32(os.Geteuid())
-	if cred != nil {
-		runUID = cred.Uid
-		log.Info("scripts run as user "+cred.String(), "run_as", cred.Name)
-		if err := checkRunUser(cred, c.RunAs == "", c.Mode, python, scriptsDir, log); err != nil {
-			return executor.RunnerConfig{}, err
-		}
-	} else if os.Geteuid() == 0 {
-		log.Warn("scripts run as root (--run-as root): a script can do anything the server can")
-	}
-	switch {
-	case rc.Limits.MaxProcs == 0:
-	case runUID == 0:
-		log.Warn("--max-procs does not bind scripts that run as root")
-	default:
-		if n := userTasks(runUID); n > rc.Limits.MaxProcs/2 {
-			log.Warn("the run user already has many processes and threads; --max-procs counts them all, so scripts may fail to start threads or processes: run them as a user of their own (--run-as, as root) or raise --max-procs",
-				"uid", runUID, "tasks", n, "max_procs", rc.Limits.MaxProcs)
-		}
+	pc := executor.PreflightConfig{Fork: c.Mode == "fork", ScriptsDir: scriptsDir, DefaultUser: c.RunAs == ""}
+	if err := executor.Preflight(rc, pc); err != nil {
+		return executor.RunnerConfig{}, err
 	}
 	return rc, nil
+}
+
+// prepareNode readies this process to host an executor node, before
+// anything starts: the executor's process-wide setup (which says so where
+// scripts cannot run), and the run user, whose error is a bad command
+// line.
+func (c *securityConfig) prepareNode() error {
+	if err := executor.SetupProcess(); err != nil {
+		return err
+	}
+	_, err := executor.ResolveRunUser(c.RunAs)
+	return err
 }
 
 // scriptsDirOf is the folder where a node finds its scripts, for the
@@ -185,213 +171,6 @@ func scriptsDirOf(scripts executor.Scripts) string {
 		return d.Dir()
 	}
 	return ""
-}
-
-// resolveRunAs is the user scripts run as: nil for the server's own user.
-// As root, the default is nobody and root only when asked for by name.
-// Otherwise the server cannot switch users, and --run-as may only name
-// the server's own.
-func resolveRunAs(spec string) (*executor.Credential, error) {
-	euid := os.Geteuid()
-	if spec == "" {
-		if euid != 0 {
-			return nil, nil
-		}
-		spec = defaultRunAs
-	}
-	cred, err := lookupUser(spec)
-	if err != nil {
-		return nil, err
-	}
-	if int(cred.Uid) == euid {
-		return nil, nil
-	}
-	if euid != 0 {
-		return nil, fmt.Errorf("--run-as %s: the server runs as uid %d; only root can run scripts as another user", spec, euid)
-	}
-	return cred, nil
-}
-
-// lookupUser finds a user by name or uid. A uid that names no user is
-// taken with a group of the same number (containers often run ids that
-// have no entry); nobody without an entry is 65534.
-func lookupUser(spec string) (*executor.Credential, error) {
-	n, numErr := strconv.ParseUint(spec, 10, 32)
-	var u *user.User
-	var err error
-	if numErr == nil {
-		u, err = user.LookupId(spec)
-	} else {
-		u, err = user.Lookup(spec)
-	}
-	var unknownID user.UnknownUserIdError
-	var unknown user.UnknownUserError
-	switch {
-	case err == nil:
-	case numErr == nil && errors.As(err, &unknownID):
-		return &executor.Credential{Name: spec, Uid: uint32(n), Gid: uint32(n), Groups: []uint32{uint32(n)}, Home: "/nonexistent"}, nil
-	case spec == "nobody" && errors.As(err, &unknown):
-		return &executor.Credential{Name: spec, Uid: 65534, Gid: 65534, Groups: []uint32{65534}, Home: "/nonexistent"}, nil
-	default:
-		return nil, fmt.Errorf("--run-as %s: %w", spec, err)
-	}
-	uid, err1 := strconv.ParseUint(u.Uid, 10, 32)
-	gid, err2 := strconv.ParseUint(u.Gid, 10, 32)
-	if err1 != nil || err2 != nil {
-		return nil, fmt.Errorf("--run-as %s: uid %q, gid %q are not numbers", spec, u.Uid, u.Gid)
-	}
-	cred := &executor.Credential{Name: u.Username, Uid: uint32(uid), Gid: uint32(gid), Home: u.HomeDir}
-	ids, err := u.GroupIds()
-	if err != nil {
-		ids = []string{u.Gid}
-	}
-	for _, id := range ids {
-		if g, err := strconv.ParseUint(id, 10, 32); err == nil {
-			cred.Groups = append(cred.Groups, uint32(g))
-		}
-	}
-	return cred, nil
-}
-
-// checkRunUser checks that the run user can run scripts here. It never
-// falls back to root: scripts run as root only when --run-as names it.
-//   - Spawn mode execs the interpreter as the run user, who must be able to
-//     run it: if the default user (nobody) cannot, the server refuses to
-//     start rather than fail every run; a user given by --run-as gets a
-//     warning. Nor can it open scripts in a folder it cannot read.
-//   - Fork mode's warm interpreter runs as the server, and each run's child
-//     enters the folder and opens the script before it switches users: it
-//     runs, but cannot import modules the warm interpreter did not load
-//     when the interpreter is out of reach, nor read beside the script when
-//     the folder is.
-func checkRunUser(cred *executor.Credential, byDefault bool, mode, python, dir string, log *slog.Logger) error {
-	execErr, folderOK := runUserAccess(cred, python, dir)
-	fix := "make them accessible to that user (folders 0755, scripts 0644, an interpreter outside /root, e.g. --python /usr/bin/python3), or choose the user with --run-as"
-	if execErr != nil {
-		if alt := interpreterFor(cred, python); alt != "" {
-			fix = "--python " + alt + " is one that " + cred.Name + " can run; or " + fix
-		}
-	}
-	switch {
-	case execErr != nil && mode == "spawn" && byDefault:
-		return fmt.Errorf("scripts run as %s (the default run user when the server is root), who cannot run the interpreter %s (%v): %s (--run-as root runs them as root)",
-			cred.Name, python, execErr, fix)
-	case execErr != nil && mode == "spawn":
-		log.Warn("the run user "+cred.Name+" cannot run the interpreter: every run will fail; "+fix, "python", python, "err", execErr)
-	case execErr != nil:
-		log.Warn("the run user "+cred.Name+" cannot run the interpreter: scripts can only import the modules the warm interpreter loaded; "+fix, "python", python, "err", execErr)
-	}
-	switch {
-	case folderOK:
-	case mode == "spawn":
-		log.Warn("the run user "+cred.Name+" cannot read the scripts folder: every run will fail; "+fix, "scripts", dir)
-	default:
-		log.Warn("the run user "+cred.Name+" cannot read the scripts folder: scripts run, but cannot read files beside them nor import each other; "+fix, "scripts", dir)
-	}
-	return nil
-}
-
-// interpreterFor returns a system interpreter other than python that
-// cred can run, or "".
-func interpreterFor(cred *executor.Credential, python string) string {
-	for _, alt := range []string{"/usr/bin/python3", "/usr/local/bin/python3"} {
-		real, err := filepath.EvalSymlinks(alt)
-		if err != nil || real == python || alt == python {
-			continue
-		}
-		if err, _ := runUserAccess(cred, alt, ""); err == nil {
-			return alt
-		}
-	}
-	return ""
-}
-
-// runUserAccess tells whether the run user can execute the interpreter
-// (nil) and read the scripts folder. The folder is judged by its mode bits
-// and those of the folders above it (ACLs are not looked at).
-func runUserAccess(cred *executor.Credential, python, dir string) (execErr error, folderOK bool) {
-	cmd := exec.Command(python, "-S", "-c", "pass")
-	cmd.Dir = "/"
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: cred.Uid, Gid: cred.Gid, Groups: cred.Groups}}
-	if out, err := cmd.CombinedOutput(); err != nil {
-		execErr = err
-		if msg := strings.TrimSpace(string(out)); msg != "" {
-			execErr = fmt.Errorf("%w: %s", err, msg)
-		}
-	}
-	return execErr, dir == "" || canEnter(cred, dir, true)
-}
-
-// canEnter tells whether cred may search every folder down to dir, and
-// read dir itself when read is set, by the mode bits.
-func canEnter(cred *executor.Credential, dir string, read bool) bool {
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		return false
-	}
-	for p := abs; ; p = filepath.Dir(p) {
-		fi, err := os.Stat(p)
-		if err != nil {
-			return false
-		}
-		need := os.FileMode(1) // search
-		if read && p == abs {
-			need |= 4
-		}
-		if !permits(cred, fi, need) {
-			return false
-		}
-		if p == filepath.Dir(p) {
-			return true
-		}
-	}
-}
-
-// permits applies the owner, group or other bits of fi that apply to cred.
-func permits(cred *executor.Credential, fi os.FileInfo, need os.FileMode) bool {
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return true
-	}
-	perm := fi.Mode().Perm()
-	switch {
-	case st.Uid == cred.Uid:
-		perm >>= 6
-	case st.Gid == cred.Gid || slices.Contains(cred.Groups, st.Gid):
-		perm >>= 3
-	}
-	return perm&need == need
-}
-
-// userTasks counts the processes and threads of uid, as RLIMIT_NPROC does.
-func userTasks(uid uint32) int {
-	n := 0
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
-			continue
-		}
-		status, err := os.ReadFile(filepath.Join("/proc", e.Name(), "status"))
-		if err != nil {
-			continue
-		}
-		var owner bool
-		threads := 1
-		for _, line := range strings.Split(string(status), "\n") {
-			if f := strings.Fields(line); len(f) > 1 {
-				switch f[0] {
-				case "Uid:":
-					owner = f[1] == strconv.FormatUint(uint64(uid), 10)
-				case "Threads:":
-					threads, _ = strconv.Atoi(f[1])
-				}
-			}
-		}
-		if owner {
-			n += threads
-		}
-	}
-	return n
 }
 
 // warnOpen warns of an HTTP API that anyone who reaches it may use, and

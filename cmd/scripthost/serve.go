@@ -170,8 +170,7 @@ func serveCommand(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	if cfg.MaxConcurrent > 0 {
-		// Before anything starts: a bad --run-as is a bad command line.
-		if _, err := resolveRunAs(cfg.RunAs); err != nil {
+		if err := cfg.prepareNode(); err != nil {
 			return err
 		}
 	}
