@@ -33,33 +33,35 @@ func testPython() string {
 func testConfig(t *testing.T) serveConfig {
 	t.Helper()
 	return serveConfig{
-		HTTP:          "127.0.0.1:0",
-		NATSListen:    "127.0.0.1:-1",
-		Scripts:       t.TempDir(),
-		MaxConcurrent: 4,
-		Timeout:       10 * time.Second,
-		QueueTimeout:  10 * time.Second,
-		ScanInterval:  100 * time.Millisecond,
-		CacheTTL:      time.Minute,
-		CacheSize:     8 << 20,
-		Python:        testPython(),
-		Mode:          testMode(),
-		MaxBody:       1 << 20,
-		MaxOutput:     1 << 20,
-		MaxQueue:      executor.DefaultMaxQueue,
-		edgeConfig:    defaultEdge(),
-		Node:          "test-node",
-		WarmParents:   executor.DefaultMaxWarmParents,
-		WarmMemory:    executor.DefaultWarmParentMemory,
-		WarmIdle:      executor.DefaultWarmParentIdle,
-		LogFormat:     "text",
-		LogLevel:      "info",
-		// Tests write into their scripts folders, which only root may
-		// enter: scripts run as root, as asked for by name (limits_test.go
-		// has the tests of other run users).
-		securityConfig: securityConfig{RunAs: testRunAs(), Sandbox: testSandbox(), Network: "none",
-			MaxMemory: defaultMaxMemory, MaxCPU: cpuSeconds(defaultMaxCPU),
-			MaxProcs: defaultMaxProcs, MaxOpenFiles: defaultMaxOpenFiles},
+		HTTP:         "127.0.0.1:0",
+		NATSListen:   "127.0.0.1:-1",
+		Scripts:      t.TempDir(),
+		ScanInterval: 100 * time.Millisecond,
+		nodeConfig: nodeConfig{
+			MaxConcurrent: 4,
+			Timeout:       10 * time.Second,
+			QueueTimeout:  10 * time.Second,
+			CacheTTL:      time.Minute,
+			CacheSize:     8 << 20,
+			Python:        testPython(),
+			Mode:          testMode(),
+			MaxBody:       1 << 20,
+			MaxOutput:     1 << 20,
+			MaxQueue:      executor.DefaultMaxQueue,
+			Node:          "test-node",
+			WarmParents:   executor.DefaultMaxWarmParents,
+			WarmMemory:    executor.DefaultWarmParentMemory,
+			WarmIdle:      executor.DefaultWarmParentIdle,
+			LogFormat:     "text",
+			LogLevel:      "info",
+			// Tests write into their scripts folders, which only root may
+			// enter: scripts run as root, as asked for by name (limits_test.go
+			// has the tests of other run users).
+			securityConfig: securityConfig{RunAs: testRunAs(), Sandbox: testSandbox(), Network: "none",
+				MaxMemory: defaultMaxMemory, MaxCPU: cpuSeconds(defaultMaxCPU),
+				MaxProcs: defaultMaxProcs, MaxOpenFiles: defaultMaxOpenFiles},
+		},
+		edgeConfig: defaultEdge(),
 		jobsConfig: jobsConfig{DataDir: t.TempDir(), JobMaxAttempts: 3, JobTTL: time.Hour,
 			JobMaxTimeout: time.Hour, JobAckWait: 5 * time.Second, CallbackRetries: 5, JobReplicas: 1},
 	}

@@ -90,13 +90,13 @@ func (o *observability) handler() http.Handler {
 	return metrics.Handler(o.reg)
 }
 
-// serveMetrics serves GET /metrics of an executor node on addr, until the
-// server closes; an empty addr serves none.
-func (s *server) serveMetrics(addr string) error {
+// serveMetrics serves GET /metrics of an executor node of slots slots on
+// addr, until the server closes; an empty addr serves none.
+func (s *server) serveMetrics(addr string, slots int) error {
 	if addr == "" {
 		return nil
 	}
-	s.obs = newObservability(nil, s.cfg.MaxConcurrent)
+	s.obs = newObservability(nil, slots)
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("metrics listen: %w", err)

@@ -42,7 +42,7 @@ func (c *securityConfig) secretFlags(fs *flag.FlagSet) []secretFlag {
 }
 
 // fileFlags adds --<secret>-file for every secret flag of fs.
-func (c *serveConfig) fileFlags(fs *flag.FlagSet) {
+func (c *nodeConfig) fileFlags(fs *flag.FlagSet) {
 	if c.secretFiles == nil {
 		c.secretFiles = map[string]*string{}
 	}
@@ -55,7 +55,7 @@ func (c *serveConfig) fileFlags(fs *flag.FlagSet) {
 
 // readSecrets fills the secrets given as files, and notes those given on
 // the command line (given) for warnOnCommandLine.
-func (c *serveConfig) readSecrets(fs *flag.FlagSet, given map[string]bool) error {
+func (c *nodeConfig) readSecrets(fs *flag.FlagSet, given map[string]bool) error {
 	for _, s := range c.secretFlags(fs) {
 		path := *c.secretFiles[s.name]
 		switch {
@@ -98,7 +98,7 @@ func natsURLPassword(fs *flag.FlagSet) bool {
 }
 
 // warnOnCommandLine warns of secrets every local user can read.
-func (c *serveConfig) warnOnCommandLine(log *slog.Logger) {
+func (c *nodeConfig) warnOnCommandLine(log *slog.Logger) {
 	if len(c.onCommandLine) == 0 {
 		return
 	}

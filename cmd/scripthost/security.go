@@ -103,11 +103,8 @@ func (c *securityConfig) validate() error {
 	return nil
 }
 
-// validateSecurity checks the security flags, also against the others.
+// validateSecurity checks serve's security flags against the others.
 func (c *serveConfig) validateSecurity() error {
-	if err := c.securityConfig.validate(); err != nil {
-		return err
-	}
 	if c.NATS != "" && c.NATSRunUser != "" {
 		return errors.New("--nats-run-user is a user of the embedded NATS server: with --nats, give the users and permissions in that server's configuration")
 	}
@@ -127,7 +124,7 @@ func (c *securityConfig) limits(base executor.Limits) executor.Limits {
 // runnerConfig is the runner configuration of an executor node, in serve
 // and in executor alike: the interpreter, the scripts' environment, the
 // limits and the run user, checked against the folder of the scripts.
-func (c *serveConfig) runnerConfig(python, scriptsDir string, log *slog.Logger) (executor.RunnerConfig, error) {
+func (c *nodeConfig) runnerConfig(python, scriptsDir string, log *slog.Logger) (executor.RunnerConfig, error) {
 	cred, err := executor.ResolveRunUser(c.RunAs)
 	if err != nil {
 		return executor.RunnerConfig{}, err

@@ -26,40 +26,18 @@ import (
 
 // serveConfig is everything `scripthost serve` is told by flags.
 type serveConfig struct {
-	HTTP          string
-	NATSListen    string
-	Scripts       string
-	MaxConcurrent int
-	Timeout       time.Duration
-	QueueTimeout  time.Duration
-	ScanInterval  time.Duration
-	CacheTTL      time.Duration
-	CacheSize     byteSize
-	Python        string
-	Mode          string
-	Preload       string
-	WarmParents   int
-	WarmMemory    byteSize
-	WarmIdle      time.Duration
-	MaxBody       byteSize
-	MaxOutput     byteSize
-	MaxQueue      int
-	Node          string
-	LogFormat     string
-	LogLevel      string
-	// NATS, when set, is the URL of an external NATS server or cluster
-	// to use instead of the embedded server.
-	NATS string
-	// Dir is an executor node's own folder for the scripts it mirrors.
-	Dir string
-	// Run limits, run user, tokens and credentials (security.go).
-	securityConfig
+	HTTP         string
+	NATSListen   string
+	Scripts      string
+	ScanInterval time.Duration
+	// The node in this process (none with --max-concurrent 0), and the
+	// bus: with NATS set, an external NATS server or cluster to use
+	// instead of the embedded server.
+	nodeConfig
 	// Durable jobs (jobs.go).
 	jobsConfig
 	// HTTP timeouts and limits (edge.go).
 	edgeConfig
-	// Where the secrets came from (secrets.go).
-	secretSources
 }
 
 func (c *serveConfig) flags(fs *flag.FlagSet) {
@@ -68,68 +46,20 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.NATS, "nats", "", "URL of an external NATS server or cluster to use instead of the embedded one")
 	fs.StringVar(&c.Scripts, "scripts", "./scripts", "scripts folder")
 	durationVar(fs, &c.ScanInterval, "scan-interval", 5*time.Second, "how often the scripts folder is rescanned")
-	c.nodeFlags(fs, 4, "runs at once on this node; more wait in FIFO order; 0: no executor in this process")
+	c.nodeConfig.flags(fs, 4, "runs at once on this node; more wait in FIFO order; 0: no executor in this process")
 	c.securityConfig.serveFlags(fs)
 	c.jobsConfig.flags(fs)
 	c.edgeFlags(fs)
 	c.fileFlags(fs)
 }
 
-// nodeFlags are the flags of an executor node, in serve and in executor.
-func (c *serveConfig) nodeFlags(fs *flag.FlagSet, slots int, slotsUsage string) {
-	fs.IntVar(&c.MaxConcurrent, "max-concurrent", slots, slotsUsage)
-	durationVar(fs, &c.Timeout, "timeout", 30*time.Second, "time limit of one run; the run's process group is killed after it")
-	durationVar(fs, &c.QueueTimeout, "queue-timeout", 30*time.Second, "how long a run may wait for a free slot before 503")
-	fs.IntVar(&c.MaxQueue, "max-queue", executor.DefaultMaxQueue, "runs that may wait for a slot on this node; beyond it 503 at once (with Retry-After); 0: none waits")
-	c.MaxBody = 1 << 20
-	fs.Var(&c.MaxBody, "max-body", "request body limit, on HTTP and NATS (413 beyond)")
-	durationVar(fs, &c.CacheTTL, "cache-ttl", 5*time.Minute, "how long a successful result is cached; 0 disables the cache")
-	c.CacheSize = 64 << 20
-	fs.Var(&c.CacheSize, "cache-size", "result cache size (e.g. 64MiB)")
-	fs.StringVar(&c.Python, "python", "python3", "Python interpreter, resolved once at start")
-	fs.StringVar(&c.Mode, "mode", "fork", "execution mode: spawn (a fresh interpreter per run) or fork (a child of a warm interpreter per run)")
-	fs.StringVar(&c.Preload, "preload", "", "fork mode: comma-separated modules the warm interpreter imports once")
-	fs.IntVar(&c.WarmParents, "warm-parents", executor.DefaultMaxWarmParents, "fork mode: warm parents at most, each a warm interpreter that imported what one hot script imports; 0: none")
-	c.WarmMemory = executor.DefaultWarmParentMemory
-	fs.Var(&c.WarmMemory, "warm-memory", "fork mode: memory of the warm parents together (their own, not shared); the least recently used go first")
-	fs.DurationVar(&c.WarmIdle, "warm-idle", executor.DefaultWarmParentIdle, "fork mode: a warm parent with no run for this long is ended")
-	c.MaxOutput = 1 << 20
-	fs.Var(&c.MaxOutput, "max-output", "cap of stdout and of stderr of a run; the rest is dropped")
-	host, _ := os.Hostname()
-	fs.StringVar(&c.Node, "name", host, "name of this executor node, in X-Scripthost-Node")
-	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
-	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
-	c.securityConfig.nodeFlags(fs)
-}
-
+// validate checks the flags of serve but its HTTP edge and jobs.
 func (c *serveConfig) validate() error {
-	switch {
-	case c.MaxConcurrent < 0:
-		return errors.New("--max-concurrent must not be negative")
-	case c.Timeout <= 0:
-		return errors.New("--timeout must be positive")
-	case c.QueueTimeout <= 0:
-		return errors.New("--queue-timeout must be positive")
-	case c.MaxQueue < 0:
-		return errors.New("--max-queue must not be negative")
-	case c.ScanInterval <= 0:
+	if err := c.nodeConfig.validate(); err != nil {
+		return err
+	}
+	if c.ScanInterval <= 0 {
 		return errors.New("--scan-interval must be positive")
-	case c.CacheTTL < 0:
-		return errors.New("--cache-ttl must not be negative")
-	case c.MaxBody <= 0:
-		return errors.New("--max-body must be positive")
-	case c.WarmParents < 0:
-		return errors.New("--warm-parents must not be negative")
-	case c.WarmMemory <= 0:
-		return errors.New("--warm-memory must be positive")
-	case c.WarmIdle <= 0:
-		return errors.New("--warm-idle must be positive")
-	case c.MaxOutput <= 0:
-		return errors.New("--max-output must be positive")
-	case c.Mode != "spawn" && c.Mode != "fork":
-		return fmt.Errorf("--mode %q: want spawn or fork", c.Mode)
-	case c.Node == "":
-		return errors.New("--name must not be empty")
 	}
 	return c.validateSecurity()
 }
@@ -211,7 +141,6 @@ func newRunner(mode, preload string, rc executor.RunnerConfig) (executor.Runner,
 // server is a running `scripthost serve`: every part in one process.
 type server struct {
 	log      *slog.Logger
-	cfg      serveConfig
 	httpAddr string
 	natsURL  string
 	http     *http.Server
@@ -254,7 +183,7 @@ func (s *server) close() {
 
 // startServer starts every part and returns once HTTP requests are served.
 func startServer(cfg serveConfig, log *slog.Logger) (_ *server, err error) {
-	s := &server{log: log, cfg: cfg, served: make(chan error, 1)}
+	s := &server{log: log, served: make(chan error, 1)}
 	// A failed start leaves nothing behind: not even the scripts folder,
 	// when this start created it and it is still empty.
 	_, statErr := os.Stat(cfg.Scripts)
@@ -338,7 +267,7 @@ func startServer(cfg serveConfig, log *slog.Logger) (_ *server, err error) {
 		if err != nil {
 			return nil, err
 		}
-		if s.exec, err = s.startNode(cfg, python, execConn, cat); err != nil {
+		if s.exec, err = s.startNode(cfg.nodeConfig, python, execConn, cat); err != nil {
 			return nil, err
 		}
 		if err := s.startWorker(connect); err != nil {
@@ -412,36 +341,47 @@ func (s *server) shutdown() {
 	s.log.Info("stopped")
 }
 
+// connectFunc connects a part of this process to the bus, as role.
+type connectFunc func(role bus.Role, name string) (*nats.Conn, error)
+
 // startBus starts the embedded NATS server, or uses the external one of
 // --nats, and returns how the parts connect to it: each as its own user
 // on the embedded server (bus/users.go), with the credentials of the
 // flags on an external one.
-func (s *server) startBus(cfg serveConfig) (func(role bus.Role, name string) (*nats.Conn, error), error) {
-	var ns *bus.Server
-	if cfg.NATS == "" {
-		var err error
-		if ns, err = s.startEmbedded(cfg); err != nil {
-			return nil, err
-		}
-		s.internal = ns.Internal()
-	} else {
-		s.natsURL = cfg.NATS
-		s.internal = bus.InternalFromURL(cfg.NATS, cfg.NATSPassword)
-		s.log.Info("using the NATS server at " + bus.Redact(cfg.NATS))
+func (s *server) startBus(cfg serveConfig) (connectFunc, error) {
+	if cfg.NATS != "" {
+		return s.joinBus(cfg.nodeConfig), nil
 	}
+	ns, err := s.startEmbedded(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s.internal = ns.Internal()
 	return func(role bus.Role, name string) (*nats.Conn, error) {
-		c := bus.ConnConfig{URL: cfg.NATS, User: cfg.NATSUser, Password: cfg.NATSPassword}
-		if ns != nil {
-			c = ns.ConnFor(role, "")
-		}
-		c.Name, c.Log = "scripthost-"+name, s.log
-		nc, err := bus.Connect(c)
-		if err == nil {
-			s.conns = append(s.conns, nc)
-			s.defer_(nc.Close)
-		}
-		return nc, err
+		return s.connect(ns.ConnFor(role, ""), name)
 	}, nil
+}
+
+// joinBus returns how the parts connect to the NATS server or cluster of
+// --nats, with the credentials of the flags.
+func (s *server) joinBus(cfg nodeConfig) connectFunc {
+	s.natsURL = cfg.NATS
+	s.internal = bus.InternalFromURL(cfg.NATS, cfg.NATSPassword)
+	s.log.Info("using the NATS server at " + bus.Redact(cfg.NATS))
+	return func(role bus.Role, name string) (*nats.Conn, error) {
+		return s.connect(bus.ConnConfig{URL: cfg.NATS, User: cfg.NATSUser, Password: cfg.NATSPassword}, name)
+	}
+}
+
+// connect opens a connection that the server closes.
+func (s *server) connect(c bus.ConnConfig, name string) (*nats.Conn, error) {
+	c.Name, c.Log = "scripthost-"+name, s.log
+	nc, err := bus.Connect(c)
+	if err == nil {
+		s.conns = append(s.conns, nc)
+		s.defer_(nc.Close)
+	}
+	return nc, err
 }
 
 // startEmbedded starts the embedded NATS server with the users the flags
@@ -490,7 +430,7 @@ func (s *server) startEmbedded(cfg serveConfig) (*bus.Server, error) {
 }
 
 // startNode starts an executor node on nc that finds scripts with scripts.
-func (s *server) startNode(cfg serveConfig, python string, nc *nats.Conn, scripts executor.Scripts) (*executor.Service, error) {
+func (s *server) startNode(cfg nodeConfig, python string, nc *nats.Conn, scripts executor.Scripts) (*executor.Service, error) {
 	rc, err := cfg.runnerConfig(python, scriptsDirOf(scripts), s.log)
 	if err != nil {
 		return nil, err
@@ -546,7 +486,7 @@ func (c *serveConfig) managerConfig(log *slog.Logger) jobs.Config {
 
 // startWorker lets the node take jobs, on a connection of its own (the
 // node's drain watches its own connection's subscriptions).
-func (s *server) startWorker(connect func(role bus.Role, name string) (*nats.Conn, error)) error {
+func (s *server) startWorker(connect connectFunc) error {
 	nc, err := connect(bus.RoleNode, "jobs-worker")
 	if err != nil {
 		return err
