@@ -3,6 +3,7 @@ package bus
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -14,8 +15,8 @@ import (
 
 // authBus is an embedded server that demands credentials, with a run-only
 // user, and the parts of scripthost connected as their own users: a node
-// answering runs and a catalog answering its subjects, each echoing the
-// reply subject it was given.
+// answering runs and the internal subjects, and a catalog answering its
+// subjects, each answering "ok" and noting the subject it heard.
 type authBus struct {
 	s       *Server
 	reached sync.Map // subjects that reached a part
@@ -37,7 +38,7 @@ func startAuthServer(t *testing.T) *authBus {
 		role     Role
 		subjects []string
 	}{
-		{RoleNode, []string{RunAll}},
+		{RoleNode, []string{RunAll, s.Internal().All()}},
 		{RoleCatalog, []string{ListSubject, GetPrefix + ">", CreateSubject, UpdatePrefix + ">", DeletePrefix + ">"}},
 	}
 	for _, p := range parts {
@@ -80,15 +81,18 @@ func connectUser(t *testing.T, s *Server, user, pass string, opts ...nats.Option
 	return nc, errs
 }
 
-func wantViolation(t *testing.T, errs chan error, what string) {
+// wantViolation waits for the next error the server reported to the
+// connection of errs: a permissions violation whose text has want (the
+// server names the operation and the subject, `Publish to "a.b"`).
+func wantViolation(t *testing.T, errs chan error, want string) {
 	t.Helper()
 	select {
 	case err := <-errs:
-		if !errors.Is(err, nats.ErrPermissionViolation) {
-			t.Errorf("%s: async error %v, want a permissions violation", what, err)
+		if !errors.Is(err, nats.ErrPermissionViolation) || !strings.Contains(err.Error(), want) {
+			t.Errorf("async error %v, want a permissions violation for %s", err, want)
 		}
 	case <-time.After(10 * time.Second):
-		t.Errorf("%s: no permissions violation reported", what)
+		t.Errorf("no permissions violation reported for %s", want)
 	}
 }
 
@@ -145,15 +149,53 @@ func TestRunUserMayOnlyRunListAndRead(t *testing.T) {
 		if _, reached := b.reached.Load(subj); reached {
 			t.Errorf("%s: the request reached the service", subj)
 		}
-		wantViolation(t, errs, "publish "+subj)
+		wantViolation(t, errs, fmt.Sprintf("Publish to %q", subj))
 	}
 	// Nor may it listen in on the services' subjects, the internal ones,
-	// or anyone's inboxes but its own.
-	for _, subj := range []string{"script.>", ">", RunAll, "_INBOX.>", InboxPrefix("svc") + ".>", b.s.Internal().All()} {
-		if _, err := nc.SubscribeSync(subj); err != nil {
+	// or anyone's inboxes but its own: the subscription is refused, and a
+	// message on its subjects, sent by a part that may send it and
+	// answered by one that may hear it, does not reach the run user.
+	bridge, err := Connect(b.s.ConnFor(RoleBridge, "bridge"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bridge.Close()
+	node, _ := connectUser(t, b.s, "svc", "svc-secret", nats.CustomInboxPrefix(InboxPrefix("svc")))
+	spare := b.s.Internal().SpareSubject("a.py")
+	for _, tc := range []struct {
+		subscribe string
+		from      *nats.Conn
+		request   string // its message, or its answer, is on subscribe
+	}{
+		{"script.>", bridge, CreateSubject},
+		{">", bridge, CreateSubject},
+		{RunAll, bridge, RunSubject("a.py")},
+		{"_INBOX.>", bridge, ListSubject},        // the catalog's answer to the bridge
+		{InboxPrefix("svc") + ".>", node, spare}, // a node's answer to a node
+		{b.s.Internal().All(), node, spare},
+	} {
+		sub, err := nc.SubscribeSync(tc.subscribe)
+		if err != nil {
 			t.Fatal(err)
 		}
-		wantViolation(t, errs, "subscribe "+subj)
+		if err := nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		wantViolation(t, errs, fmt.Sprintf("Subscription to %q", tc.subscribe))
+		if _, err := tc.from.Request(tc.request, []byte(`{"name":"a.py","code":"x"}`), 5*time.Second); err != nil {
+			t.Fatalf("%s: %v", tc.request, err)
+		}
+		// Had the server taken the subscription, the message would be
+		// on its way by now: it left before the answer.
+		if err := nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if m, err := sub.NextMsg(200 * time.Millisecond); err == nil {
+			t.Errorf("subscribed to %s, the run user received %s %q", tc.subscribe, m.Subject, m.Data)
+		} else if !errors.Is(err, nats.ErrTimeout) {
+			t.Errorf("subscription to %s: %v", tc.subscribe, err)
+		}
+		_ = sub.Unsubscribe()
 	}
 }
 
@@ -165,7 +207,7 @@ func TestRunUserNeedsItsInboxPrefix(t *testing.T) {
 	if _, err := nc.Request(ListSubject, nil, time.Second); err == nil {
 		t.Fatal("a reply reached an inbox outside the user's prefix")
 	}
-	wantViolation(t, errs, "default inbox")
+	wantViolation(t, errs, `Subscription to "_INBOX.`)
 }
 
 // The parts that answer requests publish their answers on whatever reply
