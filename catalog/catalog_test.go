@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/scripthost/scripthost/catalog"
+	"github.com/scripthost/scripthost/internal/testutil"
 	"github.com/scripthost/scripthost/model"
 )
 
@@ -390,21 +391,21 @@ func TestRescanPicksUpHandChanges(t *testing.T) {
 	c.OnChange(ev.hook)
 
 	writeFile(t, dir, "added.py", "print('added')\n")
-	waitFor(t, "a hand-added file to be listed", func() bool { return slices.Contains(c.List(), "added.py") })
-	waitFor(t, "the addition to be logged", func() bool { return logs.count("INFO Script added to folder", "name=added.py") == 1 })
+	testutil.WaitFor(t, 30*time.Second, "a hand-added file to be listed", func() bool { return slices.Contains(c.List(), "added.py") })
+	testutil.WaitFor(t, 30*time.Second, "the addition to be logged", func() bool { return logs.count("INFO Script added to folder", "name=added.py") == 1 })
 
 	writeFile(t, dir, "added.py", "print('edited')\n")
 	edited := event{"added.py", model.Version([]byte("print('edited')\n"))}
-	waitFor(t, "a hand edit to reach the hooks", func() bool { return ev.has(edited) })
-	waitFor(t, "the edit to be logged", func() bool { return logs.count("INFO Script changed in folder", "name=added.py") == 1 })
+	testutil.WaitFor(t, 30*time.Second, "a hand edit to reach the hooks", func() bool { return ev.has(edited) })
+	testutil.WaitFor(t, 30*time.Second, "the edit to be logged", func() bool { return logs.count("INFO Script changed in folder", "name=added.py") == 1 })
 
 	os.Remove(filepath.Join(dir, "added.py"))
-	waitFor(t, "a hand-removed file to leave the list", func() bool { return !slices.Contains(c.List(), "added.py") })
-	waitFor(t, "the removal to reach the hooks", func() bool { return ev.has(event{"added.py", ""}) })
-	waitFor(t, "the removal to be logged", func() bool { return logs.count("INFO Script removed from folder", "name=added.py") == 1 })
+	testutil.WaitFor(t, 30*time.Second, "a hand-removed file to leave the list", func() bool { return !slices.Contains(c.List(), "added.py") })
+	testutil.WaitFor(t, 30*time.Second, "the removal to reach the hooks", func() bool { return ev.has(event{"added.py", ""}) })
+	testutil.WaitFor(t, 30*time.Second, "the removal to be logged", func() bool { return logs.count("INFO Script removed from folder", "name=added.py") == 1 })
 
 	writeFile(t, dir, "not a script.txt", "x")
-	waitFor(t, "the bad name to be warned about", func() bool { return logs.count("WARN", "file=not a script.txt") == 1 })
+	testutil.WaitFor(t, 30*time.Second, "the bad name to be warned about", func() bool { return logs.count("WARN", "file=not a script.txt") == 1 })
 	if slices.Contains(c.List(), "not a script.txt") {
 		t.Fatal("a file with a bad name was listed")
 	}

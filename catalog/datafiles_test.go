@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/scripthost/scripthost/internal/testutil"
 )
 
 // fileEvents records what OnFileChange hooks are told.
@@ -49,11 +51,11 @@ func TestDataFiles(t *testing.T) {
 		t.Fatalf("List() = %q", got)
 	}
 	writeFile(t, dir, "config.json", `{"k": 1}`)
-	waitFor(t, "a new data file", func() bool { return ev.has(`config.json={"k": 1}`) })
+	testutil.WaitFor(t, 30*time.Second, "a new data file", func() bool { return ev.has(`config.json={"k": 1}`) })
 	writeFile(t, dir, "data.csv", "x,y\n3,4\n")
-	waitFor(t, "an edit", func() bool { return ev.has("data.csv=x,y\n3,4\n") })
+	testutil.WaitFor(t, 30*time.Second, "an edit", func() bool { return ev.has("data.csv=x,y\n3,4\n") })
 	os.Remove(filepath.Join(dir, "config.json"))
-	waitFor(t, "a removal", func() bool { return ev.has("config.json gone") })
+	testutil.WaitFor(t, 30*time.Second, "a removal", func() bool { return ev.has("config.json gone") })
 	if n := logs.count("WARN", "file=data.csv"); n != 0 {
 		t.Errorf("%d warnings about a data file", n)
 	}

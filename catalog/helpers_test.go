@@ -82,18 +82,6 @@ func newCatalog(t *testing.T, dir string, interval time.Duration) (*catalog.Cata
 	return c, logs
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // writeFile puts a file in dir as an editor that saves atomically does: a
 // rescan never sees it half written.
 func writeFile(t *testing.T, dir, name, content string) {

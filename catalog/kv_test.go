@@ -9,22 +9,12 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/scripthost/scripthost/bus"
+	"github.com/scripthost/scripthost/internal/testutil"
 	"github.com/scripthost/scripthost/model"
 )
 
 func TestPublishKV(t *testing.T) {
-	srv, err := bus.StartServer(bus.ServerConfig{Listen: "127.0.0.1:-1", StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Close)
-	nc, err := bus.Connect(bus.ConnConfig{InProcess: srv})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
+	js, err := jetstream.New(testutil.Connect(t, testutil.StartBus(t)))
 	if err != nil {
 		t.Fatal(err)
 	}

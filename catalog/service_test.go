@@ -12,6 +12,7 @@ import (
 
 	"github.com/scripthost/scripthost/bus"
 	"github.com/scripthost/scripthost/catalog"
+	"github.com/scripthost/scripthost/internal/testutil"
 	"github.com/scripthost/scripthost/model"
 )
 
@@ -19,26 +20,14 @@ import (
 // returns a client connection.
 func serve(t *testing.T) (*catalog.Catalog, *nats.Conn, micro.Service) {
 	t.Helper()
-	srv, err := bus.StartServer(bus.ServerConfig{Listen: "127.0.0.1:-1", StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Close)
-	connect := func() *nats.Conn {
-		nc, err := bus.Connect(bus.ConnConfig{InProcess: srv})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(nc.Close)
-		return nc
-	}
+	srv := testutil.StartBus(t)
 	c, _ := newCatalog(t, "", 0)
-	svc, err := c.Serve(connect(), "1.2.3")
+	svc, err := c.Serve(testutil.Connect(t, srv), "1.2.3")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { svc.Stop() })
-	return c, connect(), svc
+	return c, testutil.Connect(t, srv), svc
 }
 
 func request(t *testing.T, nc *nats.Conn, subject, body string) *nats.Msg {
@@ -172,16 +161,7 @@ func TestServiceMicro(t *testing.T) {
 }
 
 func TestServeBadVersion(t *testing.T) {
-	srv, err := bus.StartServer(bus.ServerConfig{Listen: "127.0.0.1:-1", StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	nc, err := bus.Connect(bus.ConnConfig{InProcess: srv})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc := testutil.Connect(t, testutil.StartBus(t))
 	c, _ := newCatalog(t, "", 0)
 	if _, err := c.Serve(nc, "v1"); err == nil {
 		t.Fatal("Serve accepted a version that is not SemVer")

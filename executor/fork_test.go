@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scripthost/scripthost/internal/testutil"
 	"github.com/scripthost/scripthost/model"
 )
 
@@ -67,7 +68,7 @@ time.sleep(60)`)
 		_, err := r.Run(context.Background(), Job{Path: sleeper, Args: []string{pidFile}})
 		errc <- err
 	}()
-	runPid := readPid(t, pidFile)
+	runPid := testutil.ReadPids(t, pidFile)[0]
 	if err := syscall.Kill(first, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +80,7 @@ time.sleep(60)`)
 	case <-time.After(10 * time.Second):
 		t.Fatal("the run did not end when its warm interpreter died")
 	}
-	waitFor(t, 30*time.Second, "the orphaned run to die", func() bool { return processGone(runPid) })
+	testutil.WaitFor(t, 30*time.Second, "the orphaned run to die", func() bool { return testutil.ProcessGone(runPid) })
 
 	res := run(t, r, Job{Path: hello})
 	if res.Stdout != "hello\n" {
@@ -94,7 +95,7 @@ time.sleep(60)`)
 	if err := syscall.Kill(second, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, "a new warm interpreter", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "a new warm interpreter", func() bool {
 		p := warmPid(r)
 		return p != 0 && p != second
 	})
@@ -264,7 +265,7 @@ func TestForkStuckWarm(t *testing.T) {
 	res := make(chan model.Result, 1)
 	go func() { res <- run(t, r, Job{Path: path}) }()
 	// Let the run start, then stop the warm interpreter.
-	waitFor(t, 30*time.Second, "the run to start", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "the run to start", func() bool {
 		r.cur.mu.Lock()
 		defer r.cur.mu.Unlock()
 		return len(r.cur.runs) == 1
@@ -284,7 +285,7 @@ func TestForkStuckWarm(t *testing.T) {
 	// The next run waits for the new warm interpreter within its own
 	// time limit, short here: let the restart end first, however slow the
 	// machine.
-	waitFor(t, 30*time.Second, "a new warm interpreter", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "a new warm interpreter", func() bool {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		return r.starting == nil && r.cur != nil && !r.cur.isDead() && r.cur.pid != first

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/scripthost/scripthost/internal/testutil"
 )
 
 // The tests in this file hold every kind of runner to the run limits and
@@ -194,7 +197,7 @@ func runAs(t testing.TB, cred *Credential) runAsUser {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{testPython(t), "/usr/bin/python3", "/usr/local/bin/python3"} {
+	for _, name := range []string{testutil.Python(t), "/usr/bin/python3", "/usr/local/bin/python3"} {
 		cmd := exec.Command(name, "-c", "import sys; print(sys.executable)")
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: cred.Uid, Gid: cred.Gid, Groups: cred.Groups}}
 		cmd.Dir = dir
@@ -212,7 +215,7 @@ func runAs(t testing.TB, cred *Credential) runAsUser {
 // runAsKinds builds each kind of runner for u.
 func (u runAsUser) runner(t testing.TB, kind string, limits Limits) Runner {
 	t.Helper()
-	cfg := RunnerConfig{Python: u.python, RunAs: u.cred, Limits: limits, DrainTimeout: 300 * time.Millisecond, Log: testLogger(t)}
+	cfg := RunnerConfig{Python: u.python, RunAs: u.cred, Limits: limits, DrainTimeout: 300 * time.Millisecond, Log: testutil.Logger(t, slog.LevelDebug)}
 	var r Runner
 	var err error
 	if kind == "fork" {
@@ -331,10 +334,10 @@ while True:
 			if d := time.Since(start); d > 20*time.Second {
 				t.Fatalf("the bomb took %v to end", d)
 			}
-			waitFor(t, 20*time.Second, "the bomb's processes to be gone", func() bool {
+			testutil.WaitFor(t, 20*time.Second, "the bomb's processes to be gone", func() bool {
 				return liveUserTasks(u.cred.Uid) == 0
 			})
-			waitFor(t, 20*time.Second, "the bomb's zombies to be reaped", func() bool {
+			testutil.WaitFor(t, 20*time.Second, "the bomb's zombies to be reaped", func() bool {
 				return zombiesOf(u.cred.Uid) == 0
 			})
 			// The runner still works.
@@ -387,7 +390,7 @@ stop.set()
 			if !strings.HasPrefix(res.Stdout, "stopped at True") || exitCode(res) != "0" {
 				t.Fatalf("result %+v", res)
 			}
-			waitFor(t, 20*time.Second, "the threads to be gone", func() bool {
+			testutil.WaitFor(t, 20*time.Second, "the threads to be gone", func() bool {
 				return liveUserTasks(u.cred.Uid) == 0
 			})
 		})
@@ -429,10 +432,10 @@ print(os.read(rd, 32).decode())
 			if err != nil {
 				t.Fatalf("result %+v", res)
 			}
-			waitFor(t, 30*time.Second, "the escaped process to end", func() bool { return processGone(pid) })
+			testutil.WaitFor(t, 30*time.Second, "the escaped process to end", func() bool { return testutil.ProcessGone(pid) })
 			// The next run's end reaps it.
 			ok := writeScript(t, dir, "ok.py", "pass")
-			waitFor(t, 30*time.Second, "the escaped process to be reaped", func() bool {
+			testutil.WaitFor(t, 30*time.Second, "the escaped process to be reaped", func() bool {
 				run(t, r, Job{Path: ok})
 				_, err := os.Stat(fmt.Sprintf("/proc/%d", pid))
 				return err != nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"sort"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/scripthost/scripthost/bus"
+	"github.com/scripthost/scripthost/internal/testutil"
 	"github.com/scripthost/scripthost/model"
 )
 
@@ -90,17 +92,9 @@ func sorted(s []string) string {
 // connection to itself).
 func startNode(t *testing.T, cfg Config, scripts Scripts) (*Service, *nats.Conn) {
 	t.Helper()
-	ns, err := bus.StartServer(bus.ServerConfig{Listen: "127.0.0.1:-1", StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Close)
-	nodeConn, err := bus.Connect(bus.ConnConfig{InProcess: ns})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nodeConn.Close)
-	cfg.Log = testLogger(t)
+	ns := testutil.StartBus(t)
+	nodeConn := testutil.Connect(t, ns)
+	cfg.Log = testutil.Logger(t, slog.LevelDebug)
 	svc, err := New(cfg, fakeRunner{}, scripts)
 	if err != nil {
 		t.Fatal(err)
@@ -119,12 +113,7 @@ func startNode(t *testing.T, cfg Config, scripts Scripts) (*Service, *nats.Conn)
 			t.Error(err)
 		}
 	})
-	nc, err := bus.Connect(bus.ConnConfig{InProcess: ns})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	return svc, nc
+	return svc, testutil.Connect(t, ns)
 }
 
 func TestStatsAndMetrics(t *testing.T) {
@@ -155,7 +144,7 @@ func TestStatsAndMetrics(t *testing.T) {
 	// The node counts a request after it replied: poll.
 	var st RunStats
 	var ep micro.EndpointStats
-	waitFor(t, 30*time.Second, "7 requests in $SRV.STATS", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "7 requests in $SRV.STATS", func() bool {
 		m, err := nc.Request("$SRV.STATS.scripthost-executor", nil, 5*time.Second)
 		if err != nil {
 			t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/scripthost/scripthost/internal/testutil"
 	"github.com/scripthost/scripthost/model"
 )
 
@@ -76,8 +77,8 @@ func benchRunner(b *testing.B, newRunner func() Runner, s benchScript, versioned
 		}
 	}()
 	if s.name == "numpy_sum.py" {
-		if err := exec.Command(testPython(b), "-c", "import numpy").Run(); err != nil {
-			b.Skipf("%s cannot import numpy (python3-numpy): %v", testPython(b), err)
+		if err := exec.Command(testutil.Python(b), "-c", "import numpy").Run(); err != nil {
+			b.Skipf("%s cannot import numpy (python3-numpy): %v", testutil.Python(b), err)
 		}
 	}
 	dir := b.TempDir()

@@ -3,6 +3,7 @@ package executor
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scripthost/scripthost/internal/testutil"
 	"github.com/scripthost/scripthost/model"
 )
 
@@ -104,7 +106,7 @@ func TestFidelity(t *testing.T) {
 		}
 		dir, scripts := copyCorpus(t, u.dir)
 		cfg := RunnerConfig{Python: u.python, RunAs: u.cred, Limits: Limits{Timeout: 20 * time.Second},
-			DrainTimeout: 300 * time.Millisecond, Log: testLogger(t)}
+			DrainTimeout: 300 * time.Millisecond, Log: testutil.Logger(t, slog.LevelDebug)}
 		cfg.Env = append(clean, "PWD=/", "HOME="+home, "PYTHONPATH=lib:", "SCRIPTHOST_FIDELITY_VALUE=\u00fc")
 		testFidelity(t, cfg, dir, scripts)
 	})

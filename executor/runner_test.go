@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scripthost/scripthost/internal/testutil"
 	"github.com/scripthost/scripthost/model"
 )
 
@@ -98,8 +99,8 @@ p.wait()
 			if res.Stdout != "started\n" {
 				t.Errorf("stdout %q", res.Stdout)
 			}
-			pid := readPid(t, pidFile)
-			waitFor(t, 30*time.Second, "the grandchild to die", func() bool { return processGone(pid) })
+			pid := testutil.ReadPids(t, pidFile)[0]
+			testutil.WaitFor(t, 30*time.Second, "the grandchild to die", func() bool { return testutil.ProcessGone(pid) })
 		})
 	}
 }
@@ -128,8 +129,8 @@ print("bye")
 			if exitCode(res) != "0" || res.Stdout != "bye\n" || res.TimedOut {
 				t.Errorf("result %+v", res)
 			}
-			pid := readPid(t, pidFile)
-			waitFor(t, 30*time.Second, "the background process to die", func() bool { return processGone(pid) })
+			pid := testutil.ReadPids(t, pidFile)[0]
+			testutil.WaitFor(t, 30*time.Second, "the background process to die", func() bool { return testutil.ProcessGone(pid) })
 		})
 	}
 }
@@ -159,7 +160,7 @@ print("bye")
 				t.Errorf("result %+v", res)
 			}
 			// Clean up what escaped: it is a test artefact, not a run.
-			pid := readPid(t, pidFile)
+			pid := testutil.ReadPids(t, pidFile)[0]
 			killGroup(pid)
 		})
 	}
@@ -301,7 +302,7 @@ time.sleep(60)`, pidFile))
 				_, err := r.Run(context.Background(), Job{Path: path})
 				errc <- err
 			}()
-			pid := readPid(t, pidFile)
+			pid := testutil.ReadPids(t, pidFile)[0]
 			if err := r.Close(); err != nil {
 				t.Fatal(err)
 			}
@@ -313,7 +314,7 @@ time.sleep(60)`, pidFile))
 			case <-time.After(10 * time.Second):
 				t.Fatal("Close did not end the run in progress")
 			}
-			waitFor(t, 30*time.Second, "the run to die", func() bool { return processGone(pid) })
+			testutil.WaitFor(t, 30*time.Second, "the run to die", func() bool { return testutil.ProcessGone(pid) })
 			if _, err := r.Run(context.Background(), Job{Path: path}); !errors.Is(err, model.ErrUnavailable) {
 				t.Errorf("run after Close: err %v", err)
 			}

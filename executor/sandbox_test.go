@@ -2,6 +2,8 @@ package executor
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -10,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scripthost/scripthost/internal/testutil"
 	"github.com/scripthost/scripthost/model"
 )
 
@@ -22,7 +25,7 @@ func sandboxRunners(t *testing.T, cfg RunnerConfig) map[string]Runner {
 	}
 	cfg.Sandbox = Sandbox{Mode: SandboxOn}
 	if cfg.Log == nil {
-		cfg.Log = testLogger(t)
+		cfg.Log = testutil.Logger(t, slog.LevelDebug)
 	}
 	out := map[string]Runner{}
 	sp, err := NewSpawnRunner(cfg)
@@ -54,7 +57,7 @@ func runCode(t *testing.T, r Runner, dir, code string, args ...string) model.Res
 }
 
 func TestSandboxSmoke(t *testing.T) {
-	cfg := RunnerConfig{Python: testPython(t)}
+	cfg := RunnerConfig{Python: testutil.Python(t)}
 	for mode, r := range sandboxRunners(t, cfg) {
 		t.Run(mode, func(t *testing.T) {
 			dir := t.TempDir()
@@ -73,7 +76,7 @@ func TestSandboxWarmParent(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("the sandbox needs root")
 	}
-	cfg := RunnerConfig{Python: testPython(t), Log: testLogger(t), Sandbox: Sandbox{Mode: SandboxOn}, WarmParents: WarmParents{Hot: 1}}
+	cfg := RunnerConfig{Python: testutil.Python(t), Log: testutil.Logger(t, slog.LevelDebug), Sandbox: Sandbox{Mode: SandboxOn}, WarmParents: WarmParents{Hot: 1}}
 	r, err := NewForkRunner(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -96,13 +99,7 @@ func TestSandboxWarmParent(t *testing.T) {
 		}
 	}
 	check(0) // from the warm interpreter; the script is hot now
-	deadline := time.Now().Add(30 * time.Second)
-	for r.WarmStats().Parents == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("no warm parent was made")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.WaitFor(t, 30*time.Second, "a warm parent to be made", func() bool { return r.WarmStats().Parents > 0 })
 	for i := 1; i < 4; i++ {
 		check(i)
 	}
@@ -116,7 +113,7 @@ func TestSandboxSlotInitKilled(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("the sandbox needs root")
 	}
-	r, err := NewForkRunner(RunnerConfig{Python: testPython(t), Log: testLogger(t), Sandbox: Sandbox{Mode: SandboxOn}}, nil)
+	r, err := NewForkRunner(RunnerConfig{Python: testutil.Python(t), Log: testutil.Logger(t, slog.LevelDebug), Sandbox: Sandbox{Mode: SandboxOn}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,15 +156,14 @@ func TestSandboxSlotInitKilled(t *testing.T) {
 	}
 	// (A run handed to the slot's waiting child while the kill is under
 	// way would die with it: wait until the inits are gone.)
-	deadline := time.Now().Add(10 * time.Second)
-	for _, pid := range inits {
-		for syscall.Kill(pid, 0) == nil {
-			if time.Now().After(deadline) {
-				t.Fatalf("slot init %d not reaped", pid)
+	testutil.WaitFor(t, 10*time.Second, fmt.Sprintf("the slots' inits %v to be reaped", inits), func() bool {
+		for _, pid := range inits {
+			if syscall.Kill(pid, 0) == nil {
+				return false
 			}
-			time.Sleep(5 * time.Millisecond)
 		}
-	}
+		return true
+	})
 	for i := 0; i < 3; i++ {
 		if res := runCode(t, r, dir, "print('again')\n"); res.Stdout != "again\n" {
 			t.Fatalf("after the slots' inits were killed: %+v", res)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/scripthost/scripthost/bus"
+	"github.com/scripthost/scripthost/internal/testutil"
 	"github.com/scripthost/scripthost/model"
 )
 
@@ -194,7 +196,7 @@ time.sleep(60)
 				res, err := r.Run(ctx, Job{Path: path})
 				done <- answer{res, err}
 			}()
-			child := readPid(t, pidFile)
+			child := testutil.ReadPids(t, pidFile)[0]
 			cancel()
 			start := time.Now()
 			var a answer
@@ -212,7 +214,7 @@ time.sleep(60)
 			if a.res.Stdout != "started\n" {
 				t.Errorf("result %+v", a.res)
 			}
-			waitFor(t, 30*time.Second, "the run's grandchild to die", func() bool { return processGone(child) })
+			testutil.WaitFor(t, 30*time.Second, "the run's grandchild to die", func() bool { return testutil.ProcessGone(child) })
 		})
 	}
 }
@@ -233,17 +235,9 @@ func (d dirScripts) Locate(name string) (string, string, error) {
 // runner; it returns a client connection.
 func startRealNode(t *testing.T, cfg Config, r Runner, dir string) (*Service, *nats.Conn) {
 	t.Helper()
-	ns, err := bus.StartServer(bus.ServerConfig{Listen: "127.0.0.1:-1", StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Close)
-	nodeConn, err := bus.Connect(bus.ConnConfig{InProcess: ns})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nodeConn.Close)
-	cfg.Log = testLogger(t)
+	ns := testutil.StartBus(t)
+	nodeConn := testutil.Connect(t, ns)
+	cfg.Log = testutil.Logger(t, slog.LevelDebug)
 	svc, err := New(cfg, r, dirScripts(dir))
 	if err != nil {
 		t.Fatal(err)
@@ -258,12 +252,7 @@ func startRealNode(t *testing.T, cfg Config, r Runner, dir string) (*Service, *n
 			t.Error(err)
 		}
 	})
-	nc, err := bus.Connect(bus.ConnConfig{URL: ns.URL()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	return svc, nc
+	return svc, testutil.Dial(t, bus.ConnConfig{URL: ns.URL()})
 }
 
 // streamRun sends a streamed run request and returns the channel of the
@@ -392,7 +381,7 @@ time.sleep(60)
 	if m := next(t, ch, 10*time.Second); string(m.Data) != "working\n" {
 		t.Fatalf("chunk %v %q", m.Header, m.Data)
 	}
-	child := readPid(t, pidFile)
+	child := testutil.ReadPids(t, pidFile)[0]
 
 	// An id of no run in progress: 404.
 	m, err := nc.Request(bus.CancelSubject(id[:strings.IndexByte(id, '.')]+".NOSUCHRUN"), nil, 5*time.Second)
@@ -417,7 +406,7 @@ time.sleep(60)
 	if json.Unmarshal(final.Data, &tb) != nil || tb.Error != "run cancelled" || tb.Stdout != "working\n" || tb.Signal != "SIGKILL" {
 		t.Fatalf("final body %s", final.Data)
 	}
-	waitFor(t, 30*time.Second, "the cancelled run's grandchild to die", func() bool { return processGone(child) })
+	testutil.WaitFor(t, 30*time.Second, "the cancelled run's grandchild to die", func() bool { return testutil.ProcessGone(child) })
 
 	// The only slot is free at once.
 	m, err = nc.Request(bus.RunSubject("quick.py"), nil, 5*time.Second)
@@ -432,7 +421,7 @@ time.sleep(60)
 	if err != nil || m.Header.Get(bus.HeaderErrorCode) != "404" {
 		t.Fatalf("cancel of an ended run: %v %v %s", err, m.Header, m.Data)
 	}
-	waitFor(t, 5*time.Second, "2 requests counted", func() bool { return svc.Stats().Requests == 2 })
+	testutil.WaitFor(t, 5*time.Second, "2 requests counted", func() bool { return svc.Stats().Requests == 2 })
 	if st := svc.Stats(); st.Cancelled != 1 || st.Errors != 0 {
 		t.Errorf("stats %+v", st)
 	}
@@ -461,7 +450,7 @@ func TestFlightCancel(t *testing.T) {
 	go func() { _, _, err := f.do(ctx1, "k", fn); errs <- err }()
 	<-started
 	go func() { _, _, err := f.do(ctx2, "k", fn); errs <- err }()
-	waitFor(t, 5*time.Second, "the second caller to join", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "the second caller to join", func() bool {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		return f.calls["k"] != nil && f.calls["k"].refs == 2
@@ -490,7 +479,7 @@ func TestCoalescer(t *testing.T) {
 	c.Chunk(1, []byte("b"))
 	c.Chunk(2, []byte("E"))
 	c.Chunk(1, []byte("c\xc3"))
-	waitFor(t, 5*time.Second, "a flush", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "a flush", func() bool {
 		out.mu.Lock()
 		defer out.mu.Unlock()
 		return len(out.chunks) == 3

@@ -3,6 +3,7 @@ package executor
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scripthost/scripthost/internal/testutil"
 	"github.com/scripthost/scripthost/model"
 )
 
@@ -76,7 +78,7 @@ func TestWarmParentNewVersion(t *testing.T) {
 	if v, importer, self := whoImported(t, r, v1); v != "v1" || importer != self {
 		t.Fatalf("first run: %s, imported by %d, run %d", v, importer, self)
 	}
-	waitFor(t, 30*time.Second, "the warm parent of v1", func() bool { return parentPid(r, path) != 0 })
+	testutil.WaitFor(t, 30*time.Second, "the warm parent of v1", func() bool { return parentPid(r, path) != 0 })
 	old := parentPid(r, path)
 	for range 3 {
 		if v, importer, self := whoImported(t, r, v1); v != "v1" || importer != old || self == old {
@@ -92,8 +94,8 @@ func TestWarmParentNewVersion(t *testing.T) {
 	if v, importer, _ := whoImported(t, r, v2); v != "v2" || importer == old {
 		t.Fatalf("first run of v2: %s, imported by %d (the old warm parent is %d)", v, importer, old)
 	}
-	waitFor(t, 10*time.Second, "the old warm parent to end", func() bool { return processGone(old) })
-	waitFor(t, 30*time.Second, "the warm parent of v2", func() bool { return parentPid(r, path) != 0 })
+	testutil.WaitFor(t, 10*time.Second, "the old warm parent to end", func() bool { return testutil.ProcessGone(old) })
+	testutil.WaitFor(t, 30*time.Second, "the warm parent of v2", func() bool { return parentPid(r, path) != 0 })
 	fresh := parentPid(r, path)
 	if fresh == old {
 		t.Fatalf("v2 has the warm parent of v1 (%d)", old)
@@ -125,9 +127,9 @@ func TestWarmParentEvictionFreesMemory(t *testing.T) {
 	if got := run(t, r, job).Stdout; got != fmt.Sprintln(48<<20) {
 		t.Fatalf("stdout %q", got)
 	}
-	waitFor(t, 30*time.Second, "the warm parent", func() bool { return parentPid(r, path) != 0 })
+	testutil.WaitFor(t, 30*time.Second, "the warm parent", func() bool { return parentPid(r, path) != 0 })
 	// Keep it in use while it is measured.
-	waitFor(t, 30*time.Second, "its memory measured", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "its memory measured", func() bool {
 		run(t, r, job)
 		return r.WarmStats().MemoryBytes >= 48<<20
 	})
@@ -139,11 +141,11 @@ func TestWarmParentEvictionFreesMemory(t *testing.T) {
 	if rss := residentBytes(t, pid); rss < 48<<20 {
 		t.Fatalf("the warm parent holds %d bytes", rss)
 	}
-	waitFor(t, 30*time.Second, "the idle warm parent to end", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "the idle warm parent to end", func() bool {
 		st := r.WarmStats()
 		return st.Parents == 0 && st.MemoryBytes == 0 && st.Evicted >= 1
 	})
-	waitFor(t, 10*time.Second, "its process to end", func() bool { return processGone(pid) })
+	testutil.WaitFor(t, 10*time.Second, "its process to end", func() bool { return testutil.ProcessGone(pid) })
 }
 
 // The bounds: with room for one warm parent, a second hot script's
@@ -159,18 +161,18 @@ func TestWarmParentBounds(t *testing.T) {
 	a := versioned(writeScript(t, dir, "a.py", "import small\nprint('a')\n"))
 	b := versioned(writeScript(t, dir, "b.py", "import small\nprint('b')\n"))
 	run(t, r, a)
-	waitFor(t, 30*time.Second, "a's warm parent", func() bool { return parentPid(r, a.Path) != 0 })
+	testutil.WaitFor(t, 30*time.Second, "a's warm parent", func() bool { return parentPid(r, a.Path) != 0 })
 	first := parentPid(r, a.Path)
 	run(t, r, b)
-	waitFor(t, 30*time.Second, "b's warm parent", func() bool { return parentPid(r, b.Path) != 0 })
-	waitFor(t, 10*time.Second, "a's warm parent to end", func() bool { return processGone(first) })
+	testutil.WaitFor(t, 30*time.Second, "b's warm parent", func() bool { return parentPid(r, b.Path) != 0 })
+	testutil.WaitFor(t, 10*time.Second, "a's warm parent to end", func() bool { return testutil.ProcessGone(first) })
 	if st := r.WarmStats(); st.Parents != 1 || parentPid(r, a.Path) != 0 {
 		t.Fatalf("stats %+v, a's warm parent %d", st, parentPid(r, a.Path))
 	}
 
 	big := versioned(writeScript(t, dir, "c.py", "import big\nprint('c')\n"))
 	run(t, r, big)
-	waitFor(t, 30*time.Second, "the big script refused", func() bool { return r.WarmStats().Refused == 1 })
+	testutil.WaitFor(t, 30*time.Second, "the big script refused", func() bool { return r.WarmStats().Refused == 1 })
 	for range 3 {
 		if got := run(t, r, big).Stdout; got != "c\n" {
 			t.Fatalf("stdout %q", got)
@@ -191,7 +193,7 @@ func TestWarmParentNoisyImport(t *testing.T) {
 	dir := t.TempDir()
 	job := versioned(writeScript(t, dir, "noisy_user.py", "import noisy\nprint('ran')\n"))
 	run(t, r, job)
-	waitFor(t, 30*time.Second, "the script refused", func() bool { return r.WarmStats().Refused == 1 })
+	testutil.WaitFor(t, 30*time.Second, "the script refused", func() bool { return r.WarmStats().Refused == 1 })
 	if got := run(t, r, job).Stdout; got != "imported noisy\nran\n" {
 		t.Fatalf("stdout %q", got)
 	}
@@ -212,7 +214,7 @@ func TestWarmParentSkipsFolderModules(t *testing.T) {
 	path := writeScript(t, dir, "uses_sibling.py", "import marker\nimport sibling\nprint(sibling.VALUE)\n")
 	job := versioned(path)
 	run(t, r, job)
-	waitFor(t, 30*time.Second, "the warm parent", func() bool { return parentPid(r, path) != 0 })
+	testutil.WaitFor(t, 30*time.Second, "the warm parent", func() bool { return parentPid(r, path) != 0 })
 	r.parents.mu.Lock()
 	imports := r.parents.byPath[path].w.imports
 	r.parents.mu.Unlock()
@@ -318,7 +320,7 @@ func TestWarmParentImportsAsRunUser(t *testing.T) {
 	}
 	writeScript(t, lib, "whoami_at_import.py", "import os\nIDS = (os.geteuid(), os.getegid(), os.getpid())\n")
 	cfg := RunnerConfig{Python: u.python, RunAs: u.cred, Limits: Limits{Timeout: 30 * time.Second},
-		DrainTimeout: 300 * time.Millisecond, Log: testLogger(t),
+		DrainTimeout: 300 * time.Millisecond, Log: testutil.Logger(t, slog.LevelDebug),
 		Env: append(os.Environ(), "PYTHONPATH="+lib), WarmParents: WarmParents{Hot: 1}}
 	r, err := NewForkRunner(cfg, nil)
 	if err != nil {
@@ -332,7 +334,7 @@ func TestWarmParentImportsAsRunUser(t *testing.T) {
 	path := writeScript(t, scripts, "ids.py", "import os\nimport whoami_at_import as w\nprint(*w.IDS, os.geteuid(), os.getpid())\n")
 	job := versioned(path)
 	run(t, r, job)
-	waitFor(t, 30*time.Second, "the warm parent", func() bool { return parentPid(r, path) != 0 })
+	testutil.WaitFor(t, 30*time.Second, "the warm parent", func() bool { return parentPid(r, path) != 0 })
 	parentPid := parentPid(r, path)
 	var euid, egid, importer, runEuid, self int
 	out := run(t, r, job)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/scripthost/scripthost/bus"
 	"github.com/scripthost/scripthost/catalog"
+	"github.com/scripthost/scripthost/internal/testutil"
 	"github.com/scripthost/scripthost/model"
 )
 
@@ -19,16 +20,7 @@ import (
 // real catalog and no executor.
 func startBridge(t *testing.T, cfg Config) (*httptest.Server, *nats.Conn) {
 	t.Helper()
-	ns, err := bus.StartServer(bus.ServerConfig{Listen: "127.0.0.1:-1", StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Close)
-	nc, err := bus.Connect(bus.ConnConfig{InProcess: ns})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	nc := testutil.Connect(t, testutil.StartBus(t))
 	cat, err := catalog.New(catalog.Config{Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)

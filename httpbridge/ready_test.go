@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/scripthost/scripthost/bus"
+	"github.com/scripthost/scripthost/internal/testutil"
 	"github.com/scripthost/scripthost/model"
 )
 
@@ -35,15 +35,7 @@ func TestReadyz(t *testing.T) {
 	})
 
 	// A bus without a catalog, then a closed connection.
-	ns, err := bus.StartServer(bus.ServerConfig{Listen: "127.0.0.1:-1", StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Close)
-	nc, err := bus.Connect(bus.ConnConfig{InProcess: ns})
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc := testutil.Connect(t, testutil.StartBus(t))
 	srv := httptest.NewServer(New(Config{}, nc))
 	t.Cleanup(srv.Close)
 	for _, tc := range []struct {

@@ -1,8 +1,6 @@
 package httpbridge
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -18,11 +16,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/scripthost/scripthost/bus"
 	"github.com/scripthost/scripthost/catalog"
 	"github.com/scripthost/scripthost/executor"
+	"github.com/scripthost/scripthost/internal/testutil"
 	"github.com/scripthost/scripthost/model"
 )
 
@@ -37,33 +34,14 @@ type execBridge struct {
 
 func startExecBridge(t *testing.T, limits executor.Limits, slots int, cfg Config, scripts map[string]string) *execBridge {
 	t.Helper()
-	python := os.Getenv("SCRIPTHOST_TEST_PYTHON")
-	if python == "" {
-		python = "python3"
-	}
-	py, err := executor.ResolvePython(python)
-	if err != nil {
-		t.Skipf("no python interpreter: %v", err)
-	}
-	ns, err := bus.StartServer(bus.ServerConfig{Listen: "127.0.0.1:-1", StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Close)
-	connect := func() *nats.Conn {
-		nc, err := bus.Connect(bus.ConnConfig{InProcess: ns})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(nc.Close)
-		return nc
-	}
+	py := testutil.Python(t)
+	ns := testutil.StartBus(t)
 	dir := t.TempDir()
 	cat, err := catalog.New(catalog.Config{Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
-	catConn := connect()
+	catConn := testutil.Connect(t, ns)
 	csvc, err := cat.Serve(catConn, "0.1.0")
 	if err != nil {
 		t.Fatal(err)
@@ -83,7 +61,7 @@ func startExecBridge(t *testing.T, limits executor.Limits, slots int, cfg Config
 	if err != nil {
 		t.Fatal(err)
 	}
-	nodeConn := connect()
+	nodeConn := testutil.Connect(t, ns)
 	if err := node.Serve(nodeConn, "0.1.0"); err != nil {
 		t.Fatal(err)
 	}
@@ -97,47 +75,18 @@ func startExecBridge(t *testing.T, limits executor.Limits, slots int, cfg Config
 		node.Drain(ctx)
 		runner.Close()
 	})
-	b := New(cfg, connect())
+	b := New(cfg, testutil.Connect(t, ns))
 	srv := httptest.NewServer(b)
 	t.Cleanup(srv.Close)
 	return &execBridge{url: srv.URL, dir: dir, node: node, b: b}
 }
 
-// event is one server-sent event and when it came.
-type event struct {
-	name, data string
-	at         time.Time
-}
-
-// readEvents parses a text/event-stream body, calling each for every
-// event; each returns false to stop reading.
-func readEvents(t *testing.T, r io.Reader, each func(event) bool) {
+// readEvents reads an event stream, failing the test where it is not
+// one.
+func readEvents(t *testing.T, r io.Reader, each func(testutil.Event) bool) {
 	t.Helper()
-	sc := bufio.NewScanner(r)
-	sc.Buffer(nil, 64<<20)
-	var ev event
-	for sc.Scan() {
-		line := sc.Text()
-		switch {
-		case line == "":
-			if ev.name != "" || ev.data != "" {
-				ev.at = time.Now()
-				if !each(ev) {
-					return
-				}
-			}
-			ev = event{}
-		case strings.HasPrefix(line, "event: "):
-			ev.name = strings.TrimPrefix(line, "event: ")
-		case strings.HasPrefix(line, "data: "):
-			ev.data += strings.TrimPrefix(line, "data: ")
-		case strings.HasPrefix(line, ":"):
-		default:
-			t.Errorf("not a line of an event stream: %q", line)
-		}
-	}
-	if err := sc.Err(); err != nil {
-		t.Errorf("reading the event stream: %v", err)
+	if err := testutil.ReadEvents(r, each); err != nil {
+		t.Error(err)
 	}
 }
 
@@ -173,27 +122,27 @@ func TestRunEvents(t *testing.T) {
 	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" || resp.Header.Get(bus.HeaderNode) != "n1" || resp.Header.Get(bus.HeaderCache) != "miss" {
 		t.Fatalf("%d %v", resp.StatusCode, resp.Header)
 	}
-	var evs []event
-	readEvents(t, resp.Body, func(ev event) bool { evs = append(evs, ev); return true })
+	var evs []testutil.Event
+	readEvents(t, resp.Body, func(ev testutil.Event) bool { evs = append(evs, ev); return true })
 	if len(evs) < 3 {
 		t.Fatalf("events %+v", evs)
 	}
 	last := evs[len(evs)-1]
-	if last.name != "result" {
+	if last.Name != "result" {
 		t.Fatalf("last event %+v", last)
 	}
 	var res model.Result
-	if err := json.Unmarshal([]byte(last.data), &res); err != nil {
+	if err := json.Unmarshal([]byte(last.Data), &res); err != nil {
 		t.Fatal(err)
 	}
 	var out, errs strings.Builder
 	var order []string
 	for _, ev := range evs[:len(evs)-1] {
 		var chunk string
-		if err := json.Unmarshal([]byte(ev.data), &chunk); err != nil {
+		if err := json.Unmarshal([]byte(ev.Data), &chunk); err != nil {
 			t.Fatalf("event %+v: data is not a JSON string: %v", ev, err)
 		}
-		switch ev.name {
+		switch ev.Name {
 		case "stdout":
 			out.WriteString(chunk)
 		case "stderr":
@@ -204,17 +153,17 @@ func TestRunEvents(t *testing.T) {
 		// One line may come as more than one chunk (print writes its
 		// parts one by one, and a loaded machine can split them): what
 		// holds is the order of the streams' lines.
-		if n := len(order); n > 0 && strings.HasPrefix(order[n-1], ev.name+":") && !strings.HasSuffix(order[n-1], "\n") {
+		if n := len(order); n > 0 && strings.HasPrefix(order[n-1], ev.Name+":") && !strings.HasSuffix(order[n-1], "\n") {
 			order[n-1] += chunk
 		} else {
-			order = append(order, ev.name+":"+chunk)
+			order = append(order, ev.Name+":"+chunk)
 		}
 	}
 	for i := range order {
 		order[i] = strings.TrimSpace(order[i])
 	}
-	if evs[0].name != "stdout" || last.at.Sub(evs[0].at) < time.Second {
-		t.Errorf("first event %+v came %v before the result", evs[0], last.at.Sub(evs[0].at))
+	if evs[0].Name != "stdout" || last.At.Sub(evs[0].At) < time.Second {
+		t.Errorf("first event %+v came %v before the result", evs[0], last.At.Sub(evs[0].At))
 	}
 	want := "stdout:tick 0,stderr:warn 0,stdout:tick 1,stderr:warn 1,stdout:tick 2,stderr:warn 2,stdout:tick 3,stderr:warn 3"
 	if got := strings.Join(order, ","); got != want {
@@ -227,8 +176,8 @@ func TestRunEvents(t *testing.T) {
 	resp = postEvents(t, context.Background(), http.DefaultClient, eb.url+"/run/tick.py", `{}`)
 	defer resp.Body.Close()
 	evs = nil
-	readEvents(t, resp.Body, func(ev event) bool { evs = append(evs, ev); return true })
-	if resp.Header.Get(bus.HeaderCache) != "hit" || len(evs) != 1 || evs[0].name != "result" || evs[0].data != last.data {
+	readEvents(t, resp.Body, func(ev testutil.Event) bool { evs = append(evs, ev); return true })
+	if resp.Header.Get(bus.HeaderCache) != "hit" || len(evs) != 1 || evs[0].Name != "result" || evs[0].Data != last.Data {
 		t.Fatalf("cache hit: %v %+v", resp.Header, evs)
 	}
 
@@ -274,19 +223,19 @@ func TestRunEventsCapsAndTimeout(t *testing.T) {
 			var out, errs strings.Builder
 			var res model.TimeoutBody
 			results := 0
-			readEvents(t, resp.Body, func(ev event) bool {
+			readEvents(t, resp.Body, func(ev testutil.Event) bool {
 				var chunk string
-				switch ev.name {
+				switch ev.Name {
 				case "stdout", "stderr":
-					json.Unmarshal([]byte(ev.data), &chunk)
-					if ev.name == "stdout" {
+					json.Unmarshal([]byte(ev.Data), &chunk)
+					if ev.Name == "stdout" {
 						out.WriteString(chunk)
 					} else {
 						errs.WriteString(chunk)
 					}
 				case "result":
 					results++
-					json.Unmarshal([]byte(ev.data), &res)
+					json.Unmarshal([]byte(ev.Data), &res)
 				default:
 					t.Errorf("event %+v", ev)
 				}
@@ -337,8 +286,8 @@ time.sleep(60)
 			gone := make(chan struct{})
 			if tc.sse {
 				resp := postEvents(t, ctx, http.DefaultClient, eb.url+"/run/"+tc.script, `{}`)
-				readEvents(t, resp.Body, func(ev event) bool {
-					if ev.name != "stdout" || ev.data != `"working\n"` {
+				readEvents(t, resp.Body, func(ev testutil.Event) bool {
+					if ev.Name != "stdout" || ev.Data != `"working\n"` {
 						t.Errorf("first event %+v", ev)
 					}
 					return false
@@ -354,19 +303,17 @@ time.sleep(60)
 					}
 				}()
 			}
-			pids := readPids(t, pidFile)
+			pids := testutil.ReadPids(t, pidFile)
 			cancel() // the client goes away
 			<-gone
-			left := time.Now()
-			deadline := time.Now().Add(time.Second)
-			for _, pid := range pids {
-				for !gonePid(pid) {
-					if time.Now().After(deadline) {
-						t.Fatalf("process %d of the run still there %v after the client left", pid, time.Since(left))
+			testutil.WaitFor(t, time.Second, fmt.Sprintf("the run's processes %v to end after the client left", pids), func() bool {
+				for _, pid := range pids {
+					if !testutil.ProcessGone(pid) {
+						return false
 					}
-					time.Sleep(5 * time.Millisecond)
 				}
-			}
+				return true
+			})
 			start := time.Now()
 			code, body := post(t, eb.url+"/run/quick.py", `{"data":`+strconv.Itoa(i)+`}`)
 			if code != 200 || !strings.Contains(body, "quick") {
@@ -381,43 +328,6 @@ time.sleep(60)
 	if st.Cancelled != 2 || st.Errors != 0 {
 		t.Errorf("node stats %+v", st)
 	}
-}
-
-// readPids waits for a file of pids written by a test script.
-func readPids(t *testing.T, path string) []int {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		b, err := os.ReadFile(path)
-		if err == nil && bytes.HasSuffix(b, []byte("\n")) {
-			var pids []int
-			for _, f := range strings.Fields(string(b)) {
-				n, err := strconv.Atoi(f)
-				if err != nil {
-					t.Fatalf("pid file %q", b)
-				}
-				pids = append(pids, n)
-			}
-			return pids
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no pid file %s", path)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// gonePid tells whether pid no longer runs (gone, or a zombie).
-func gonePid(pid int) bool {
-	if err := syscall.Kill(pid, 0); err == syscall.ESRCH {
-		return true
-	}
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return true
-	}
-	i := bytes.LastIndexByte(stat, ')')
-	return i > 0 && i+2 < len(stat) && (stat[i+2] == 'Z' || stat[i+2] == 'X')
 }
 
 // A client that does not read cannot make the bridge hold the output:
@@ -439,37 +349,31 @@ func TestSlowEventReader(t *testing.T) {
 	resp := postEvents(t, context.Background(), client, eb.url+"/run/flood.py", `{}`)
 	defer resp.Body.Close()
 	// The run ends, and the node answers, while the client reads nothing.
-	deadline := time.Now().Add(60 * time.Second)
-	for eb.node.Stats().Requests < 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("the run did not end while its client was not reading")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testutil.WaitFor(t, 60*time.Second, "the run to end while its client reads nothing", func() bool { return eb.node.Stats().Requests >= 1 })
 	var streamed, skipped int
 	var res model.Result
 	var seen []string // every event but stdout, for the failure message
-	readEvents(t, resp.Body, func(ev event) bool {
-		if ev.name != "stdout" {
-			seen = append(seen, fmt.Sprintf("%s: %.300s", ev.name, ev.data))
+	readEvents(t, resp.Body, func(ev testutil.Event) bool {
+		if ev.Name != "stdout" {
+			seen = append(seen, fmt.Sprintf("%s: %.300s", ev.Name, ev.Data))
 		}
-		switch ev.name {
+		switch ev.Name {
 		case "stdout":
 			var chunk string
-			json.Unmarshal([]byte(ev.data), &chunk)
+			json.Unmarshal([]byte(ev.Data), &chunk)
 			streamed += len(chunk)
 		case "skipped":
 			var n map[string]int
-			if err := json.Unmarshal([]byte(ev.data), &n); err != nil {
-				t.Errorf("skipped %s: %v", ev.data, err)
+			if err := json.Unmarshal([]byte(ev.Data), &n); err != nil {
+				t.Errorf("skipped %s: %v", ev.Data, err)
 			}
 			skipped += n["stdout"]
 		case "result":
-			if err := json.Unmarshal([]byte(ev.data), &res); err != nil {
-				t.Errorf("result %.300s: %v", ev.data, err)
+			if err := json.Unmarshal([]byte(ev.Data), &res); err != nil {
+				t.Errorf("result %.300s: %v", ev.Data, err)
 			}
 		default:
-			t.Errorf("event %s: %.300s", ev.name, ev.data)
+			t.Errorf("event %s: %.300s", ev.Name, ev.Data)
 		}
 		return true
 	})

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/scripthost/scripthost/internal/testutil"
 )
 
 func TestStatusCodes(t *testing.T) {
@@ -169,7 +171,7 @@ print("parent done")
 			t.Fatal(err)
 		}
 		pid, _ := strconv.Atoi(string(data))
-		waitFor(t, 30*time.Second, "grandchild "+string(data)+" to die", func() bool { return !pidAlive(pid) })
+		testutil.WaitFor(t, 30*time.Second, "grandchild "+string(data)+" to die", func() bool { return !pidAlive(pid) })
 	}
 	checkDead("grandchild.pid")
 
@@ -283,7 +285,7 @@ func TestQueueTimeout(t *testing.T) {
 	})
 	done := make(chan response)
 	go func() { done <- ts.do("POST", "/run/hold.py", "") }()
-	waitFor(t, 30*time.Second, "the slot to be taken", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "the slot to be taken", func() bool {
 		_, err := os.Stat(filepath.Join(cfg.Scripts, "holding"))
 		return err == nil
 	})
@@ -395,7 +397,7 @@ func TestRescanAndSiblings(t *testing.T) {
 		t.Fatalf("list %q", got)
 	}
 	ts.write("added.py", "print('by hand')\n")
-	waitFor(t, 30*time.Second, "hand-added script in the list", func() bool { return list() == "added.py,helper_mod.py,uses.py" })
+	testutil.WaitFor(t, 30*time.Second, "hand-added script in the list", func() bool { return list() == "added.py,helper_mod.py,uses.py" })
 	if res := ts.do("POST", "/run/added.py", "").want(t, 200).result(t); res.Stdout != "by hand\n" {
 		t.Fatalf("added.py: %+v", res)
 	}
@@ -405,12 +407,12 @@ func TestRescanAndSiblings(t *testing.T) {
 		t.Fatalf("edited added.py: %+v", res)
 	}
 	var s struct{ Code string }
-	waitFor(t, 30*time.Second, "hand edit in GET", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "hand edit in GET", func() bool {
 		ts.do("GET", "/scripts/added.py", "").json(t, &s)
 		return s.Code == "print('edited by hand, longer')\n"
 	})
 	os.Remove(filepath.Join(cfg.Scripts, "added.py"))
-	waitFor(t, 30*time.Second, "hand-removed script to leave the list", func() bool { return list() == "helper_mod.py,uses.py" })
+	testutil.WaitFor(t, 30*time.Second, "hand-removed script to leave the list", func() bool { return list() == "helper_mod.py,uses.py" })
 	ts.do("POST", "/run/added.py", "").want(t, 404)
 }
 

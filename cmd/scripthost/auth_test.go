@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/scripthost/scripthost/bus"
+	"github.com/scripthost/scripthost/internal/testutil"
 )
 
 // The real binary takes its tokens from SCRIPTHOST_TOKEN and
@@ -23,7 +24,7 @@ func TestBinaryTokensFromEnvironment(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "env.py"), []byte("import os\nprint(sorted(os.environ.values()))\n"), 0o644)
 	httpAddr := freePort(t)
 	p := startBinary(t, []string{"SCRIPTHOST_TOKEN=admin-tok3n", "SCRIPTHOST_RUN_TOKEN=run-tok3n"},
-		"serve", "--http", httpAddr, "--nats-listen", freePort(t), "--scripts", dir, "--python", testPython(),
+		"serve", "--http", httpAddr, "--nats-listen", freePort(t), "--scripts", dir, "--python", testutil.Python(t),
 		"--nats-user", "svc", "--nats-password", "nats-pa55")
 	base := "http://" + httpAddr
 	waitHTTP(t, base+"/healthz")
@@ -123,11 +124,11 @@ func TestNATSCredentials(t *testing.T) {
 	// with flags.
 	host := strings.TrimPrefix(ts.s.natsURL, "nats://")
 	byURL := startBinary(t, []string{"NODE=url"}, "executor", "--nats", "nats://svc:svc-secret@"+host, "--name", "by-url",
-		"--max-concurrent", "1", "--python", testPython(), "--mode", testMode())
+		"--max-concurrent", "1", "--python", testutil.Python(t), "--mode", testMode())
 	startBinary(t, []string{"NODE=flags"}, "executor", "--nats", ts.s.natsURL, "--nats-user", "svc", "--nats-password", "svc-secret",
-		"--name", "by-flags", "--max-concurrent", "1", "--python", testPython(), "--mode", testMode())
+		"--name", "by-flags", "--max-concurrent", "1", "--python", testutil.Python(t), "--mode", testMode())
 	seen := map[string]bool{}
-	waitFor(t, 60*time.Second, "both nodes to answer runs", func() bool {
+	testutil.WaitFor(t, 60*time.Second, "both nodes to answer runs", func() bool {
 		resp := ts.do("POST", "/run/hi.py", "", "Cache-Control", "no-cache")
 		if resp.status == 200 && strings.Contains(resp.result(t).Stdout, "the data file") {
 			seen[resp.header.Get(bus.HeaderNode)] = true

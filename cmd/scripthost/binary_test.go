@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/scripthost/scripthost/executor"
+	"github.com/scripthost/scripthost/internal/testutil"
 )
 
 // buildBinary builds the scripthost binary once per test run.
@@ -134,7 +135,7 @@ func startBinary(t *testing.T, env []string, args ...string) *process {
 // waitHTTP polls url until it answers 200.
 func waitHTTP(t *testing.T, url string) {
 	t.Helper()
-	waitFor(t, 60*time.Second, url+" to answer", func() bool {
+	testutil.WaitFor(t, 60*time.Second, url+" to answer", func() bool {
 		resp, err := http.Get(url)
 		if err != nil {
 			return false
@@ -153,13 +154,13 @@ func TestBinaryServeFromEnvAndGracefulStop(t *testing.T) {
 		"SCRIPTHOST_HTTP=" + httpAddr,
 		"SCRIPTHOST_NATS_LISTEN=" + freePort(t),
 		"SCRIPTHOST_SCRIPTS=" + dir,
-		"SCRIPTHOST_PYTHON=" + testPython(),
+		"SCRIPTHOST_PYTHON=" + testutil.Python(t),
 		"SCRIPTHOST_MAX_CONCURRENT=2",
 	}, "serve", "--timeout", "20s")
 	base := "http://" + httpAddr
 	waitHTTP(t, base+"/healthz")
 	// The log is read from the process's stderr as it comes.
-	waitFor(t, 30*time.Second, "the listening line", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "the listening line", func() bool {
 		return strings.Contains(p.log(), "Server listening on http://"+httpAddr)
 	})
 	logs := p.log()
@@ -194,7 +195,7 @@ func TestBinaryServeFromEnvAndGracefulStop(t *testing.T) {
 		resp.Body.Close()
 		got <- answer{code: resp.StatusCode, body: string(b)}
 	}()
-	waitFor(t, 30*time.Second, "the run to start", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "the run to start", func() bool {
 		_, err := os.Stat(filepath.Join(dir, "started"))
 		return err == nil
 	})

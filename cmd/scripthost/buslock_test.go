@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/scripthost/scripthost/bus"
+	"github.com/scripthost/scripthost/internal/testutil"
 	"github.com/scripthost/scripthost/model"
 )
 
@@ -102,7 +103,7 @@ func TestBusLockedWhenTheAPIIs(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "hello.py"), []byte("import sys\nprint('hello', sys.stdin.read())\n"), 0o644)
 	httpAddr := freePort(t)
 	p := startBinary(t, []string{"SCRIPTHOST_TOKEN=admin-tok3n", "SCRIPTHOST_RUN_TOKEN=run-tok3n"},
-		"serve", "--http", httpAddr, "--nats-listen", freePort(t), "--scripts", dir, "--python", testPython(),
+		"serve", "--http", httpAddr, "--nats-listen", freePort(t), "--scripts", dir, "--python", testutil.Python(t),
 		"--data-dir", data, "--name", "real-node", "--max-concurrent", "2")
 	base := "http://" + httpAddr
 	waitHTTP(t, base+"/healthz")

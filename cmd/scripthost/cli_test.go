@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/scripthost/scripthost/internal/testutil"
 )
 
 // cli runs a client command in the test process with stdin as its
@@ -169,7 +171,7 @@ func TestCLIBinary(t *testing.T) {
 		"SCRIPTHOST_HTTP=" + httpAddr,
 		"SCRIPTHOST_NATS_LISTEN=" + natsAddr,
 		"SCRIPTHOST_SCRIPTS=" + dir,
-		"SCRIPTHOST_PYTHON=" + testPython(),
+		"SCRIPTHOST_PYTHON=" + testutil.Python(t),
 		"SCRIPTHOST_LOG_FORMAT=json",
 	}, "serve")
 	waitHTTP(t, "http://"+httpAddr+"/readyz")
@@ -209,7 +211,7 @@ func TestCLIBinary(t *testing.T) {
 
 	// One JSON log line per run, with what an operator needs.
 	var line map[string]any
-	waitFor(t, 30*time.Second, "the run's log line", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "the run's log line", func() bool {
 		for _, l := range strings.Split(p.log(), "\n") {
 			if json.Unmarshal([]byte(l), &line) == nil && line["msg"] == "run" && line["script"] == "exit3.py" {
 				return true

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/scripthost/scripthost/internal/testutil"
 )
 
 // kill -9 of the server in the middle of a flood of updates leaves every
@@ -48,7 +50,7 @@ func TestKillDuringUpdatesLeavesScriptsWhole(t *testing.T) {
 	base := "http://" + httpAddr
 	start := func() *process {
 		p := startBinary(t, nil, "serve", "--http", httpAddr, "--nats-listen", freePort(t), "--scripts", dir,
-			"--python", testPython(), "--max-concurrent", "1")
+			"--python", testutil.Python(t), "--max-concurrent", "1")
 		waitHTTP(t, base+"/healthz")
 		return p
 	}
@@ -85,7 +87,7 @@ func TestKillDuringUpdatesLeavesScriptsWhole(t *testing.T) {
 			}
 		}()
 	}
-	waitFor(t, 60*time.Second, "updates to flow", func() bool { return done.Load() >= 50 })
+	testutil.WaitFor(t, 60*time.Second, "updates to flow", func() bool { return done.Load() >= 50 })
 	// SIGKILL, while writes are in flight.
 	if err := p.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/scripthost/scripthost/bus"
+	"github.com/scripthost/scripthost/internal/testutil"
 )
 
 // writeSecret writes a secret file as an operator would (with a newline).
@@ -38,7 +39,7 @@ func TestEdgeBounds(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "slow.py"), []byte("import sys, time\nprint('slow', sys.stdin.read())\nsys.stdout.flush()\ntime.sleep(3)\n"), 0o644)
 	httpAddr := freePort(t)
 	p := startBinary(t, nil,
-		"serve", "--http", httpAddr, "--nats-listen", freePort(t), "--scripts", dir, "--python", testPython(),
+		"serve", "--http", httpAddr, "--nats-listen", freePort(t), "--scripts", dir, "--python", testutil.Python(t),
 		"--data-dir", filepath.Join(t.TempDir(), "data"),
 		"--token-file", writeSecret(t, secrets, "token", "admin-from-file"),
 		"--run-token-file", writeSecret(t, secrets, "run-token", "run-from-file"),
@@ -123,7 +124,7 @@ func TestEdgeBounds(t *testing.T) {
 		go post(0)
 		// Once the first run holds the slot, six more: one may wait, the
 		// others are refused at once.
-		waitFor(t, 20*time.Second, "the first run to start", func() bool {
+		testutil.WaitFor(t, 20*time.Second, "the first run to start", func() bool {
 			m, err := caller.Request("$SRV.STATS.scripthost-executor", nil, 5*time.Second)
 			return err == nil && strings.Contains(string(m.Data), `"in_use":1`)
 		})
@@ -257,7 +258,7 @@ func TestEdgeBounds(t *testing.T) {
 func TestHTTPConnectionLimit(t *testing.T) {
 	httpAddr := freePort(t)
 	startBinary(t, nil, "serve", "--http", httpAddr, "--nats-listen", freePort(t), "--scripts", t.TempDir(),
-		"--python", testPython(), "--http-max-conns", "2", "--http-read-header-timeout", "60s")
+		"--python", testutil.Python(t), "--http-max-conns", "2", "--http-read-header-timeout", "60s")
 	base := "http://" + httpAddr
 	waitHTTP(t, base+"/healthz")
 	var held []net.Conn
@@ -271,7 +272,7 @@ func TestHTTPConnectionLimit(t *testing.T) {
 	}
 	// Both are accepted (the server reads from them) before the next.
 	client := &http.Client{Timeout: 1500 * time.Millisecond, Transport: &http.Transport{DisableKeepAlives: true}}
-	waitFor(t, 20*time.Second, "the third connection to wait", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "the third connection to wait", func() bool {
 		resp, err := client.Get(base + "/healthz")
 		if err != nil {
 			return true

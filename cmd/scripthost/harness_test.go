@@ -16,17 +16,9 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/scripthost/scripthost/executor"
+	"github.com/scripthost/scripthost/internal/testutil"
 	"github.com/scripthost/scripthost/model"
 )
-
-// testPython is the interpreter the tests run: SCRIPTHOST_TEST_PYTHON, or
-// python3 from PATH.
-func testPython() string {
-	if p := os.Getenv("SCRIPTHOST_TEST_PYTHON"); p != "" {
-		return p
-	}
-	return "python3"
-}
 
 // testConfig is a serve configuration on free loopback ports with a fresh
 // scripts folder.
@@ -43,7 +35,7 @@ func testConfig(t *testing.T) serveConfig {
 			QueueTimeout:  10 * time.Second,
 			CacheTTL:      time.Minute,
 			CacheSize:     8 << 20,
-			Python:        testPython(),
+			Python:        testutil.Python(t),
 			Mode:          testMode(),
 			MaxBody:       1 << 20,
 			MaxOutput:     1 << 20,
@@ -89,14 +81,6 @@ func testMode() string {
 	return cfg.Mode
 }
 
-// tlog sends a server's logs to the test log.
-type tlog struct{ t *testing.T }
-
-func (w tlog) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
 // testServer is a `serve` running in the test process.
 type testServer struct {
 	t    *testing.T
@@ -114,8 +98,7 @@ func startTest(t *testing.T, cfg serveConfig, scripts map[string]string) *testSe
 			t.Fatal(err)
 		}
 	}
-	log := slog.New(slog.NewTextHandler(tlog{t}, nil))
-	s, err := startServer(cfg, log)
+	s, err := startServer(cfg, testutil.Logger(t, slog.LevelInfo))
 	if err != nil {
 		t.Fatalf("start server: %v", err)
 	}
@@ -208,18 +191,6 @@ func (ts *testServer) write(name, code string) {
 	ts.t.Helper()
 	if err := os.WriteFile(filepath.Join(ts.cfg.Scripts, name), []byte(code), 0o644); err != nil {
 		ts.t.Fatal(err)
-	}
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 

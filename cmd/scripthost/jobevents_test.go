@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scripthost/scripthost/internal/testutil"
 	"github.com/scripthost/scripthost/model"
 )
 
@@ -113,7 +114,7 @@ func TestJobEvents(t *testing.T) {
 	// A job cancelled while someone follows it: the stream ends with a
 	// result that says so.
 	ts.write("wait.py", "import time\nprint('waiting', flush=True)\ntime.sleep(60)\n")
-	waitFor(t, 10*time.Second, "wait.py in the catalog", func() bool { return ts.do("GET", "/scripts/wait.py", "").status == 200 })
+	testutil.WaitFor(t, 10*time.Second, "wait.py in the catalog", func() bool { return ts.do("GET", "/scripts/wait.py", "").status == 200 })
 	job = ts.submitJob("wait.py", `{}`)
 	got := make(chan []jobEvent, 1)
 	go func() {

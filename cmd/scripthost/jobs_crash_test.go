@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scripthost/scripthost/internal/testutil"
 	"github.com/scripthost/scripthost/model"
 )
 
@@ -81,7 +82,7 @@ func (h httpJob) get(id string) (model.Job, bool) {
 func (h httpJob) wait(id, what string, timeout time.Duration, cond func(model.Job) bool) model.Job {
 	h.t.Helper()
 	var job model.Job
-	waitFor(h.t, timeout, "job "+id+" "+what, func() bool {
+	testutil.WaitFor(h.t, timeout, "job "+id+" "+what, func() bool {
 		j, ok := h.get(id)
 		job = j
 		return ok && cond(j)
@@ -101,7 +102,7 @@ func TestJobsSurviveServeKill9(t *testing.T) {
 	h := httpJob{t, "http://" + httpAddr}
 	start := func() *process {
 		p := startBinary(t, nil, "serve", "--http", httpAddr, "--nats-listen", natsAddr, "--scripts", scripts,
-			"--python", testPython(), "--mode", testMode(), "--max-concurrent", "1",
+			"--python", testutil.Python(t), "--mode", testMode(), "--max-concurrent", "1",
 			"--data-dir", data, "--job-ack-wait", "2s")
 		waitHTTP(t, h.base+"/healthz")
 		return p

@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/scripthost/scripthost/bus"
+	"github.com/scripthost/scripthost/internal/testutil"
 	"github.com/scripthost/scripthost/model"
 )
 
@@ -61,7 +62,7 @@ func (ts *testServer) job(id string) model.Job {
 func (ts *testServer) waitJob(id string, what string, cond func(model.Job) bool) model.Job {
 	ts.t.Helper()
 	var job model.Job
-	waitFor(ts.t, 60*time.Second, "job "+id+" "+what, func() bool {
+	testutil.WaitFor(ts.t, 60*time.Second, "job "+id+" "+what, func() bool {
 		job = ts.job(id)
 		return cond(job)
 	})
@@ -162,7 +163,7 @@ func TestJobCancel(t *testing.T) {
 	pidFile := filepath.Join(dir, "pid")
 	running := ts.submitJob("sleep.py", jsonBody(t, map[string]any{"data": 60, "args": []string{pidFile}}))
 	var pid int
-	waitFor(t, 30*time.Second, "the job's process", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "the job's process", func() bool {
 		b, err := os.ReadFile(pidFile)
 		pid, _ = strconv.Atoi(string(b))
 		return err == nil && pid > 0
@@ -183,7 +184,7 @@ func TestJobCancel(t *testing.T) {
 	if cancelled.Status != model.JobCancelled || cancelled.FinishedAt == nil {
 		t.Fatalf("cancelled running job: %+v", cancelled)
 	}
-	waitFor(t, 5*time.Second, "the cancelled job's process to die", func() bool { return !pidAlive(pid) })
+	testutil.WaitFor(t, 5*time.Second, "the cancelled job's process to die", func() bool { return !pidAlive(pid) })
 	t.Logf("process gone %s after the cancel", time.Since(start))
 
 	// The slot is free again: the next job runs, and the cancelled one
@@ -346,7 +347,7 @@ func TestJobCallbackRetried(t *testing.T) {
 	defer cb.Close()
 	ts := startTest(t, jobsConfigForTest(t), map[string]string{"echo.py": echoScript})
 	job := ts.submitJob("echo.py", `{"data": "called back"}`, "X-Callback-Url", cb.URL+"/hook")
-	waitFor(t, 30*time.Second, "the callback to be retried", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "the callback to be retried", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(calls) >= 2
@@ -541,7 +542,7 @@ func TestJobMetrics(t *testing.T) {
 	q1 := ts.submitJob("sleep.py", `{"data": 61}`)
 	q2 := ts.submitJob("sleep.py", `{"data": 62}`)
 	var m map[string]float64
-	waitFor(t, 10*time.Second, "the metrics to show the jobs", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "the metrics to show the jobs", func() bool {
 		m = ts.scrape()
 		return m[`scripthost_jobs{status="queued"}`] == 2 && m[`scripthost_jobs{status="running"}`] == 1
 	})
@@ -551,7 +552,7 @@ func TestJobMetrics(t *testing.T) {
 	for _, id := range []string{q1.ID, q2.ID, running.ID} {
 		ts.do("DELETE", "/jobs/"+id, "").want(t, http.StatusAccepted)
 	}
-	waitFor(t, 10*time.Second, "the metrics to show the cancels", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "the metrics to show the cancels", func() bool {
 		m = ts.scrape()
 		return m[`scripthost_jobs{status="cancelled"}`] == 3 && m[`scripthost_jobs{status="queued"}`] == 0 &&
 			m["scripthost_job_queue_depth"] == 0 && m["scripthost_job_oldest_queued_seconds"] == 0

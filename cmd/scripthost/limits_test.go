@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/scripthost/scripthost/executor"
+	"github.com/scripthost/scripthost/internal/testutil"
 	"github.com/scripthost/scripthost/model"
 )
 
@@ -47,7 +48,7 @@ func runProcesses(dir string) []string {
 // waitNoRunLeft waits until no process of a run of dir is alive.
 func waitNoRunLeft(t *testing.T, dir string) {
 	t.Helper()
-	waitFor(t, 30*time.Second, "the runs' processes to be gone", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "the runs' processes to be gone", func() bool {
 		return len(runProcesses(dir)) == 0
 	})
 }
@@ -161,7 +162,7 @@ func TestHostileScriptsContained(t *testing.T) {
 	}
 	// And it still runs scripts.
 	ts.write("ok.py", "print('ok')")
-	waitFor(t, 30*time.Second, "ok.py", func() bool { return ts.do("POST", "/run/ok.py", "").status == 200 })
+	testutil.WaitFor(t, 30*time.Second, "ok.py", func() bool { return ts.do("POST", "/run/ok.py", "").status == 200 })
 }
 
 func exitIs(r model.Result, code int) bool { return r.ExitCode != nil && *r.ExitCode == code }
@@ -192,7 +193,7 @@ func nobodyConfig(t *testing.T) serveConfig {
 	}
 	cfg.Scripts = dir
 	cfg.RunAs = "nobody"
-	for _, python := range []string{testPython(), "/usr/bin/python3", "/usr/local/bin/python3"} {
+	for _, python := range []string{testutil.Python(t), "/usr/bin/python3", "/usr/local/bin/python3"} {
 		cmd := exec.Command(python, "-c", "import sys; print(sys.executable)")
 		cmd.Dir = dir
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
@@ -256,12 +257,12 @@ func TestForkBombContained(t *testing.T) {
 	}
 	ts.do("GET", "/healthz", "").want(t, 200)
 	waitNoRunLeft(t, cfg.Scripts)
-	waitFor(t, 20*time.Second, "the bomb's processes to be gone", func() bool { return uidTasks(uid) == 0 })
+	testutil.WaitFor(t, 20*time.Second, "the bomb's processes to be gone", func() bool { return uidTasks(uid) == 0 })
 	// Thousands of threads: held by the same limit, the script sees it.
 	if res := ts.do("POST", "/run/threads.py", "").want(t, 200).result(t); res.Stdout != "True\n" {
 		t.Fatalf("threads: %+v", res)
 	}
-	waitFor(t, 20*time.Second, "the threads to be gone", func() bool { return uidTasks(uid) == 0 })
+	testutil.WaitFor(t, 20*time.Second, "the threads to be gone", func() bool { return uidTasks(uid) == 0 })
 }
 
 // uidTasks counts the processes and threads of uid, zombies included.
@@ -304,7 +305,7 @@ func freshUID() uint32 { return 1<<30 + uint32(os.Getpid())<<6 + lastUID.Add(1)%
 // pythonFor returns an interpreter that uid can run in dir, or skips.
 func pythonFor(t *testing.T, uid uint32, dir string) string {
 	t.Helper()
-	for _, python := range []string{testPython(), "/usr/bin/python3", "/usr/local/bin/python3"} {
+	for _, python := range []string{testutil.Python(t), "/usr/bin/python3", "/usr/local/bin/python3"} {
 		cmd := exec.Command(python, "-c", "import sys; print(sys.executable)")
 		cmd.Dir = dir
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid}}
@@ -352,7 +353,7 @@ func TestSecurityFlags(t *testing.T) {
 		}
 		var cfg serveConfig
 		fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-		fs.SetOutput(tlog{t})
+		fs.SetOutput(testutil.LogWriter(t))
 		cfg.flags(fs)
 		if err := parseFlags(fs, args); err != nil {
 			return cfg, err
@@ -434,7 +435,7 @@ func TestDefaultRunUserNeverRoot(t *testing.T) {
 		}
 		cred, _ := executor.ResolveRunUser("")
 		if !canRun(cred, python) {
-			s, err := startServer(cfg, slogTo(tlog{t}))
+			s, err := startServer(cfg, slogTo(testutil.LogWriter(t)))
 			if err == nil {
 				s.shutdown()
 				t.Fatal("spawn mode started with a default run user that cannot run the interpreter")

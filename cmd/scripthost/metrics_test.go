@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/scripthost/scripthost/internal/testutil"
 )
 
 // scrape reads /metrics into a map from series ("name{labels}") to value.
@@ -72,7 +74,7 @@ func TestMetricsAfterRuns(t *testing.T) {
 		}
 		return n
 	}
-	waitFor(t, 30*time.Second, "5 runs counted", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "5 runs counted", func() bool {
 		m = ts.scrape()
 		return runs(m) == 5
 	})
@@ -136,7 +138,7 @@ func TestExecutorNodeMetrics(t *testing.T) {
 	c := startCluster(t, 1)
 	metricsAddr := freePort(t)
 	startBinary(t, nil, "executor", "--nats", c.natsURL, "--name", "m1", "--max-concurrent", "2",
-		"--dir", t.TempDir(), "--python", testPython(), "--mode", testMode(), "--metrics", metricsAddr)
+		"--dir", t.TempDir(), "--python", testutil.Python(t), "--mode", testMode(), "--metrics", metricsAddr)
 	c.nodes["m1"] = nil
 	c.put("a.py", "print('a')\n")
 	c.waitNodes("a.py")
@@ -174,7 +176,7 @@ func TestExecutorNodeMetrics(t *testing.T) {
 		t.Fatalf("delete: %v %v", err, resp)
 	}
 	resp.Body.Close()
-	waitFor(t, 30*time.Second, "the node to forget a.py", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "the node to forget a.py", func() bool {
 		return !strings.Contains(get("http://"+metricsAddr+"/metrics"), `script="a.py"`)
 	})
 }
@@ -222,7 +224,7 @@ func TestMetricsFollowScripts(t *testing.T) {
 	if err := os.Remove(filepath.Join(cfg.Scripts, "b.py")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, "the series of deleted scripts to go", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "the series of deleted scripts to go", func() bool {
 		for series := range ts.scrape() {
 			if strings.Contains(series, `script="a.py"`) || strings.Contains(series, `script="b.py"`) {
 				return false

@@ -11,6 +11,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
+
+	"github.com/scripthost/scripthost/internal/testutil"
 )
 
 func TestNATSAPI(t *testing.T) {
@@ -136,10 +138,10 @@ func TestNATSCLI(t *testing.T) {
 	// nats micro stats shows the node's real errors and run time: a run
 	// of 0.3 s and a request for a script that does not exist.
 	ts.write("slow.py", "import time\ntime.sleep(0.3)\n")
-	waitFor(t, 30*time.Second, "slow.py", func() bool { return ts.do("POST", "/run/slow.py", "").status == 200 })
+	testutil.WaitFor(t, 30*time.Second, "slow.py", func() bool { return ts.do("POST", "/run/slow.py", "").status == 200 })
 	ts.do("POST", "/run/nope.py", "").want(t, 404)
 	var stats []micro.Stats
-	waitFor(t, 30*time.Second, "the requests in nats micro stats", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "the requests in nats micro stats", func() bool {
 		out, err = exec.Command(cli, "--server", ts.s.natsURL, "micro", "stats", "scripthost-executor", "--json").CombinedOutput()
 		return err == nil && json.Unmarshal(out, &stats) == nil && len(stats) == 1 && len(stats[0].Endpoints) == 1 && stats[0].Endpoints[0].NumRequests >= 3
 	})

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scripthost/scripthost/internal/testutil"
 	"github.com/scripthost/scripthost/model"
 )
 
@@ -40,7 +41,8 @@ type sandboxBinary struct {
 
 // pythonForNobody is an interpreter that nobody may run, or "" if none.
 var pythonForNobody = sync.OnceValue(func() string {
-	for _, python := range []string{"/usr/bin/python3", "/usr/local/bin/python3", testPython()} {
+	tests, _ := testutil.PythonPath()
+	for _, python := range []string{"/usr/bin/python3", "/usr/local/bin/python3", tests} {
 		cmd := exec.Command(python, "-c", "import sys; print(sys.executable)")
 		cmd.Dir = "/"
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
@@ -276,7 +278,7 @@ func TestSandboxProcessesInvisible(t *testing.T) {
 		done := make(chan model.Result, 1)
 		go func() { done <- sb.run("victim.py", secret) }()
 		var victim int
-		waitFor(t, 20*time.Second, "the victim run", func() bool {
+		testutil.WaitFor(t, 20*time.Second, "the victim run", func() bool {
 			if pids := markedPids(secret); len(pids) > 0 {
 				victim = pids[0]
 				return true
@@ -335,7 +337,7 @@ func TestSandboxDaemonGone(t *testing.T) {
 		if res.Stdout != "up\n" {
 			t.Fatalf("the daemon did not start: %+v", res)
 		}
-		waitFor(t, 10*time.Second, "the daemon to be gone", func() bool { return len(markedPids(marker)) == 0 })
+		testutil.WaitFor(t, 10*time.Second, "the daemon to be gone", func() bool { return len(markedPids(marker)) == 0 })
 	})
 }
 
@@ -409,7 +411,7 @@ func TestSandboxPrivateTmp(t *testing.T) {
 		marker := fmt.Sprintf("tmpmarker%d", rand.Uint64())
 		done := make(chan model.Result, 1)
 		go func() { done <- sb.run("writer.py", marker) }()
-		waitFor(t, 20*time.Second, "the writer to hold its files", func() bool { return len(markedPids("written"+marker)) > 0 })
+		testutil.WaitFor(t, 20*time.Second, "the writer to hold its files", func() bool { return len(markedPids("written"+marker)) > 0 })
 		var look struct {
 			Seen         []string
 			Home         string
@@ -583,7 +585,7 @@ func TestSandboxUnavailable(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	waitFor(t, 20*time.Second, "the server to listen", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "the server to listen", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return strings.Contains(logs.String(), "Server listening on")
@@ -623,7 +625,7 @@ func TestSandboxProcessLimitPerRun(t *testing.T) {
 		marker := fmt.Sprintf("hogmarker%d", rand.Uint64())
 		done := make(chan model.Result, 1)
 		go func() { done <- sb.run("procs.py", "100", marker, "3") }()
-		waitFor(t, 20*time.Second, "the hog to hold its processes", func() bool { return len(markedPids(marker)) >= 5 })
+		testutil.WaitFor(t, 20*time.Second, "the hog to hold its processes", func() bool { return len(markedPids(marker)) >= 5 })
 		if res := sb.run("procs.py", "8", "other"+marker); res.Stdout != "started 8\n" {
 			t.Errorf("a run next to one that used up its processes: %+v", res)
 		}

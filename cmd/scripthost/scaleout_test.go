@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/scripthost/scripthost/internal/testutil"
 )
 
 // cluster is a serve node without an executor and executor nodes in
@@ -38,7 +40,7 @@ func startClusterWith(t *testing.T, serveFlags []string, slots int, names ...str
 	httpAddr, natsAddr := freePort(t), freePort(t)
 	c.base, c.natsURL = "http://"+httpAddr, "nats://"+natsAddr
 	startBinary(t, nil, append([]string{"serve", "--http", httpAddr, "--nats-listen", natsAddr, "--scripts", c.scripts,
-		"--max-concurrent", "0", "--python", testPython()}, serveFlags...)...)
+		"--max-concurrent", "0", "--python", testutil.Python(t)}, serveFlags...)...)
 	waitHTTP(t, c.base+"/healthz")
 	for _, name := range names {
 		c.addNode(name, slots)
@@ -53,7 +55,7 @@ func (c *cluster) addNode(name string, slots int) {
 	metrics := freePort(c.t)
 	c.metrics[name] = "http://" + metrics + "/metrics"
 	c.nodes[name] = startBinary(c.t, nil, "executor", "--nats", c.natsURL, "--name", name,
-		"--max-concurrent", fmt.Sprint(slots), "--dir", dir, "--python", testPython(),
+		"--max-concurrent", fmt.Sprint(slots), "--dir", dir, "--python", testutil.Python(c.t),
 		"--mode", testMode(), "--timeout", "20s", "--metrics", metrics)
 }
 
@@ -123,7 +125,7 @@ func (c *cluster) run(name, body string) (int, string, string) {
 func (c *cluster) waitNodes(script string) {
 	c.t.Helper()
 	seen := map[string]bool{}
-	waitFor(c.t, 20*time.Second, "every node to serve", func() bool {
+	testutil.WaitFor(c.t, 20*time.Second, "every node to serve", func() bool {
 		var wg sync.WaitGroup
 		var mu sync.Mutex
 		for range 8 {
@@ -305,7 +307,7 @@ func TestScaleOutNodeLossAndDrain(t *testing.T) {
 		got <- answer{code, body}
 	}()
 	var victim string
-	waitFor(t, 30*time.Second, "the long run to start", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "the long run to start", func() bool {
 		for name, dir := range c.dirs {
 			if m, _ := filepath.Glob(filepath.Join(dir, "started.*")); len(m) > 0 {
 				victim = name
@@ -334,7 +336,7 @@ func TestScaleOutNodeLossAndDrain(t *testing.T) {
 	c.addNode("node-c", 2)
 	joined := time.Now()
 	c.t.Helper()
-	waitFor(t, 30*time.Second, "node-c to serve", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "node-c to serve", func() bool {
 		_, node, _ := c.run("quick.py", "")
 		return node == "node-c"
 	})
@@ -358,7 +360,7 @@ func TestScaleOutNodeLossAndDrain(t *testing.T) {
 			answers <- answer{code, body}
 		}()
 	}
-	waitFor(t, 30*time.Second, "runs on "+other, func() bool { return len(mustGlob(t, c.dirs[other], "started.*")) > 0 })
+	testutil.WaitFor(t, 30*time.Second, "runs on "+other, func() bool { return len(mustGlob(t, c.dirs[other], "started.*")) > 0 })
 	c.nodes[other].cmd.Process.Signal(syscall.SIGTERM)
 	for range 8 {
 		if a := <-answers; a.code != 200 || !strings.Contains(a.body, `"stdout":"short\n"`) {
@@ -409,15 +411,15 @@ func TestScaleOutDataFiles(t *testing.T) {
 			return len(seen) == 2
 		}
 	}
-	waitFor(t, 30*time.Second, "data.csv on both nodes", seenOn("x,y\n1,2\n"))
+	testutil.WaitFor(t, 30*time.Second, "data.csv on both nodes", seenOn("x,y\n1,2\n"))
 	if err := os.WriteFile(filepath.Join(c.scripts, "data.csv"), []byte("x,y\n3,4\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, "the edit of data.csv on both nodes", seenOn("x,y\n3,4\n"))
+	testutil.WaitFor(t, 30*time.Second, "the edit of data.csv on both nodes", seenOn("x,y\n3,4\n"))
 	if err := os.Remove(filepath.Join(c.scripts, "data.csv")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, "the removal of data.csv on both nodes", seenOn("no data.csv"))
+	testutil.WaitFor(t, 30*time.Second, "the removal of data.csv on both nodes", seenOn("no data.csv"))
 	for name, p := range c.nodes {
 		if strings.Contains(p.log(), "data.csv") && strings.Contains(p.log(), "level=WARN") {
 			t.Errorf("%s warns about data.csv:\n%s", name, p.log())

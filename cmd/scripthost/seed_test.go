@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/scripthost/scripthost/internal/testutil"
 )
 
 // The seed document's curl examples, sent as curl sends them.
@@ -33,7 +35,7 @@ const jsonType = "Content-Type"
 // pythonAtLeast reports whether the test interpreter is at least 3.minor.
 func pythonAtLeast(t *testing.T, minor int) bool {
 	t.Helper()
-	out, err := exec.Command(testPython(), "-c", "import sys; print(sys.version_info[1])").Output()
+	out, err := exec.Command(testutil.Python(t), "-c", "import sys; print(sys.version_info[1])").Output()
 	if err != nil {
 		t.Fatalf("python version: %v", err)
 	}

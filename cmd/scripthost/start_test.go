@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/scripthost/scripthost/internal/testutil"
 )
 
 // runMain runs the binary's main logic in-process with args. A serve
@@ -114,7 +116,7 @@ func TestFailedStart(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			scripts := filepath.Join(dir, "scripts-"+strings.ReplaceAll(tc.name, " ", "-"))
-			args := append([]string{"serve", "--http", "127.0.0.1:0", "--nats-listen", "127.0.0.1:-1", "--scripts", scripts, "--python", testPython()}, tc.args...)
+			args := append([]string{"serve", "--http", "127.0.0.1:0", "--nats-listen", "127.0.0.1:-1", "--scripts", scripts, "--python", testutil.Python(t)}, tc.args...)
 			code, _, stderr := runMain(t, args...)
 			if code == 0 || !strings.Contains(stderr, tc.part) {
 				t.Fatalf("exit %d, stderr:\n%s\nwant it to say %q", code, stderr, tc.part)

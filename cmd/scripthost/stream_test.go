@@ -10,11 +10,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/scripthost/scripthost/internal/testutil"
 )
 
 // streamScripts are the scripts of the streaming tests; long.py writes
@@ -104,7 +105,7 @@ func TestCLIStreamsAndCancels(t *testing.T) {
 				cmd.Wait()
 				t.Fatalf("first line %q, %v", line, err)
 			}
-			pids := readPidFile(t, pidFile)
+			pids := testutil.ReadPids(t, pidFile)
 			cmd.Process.Signal(os.Interrupt)
 			sent := time.Now()
 			err = cmd.Wait()
@@ -113,7 +114,7 @@ func TestCLIStreamsAndCancels(t *testing.T) {
 				t.Fatalf("after ^C: %v, stderr %q", err, stderr.String())
 			}
 			for _, pid := range pids {
-				waitFor(t, time.Second+time.Until(sent.Add(5*time.Second)), fmt.Sprintf("process %d of the run to end", pid), func() bool { return pidGone(pid) })
+				testutil.WaitFor(t, time.Second+time.Until(sent.Add(5*time.Second)), fmt.Sprintf("process %d of the run to end", pid), func() bool { return testutil.ProcessGone(pid) })
 			}
 			start := time.Now()
 			r := ts.do("POST", "/run/quick.py", `{"data":"`+transport.name+`"}`).want(t, 200)
@@ -125,41 +126,6 @@ func TestCLIStreamsAndCancels(t *testing.T) {
 			}
 		})
 	}
-}
-
-// readPidFile waits for a file of pids written by a test script.
-func readPidFile(t *testing.T, path string) []int {
-	t.Helper()
-	var pids []int
-	waitFor(t, 20*time.Second, "pid file "+path, func() bool {
-		b, err := os.ReadFile(path)
-		if err != nil || !bytes.HasSuffix(b, []byte("\n")) {
-			return false
-		}
-		pids = pids[:0]
-		for _, f := range strings.Fields(string(b)) {
-			n, err := strconv.Atoi(f)
-			if err != nil {
-				return false
-			}
-			pids = append(pids, n)
-		}
-		return true
-	})
-	return pids
-}
-
-// pidGone tells whether pid no longer runs (gone, or a zombie).
-func pidGone(pid int) bool {
-	if err := syscall.Kill(pid, 0); err == syscall.ESRCH {
-		return true
-	}
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return true
-	}
-	i := bytes.LastIndexByte(stat, ')')
-	return i > 0 && i+2 < len(stat) && (stat[i+2] == 'Z' || stat[i+2] == 'X')
 }
 
 // The README's streaming example with the real nats CLI: several replies
@@ -191,7 +157,7 @@ func TestNATSCLIStream(t *testing.T) {
 
 // sse runs a script as server-sent events and calls each for every event
 // until it returns false.
-func (c *cluster) sse(name string, each func(event, data string) bool) (int, error) {
+func (c *cluster) sse(name string, each func(testutil.Event) bool) (int, error) {
 	req, _ := http.NewRequest("POST", c.base+"/run/"+name, strings.NewReader(`{}`))
 	req.Header.Set("Cache-Control", "no-cache")
 	req.Header.Set("Accept", "text/event-stream")
@@ -200,7 +166,7 @@ func (c *cluster) sse(name string, each func(event, data string) bool) (int, err
 		return 0, err
 	}
 	defer resp.Body.Close()
-	return resp.StatusCode, readEvents(resp.Body, each)
+	return resp.StatusCode, testutil.ReadEvents(resp.Body, each)
 }
 
 // Streams across nodes: a run handed over by a busy node streams from the
@@ -217,7 +183,7 @@ func TestScaleOutStreams(t *testing.T) {
 	// One node busy: streamed runs that reach it go to the other.
 	held := make(chan int, 1)
 	go func() { code, _, _ := c.run("hold.py", ""); held <- code }()
-	waitFor(t, 10*time.Second, "hold.py to start", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "hold.py to start", func() bool {
 		for _, dir := range c.dirs {
 			if m, _ := filepath.Glob(filepath.Join(dir, "held.*")); len(m) > 0 {
 				return true
@@ -227,16 +193,16 @@ func TestScaleOutStreams(t *testing.T) {
 	})
 	for i := range 4 {
 		var out, result string
-		code, err := c.sse("tick.py", func(event, data string) bool {
-			switch event {
+		code, err := c.sse("tick.py", func(ev testutil.Event) bool {
+			switch ev.Name {
 			case "stdout":
 				var chunk string
-				json.Unmarshal([]byte(data), &chunk)
+				json.Unmarshal([]byte(ev.Data), &chunk)
 				out += chunk
 			case "result":
-				result = data
+				result = ev.Data
 			default:
-				t.Errorf("run %d: event %s %s", i, event, data)
+				t.Errorf("run %d: event %s %s", i, ev.Name, ev.Data)
 			}
 			return true
 		})
@@ -249,16 +215,16 @@ func TestScaleOutStreams(t *testing.T) {
 	}
 
 	// kill -9 of the node streaming a run.
-	var last event
+	var last testutil.Event
 	done := make(chan error, 1)
 	working := make(chan struct{})
 	go func() {
-		_, err := c.sse("long.py", func(ev, data string) bool {
-			if last.name == "" {
+		_, err := c.sse("long.py", func(ev testutil.Event) bool {
+			if last.Name == "" {
 				close(working)
 			}
-			last = event{ev, data}
-			return ev != "error"
+			last = ev
+			return ev.Name != "error"
 		})
 		done <- err
 	}()
@@ -268,7 +234,7 @@ func TestScaleOutStreams(t *testing.T) {
 		t.Fatal("no event from long.py")
 	}
 	var victim string
-	waitFor(t, 10*time.Second, "long.py to start", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "long.py to start", func() bool {
 		for name, dir := range c.dirs {
 			if m, _ := filepath.Glob(filepath.Join(dir, "started.*")); len(m) > 0 {
 				victim = name
@@ -280,12 +246,10 @@ func TestScaleOutStreams(t *testing.T) {
 	c.nodes[victim].cmd.Process.Signal(syscall.SIGKILL)
 	select {
 	case err := <-done:
-		if err != nil || last.name != "error" || !strings.Contains(last.data, victim) {
+		if err != nil || last.Name != "error" || !strings.Contains(last.Data, victim) {
 			t.Fatalf("stream of the lost node ended with %+v, %v", last, err)
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("the stream did not end after its node was killed")
 	}
 }
-
-type event struct{ name, data string }

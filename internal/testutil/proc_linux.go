@@ -1,0 +1,51 @@
+package testutil
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// ProcessGone tells whether pid no longer runs: it does not exist, or it
+// is a zombie waiting for whoever inherited it.
+func ProcessGone(pid int) bool {
+	if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+		return true
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	// The state follows the command name, which is in parentheses.
+	i := bytes.LastIndexByte(stat, ')')
+	return i > 0 && i+2 < len(stat) && (stat[i+2] == 'Z' || stat[i+2] == 'X')
+}
+
+// ReadPids waits for a file of pids that a test script writes (whole,
+// ending in a newline) and returns them.
+func ReadPids(t testing.TB, path string) []int {
+	t.Helper()
+	var pids []int
+	WaitFor(t, 30*time.Second, "pid file "+path, func() bool {
+		b, err := os.ReadFile(path)
+		if err != nil || !bytes.HasSuffix(b, []byte("\n")) {
+			return false
+		}
+		pids = pids[:0]
+		for _, f := range strings.Fields(string(b)) {
+			n, err := strconv.Atoi(f)
+			if err != nil {
+				return false
+			}
+			pids = append(pids, n)
+		}
+		return len(pids) > 0
+	})
+	return pids
+}
