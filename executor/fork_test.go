@@ -262,8 +262,15 @@ func TestForkStuckWarm(t *testing.T) {
 	path := writeScript(t, dir, "sleep.py", `import time; time.sleep(60)`)
 	hello := writeScript(t, dir, "hello.py", `print("hello")`)
 	first := warmPid(r)
-	res := make(chan model.Result, 1)
-	go func() { res <- run(t, r, Job{Path: path}) }()
+	type answer struct {
+		res model.Result
+		err error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		res, err := r.Run(context.Background(), Job{Path: path})
+		done <- answer{res, err}
+	}()
 	// Let the run start, then stop the warm interpreter.
 	testutil.WaitFor(t, 30*time.Second, "the run to start", func() bool {
 		r.cur.mu.Lock()
@@ -274,9 +281,9 @@ func TestForkStuckWarm(t *testing.T) {
 		t.Fatal(err)
 	}
 	select {
-	case got := <-res:
-		if !got.TimedOut || got.Signal != "SIGKILL" {
-			t.Errorf("result %+v", got)
+	case a := <-done:
+		if a.err != nil || !a.res.TimedOut || a.res.Signal != "SIGKILL" {
+			t.Errorf("result %+v, err %v", a.res, a.err)
 		}
 	case <-time.After(10 * time.Second):
 		_ = syscall.Kill(first, syscall.SIGCONT)

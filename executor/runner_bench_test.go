@@ -88,18 +88,21 @@ func benchRunner(b *testing.B, newRunner func() Runner, s benchScript, versioned
 		job.Version = model.Version([]byte(s.code))
 	}
 	var seq atomic.Int64
-	one := func() {
+	one := func() error {
 		i := seq.Add(1)
 		j := job
 		j.Stdin = s.stdin(i)
 		res, err := r.Run(context.Background(), j)
 		if err != nil || res.Stdout != s.want(i) {
-			b.Fatalf("run: %+v %v", res, err)
+			return fmt.Errorf("run: %+v %v", res, err)
 		}
+		return nil
 	}
 	// Warm caches, and let a versioned script get its warm parent.
 	for range 3 {
-		one()
+		if err := one(); err != nil {
+			b.Fatal(err)
+		}
 	}
 	if fr, ok := r.(*ForkRunner); ok && versioned && fr.parents.cfg.enabled() {
 		deadline := time.Now().Add(30 * time.Second)
@@ -114,13 +117,20 @@ func benchRunner(b *testing.B, newRunner func() Runner, s benchScript, versioned
 	b.ResetTimer()
 	if !parallel {
 		for b.Loop() {
-			one()
+			if err := one(); err != nil {
+				b.Fatal(err)
+			}
 		}
 	} else {
 		b.SetParallelism(2) // 2 × GOMAXPROCS runs in flight
+		// The body runs in goroutines of its own: a failed run is
+		// reported, and that goroutine stops.
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
-				one()
+				if err := one(); err != nil {
+					b.Error(err)
+					return
+				}
 			}
 		})
 	}

@@ -243,20 +243,22 @@ os.remove(me)
 	})
 	const runs = 6
 	var wg sync.WaitGroup
-	seen := make([]int, runs)
+	answers := make([]response, runs)
 	start := time.Now()
 	for i := range runs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			res := ts.do("POST", "/run/slot.py", fmt.Sprintf(`{"data": %d}`, i)).want(t, 200).result(t)
-			seen[i], _ = strconv.Atoi(strings.TrimSpace(res.Stdout))
+			answers[i] = ts.call("POST", "/run/slot.py", fmt.Sprintf(`{"data": %d}`, i))
 		}()
 	}
 	wg.Wait()
+	seen := make([]int, runs)
 	most := 0
-	for _, n := range seen {
-		most = max(most, n)
+	for i, r := range answers {
+		res := r.want(t, 200).result(t)
+		seen[i], _ = strconv.Atoi(strings.TrimSpace(res.Stdout))
+		most = max(most, seen[i])
 	}
 	if most != 2 {
 		t.Fatalf("runs saw up to %d at once (%v), want 2", most, seen)
@@ -284,7 +286,7 @@ func TestQueueTimeout(t *testing.T) {
 		"ok.py":   "print('ok')\n",
 	})
 	done := make(chan response)
-	go func() { done <- ts.do("POST", "/run/hold.py", "") }()
+	go func() { done <- ts.call("POST", "/run/hold.py", "") }()
 	testutil.WaitFor(t, 30*time.Second, "the slot to be taken", func() bool {
 		_, err := os.Stat(filepath.Join(cfg.Scripts, "holding"))
 		return err == nil
@@ -350,17 +352,20 @@ func TestCache(t *testing.T) {
 
 	// Identical runs in flight share one execution.
 	var wg sync.WaitGroup
-	for range 5 {
+	slow := make([]response, 5)
+	for i := range slow {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			res := ts.do("POST", "/run/slow.py", `{"data": 1}`).want(t, 200).result(t)
-			if res.Stdout != "slow\n" {
-				t.Errorf("slow.py: %+v", res)
-			}
+			slow[i] = ts.call("POST", "/run/slow.py", `{"data": 1}`)
 		}()
 	}
 	wg.Wait()
+	for _, r := range slow {
+		if res := r.want(t, 200).result(t); res.Stdout != "slow\n" {
+			t.Errorf("slow.py: %+v", res)
+		}
+	}
 	if got := runs(); got != 8 {
 		t.Fatalf("5 identical concurrent runs made %d executions, want 1", got-7)
 	}
@@ -496,19 +501,22 @@ func TestCreateUpdateDeleteOverHTTP(t *testing.T) {
 
 	// Concurrent creates of one name: exactly one wins.
 	var wg sync.WaitGroup
-	codes := make(chan int, 8)
+	creates := make(chan response, 8)
 	for i := range 8 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			codes <- ts.do("POST", "/scripts", fmt.Sprintf(`{"name": "race.py", "code": "print(%d)"}`, i)).status
+			creates <- ts.call("POST", "/scripts", fmt.Sprintf(`{"name": "race.py", "code": "print(%d)"}`, i))
 		}()
 	}
 	wg.Wait()
-	close(codes)
+	close(creates)
 	won := 0
-	for c := range codes {
-		switch c {
+	for r := range creates {
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		switch c := r.status; c {
 		case 201:
 			won++
 		case 409:

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -74,7 +75,12 @@ func TestKillDuringUpdatesLeavesScriptsWhole(t *testing.T) {
 				}
 				name := names[rng.IntN(scripts)]
 				code := planned[name][1+rng.IntN(versions-1)]
-				req, _ := http.NewRequest("PUT", base+"/scripts/"+name, strings.NewReader(jsonBody(t, map[string]string{"code": code})))
+				put, err := json.Marshal(map[string]string{"code": code})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				req, _ := http.NewRequest("PUT", base+"/scripts/"+name, bytes.NewReader(put))
 				resp, err := client.Do(req)
 				if err != nil {
 					continue // the server is gone

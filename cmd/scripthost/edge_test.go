@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -109,7 +110,7 @@ func TestEdgeBounds(t *testing.T) {
 		answers := make(chan answer, 16)
 		post := func(i int) {
 			start := time.Now()
-			req, _ := http.NewRequest("POST", base+"/run/slow.py", strings.NewReader(`{"data":`+jsonBody(t, i)+`}`))
+			req, _ := http.NewRequest("POST", base+"/run/slow.py", strings.NewReader(fmt.Sprintf(`{"data":%d}`, i)))
 			req.Header.Set("Authorization", "Bearer run-from-file")
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
@@ -158,7 +159,7 @@ func TestEdgeBounds(t *testing.T) {
 				defer wg.Done()
 				m := nats.NewMsg(bus.RunSubject("slow.py"))
 				m.Header.Set(bus.HeaderNoCache, "true")
-				m.Data = []byte(`{"data":` + jsonBody(t, 100+i) + `}`)
+				m.Data = fmt.Appendf(nil, `{"data":%d}`, 100+i)
 				r, err := caller.RequestMsg(m, 30*time.Second)
 				if err != nil {
 					codes <- err.Error()

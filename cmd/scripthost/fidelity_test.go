@@ -62,8 +62,12 @@ func fidelityRun(t *testing.T, dir string, corpus []string, sandbox string) {
 	// through both servers, and each script's two answers compared.
 	spawnOf := make([]response, len(names))
 	eachOf(len(names), 4, func(i int) {
-		spawn := servers["spawn"].do("POST", "/run/"+names[i], body)
-		fork := servers["fork"].do("POST", "/run/"+names[i], body)
+		spawn := servers["spawn"].call("POST", "/run/"+names[i], body)
+		fork := servers["fork"].call("POST", "/run/"+names[i], body)
+		if spawn.err != nil || fork.err != nil {
+			t.Errorf("%s: %v; %v", names[i], spawn.err, fork.err)
+			return
+		}
 		if spawn.status != fork.status || string(spawn.body) != string(fork.body) {
 			t.Errorf("%s differs:\nspawn %d %s\nfork  %d %s", names[i], spawn.status, spawn.body, fork.status, fork.body)
 		}
@@ -123,7 +127,8 @@ func warmParentRuns(t *testing.T, ts *testServer) int {
 }
 
 // eachOf calls fn(0) .. fn(n-1), at most workers at a time, and returns
-// when all have returned.
+// when all have returned. fn runs in goroutines of its own: it reports
+// with t.Error, never t.Fatal.
 func eachOf(n, workers int, fn func(i int)) {
 	next := make(chan int)
 	var wg sync.WaitGroup

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -106,11 +107,13 @@ func startTest(t *testing.T, cfg serveConfig, scripts map[string]string) *testSe
 	return &testServer{t: t, cfg: cfg, s: s, base: "http://" + s.httpAddr}
 }
 
-// response is what an HTTP client saw.
+// response is what an HTTP client saw, or the error that kept it from
+// seeing an answer.
 type response struct {
 	status int
 	header http.Header
 	body   []byte
+	err    error
 }
 
 func (r response) json(t *testing.T, v any) {
@@ -139,28 +142,39 @@ func (r response) errorText(t *testing.T) string {
 	return e.Error
 }
 
-// do sends one HTTP request; headers are name, value pairs.
+// do sends one HTTP request; headers are name, value pairs. It fails the
+// test if no answer comes: from the test's goroutine only.
 func (ts *testServer) do(method, path, body string, headers ...string) response {
 	ts.t.Helper()
+	r := ts.call(method, path, body, headers...)
+	if r.err != nil {
+		ts.t.Fatal(r.err)
+	}
+	return r
+}
+
+// call is do for any goroutine: an error is in the response, for the
+// test's goroutine to check (want does).
+func (ts *testServer) call(method, path, body string, headers ...string) response {
 	var rd io.Reader
 	if body != "" {
 		rd = strings.NewReader(body)
 	}
 	req, err := http.NewRequest(method, ts.base+path, rd)
 	if err != nil {
-		ts.t.Fatal(err)
+		return response{err: err}
 	}
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Set(headers[i], headers[i+1])
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		ts.t.Fatalf("%s %s: %v", method, path, err)
+		return response{err: fmt.Errorf("%s %s: %w", method, path, err)}
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(resp.Body)
 	if err != nil {
-		ts.t.Fatal(err)
+		return response{err: fmt.Errorf("%s %s: read the answer: %w", method, path, err)}
 	}
 	return response{status: resp.StatusCode, header: resp.Header, body: data}
 }
@@ -168,6 +182,9 @@ func (ts *testServer) do(method, path, body string, headers ...string) response 
 // want fails the test unless the response has the status.
 func (r response) want(t *testing.T, status int) response {
 	t.Helper()
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
 	if r.status != status {
 		t.Fatalf("status %d, want %d; body %s", r.status, status, r.body)
 	}

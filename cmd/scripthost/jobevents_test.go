@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -11,36 +12,41 @@ import (
 	"github.com/scripthost/scripthost/model"
 )
 
-// jobEvent is one event of GET /jobs/{id}/events and when it came.
-type jobEvent struct {
-	name, data string
-	at         time.Time
+// jobEvents follows GET /jobs/{id}/events to its end: its status, and the
+// events when it is 200.
+func (ts *testServer) jobEvents(id string) (int, []testutil.Event) {
+	ts.t.Helper()
+	code, evs, err := ts.followJob(id)
+	if err != nil {
+		ts.t.Fatal(err)
+	}
+	return code, evs
 }
 
-func (ts *testServer) jobEvents(id string) (int, []jobEvent) {
-	ts.t.Helper()
+// followJob is jobEvents for any goroutine: it returns what went wrong.
+func (ts *testServer) followJob(id string) (int, []testutil.Event, error) {
 	req, _ := http.NewRequest("GET", ts.base+"/jobs/"+id+"/events", nil)
 	req.Header.Set("Accept", "text/event-stream")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		ts.t.Fatal(err)
+		return 0, nil, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != 200 {
-		return resp.StatusCode, nil
+		return resp.StatusCode, nil, nil
 	}
 	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
-		ts.t.Fatalf("Content-Type %q", ct)
+		return 0, nil, fmt.Errorf("events of job %s: Content-Type %q", id, ct)
 	}
-	var evs []jobEvent
-	err = readEvents(resp.Body, func(event, data string) bool {
-		evs = append(evs, jobEvent{event, data, time.Now()})
+	var evs []testutil.Event
+	err = testutil.ReadEvents(resp.Body, func(ev testutil.Event) bool {
+		evs = append(evs, ev)
 		return true
 	})
 	if err != nil {
-		ts.t.Fatal(err)
+		return 0, nil, fmt.Errorf("events of job %s: %w", id, err)
 	}
-	return 200, evs
+	return 200, evs, nil
 }
 
 // A job's events: live, the output as it comes and the result last; and
@@ -55,16 +61,16 @@ func TestJobEvents(t *testing.T) {
 		t.Fatalf("%d %+v", code, live)
 	}
 	last := live[len(live)-1]
-	if last.name != "result" {
+	if last.Name != "result" {
 		t.Fatalf("last event %+v", last)
 	}
 	var out, errs strings.Builder
 	for _, ev := range live[:len(live)-1] {
 		var chunk string
-		if err := json.Unmarshal([]byte(ev.data), &chunk); err != nil {
+		if err := json.Unmarshal([]byte(ev.Data), &chunk); err != nil {
 			t.Fatalf("event %+v: %v", ev, err)
 		}
-		switch ev.name {
+		switch ev.Name {
 		case "stdout":
 			out.WriteString(chunk)
 		case "stderr":
@@ -73,11 +79,11 @@ func TestJobEvents(t *testing.T) {
 			t.Fatalf("event %+v", ev)
 		}
 	}
-	if live[0].name != "stdout" || last.at.Sub(live[0].at) < time.Second {
-		t.Errorf("first event %+v came %v before the result", live[0], last.at.Sub(live[0].at))
+	if live[0].Name != "stdout" || last.At.Sub(live[0].At) < time.Second {
+		t.Errorf("first event %+v came %v before the result", live[0], last.At.Sub(live[0].At))
 	}
 	var res model.Result
-	if err := json.Unmarshal([]byte(last.data), &res); err != nil {
+	if err := json.Unmarshal([]byte(last.Data), &res); err != nil {
 		t.Fatal(err)
 	}
 	ended := ts.waitEnded(job.ID)
@@ -94,11 +100,11 @@ func TestJobEvents(t *testing.T) {
 	}
 	var names, data []string
 	for _, ev := range replay {
-		names, data = append(names, ev.name), append(data, ev.data)
+		names, data = append(names, ev.Name), append(data, ev.Data)
 	}
 	var liveData []string
 	for _, ev := range live {
-		liveData = append(liveData, ev.data)
+		liveData = append(liveData, ev.Data)
 	}
 	if strings.Join(data, "|") != strings.Join(liveData, "|") {
 		t.Errorf("replay %v\nlive   %v", data, liveData)
@@ -116,10 +122,14 @@ func TestJobEvents(t *testing.T) {
 	ts.write("wait.py", "import time\nprint('waiting', flush=True)\ntime.sleep(60)\n")
 	testutil.WaitFor(t, 10*time.Second, "wait.py in the catalog", func() bool { return ts.do("GET", "/scripts/wait.py", "").status == 200 })
 	job = ts.submitJob("wait.py", `{}`)
-	got := make(chan []jobEvent, 1)
+	type followed struct {
+		evs []testutil.Event
+		err error
+	}
+	got := make(chan followed, 1)
 	go func() {
-		_, evs := ts.jobEvents(job.ID)
-		got <- evs
+		_, evs, err := ts.followJob(job.ID)
+		got <- followed{evs, err}
 	}()
 	ts.waitJob(job.ID, "to run", func(j model.Job) bool { return j.Status == model.JobRunning })
 	// HEAD answers the headers at once, without following the job.
@@ -128,10 +138,13 @@ func TestJobEvents(t *testing.T) {
 	}
 	ts.do("DELETE", "/jobs/"+job.ID, "").want(t, http.StatusAccepted)
 	select {
-	case evs := <-got:
-		last := evs[len(evs)-1]
-		if last.name != "result" || !strings.Contains(last.data, `"status":"cancelled"`) {
-			t.Fatalf("events of a cancelled job: %+v", evs)
+	case f := <-got:
+		if f.err != nil || len(f.evs) == 0 {
+			t.Fatalf("events of a cancelled job: %+v, %v", f.evs, f.err)
+		}
+		last := f.evs[len(f.evs)-1]
+		if last.Name != "result" || !strings.Contains(last.Data, `"status":"cancelled"`) {
+			t.Fatalf("events of a cancelled job: %+v", f.evs)
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("the events of a cancelled job did not end")

@@ -39,7 +39,14 @@ const (
 // submitJob posts a job and checks the 202 and its Location.
 func (ts *testServer) submitJob(name, body string, headers ...string) model.Job {
 	ts.t.Helper()
-	r := ts.do("POST", "/jobs/"+name, body, headers...).want(ts.t, http.StatusAccepted)
+	return ts.submitted(name, ts.do("POST", "/jobs/"+name, body, headers...))
+}
+
+// submitted checks the answer to a submit of name, as submitJob does, and
+// returns the job; from the test's goroutine.
+func (ts *testServer) submitted(name string, r response) model.Job {
+	ts.t.Helper()
+	r.want(ts.t, http.StatusAccepted)
 	var job model.Job
 	r.json(ts.t, &job)
 	if job.ID == "" || r.header.Get("Location") != "/jobs/"+job.ID {
@@ -292,17 +299,17 @@ func TestJobIdempotency(t *testing.T) {
 	body := jsonBody(t, map[string]any{"args": []string{marker}})
 	first := ts.submitJob("mark.py", body, "Idempotency-Key", "order-42", "Cache-Control", "no-cache")
 	var wg sync.WaitGroup
-	ids := make([]string, 8)
-	for i := range ids {
+	answers := make([]response, 8)
+	for i := range answers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ids[i] = ts.submitJob("mark.py", body, "Idempotency-Key", "order-42", "Cache-Control", "no-cache").ID
+			answers[i] = ts.call("POST", "/jobs/mark.py", body, "Idempotency-Key", "order-42", "Cache-Control", "no-cache")
 		}()
 	}
 	wg.Wait()
-	for _, id := range ids {
-		if id != first.ID {
+	for _, r := range answers {
+		if id := ts.submitted("mark.py", r).ID; id != first.ID {
 			t.Fatalf("same key, jobs %s and %s", first.ID, id)
 		}
 	}
@@ -503,7 +510,7 @@ func TestJobsOverNATS(t *testing.T) {
 func TestManyJobs(t *testing.T) {
 	ts := startTest(t, jobsConfigForTest(t), map[string]string{"echo.py": echoScript})
 	const n, clients = 300, 16
-	ids := make([]string, n)
+	answers := make([]response, n)
 	start := time.Now()
 	var wg sync.WaitGroup
 	next := make(chan int)
@@ -518,12 +525,16 @@ func TestManyJobs(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				ids[i] = ts.submitJob("echo.py", fmt.Sprintf(`{"data": {"job": %d}}`, i)).ID
+				answers[i] = ts.call("POST", "/jobs/echo.py", fmt.Sprintf(`{"data": {"job": %d}}`, i))
 			}
 		}()
 	}
 	wg.Wait()
 	submitted := time.Since(start)
+	ids := make([]string, n)
+	for i, r := range answers {
+		ids[i] = ts.submitted("echo.py", r).ID
+	}
 	for i, id := range ids {
 		j := ts.waitEnded(id)
 		if want := fmt.Sprintf(`{"job": %d}`, i); j.Status != model.JobSucceeded || j.Result.Stdout != want {

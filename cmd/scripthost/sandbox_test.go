@@ -99,20 +99,51 @@ func startSandboxed(t *testing.T, mode, runAs string, scripts map[string]string,
 // run runs a script with args and returns its result.
 func (sb *sandboxBinary) run(name string, args ...string) model.Result {
 	sb.t.Helper()
+	res, err := sb.try(name, args...)
+	if err != nil {
+		sb.t.Fatal(err)
+	}
+	return res
+}
+
+// start runs name in a goroutine of its own, and returns what waits for
+// its result and fails the test as run does, from the test's goroutine.
+func (sb *sandboxBinary) start(name string, args ...string) (wait func() model.Result) {
+	type answer struct {
+		res model.Result
+		err error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		res, err := sb.try(name, args...)
+		done <- answer{res, err}
+	}()
+	return func() model.Result {
+		sb.t.Helper()
+		a := <-done
+		if a.err != nil {
+			sb.t.Fatal(a.err)
+		}
+		return a.res
+	}
+}
+
+// try is run for any goroutine: it returns what went wrong.
+func (sb *sandboxBinary) try(name string, args ...string) (model.Result, error) {
 	body, _ := json.Marshal(map[string]any{"args": append([]string{}, args...)})
 	req, _ := http.NewRequest("POST", sb.base+"/run/"+name, bytes.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+sb.token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		sb.t.Fatal(err)
+		return model.Result{}, err
 	}
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(resp.Body)
 	var res model.Result
 	if err := json.Unmarshal(data, &res); err != nil || resp.StatusCode != 200 {
-		sb.t.Fatalf("run %s: %d %s", name, resp.StatusCode, data)
+		return model.Result{}, fmt.Errorf("run %s: %d %s", name, resp.StatusCode, data)
 	}
-	return res
+	return res, nil
 }
 
 // jsonOut decodes the run's stdout as JSON, failing on a failed run.
@@ -275,8 +306,7 @@ func TestSandboxProcessesInvisible(t *testing.T) {
 			"peek.py":   peekScript,
 		})
 		secret := fmt.Sprintf("victimsecret%d", rand.Uint64())
-		done := make(chan model.Result, 1)
-		go func() { done <- sb.run("victim.py", secret) }()
+		victimDone := sb.start("victim.py", secret)
 		var victim int
 		testutil.WaitFor(t, 20*time.Second, "the victim run", func() bool {
 			if pids := markedPids(secret); len(pids) > 0 {
@@ -307,7 +337,7 @@ func TestSandboxProcessesInvisible(t *testing.T) {
 			}
 		}
 		// The victim was not disturbed: it ends as it should.
-		if r := <-done; r.ExitCode == nil || *r.ExitCode != 0 {
+		if r := victimDone(); r.ExitCode == nil || *r.ExitCode != 0 {
 			t.Errorf("victim: %+v", r)
 		}
 	})
@@ -409,8 +439,7 @@ func TestSandboxPrivateTmp(t *testing.T) {
 	forEachMode(t, func(t *testing.T, mode string) {
 		sb := startSandboxed(t, mode, "nobody", map[string]string{"writer.py": writerScript, "looker.py": lookerScript})
 		marker := fmt.Sprintf("tmpmarker%d", rand.Uint64())
-		done := make(chan model.Result, 1)
-		go func() { done <- sb.run("writer.py", marker) }()
+		writerDone := sb.start("writer.py", marker)
 		testutil.WaitFor(t, 20*time.Second, "the writer to hold its files", func() bool { return len(markedPids("written"+marker)) > 0 })
 		var look struct {
 			Seen         []string
@@ -426,7 +455,7 @@ func TestSandboxPrivateTmp(t *testing.T) {
 				t.Errorf("the host sees %s", p)
 			}
 		}
-		res := <-done
+		res := writerDone()
 		if res.ExitCode == nil || *res.ExitCode != 0 {
 			t.Fatalf("writer: %+v", res)
 		}
@@ -623,13 +652,12 @@ func TestSandboxProcessLimitPerRun(t *testing.T) {
 	forEachMode(t, func(t *testing.T, mode string) {
 		sb := startSandboxed(t, mode, "nobody", map[string]string{"procs.py": procsScript}, "--max-procs", "16")
 		marker := fmt.Sprintf("hogmarker%d", rand.Uint64())
-		done := make(chan model.Result, 1)
-		go func() { done <- sb.run("procs.py", "100", marker, "3") }()
+		hogDone := sb.start("procs.py", "100", marker, "3")
 		testutil.WaitFor(t, 20*time.Second, "the hog to hold its processes", func() bool { return len(markedPids(marker)) >= 5 })
 		if res := sb.run("procs.py", "8", "other"+marker); res.Stdout != "started 8\n" {
 			t.Errorf("a run next to one that used up its processes: %+v", res)
 		}
-		res := <-done
+		res := hogDone()
 		if !strings.HasPrefix(res.Stdout, "stopped at ") {
 			t.Fatalf("the hog was not stopped by --max-procs: %+v", res)
 		}
