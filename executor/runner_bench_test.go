@@ -16,8 +16,9 @@ import (
 )
 
 // The benchmarks print per-run figures; they assert nothing about time.
-// Every run has its own stdin. Run with
-// SCRIPTHOST_TEST_PYTHON=/usr/bin/python3 for the system interpreter:
+// Every run has its own stdin. They run the tests' interpreter
+// (/usr/bin/python3 where there is one; SCRIPTHOST_TEST_PYTHON picks
+// another):
 //
 //	go test -run '^$' -bench Runner -benchtime 200x ./executor/
 //
