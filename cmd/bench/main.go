@@ -5,7 +5,8 @@
 // fork mode with the run sandbox on and off where the binary has one, cache
 // hits over HTTP, hello.py's runs streamed (server-sent events over HTTP,
 // streamed replies over NATS), and the ratios to the bare spawn. It starts
-// the real binary for each mode and drives it from this process. Every
+// the real binary for each mode and drives it from this process, through
+// package client (the CLI's, over HTTP and NATS). Every
 // request body is unique (identical runs in flight share one execution, and
 // a benchmark of the same body would measure that instead). With
 // --baseline REF it also builds the binary of that git revision and
@@ -15,10 +16,8 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -31,7 +30,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
+	"github.com/scripthost/scripthost/client"
+	"github.com/scripthost/scripthost/model"
 )
 
 const helloPy = `import sys, json; data = json.load(sys.stdin); print(json.dumps({"greeting": f"Hello, {data['name']}"}))` + "\n"
@@ -237,13 +237,12 @@ func run(cfg config) error {
 		if err != nil {
 			return err
 		}
-		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
-		nc, err := nats.Connect(srv.natsURL)
+		own, err := connect("", srv)
 		if err != nil {
 			srv.stop()
 			return err
 		}
-		targets := []target{{"", client, srv, nc}}
+		targets := []target{own}
 		if v.mode == "fork" && hasSandbox {
 			// The same with the sandbox on, measured cell by cell with the
 			// other: the machine's changing load falls on both alike.
@@ -251,13 +250,12 @@ func run(cfg config) error {
 			if err != nil {
 				return err
 			}
-			snc, err := nats.Connect(ssrv.natsURL)
+			tg, err := connect(", sandbox on", ssrv)
 			if err != nil {
 				ssrv.stop()
 				return err
 			}
-			sclient := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
-			targets = append(targets, target{", sandbox on", sclient, ssrv, snc})
+			targets = append(targets, tg)
 		}
 		if baseBin != "" {
 			// Both servers run; each cell measures one, then the other, so
@@ -266,19 +264,18 @@ func run(cfg config) error {
 			if err != nil {
 				return err
 			}
-			bnc, err := nats.Connect(bsrv.natsURL)
+			tg, err := connect(" ("+cfg.baseline+")", bsrv)
 			if err != nil {
 				bsrv.stop()
 				return err
 			}
-			bclient := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
-			targets = append([]target{{" (" + cfg.baseline + ")", bclient, bsrv, bnc}}, targets...)
+			targets = append([]target{tg}, targets...)
 		}
 		for _, w := range workloads {
 			for _, c := range cfg.levels {
 				for _, tg := range targets {
 					s := measure(fmt.Sprintf("%s, %s, HTTP, c=%d%s", v.label, w.name, c, tg.label), c, cfg.duration, func() error {
-						return httpRun(tg.client, tg.srv.base, w, "no-cache")
+						return runOnce(tg.http, w, true, false)
 					})
 					print(fmt.Sprintf("%s %s %d%s", v.label, w.name, c, tg.label), s)
 				}
@@ -287,27 +284,26 @@ func run(cfg config) error {
 		for _, c := range cfg.levels {
 			for _, tg := range targets {
 				s := measure(fmt.Sprintf("%s, hello.py, NATS, c=%d%s", v.label, c, tg.label), c, cfg.duration, func() error {
-					return natsRun(tg.nc, workloads[0])
+					return runOnce(tg.nats, workloads[0], true, false)
 				})
 				print(fmt.Sprintf("%s nats %d%s", v.label, c, tg.label), s)
 			}
 		}
 		for _, tg := range targets {
 			if tg.srv != srv {
-				tg.nc.Close()
-				tg.srv.stop()
+				tg.close()
 			}
 		}
 		{
 			for _, c := range []int{1, 4} {
 				s := measure(fmt.Sprintf("%s, hello.py, HTTP SSE stream, c=%d", v.label, c), c, cfg.duration, func() error {
-					return sseRun(client, srv.base, workloads[0])
+					return runOnce(own.http, workloads[0], true, true)
 				})
 				print(fmt.Sprintf("%s sse %d", v.label, c), s)
 			}
 			for _, c := range []int{1, 4} {
 				s := measure(fmt.Sprintf("%s, hello.py, NATS stream, c=%d", v.label, c), c, cfg.duration, func() error {
-					return natsStreamRun(nc, workloads[0])
+					return runOnce(own.nats, workloads[0], true, true)
 				})
 				print(fmt.Sprintf("%s natsstream %d", v.label, c), s)
 			}
@@ -316,16 +312,15 @@ func run(cfg config) error {
 			// The same body every time: all but the first are cache hits.
 			data, want := workloads[0].body(0)
 			hit := workload{name: workloads[0].name, body: func(int64) ([]byte, []byte) { return data, want }}
-			if err := httpRun(client, srv.base, hit, ""); err != nil { // fill the cache
+			if err := runOnce(own.http, hit, false, false); err != nil { // fill the cache
 				return err
 			}
 			s := measure("cache hits, hello.py, HTTP, c=16", 16, cfg.duration, func() error {
-				return httpRun(client, srv.base, hit, "")
+				return runOnce(own.http, hit, false, false)
 			})
 			print("cache", s)
 		}
-		nc.Close()
-		srv.stop()
+		own.close()
 	}
 
 	fmt.Println()
@@ -359,10 +354,34 @@ func run(cfg config) error {
 
 // target is a server to measure, with its clients.
 type target struct {
-	label  string
-	client *http.Client
-	srv    *server
-	nc     *nats.Conn
+	label string
+	srv   *server
+	http  client.Client
+	nats  client.Client
+}
+
+// connect makes the clients of a server.
+func connect(label string, srv *server) (target, error) {
+	tg := target{label: label, srv: srv}
+	cfg := client.Config{URL: srv.base, Timeout: 30 * time.Second}
+	h, err := client.NewHTTP(cfg)
+	if err != nil {
+		return tg, err
+	}
+	cfg.URL = srv.natsURL
+	n, err := client.NewNATS(cfg)
+	if err != nil {
+		return tg, err
+	}
+	tg.http, tg.nats = h, n
+	return tg, nil
+}
+
+// close closes the clients and stops the server.
+func (tg target) close() {
+	tg.http.Close()
+	tg.nats.Close()
+	tg.srv.stop()
 }
 
 // buildRevision builds the scripthost binary of a git revision.
@@ -399,99 +418,32 @@ func buildRevision(work, rev string) (string, error) {
 	return bin, nil
 }
 
-// sseRun is a run streamed as server-sent events.
-func sseRun(client *http.Client, base string, w workload) error {
+// runOnce runs w through c, without the cache when noCache, and checks
+// its output; a streamed run (server-sent events over HTTP, streamed
+// replies over NATS) must also have sent its output in chunks.
+func runOnce(c client.Client, w workload, noCache, stream bool) error {
 	data, want := w.body(seq.Add(1))
-	body := append(append([]byte(`{"data": `), data...), '}')
-	req, _ := http.NewRequest("POST", base+"/run/"+w.name, bytes.NewReader(body))
-	req.Header.Set("Cache-Control", "no-cache")
-	req.Header.Set("Accept", "text/event-stream")
-	resp, err := client.Do(req)
+	var chunks chunkCount
+	opts := client.RunOptions{NoCache: noCache}
+	if stream {
+		opts.Stdout = &chunks
+	}
+	ans, err := c.Run(context.Background(), w.name, model.RunRequest{Data: data}, opts)
 	if err != nil {
 		return err
 	}
-	out, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 || !bytes.Contains(out, []byte("event: stdout\ndata: ")) || !bytes.Contains(out, []byte("event: result")) ||
-		!bytes.Contains(out, jsonString(want)) {
-		return fmt.Errorf("status %d: %s", resp.StatusCode, out)
+	if !strings.Contains(ans.Result.Stdout, string(want)) || stream && chunks == 0 {
+		return fmt.Errorf("%d chunks, result %+v", chunks, ans.Result)
 	}
 	return nil
 }
 
-// natsStreamRun is a run streamed over NATS: chunks, then the result, to
-// an inbox of the caller's.
-func natsStreamRun(nc *nats.Conn, w workload) error {
-	data, want := w.body(seq.Add(1))
-	m := nats.NewMsg("script.run." + w.name)
-	m.Data = append(append([]byte(`{"data": `), data...), '}')
-	m.Header.Set("X-Scripthost-No-Cache", "true")
-	m.Header.Set("X-Scripthost-Stream", "true")
-	m.Reply = nc.NewInbox()
-	sub, err := nc.SubscribeSync(m.Reply)
-	if err != nil {
-		return err
-	}
-	defer sub.Unsubscribe()
-	if err := nc.PublishMsg(m); err != nil {
-		return err
-	}
-	chunks := 0
-	for {
-		r, err := sub.NextMsg(30 * time.Second)
-		if err != nil {
-			return err
-		}
-		switch r.Header.Get("X-Scripthost-Event") {
-		case "stdout":
-			chunks++
-		case "result":
-			if chunks == 0 || !bytes.Contains(r.Data, jsonString(want)) {
-				return fmt.Errorf("%d chunks, result %s", chunks, r.Data)
-			}
-			return nil
-		}
-	}
-}
+// chunkCount counts the chunks of a streamed run's output.
+type chunkCount int
 
-func httpRun(client *http.Client, base string, w workload, cacheControl string) error {
-	data, want := w.body(seq.Add(1))
-	body := append(append([]byte(`{"data": `), data...), '}')
-	req, _ := http.NewRequest("POST", base+"/run/"+w.name, bytes.NewReader(body))
-	if cacheControl != "" {
-		req.Header.Set("Cache-Control", cacheControl)
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return err
-	}
-	out, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 || !bytes.Contains(out, jsonString(want)) {
-		return fmt.Errorf("status %d: %s", resp.StatusCode, out)
-	}
-	return nil
-}
-
-// jsonString is want as it appears inside the result's JSON string.
-func jsonString(want []byte) []byte {
-	b, _ := json.Marshal(string(want))
-	return b[1 : len(b)-1]
-}
-
-func natsRun(nc *nats.Conn, w workload) error {
-	data, want := w.body(seq.Add(1))
-	m := nats.NewMsg("script.run." + w.name)
-	m.Data = append(append([]byte(`{"data": `), data...), '}')
-	m.Header.Set("X-Scripthost-No-Cache", "true")
-	reply, err := nc.RequestMsg(m, 30*time.Second)
-	if err != nil {
-		return err
-	}
-	if !bytes.Contains(reply.Data, jsonString(want)) {
-		return fmt.Errorf("reply %s", reply.Data)
-	}
-	return nil
+func (c *chunkCount) Write(p []byte) (int, error) {
+	*c++
+	return len(p), nil
 }
 
 type server struct {

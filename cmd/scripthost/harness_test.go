@@ -16,6 +16,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/scripthost/scripthost/client"
 	"github.com/scripthost/scripthost/executor"
 	"github.com/scripthost/scripthost/internal/testutil"
 	"github.com/scripthost/scripthost/model"
@@ -88,6 +89,7 @@ type testServer struct {
 	cfg  serveConfig
 	s    *server
 	base string
+	api  *client.HTTP // a client of its HTTP API
 }
 
 // startTest starts serve with cfg, adjusted by the options, and stops it
@@ -104,7 +106,8 @@ func startTest(t *testing.T, cfg serveConfig, scripts map[string]string) *testSe
 		t.Fatalf("start server: %v", err)
 	}
 	t.Cleanup(s.shutdown)
-	return &testServer{t: t, cfg: cfg, s: s, base: "http://" + s.httpAddr}
+	base := "http://" + s.httpAddr
+	return &testServer{t: t, cfg: cfg, s: s, base: base, api: httpClient(t, base, "")}
 }
 
 // response is what an HTTP client saw, or the error that kept it from
@@ -189,6 +192,18 @@ func (r response) want(t *testing.T, status int) response {
 		t.Fatalf("status %d, want %d; body %s", r.status, status, r.body)
 	}
 	return r
+}
+
+// httpClient is a client of the HTTP API at base, closed when the test
+// ends.
+func httpClient(t *testing.T, base, token string) *client.HTTP {
+	t.Helper()
+	c, err := client.NewHTTP(client.Config{URL: base, Token: token, Timeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
 }
 
 // nats connects a client to the server's NATS listener, as another

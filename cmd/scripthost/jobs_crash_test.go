@@ -1,10 +1,8 @@
 package main
 
 import (
-	"encoding/json"
+	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scripthost/scripthost/client"
 	"github.com/scripthost/scripthost/internal/testutil"
 	"github.com/scripthost/scripthost/model"
 )
@@ -39,31 +38,17 @@ func (p *process) exited() bool {
 
 // httpJob is a job client for a server started as a binary.
 type httpJob struct {
-	t    *testing.T
-	base string
+	t *testing.T
+	c *client.HTTP
 }
 
-func (h httpJob) do(method, path, body string) (int, []byte) {
-	h.t.Helper()
-	req, err := http.NewRequest(method, h.base+path, strings.NewReader(body))
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, []byte(err.Error())
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, data
-}
+func newHTTPJob(t *testing.T, base string) httpJob { return httpJob{t, httpClient(t, base, "")} }
 
-func (h httpJob) submit(name, body string) model.Job {
+func (h httpJob) submit(name string, req model.RunRequest) model.Job {
 	h.t.Helper()
-	code, data := h.do("POST", "/jobs/"+name, body)
-	var job model.Job
-	if code != http.StatusAccepted || json.Unmarshal(data, &job) != nil {
-		h.t.Fatalf("submit %s: %d %s", name, code, data)
+	job, err := h.c.SubmitJob(context.Background(), name, model.JobRequest{RunRequest: req}, client.JobOptions{})
+	if err != nil {
+		h.t.Fatalf("submit %s: %v", name, err)
 	}
 	return job
 }
@@ -71,12 +56,8 @@ func (h httpJob) submit(name, body string) model.Job {
 // get answers the job, or ok false while the server does not answer.
 func (h httpJob) get(id string) (model.Job, bool) {
 	h.t.Helper()
-	code, data := h.do("GET", "/jobs/"+id, "")
-	var job model.Job
-	if code != http.StatusOK || json.Unmarshal(data, &job) != nil {
-		return job, false
-	}
-	return job, true
+	job, err := h.c.Job(context.Background(), id)
+	return job, err == nil
 }
 
 func (h httpJob) wait(id, what string, timeout time.Duration, cond func(model.Job) bool) model.Job {
@@ -99,19 +80,20 @@ func TestJobsSurviveServeKill9(t *testing.T) {
 		t.Fatal(err)
 	}
 	httpAddr, natsAddr := freePort(t), freePort(t)
-	h := httpJob{t, "http://" + httpAddr}
+	base := "http://" + httpAddr
+	h := newHTTPJob(t, base)
 	start := func() *process {
 		p := startBinary(t, nil, "serve", "--http", httpAddr, "--nats-listen", natsAddr, "--scripts", scripts,
 			"--python", testutil.Python(t), "--mode", testMode(), "--max-concurrent", "1",
 			"--data-dir", data, "--job-ack-wait", "2s")
-		waitHTTP(t, h.base+"/healthz")
+		waitHTTP(t, base+"/healthz")
 		return p
 	}
 	p := start()
 	const n = 12
 	ids := make([]string, n)
 	for i := range ids {
-		ids[i] = h.submit("mark.py", jsonBody(t, map[string]any{"args": []string{filepath.Join(markers, fmt.Sprint(i))}})).ID
+		ids[i] = h.submit("mark.py", model.RunRequest{Args: []string{filepath.Join(markers, fmt.Sprint(i))}}).ID
 	}
 	last, _ := h.get(ids[n-1])
 	p.kill9(t)
@@ -141,8 +123,8 @@ func TestJobSurvivesExecutorKill9(t *testing.T) {
 	c.put("quick.py", "print('quick')\n")
 	c.put("slow.py", "import time\ntime.sleep(3)\nprint('done')\n")
 	c.waitNodes("quick.py")
-	h := httpJob{t, c.base}
-	job := h.submit("slow.py", "")
+	h := newHTTPJob(t, c.base)
+	job := h.submit("slow.py", model.RunRequest{})
 	job = h.wait(job.ID, "to run", 30*time.Second, func(j model.Job) bool { return j.Status == model.JobRunning })
 	first := job.Node
 	if c.nodes[first] == nil {
@@ -172,8 +154,8 @@ func TestJobDeadAfterMaxAttempts(t *testing.T) {
 		"    pid = int(open('/proc/%d/stat' % pid).read().rsplit(')', 1)[1].split()[1])\n"+
 		"time.sleep(5)\n")
 	c.waitNodes("quick.py")
-	h := httpJob{t, c.base}
-	job := h.submit("killer.py", "")
+	h := newHTTPJob(t, c.base)
+	job := h.submit("killer.py", model.RunRequest{})
 	restarts := 0
 	job = h.wait(job.ID, "to be dead", 90*time.Second, func(j model.Job) bool {
 		if c.nodes["node-a"].exited() {

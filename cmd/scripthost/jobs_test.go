@@ -60,8 +60,10 @@ func (ts *testServer) submitted(name string, r response) model.Job {
 
 func (ts *testServer) job(id string) model.Job {
 	ts.t.Helper()
-	var job model.Job
-	ts.do("GET", "/jobs/"+id, "").want(ts.t, http.StatusOK).json(ts.t, &job)
+	job, err := ts.api.Job(context.Background(), id)
+	if err != nil {
+		ts.t.Fatalf("job %s: %v", id, err)
+	}
 	return job
 }
 

@@ -2,12 +2,11 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"os/user"
@@ -19,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scripthost/scripthost/client"
 	"github.com/scripthost/scripthost/internal/testutil"
 	"github.com/scripthost/scripthost/model"
 )
@@ -37,6 +37,7 @@ type sandboxBinary struct {
 	httpAddr string
 	natsAddr string
 	token    string
+	api      *client.HTTP // a client of its HTTP API, with the token
 }
 
 // pythonForNobody is an interpreter that nobody may run, or "" if none.
@@ -92,6 +93,7 @@ func startSandboxed(t *testing.T, mode, runAs string, scripts map[string]string,
 		}
 	})
 	sb.base = "http://" + sb.httpAddr
+	sb.api = httpClient(t, sb.base, sb.token)
 	waitHTTP(t, sb.base+"/healthz")
 	return sb
 }
@@ -130,20 +132,11 @@ func (sb *sandboxBinary) start(name string, args ...string) (wait func() model.R
 
 // try is run for any goroutine: it returns what went wrong.
 func (sb *sandboxBinary) try(name string, args ...string) (model.Result, error) {
-	body, _ := json.Marshal(map[string]any{"args": append([]string{}, args...)})
-	req, _ := http.NewRequest("POST", sb.base+"/run/"+name, bytes.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+sb.token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return model.Result{}, err
+	ans, err := sb.api.Run(context.Background(), name, model.RunRequest{Args: args}, client.RunOptions{})
+	if err != nil || ans.Result.TimedOut {
+		return model.Result{}, fmt.Errorf("run %s: %v %+v", name, err, ans.Result)
 	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
-	var res model.Result
-	if err := json.Unmarshal(data, &res); err != nil || resp.StatusCode != 200 {
-		return model.Result{}, fmt.Errorf("run %s: %d %s", name, resp.StatusCode, data)
-	}
-	return res, nil
+	return ans.Result, nil
 }
 
 // jsonOut decodes the run's stdout as JSON, failing on a failed run.

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -13,7 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scripthost/scripthost/client"
 	"github.com/scripthost/scripthost/internal/testutil"
+	"github.com/scripthost/scripthost/model"
 )
 
 // cluster is a serve node without an executor and executor nodes in
@@ -26,6 +30,7 @@ type cluster struct {
 	nodes   map[string]*process
 	dirs    map[string]string
 	metrics map[string]string // node name -> its /metrics URL
+	api     *client.HTTP      // a client of serve's HTTP API
 }
 
 func startCluster(t *testing.T, slots int, names ...string) *cluster {
@@ -39,6 +44,7 @@ func startClusterWith(t *testing.T, serveFlags []string, slots int, names ...str
 	c := &cluster{t: t, scripts: t.TempDir(), nodes: map[string]*process{}, dirs: map[string]string{}, metrics: map[string]string{}}
 	httpAddr, natsAddr := freePort(t), freePort(t)
 	c.base, c.natsURL = "http://"+httpAddr, "nats://"+natsAddr
+	c.api = httpClient(t, c.base, "")
 	startBinary(t, nil, append([]string{"serve", "--http", httpAddr, "--nats-listen", natsAddr, "--scripts", c.scripts,
 		"--max-concurrent", "0", "--python", testutil.Python(t)}, serveFlags...)...)
 	waitHTTP(t, c.base+"/healthz")
@@ -89,22 +95,13 @@ func (c *cluster) queueWait() float64 {
 // put creates or replaces a script through the API.
 func (c *cluster) put(name, code string) {
 	c.t.Helper()
-	body := jsonBody(c.t, map[string]string{"name": name, "code": code})
-	resp, err := http.Post(c.base+"/scripts", "application/json", strings.NewReader(body))
+	ctx := context.Background()
+	_, err := c.api.Create(ctx, name, code)
+	if errors.Is(err, model.ErrExists) {
+		_, err = c.api.Update(ctx, name, code)
+	}
 	if err != nil {
-		c.t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode == 409 {
-		req, _ := http.NewRequest("PUT", c.base+"/scripts/"+name, strings.NewReader(jsonBody(c.t, map[string]string{"code": code})))
-		resp, err = http.DefaultClient.Do(req)
-		if err != nil {
-			c.t.Fatal(err)
-		}
-		resp.Body.Close()
-	}
-	if resp.StatusCode != 200 && resp.StatusCode != 201 {
-		c.t.Fatalf("put %s: %d", name, resp.StatusCode)
+		c.t.Fatalf("put %s: %v", name, err)
 	}
 }
 
