@@ -45,9 +45,6 @@ func (r *ForkRunner) Run(ctx context.Context, job Job) (model.Result, error) {
 	if err != nil {
 		return model.Result{}, err
 	}
-	// Under the sandbox, a run's cgroups are its slot's, which the warm
-	// interpreter makes (sandbox.py): the job names none.
-	var cg *runCgroup
 	if st, err := os.Stat(filepath.Dir(job.Path)); err != nil || !st.IsDir() {
 		pio.closeAll()
 		return model.Result{}, model.Errorf(model.ErrUnavailable, "cannot start the run: no such folder: %s", filepath.Dir(job.Path))
@@ -65,7 +62,7 @@ func (r *ForkRunner) Run(ctx context.Context, job Job) (model.Result, error) {
 			return model.Result{}, err
 		}
 		if w != nil {
-			err = w.start(id, run, job, pio, cg)
+			err = w.start(id, run, job, pio)
 		} else {
 			err = errWarmDead // retired meanwhile
 		}

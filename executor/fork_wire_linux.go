@@ -34,8 +34,6 @@ type forkMsg struct {
 	Imports []string `json:"imports,omitempty"`
 	// Memory is a warm parent's own memory once it has imported them.
 	Memory int64 `json:"memory,omitempty"`
-	// Cgroups are the cgroup.procs files of the run's cgroups (sandbox).
-	Cgroups []string `json:"cgroups,omitempty"`
 	fd      int      // a pidfd that came with "started" or a warm parent's "ready"
 }
 
@@ -121,8 +119,9 @@ func (w *warm) readLoop() {
 // start registers run and sends its job with the child's ends of pio. The
 // job itself travels in a memfd that the warm interpreter passes on to the
 // child unread: no job's arguments ever sit in the warm interpreter's
-// memory, which later children inherit.
-func (w *warm) start(id uint64, run *forkRun, job Job, pio *procIO, cg *runCgroup) error {
+// memory, which later children inherit (under the sandbox, the message
+// names the run's folder).
+func (w *warm) start(id uint64, run *forkRun, job Job, pio *procIO) error {
 	w.mu.Lock()
 	if w.runs == nil {
 		w.mu.Unlock()
@@ -139,9 +138,6 @@ func (w *warm) start(id uint64, run *forkRun, job Job, pio *procIO, cg *runCgrou
 		}
 	}
 	msg.Unbuffered = job.Output != nil
-	if cg != nil {
-		msg.Cgroups = cg.procs()
-	}
 	fds := []int{int(pio.child[0].Fd()), int(pio.child[1].Fd()), int(pio.child[2].Fd())}
 	body, err := json.Marshal(msg)
 	if err == nil {
@@ -149,7 +145,14 @@ func (w *warm) start(id uint64, run *forkRun, job Job, pio *procIO, cg *runCgrou
 		if memfd, err = bigJob(body); err == nil {
 			defer unix.Close(memfd)
 			fds = append(fds, memfd)
-			body, err = json.Marshal(forkMsg{Op: "run", ID: id})
+			outer := forkMsg{Op: "run", ID: id}
+			if w.r.sb != nil {
+				// Under the sandbox, the run's folder (not its arguments)
+				// beside the job: a sandbox slot keeps the last run's in
+				// place where the slot's /tmp covers it.
+				outer.Dir, outer.BDir = msg.Dir, msg.BDir
+			}
+			body, err = json.Marshal(outer)
 		}
 	}
 	if err == nil {

@@ -10,10 +10,12 @@
 # Protocol: one JSON object per SOCK_SEQPACKET message on the control socket.
 #   Go -> here: {"op":"run","id":N} with the run's stdin, stdout and
 #               stderr and a memfd holding the job as SCM_RIGHTS: the job,
-#               {"path":P,"dir":D,"args":[...],"cgroups":[...]} ("bpath"/
-#               "bargs", base64 bytes, replace "path"/"args" when they are
-#               not UTF-8), is passed on to the child unread, so that this
-#               process, which every child copies, never holds one;
+#               {"path":P,"dir":D,"args":[...]} ("bpath"/"bdir"/"bargs",
+#               base64 bytes, replace "path"/"dir"/"args" when they are not
+#               UTF-8), is passed on to the child unread, so that this
+#               process, which every child copies, never holds one (under
+#               the sandbox the message names the run's folder, "dir" or
+#               "bdir", for its slot: see _Server.clean_slot);
 #               {"op":"kill","id":N}. "unbuffered":true in a run gives
 #               the child unbuffered stdout and stderr (a streamed run);
 #               {"op":"parent","dir":D} with two fds, a control socket and a
@@ -820,9 +822,10 @@ def _stdio(fd, write, name, errors, buffered=_BUFFERED):
     return stream
 
 
-def _prepare_child(chan):
+def _prepare_child(chan, keep=()):
     """Right after the fork: what does not depend on the job. Everything of
-    the warm interpreter's but the child's own channel is closed."""
+    the warm interpreter's but the child's own channel (and keep) is
+    closed."""
     # Die with the warm interpreter: a run must not outlive its owner.
     _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     # (In a sandbox slot's pid namespace the parent is outside: 0. If the
@@ -833,12 +836,19 @@ def _prepare_child(chan):
         ctypes.c_void_p.from_address(_MAIN_TSTATE).value = _tstate_get()
     os.setpgid(0, 0)
     _thread_state_as_fresh()
-    keep = chan.fileno()
     for sock in _OWNED_SOCKETS:
         if sock is not chan:
             sock.detach()  # the fd is closed below; the object must not close a reused number
-    os.closerange(3, keep)
-    os.closerange(keep + 1, _MAXFD)
+    _close_all_but([chan.fileno()] + list(keep))
+
+
+def _close_all_but(keep):
+    low = 3
+    for fd in sorted(keep):
+        if fd > low:
+            os.closerange(low, fd)
+        low = max(low, fd + 1)
+    os.closerange(low, _MAXFD)
 
 
 def _thread_state_as_fresh():
@@ -862,21 +872,18 @@ def _await_job(chan):
     if not data:
         os._exit(0)  # the warm interpreter let this child go
     msg = json.loads(data)
+    # (Whether the run's sandbox slot has the run's folder in place.)
+    placed = bool(msg.get("placed"))
     if len(fds) == 4:
         # A job from Go, as it was sent: the warm interpreter passed it on
         # unread.
-        raw = _read_memfd(fds.pop())
-        msg = _job(raw)
-        msg["cgroups"] = raw.get("cgroups") or []
+        msg = _job(_read_memfd(fds.pop()))
+    msg["placed"] = placed
     for target, fd in enumerate(fds[:3]):
         os.dup2(fd, target)
     chan.detach()
-    keep = sorted(_SANDBOX.kept_fds()) if _SANDBOX is not None else []
-    low = 3
-    for fd in keep:  # the sandbox's, closed once the run's view is set up
-        os.closerange(low, fd)
-        low = fd + 1
-    os.closerange(low, _MAXFD)
+    # The sandbox's, closed once the run's view is set up.
+    _close_all_but(_SANDBOX.kept_fds() if _SANDBOX is not None else ())
     return msg
 
 
@@ -1106,13 +1113,13 @@ _zipapp = [False]
 def _child(chan):
     try:
         slot = _slot[2]  # as it was at the fork
-        _prepare_child(chan)
+        _prepare_child(chan, _SANDBOX.child_fds(slot.fds) if slot else ())
         if slot:
             # The run sandbox: into the slot's namespaces ahead of the job.
-            _SANDBOX.enter_slot_ahead(slot, _CONFINE["sandbox"])
+            _SANDBOX.enter_slot_ahead(slot.fds, _CONFINE["sandbox"])
         job = _await_job(chan)
         if slot:
-            _SANDBOX.enter_run(_CONFINE["sandbox"], job["dir"], job.get("cgroups"))
+            _SANDBOX.enter_run(_CONFINE["sandbox"], job["dir"], job["placed"], slot.placed and slot.placed[0])
         fp = _become_run(job)
         if not job.get("canary"):
             _confine()
@@ -1148,7 +1155,7 @@ _go = _thread.allocate_lock()
 _go.acquire()
 _done = _thread.allocate_lock()
 _done.acquire()
-_slot = [None, None, 0]  # the child's channel, the fork's result, its slot's init
+_slot = [None, None, None]  # the child's channel, the fork's result, its sandbox slot
 _OWNED_SOCKETS = []  # every socket object of the warm interpreter
 
 
@@ -1159,7 +1166,7 @@ def _forker():
         try:
             # A sandboxed run's child is forked into its slot's pid
             # namespace.
-            pid = _SANDBOX.fork_into(_slot[2]) if _slot[2] else os.fork()
+            pid = _SANDBOX.fork_into(_slot[2].fds["pidns"]) if _slot[2] else os.fork()
         except BaseException as e:
             _slot[1] = e
             _done.release()
@@ -1171,9 +1178,9 @@ def _forker():
     yield from _child(chan)
 
 
-def _fork(slot_init=0):
+def _fork(slot=None):
     """Forks a child that waits for its job; returns (pid, channel). With
-    slot_init, the child is in that sandbox slot's pid namespace."""
+    slot, the child is in that sandbox slot's pid namespace."""
     # Nothing buffered here may be written again by the child.
     for f in (sys.stdout, sys.stderr):
         try:
@@ -1183,12 +1190,11 @@ def _fork(slot_init=0):
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     _OWNED_SOCKETS.append(theirs)
     _slot[0] = theirs
-    _slot[2] = slot_init
+    _slot[2] = slot
     _go.release()
     _done.acquire()
     result = _slot[1]
-    _slot[0] = _slot[1] = None
-    _slot[2] = 0
+    _slot[0] = _slot[1] = _slot[2] = None
     _OWNED_SOCKETS.remove(theirs)
     theirs.close()
     if isinstance(result, BaseException):
@@ -1321,7 +1327,7 @@ class _Server:
 
     def spawn_idle(self):
         slot = self.free_slot() if _SANDBOX is not None else None
-        pid, chan = _fork(slot.init if slot is not None else 0)
+        pid, chan = _fork(slot)
         try:
             os.setpgid(pid, pid)  # also done by the child: whichever runs first
         except OSError:
@@ -1365,8 +1371,10 @@ class _Server:
         try:
             if len(fds) == 4:
                 job = {}  # in the memfd, for the child to read
+                folder = _folder_of(msg)  # (the sandbox's, from Go)
             elif len(fds) == 3:
                 job = _job(msg)
+                folder = job["dir"]
                 if not os.path.isdir(job["dir"]):
                     raise FileNotFoundError(errno.ENOENT, "no such folder", job["dir"])
             else:
@@ -1376,10 +1384,13 @@ class _Server:
                     self.spawn_idle()
                 pidfd, (pid, chan) = self.idle.popitem(last=False)
                 slot = self.slot_of_idle.pop(pidfd, None)
+                placed = slot is not None and slot.has(folder)
+                if placed:
+                    job = dict(job, placed=True)
                 try:
                     _hand_over(chan, job, fds)
                     if slot is not None:
-                        slot.idle, slot.rid = None, rid
+                        slot.idle, slot.rid, slot.folder = None, rid, (folder, placed)
                         self.slot_of_run[rid] = slot
                     break
                 except OSError:
@@ -1508,16 +1519,35 @@ class _Server:
             self.drop_slot(slot)
 
     def clean_slot(self, slot, rid, status):
-        """A run's own process ended: its slot's init kills what is left of
-        the run; the run's end is reported once it has ("clean"), and the
-        slot takes another run once its init has made a fresh /tmp
-        ("fresh")."""
+        """A run's own process ended: when no process of the run is left,
+        its end is reported now, else once its slot's init has killed the
+        rest ("clean"); the slot takes another run once its init has made
+        it fresh ("fresh"), with the run's folder in place if the slot's
+        /tmp, /dev/shm or HOME covers it."""
+        gone = _SANDBOX.run_gone(slot.fds)
+        (folder, placed), slot.folder = slot.folder or (None, False), None
+        msg, fds = b"refresh" if gone else b"kill", []
+        if folder and not placed and _SANDBOX.covers(_CONFINE["sandbox"], folder):
+            try:
+                tree, ident = _SANDBOX.clone_folder(folder)
+            except OSError:
+                pass
+            else:
+                msg += b"\0" + os.fsencode(folder)
+                fds.append(tree)
+                slot.pending = (folder,) + ident
         try:
-            slot.chan.send(b"kill")
+            _send(slot.chan, msg, fds)
         except OSError:
             self.drop_slot(slot)
             self.send({"op": "exited", "id": rid, "status": status})
             return
+        finally:
+            for fd in fds:
+                os.close(fd)
+        if gone:
+            self.send({"op": "exited", "id": rid, "status": status})
+            rid = None
         self.cleaning[slot.chan.fileno()] = [slot, rid, status]
         self.poll.register(slot.chan.fileno(), select.POLLIN)
 
@@ -1528,7 +1558,9 @@ class _Server:
             reply = json.loads(slot.chan.recv(256) or b"{}")
         except (OSError, ValueError):
             reply = {}
-        if rid is not None and (reply.get("clean") or not reply.get("fresh")):
+        if rid is not None:
+            # "clean", "fresh" (which comes without "clean" when the slot
+            # needed nothing more), or the slot's end.
             self.send({"op": "exited", "id": rid, "status": status})
             entry[1] = None
         if reply.get("clean"):
@@ -1537,6 +1569,8 @@ class _Server:
         self.poll.unregister(fd)
         if reply.get("fresh"):
             slot.rid = None
+            if slot.pending is not None:
+                slot.placed, slot.pending = slot.pending, None
         else:
             self.drop_slot(slot)
 
@@ -1574,7 +1608,7 @@ class _Slot:
     one left. Slots are made as runs need them and last as long as this
     process (whose end kills their inits, and so everything in them)."""
 
-    __slots__ = ("init", "pidfd", "chan", "idle", "rid", "cgroups")
+    __slots__ = ("init", "pidfd", "chan", "idle", "rid", "cgroups", "fds", "folder", "placed", "pending")
 
     @classmethod
     def start(cls):
@@ -1601,6 +1635,7 @@ class _Slot:
         theirs.close()
         slot = cls()
         slot.init, slot.chan, slot.idle, slot.rid, slot.cgroups = pid, ours, None, None, []
+        slot.fds = slot.folder = slot.placed = slot.pending = None
         slot.pidfd = os.pidfd_open(pid)
         try:
             slot.cgroups = _SANDBOX.make_slot_cgroups(_CONFINE["sandbox"], pid)
@@ -1614,7 +1649,22 @@ class _Slot:
         if not reply.get("ready"):
             slot.stop()
             raise OSError("cannot set up a sandbox slot: %s" % reply.get("error", "its init ended"))
+        try:
+            slot.fds = _SANDBOX.slot_fds(pid, slot.cgroups, _CONFINE["sandbox"])
+        except OSError as e:
+            slot.stop()
+            raise OSError("cannot open a sandbox slot's namespaces and cgroups: %s" % e)
         return slot
+
+    def has(self, folder):
+        """Whether the slot's init has folder in place, as it is now."""
+        if self.placed is None or self.placed[0] != folder:
+            return False
+        try:
+            st = os.stat(folder)
+        except OSError:
+            return False
+        return (st.st_dev, st.st_ino) == self.placed[1:]
 
     def alive(self):
         p = select.poll()
@@ -1637,6 +1687,9 @@ class _Slot:
             pass
         os.close(self.pidfd)
         self.chan.close()
+        if self.fds is not None:
+            _SANDBOX.close_slot_fds(self.fds)
+            self.fds = None
         _SANDBOX.remove_cgroups(self.cgroups)
 
 
@@ -1702,6 +1755,13 @@ def _job(msg):
     else:
         args = msg.get("args") or []
     return {"path": path, "dir": folder, "args": args, "unbuffered": bool(msg.get("unbuffered"))}
+
+
+def _folder_of(msg):
+    """The run's folder, that Go names beside the job's memfd."""
+    if "bdir" in msg:
+        return os.fsdecode(base64.b64decode(msg["bdir"]))
+    return msg.get("dir")
 
 
 def _reap_group(pgid):
@@ -1897,10 +1957,9 @@ def _become_parent(ctl_fd, folder, code):
     _go.acquire()
     _done = _thread.allocate_lock()
     _done.acquire()
-    _slot[0] = _slot[1] = None
-    _slot[2] = 0
+    _slot[0] = _slot[1] = _slot[2] = None
     if _SANDBOX is not None:
-        _SANDBOX._OWN_PIDNS[0] = None  # the fd was the base server's
+        _SANDBOX.forget_fds()  # the base server's
     server = _Server(ctl)
     _record_imports(True)
     try:

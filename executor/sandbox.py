@@ -11,22 +11,28 @@
 #     recursive, propagation private) and /proc is this pid namespace's
 #     (hidepid: not even the init shows); a network namespace with only a
 #     loopback interface, up (unless the host network is asked for);
-#   - the run's own (private_view), made by the run's first process: a copy
-#     of that mount namespace with a fresh tmpfs on /tmp and /dev/shm (1777;
-#     HOME a 0700 folder of that /tmp), the run's folder put back in place
-#     (read-only) when they cover it, and an IPC namespace. It goes with the
-#     run's last process.
-# Fork mode keeps a slot per run in progress (slot_main is its init's life:
-# between two runs it kills whatever the last one left); the warm interpreter
-# forks a run's child straight into a free slot's pid namespace (fork_into),
-# and the child joins the run's cgroups, enters the slot (enter_slot) and
-# makes its own view. Spawn mode makes both parts in its init, forks, and the
-# child execs the run's command line; the init reports the run's wait status
-# and exits, which ends whatever is left in the namespace. Both then set the
-# run's limits and user, and lock_down.
+#   - the run's own: a fresh tmpfs on /tmp and /dev/shm (1777; HOME a 0700
+#     folder of that /tmp), the run's folder put back in place (read-only)
+#     when they cover it, and an IPC namespace.
+# Fork mode keeps a slot per run in progress (slot_main is its init's life),
+# whose /tmp, /dev/shm and HOME are made fresh for each run: between two
+# runs the init kills whatever the last one left and, unless the run left
+# them as they were (_SlotView), mounts them afresh, with the folder of the
+# slot's last run put back in place (a copy of it the warm interpreter
+# hands over). The warm interpreter forks a run's child straight into a
+# free slot's pid namespace (fork_into); the child joins the slot's cgroups,
+# enters its mount and network namespaces (through descriptors the warm
+# interpreter keeps for the slot, slot_fds), makes an IPC namespace, and
+# once its job comes only puts its folder in place in a mount namespace of
+# its own if the slot does not have it (enter_run). Spawn mode makes both
+# parts in its init (private_view), forks, and the child execs the run's
+# command line; the init reports the run's wait status and exits, which ends
+# whatever is left in the namespace. Both then set the run's limits and
+# user, and lock_down.
 #
 # Config (json): {"host_network": bool, "home": path, "tmpfs_size": bytes,
-# "uid", "gid": the run user's (0 for root)}.
+# "uid", "gid": the run user's (0 for root), "cgroup_limits": [[parent,
+# [[file, value], ...]], ...] (fork mode: the slots' cgroups)}.
 
 import ctypes
 import fcntl
@@ -106,12 +112,25 @@ def _under(path, top):
 # ------------------------------------------------------------ namespaces
 
 _OWN_PIDNS = [None]
+_HOST_MNT = [None]
 
 
 def _own_pidns():
     if _OWN_PIDNS[0] is None:
         _OWN_PIDNS[0] = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     return _OWN_PIDNS[0]
+
+
+def _host_mnt():
+    if _HOST_MNT[0] is None:
+        _HOST_MNT[0] = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    return _HOST_MNT[0]
+
+
+def forget_fds():
+    """In a fork of the warm interpreter that serves runs of its own (a
+    warm parent): the descriptors opened here were its parent's."""
+    _OWN_PIDNS[0] = _HOST_MNT[0] = None
 
 
 def fork_init():
@@ -130,14 +149,10 @@ def fork_init():
     return pid
 
 
-def fork_into(init_pid):
-    """Forks a child into the pid namespace whose init is init_pid."""
+def fork_into(pidns):
+    """Forks a child into the pid namespace pidns (a descriptor of it)."""
     own = _own_pidns()
-    fd = os.open("/proc/%d/ns/pid" % init_pid, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        _check(_libc.setns(fd, CLONE_NEWPID), "setns(pid)")
-    finally:
-        os.close(fd)
+    _check(_libc.setns(pidns, CLONE_NEWPID), "setns(pid)")
     try:
         pid = os.fork()
     except BaseException:
@@ -195,21 +210,122 @@ def _fresh_tmp(cfg):
         os.chown(home, cfg.get("uid", 0), cfg.get("gid", 0))
 
 
-def refresh_slot(cfg):
-    """In a slot's init, between two runs: the last run's /tmp, /dev/shm
-    and HOME are dropped (with all they hold) for fresh ones."""
+def covers(cfg, folder):
+    """Whether a run's own /tmp, /dev/shm or HOME covers folder: it is then
+    put back in place on top of them."""
     home = cfg.get("home") or ""
-    for path in ["/tmp", "/dev/shm"] + ([home] if home and not _under(home, "/tmp") else []):
-        if path == "/dev/shm" and not os.path.isdir(path):
-            continue
-        _check(_libc.umount2(os.fsencode(path), 2), "umount " + path)  # MNT_DETACH
-    _fresh_tmp(cfg)
+    return any(_under(folder, c) for c in ["/tmp", "/dev/shm", home] if c)
+
+
+def _own_mounts(cfg):
+    """The mounts of a slot that are its runs' own."""
+    home = cfg.get("home") or ""
+    out = ["/tmp"]
+    if os.path.isdir("/dev/shm"):
+        out.append("/dev/shm")
+    if home and not _under(home, "/tmp"):
+        out.append(home)
+    return out
+
+
+def _clone_tree(path):
+    return _check(_libc.syscall(ctypes.c_long(SYS_OPEN_TREE), ctypes.c_int(AT_FDCWD),
+                                ctypes.c_char_p(os.fsencode(path)),
+                                ctypes.c_uint(OPEN_TREE_CLONE | os.O_CLOEXEC | AT_RECURSIVE)),
+                  "open_tree %s" % path)
+
+
+def clone_folder(folder):
+    """A detached copy of folder as this process sees it, for a slot's
+    init to put in place: (descriptor, (device, inode))."""
+    tree = _clone_tree(folder)
+    try:
+        st = os.fstat(tree)
+    except BaseException:
+        os.close(tree)
+        raise
+    return tree, (st.st_dev, st.st_ino)
+
+
+def _put_in_place(tree, folder):
+    _read_only(tree, b"", AT_EMPTY_PATH | AT_RECURSIVE)
+    os.makedirs(folder, 0o755, exist_ok=True)
+    _check(_libc.syscall(ctypes.c_long(SYS_MOVE_MOUNT), ctypes.c_int(tree), ctypes.c_char_p(b""),
+                         ctypes.c_int(AT_FDCWD), ctypes.c_char_p(os.fsencode(folder)),
+                         ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH)), "move_mount %s" % folder)
+
+
+class _SlotView:
+    """In a slot's init: the part of the slot's view that its runs may
+    change -- its /tmp, /dev/shm and HOME, and the folders that lead to a
+    scripts folder put back in place there -- as it was made fresh. Only
+    the folders the init made are there, so their entries, owners, modes,
+    extended attributes and times (and the tmpfs's free blocks and inodes)
+    are all of it: a run that left them as they were leaves nothing for the
+    next one to find, and the slot keeps its mounts."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.mounts = _own_mounts(cfg)
+        self.folder = None  # the folder put back in place, if any
+        self.fresh = None
+
+    def _dirs(self):
+        home = self.cfg.get("home") or ""
+        dirs = list(self.mounts)
+        if home and _under(home, "/tmp"):
+            dirs.append(home)
+        top = max((m for m in dirs if self.folder and _under(self.folder, m)), key=len, default=None)
+        if top is not None:
+            # Those leading to it from the mount that covers it.
+            d = os.path.dirname(self.folder)
+            while _under(d, top) and d != top:
+                dirs.append(d)
+                d = os.path.dirname(d)
+        return dirs
+
+    def _state(self):
+        out = []
+        for d in self._dirs():
+            st = os.lstat(d)
+            out.append((d, st.st_mode, st.st_uid, st.st_gid, st.st_nlink, st.st_size, st.st_ino,
+                        st.st_mtime_ns, st.st_ctime_ns, sorted(os.listdir(d)),
+                        sorted(os.listxattr(d, follow_symlinks=False))))
+        for m in self.mounts:
+            v = os.statvfs(m)
+            out.append((m, v.f_bfree, v.f_ffree))
+        return out
+
+    def changed(self):
+        try:
+            return self._state() != self.fresh
+        except OSError:
+            return True
+
+    def refresh(self, tree=-1, folder=None):
+        """Drops the slot's /tmp, /dev/shm and HOME (with all they hold)
+        for fresh ones, and puts back in place the folder of tree (a
+        detached copy), or else the one in place now."""
+        keep = -1
+        if tree < 0 and self.folder:
+            keep, folder = _clone_tree(self.folder), self.folder
+        try:
+            for path in self.mounts:
+                _check(_libc.umount2(os.fsencode(path), 2), "umount " + path)  # MNT_DETACH
+            self.folder = None
+            _fresh_tmp(self.cfg)
+            if tree >= 0 or keep >= 0:
+                _put_in_place(tree if tree >= 0 else keep, folder)
+                self.folder = folder
+        finally:
+            if keep >= 0:
+                os.close(keep)
+        self.fresh = self._state()
 
 
 # Descriptors of the host's view that a run's child keeps from before it
-# enters its slot until its own view is set up (then closed): the folders a
-# slot covers (to put the run's folder back in place) and the runs' cgroup
-# parents (read-only in the slot).
+# enters its slot until its job has come (then closed): the host's mount
+# namespace and the slot's, to put the run's folder back in place.
 _HOST_FDS = {}
 
 
@@ -247,60 +363,86 @@ def remove_cgroups(dirs):
             pass
 
 
-def enter_slot_ahead(init_pid, cfg):
-    """In a run's child forked into a slot's pid namespace, before its job:
-    joins the slot's cgroups, keeps what it needs of the host's view, enters
-    the slot's mount and network namespaces, and makes an IPC namespace of
-    its own."""
-    for parent, _ in cfg.get("cgroup_limits") or ():
-        fd = os.open(os.path.join(parent, "slot-%d" % init_pid, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
-        try:
-            os.write(fd, b"0")
-        finally:
+def slot_fds(init_pid, cgroups, cfg):
+    """In the warm interpreter, for a new slot whose init is ready: the
+    descriptors of the slot that its runs' children enter it through
+    (enter_slot_ahead) -- its pid, mount and network namespaces, its cgroups'
+    cgroup.procs -- and "pids", the slot's pids.current (-1 without a pids
+    cgroup), through which the warm interpreter sees a run's processes all
+    gone (run_gone)."""
+    fds = {"pidns": -1, "mnt": -1, "net": -1, "procs": [], "pids": -1}
+    try:
+        fds["pidns"] = os.open("/proc/%d/ns/pid" % init_pid, os.O_RDONLY | os.O_CLOEXEC)
+        fds["mnt"] = os.open("/proc/%d/ns/mnt" % init_pid, os.O_RDONLY | os.O_CLOEXEC)
+        if not cfg.get("host_network"):
+            fds["net"] = os.open("/proc/%d/ns/net" % init_pid, os.O_RDONLY | os.O_CLOEXEC)
+        for d in cgroups:
+            fds["procs"].append(os.open(os.path.join(d, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC))
+            if fds["pids"] < 0 and os.path.exists(os.path.join(d, "pids.current")):
+                fds["pids"] = os.open(os.path.join(d, "pids.current"), os.O_RDONLY | os.O_CLOEXEC)
+        _host_mnt()
+    except BaseException:
+        close_slot_fds(fds)
+        raise
+    return fds
+
+
+def close_slot_fds(fds):
+    for fd in [fds["pidns"], fds["mnt"], fds["net"], fds["pids"]] + fds["procs"]:
+        if fd >= 0:
             os.close(fd)
-    _HOST_FDS["mnt"] = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
-    _HOST_FDS["slot"] = os.open("/proc/%d/ns/mnt" % init_pid, os.O_RDONLY | os.O_CLOEXEC)
-    for parent in cfg.get("cgroup_parents") or ():
-        _HOST_FDS["cg:" + parent] = os.open(parent, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    enter_slot(init_pid, cfg)
+
+
+def child_fds(fds):
+    """The descriptors a run's child keeps until it has entered its slot."""
+    return [fd for fd in [fds["mnt"], fds["net"], _HOST_MNT[0]] + fds["procs"] if fd is not None and fd >= 0]
+
+
+def run_gone(fds):
+    """In the warm interpreter, once a run's own process is reaped: whether
+    no process of the run is left (its slot's pids cgroup is empty; every
+    process of a run is in it, and none can leave). False when there is
+    no telling."""
+    if fds["pids"] < 0:
+        return False
+    try:
+        return os.pread(fds["pids"], 32, 0).strip() == b"0"
+    except OSError:
+        return False
+
+
+def enter_slot_ahead(fds, cfg):
+    """In a run's child forked into a slot's pid namespace, before its job:
+    joins the slot's cgroups, enters the slot's mount and network
+    namespaces (through the slot's descriptors, fds), makes an IPC
+    namespace of its own, and keeps what it needs of the host's view."""
+    for fd in fds["procs"]:
+        os.write(fd, b"0")
+    _HOST_FDS["mnt"] = _HOST_MNT[0]
+    _HOST_FDS["slot"] = fds["mnt"]
+    _check(_libc.setns(fds["mnt"], CLONE_NEWNS), "setns(mnt)")
+    if fds["net"] >= 0:
+        _check(_libc.setns(fds["net"], CLONE_NEWNET), "setns(net)")
     _check(_libc.unshare(CLONE_NEWIPC), "unshare(CLONE_NEWIPC)")
 
 
-def enter_run(cfg, folder, cgroups):
-    """In a run's child, once its job came: joins the run's cgroups, puts
-    the run's folder back in place if the slot's /tmp, /dev/shm or HOME
-    covers it (in a mount namespace of its own), and closes what it kept of
-    the host's view."""
+def enter_run(cfg, folder, placed, slot_folder):
+    """In a run's child, once its job came: if the slot's /tmp, /dev/shm or
+    HOME covers the run's folder and the slot does not have it in place
+    (placed), puts it back in place in a mount namespace of its own,
+    without the slot's folder (slot_folder) if it has another; closes what
+    it kept of the host's view."""
     try:
-        for path in cgroups or ():
-            for key, fd in _HOST_FDS.items():
-                parent = key[3:]
-                if key.startswith("cg:") and path.startswith(parent.rstrip("/") + "/"):
-                    w = os.open(path[len(parent.rstrip("/")) + 1:], os.O_WRONLY | os.O_CLOEXEC, dir_fd=fd)
-                    try:
-                        os.write(w, b"0")
-                    finally:
-                        os.close(w)
-                    break
-            else:
-                raise OSError("cgroup %s is not under the runs' cgroups" % path)
-        home = cfg.get("home") or ""
-        if any(_under(folder, c) for c in ["/tmp", "/dev/shm", home] if c):
-            # A copy of the folder from the host's view (made there), put in
-            # its place in a mount namespace of the run's own.
+        if not placed and covers(cfg, folder):
+            # A copy of the folder from the host's view (made there).
             _check(_libc.setns(_HOST_FDS["mnt"], CLONE_NEWNS), "setns(host mnt)")
-            tree = _check(_libc.syscall(ctypes.c_long(SYS_OPEN_TREE), ctypes.c_int(AT_FDCWD),
-                                        ctypes.c_char_p(os.fsencode(folder)),
-                                        ctypes.c_uint(OPEN_TREE_CLONE | os.O_CLOEXEC | AT_RECURSIVE)),
-                          "open_tree %s" % folder)
+            tree = _clone_tree(folder)
             try:
                 _check(_libc.setns(_HOST_FDS["slot"], CLONE_NEWNS), "setns(slot mnt)")
                 _check(_libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
-                _read_only(tree, b"", AT_EMPTY_PATH | AT_RECURSIVE)
-                os.makedirs(folder, 0o755, exist_ok=True)
-                _check(_libc.syscall(ctypes.c_long(SYS_MOVE_MOUNT), ctypes.c_int(tree), ctypes.c_char_p(b""),
-                                     ctypes.c_int(AT_FDCWD), ctypes.c_char_p(os.fsencode(folder)),
-                                     ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH)), "move_mount %s" % folder)
+                if slot_folder:
+                    _libc.umount2(os.fsencode(slot_folder), 2)  # MNT_DETACH
+                _put_in_place(tree, folder)
             finally:
                 os.close(tree)
     finally:
@@ -309,55 +451,20 @@ def enter_run(cfg, folder, cgroups):
         _HOST_FDS.clear()
 
 
-def enter_slot(init_pid, cfg):
-    """In a process forked into a slot's pid namespace: enters its mount
-    and network namespaces (both opened first: the slot's /proc does not
-    show the init under the number it has here)."""
-    kinds = [("mnt", CLONE_NEWNS)]
-    if not cfg.get("host_network"):
-        kinds.append(("net", CLONE_NEWNET))
-    fds = [(os.open("/proc/%d/ns/%s" % (init_pid, name), os.O_RDONLY | os.O_CLOEXEC), name, kind)
-           for name, kind in kinds]
-    try:
-        for fd, name, kind in fds:
-            _check(_libc.setns(fd, kind), "setns(%s)" % name)
-    finally:
-        for fd, _, _ in fds:
-            os.close(fd)
-
-
 def private_view(cfg, folder):
     """What is the run's alone, on top of its slot: a copy of the mount
     namespace with a fresh /tmp, /dev/shm and HOME, the run's folder put
     back in place if they cover it, and an IPC namespace. All of it goes
     with the run's last process."""
     _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWIPC), "unshare")
-    home = cfg.get("home") or ""
     tree = -1
-    if any(_under(folder, c) for c in ["/tmp", "/dev/shm", home] if c):
+    if covers(cfg, folder):
         # A detached copy of the run's folder, made before anything covers it.
-        tree = _check(_libc.syscall(ctypes.c_long(SYS_OPEN_TREE), ctypes.c_int(AT_FDCWD),
-                                    ctypes.c_char_p(os.fsencode(folder)),
-                                    ctypes.c_uint(OPEN_TREE_CLONE | os.O_CLOEXEC | AT_RECURSIVE)),
-                      "open_tree %s" % folder)
+        tree = _clone_tree(folder)
     try:
-        size = int(cfg.get("tmpfs_size") or 0)
-        opts = b"mode=1777" + (b",size=%d" % size if size else b"")
-        _mount(b"tmpfs", "/tmp", b"tmpfs", MS_NOSUID | MS_NODEV, opts)
-        if os.path.isdir("/dev/shm"):
-            _mount(b"tmpfs", "/dev/shm", b"tmpfs", MS_NOSUID | MS_NODEV, opts)
-        if home:
-            if not _under(home, "/tmp"):
-                _mount(b"tmpfs", home, b"tmpfs", MS_NOSUID | MS_NODEV, b"mode=0700" + opts[9:])
-            else:
-                os.mkdir(home, 0o700)
-            os.chown(home, cfg.get("uid", 0), cfg.get("gid", 0))
+        _fresh_tmp(cfg)
         if tree >= 0:
-            _read_only(tree, b"", AT_EMPTY_PATH | AT_RECURSIVE)
-            os.makedirs(folder, 0o755, exist_ok=True)
-            _check(_libc.syscall(ctypes.c_long(SYS_MOVE_MOUNT), ctypes.c_int(tree), ctypes.c_char_p(b""),
-                                 ctypes.c_int(AT_FDCWD), ctypes.c_char_p(os.fsencode(folder)),
-                                 ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH)), "move_mount %s" % folder)
+            _put_in_place(tree, folder)
     finally:
         if tree >= 0:
             os.close(tree)
@@ -443,16 +550,42 @@ def _kill_all(wait=2.0):
             time.sleep(0.0005)
 
 
+def _has_children():
+    try:
+        os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return False
+    return True
+
+
+def _recv_fds(sock):
+    data, anc, _, _ = sock.recvmsg(4096, socket.CMSG_SPACE(4 * 4))
+    fds = []
+    for level, kind, body in anc:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            n = len(body) - len(body) % 4
+            fds += [int.from_bytes(body[i:i + 4], sys.byteorder, signed=True) for i in range(0, n, 4)]
+    return data, fds
+
+
 def slot_main(cfg, chan):
     """Fork mode: the life of a slot's init (pid 1 of the slot's pid
     namespace). It prepares the slot, says "ready", then reaps the orphans
-    of its runs; told "kill", it kills every process of the namespace and
-    says "clean". It ends with its channel (the warm interpreter's end)."""
+    of its runs. After each run the warm interpreter says "kill" (some
+    process of the run may be left) or "refresh" (none is), with the folder
+    to put back in place if it changes (a detached copy of it, passed as a
+    descriptor, and its path after a NUL): told "kill", the init kills
+    every process left in the namespace; then, if the run changed the
+    slot's own mounts or the folder changes, it says "clean" and makes them
+    afresh; it says "fresh" when the slot may take its next run. It ends
+    with its channel (the warm interpreter's end)."""
     import select
     _libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE: no ptrace, no /proc reads of it
     _ignore_signals()
     try:
         prepare_slot(cfg)
+        view = _SlotView(cfg)
+        view.fresh = view._state()
     except BaseException as e:
         chan.send(json.dumps({"error": str(e)}).encode())
         os._exit(1)
@@ -479,20 +612,32 @@ def slot_main(cfg, chan):
                         break
                 continue
             try:
-                data = chan.recv(64)
+                data, fds = _recv_fds(chan)
             except OSError:
-                data = b""
+                data, fds = b"", []
             if not data:
                 os._exit(0)
-            _kill_all()
-            chan.send(b'{"clean":true}')
-            # The next run of the slot waits for this; the last one's
-            # answer does not.
+            op, _, folder = data.partition(b"\0")
+            tree = fds.pop(0) if fds else -1
+            for extra in fds:
+                os.close(extra)
             try:
-                refresh_slot(cfg)
+                # The run's own process is gone: every other one left is a
+                # child of this init, or a child's descendant.
+                if op == b"kill" and _has_children():
+                    _kill_all()
+                if tree >= 0 or view.changed():
+                    if op == b"kill":
+                        # The run's answer does not wait for the rest; the
+                        # next run of the slot does.
+                        chan.send(b'{"clean":true}')
+                    view.refresh(tree, os.fsdecode(folder))
             except BaseException as e:
                 chan.send(json.dumps({"error": str(e)}).encode())
                 os._exit(1)
+            finally:
+                if tree >= 0:
+                    os.close(tree)
             chan.send(b'{"fresh":true}')
 
 

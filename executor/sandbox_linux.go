@@ -95,19 +95,17 @@ func setUpSandbox(cfg RunnerConfig) (_ *sandbox, err error) {
 	if cfg.RunAs != nil {
 		uid, gid = cfg.RunAs.Uid, cfg.RunAs.Gid
 	}
-	var parents []string
 	var slotLimits [][2]any
 	if pool != nil {
-		parents, slotLimits = pool.parents, pool.slotLimits()
+		slotLimits = pool.slotLimits()
 	}
 	conf, _ := json.Marshal(map[string]any{
-		"cgroup_parents": parents,
-		"cgroup_limits":  slotLimits,
-		"host_network":   s.hostNetwork,
-		"home":           s.home,
-		"tmpfs_size":     max(cfg.Limits.MaxMemory, 0),
-		"uid":            uid,
-		"gid":            gid,
+		"cgroup_limits": slotLimits,
+		"host_network":  s.hostNetwork,
+		"home":          s.home,
+		"tmpfs_size":    max(cfg.Limits.MaxMemory, 0),
+		"uid":           uid,
+		"gid":           gid,
 	})
 	s.config = string(conf)
 	if err := s.probe(cfg); err != nil {

@@ -170,3 +170,129 @@ func TestSandboxSlotInitKilled(t *testing.T) {
 		}
 	}
 }
+
+// viewScript prints what a run sees of its own /tmp, /dev/shm and HOME
+// (every folder's entries, mode and extended attributes) and of the folders
+// leading to its scripts folder.
+const viewScript = `import json, os
+def walk(top, out):
+    for root, dirs, files in os.walk(top):
+        out[root] = [sorted(dirs), sorted(files), oct(os.lstat(root).st_mode), sorted(os.listxattr(root))]
+out = {}
+for top in ("/tmp", "/dev/shm", os.environ["HOME"]):
+    walk(top, out)
+print(json.dumps(out, sort_keys=True))
+`
+
+// leaveScript leaves one thing (argv[1]) in its /tmp, /dev/shm or HOME,
+// or in the folder above its scripts folder.
+const leaveScript = `import os, sys
+home = os.environ["HOME"]
+what = sys.argv[1]
+files = {"tmp": "/tmp/left", "shm": "/dev/shm/left", "home": os.path.join(home, "left"),
+         "above": os.path.join(os.path.dirname(os.getcwd()), "left")}
+if what in files:
+    with open(files[what], "w") as f:
+        f.write("x")
+elif what == "dir":
+    os.mkdir("/tmp/leftdir")
+elif what == "chmod":
+    os.chmod(home, 0o777)
+elif what == "xattr":
+    os.setxattr(home, "user.left", b"x")
+`
+
+// A run finds its /tmp, /dev/shm and HOME as a first run does, whatever
+// the run before it left there (in fork mode a slot is reused from run to
+// run: every slot here takes a run after one that left something).
+func TestSandboxNothingLeftForTheNextRun(t *testing.T) {
+	cfg := RunnerConfig{Python: testutil.Python(t)}
+	for mode, r := range sandboxRunners(t, cfg) {
+		t.Run(mode, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "scripts")
+			if err := os.Mkdir(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			first := runCode(t, r, dir, viewScript)
+			if first.ExitCode == nil || *first.ExitCode != 0 {
+				t.Fatalf("%+v", first)
+			}
+			for _, what := range []string{"tmp", "shm", "home", "above", "dir", "chmod", "xattr"} {
+				if res := runCode(t, r, dir, leaveScript, what); res.ExitCode == nil || *res.ExitCode != 0 {
+					t.Fatalf("leaving %s: %+v", what, res)
+				}
+				for j := 0; j < 3; j++ {
+					if res := runCode(t, r, dir, viewScript); res.Stdout != first.Stdout {
+						t.Fatalf("after a run that left %s, a run sees\n%s\nnot, as the first run,\n%s", what, res.Stdout, first.Stdout)
+					}
+				}
+			}
+		})
+	}
+}
+
+// A scripts folder replaced by another at the same path: the runs after
+// it see the new one (a slot keeps the folder in place only while it is
+// the same).
+func TestSandboxFolderReplaced(t *testing.T) {
+	cfg := RunnerConfig{Python: testutil.Python(t)}
+	for mode, r := range sandboxRunners(t, cfg) {
+		t.Run(mode, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "scripts")
+			fill := func(data string) {
+				if err := os.Mkdir(dir, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(dir, "data.txt"), []byte(data), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			const code = "print(open('data.txt').read())\n"
+			fill("one")
+			for i := 0; i < 4; i++ {
+				if res := runCode(t, r, dir, code); res.Stdout != "one\n" {
+					t.Fatalf("%+v", res)
+				}
+			}
+			if err := os.Rename(dir, dir+".old"); err != nil {
+				t.Fatal(err)
+			}
+			fill("two")
+			for i := 0; i < 4; i++ {
+				if res := runCode(t, r, dir, code); res.Stdout != "two\n" {
+					t.Fatalf("run %d in the new folder: %+v", i, res)
+				}
+			}
+		})
+	}
+}
+
+// Runs of two scripts folders in turn each see their own folder and not
+// the other.
+func TestSandboxTwoFolders(t *testing.T) {
+	cfg := RunnerConfig{Python: testutil.Python(t)}
+	for mode, r := range sandboxRunners(t, cfg) {
+		t.Run(mode, func(t *testing.T) {
+			top := t.TempDir()
+			a, b := filepath.Join(top, "a"), filepath.Join(top, "b")
+			for _, d := range []string{a, b} {
+				if err := os.Mkdir(d, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(d, "mine.txt"), []byte(filepath.Base(d)), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			const code = "import os, sys\nprint(open('mine.txt').read(), os.path.exists(os.path.join(sys.argv[1], 'mine.txt')))\n"
+			for i := 0; i < 6; i++ {
+				dir, other := a, b
+				if i%2 == 1 {
+					dir, other = b, a
+				}
+				if res := runCode(t, r, dir, code, other); res.Stdout != filepath.Base(dir)+" False\n" {
+					t.Fatalf("run %d in %s: %+v", i, filepath.Base(dir), res)
+				}
+			}
+		})
+	}
+}
