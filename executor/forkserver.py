@@ -1263,6 +1263,8 @@ class _Server:
         self.slot_of_run = {}  # id -> the slot of a running run
         self.cleaning = {}  # slot's channel fd -> (slot, id, status): runs whose slot is being emptied
         self.slot_by_pidfd = {}  # a slot's init's pidfd -> the slot
+        self.watcher = None  # what watches the slots' views (sandbox.py's Watcher)
+        self.changed = set()  # slots whose view changed since it was made fresh
 
     def send(self, msg, fds=()):
         _send(self.ctl, json.dumps(msg).encode(), fds)
@@ -1508,7 +1510,19 @@ class _Server:
         self.slots.append(slot)
         self.slot_by_pidfd[slot.pidfd] = slot
         self.poll.register(slot.pidfd, select.POLLIN)
+        self.watch(slot)
         return slot
+
+    def watch(self, slot):
+        """Watches the view of a slot just made fresh."""
+        if self.watcher is None:
+            self.watcher = _SANDBOX.Watcher()
+        folder = slot.placed[0] if slot.placed else None
+        slot.watched = self.watcher.watch(slot, slot.init, _SANDBOX.view_dirs(_CONFINE["sandbox"], folder))
+
+    def note_changes(self):
+        keys, lost = self.watcher.changed()
+        self.changed |= set(self.slots) if lost else keys
 
     def slot_ended(self, pidfd):
         """A slot's init ended (killed from outside): a free slot is dropped
@@ -1521,21 +1535,30 @@ class _Server:
     def clean_slot(self, slot, rid, status):
         """A run's own process ended: when no process of the run is left,
         its end is reported now, else once its slot's init has killed the
-        rest ("clean"); the slot takes another run once its init has made
-        it fresh ("fresh"), with the run's folder in place if the slot's
-        /tmp, /dev/shm or HOME covers it."""
+        rest ("clean"). With nothing left and its view as it was made fresh
+        (no change seen), the slot takes the next run at once; else once its
+        init has made it fresh ("fresh"), with the run's folder in place if
+        the slot's /tmp, /dev/shm or HOME covers it."""
         gone = _SANDBOX.run_gone(slot.fds)
         (folder, placed), slot.folder = slot.folder or (None, False), None
-        msg, fds = b"refresh" if gone else b"kill", []
+        fds = []
         if folder and not placed and _SANDBOX.covers(_CONFINE["sandbox"], folder):
             try:
                 tree, ident = _SANDBOX.clone_folder(folder)
             except OSError:
                 pass
             else:
-                msg += b"\0" + os.fsencode(folder)
                 fds.append(tree)
                 slot.pending = (folder,) + ident
+        if gone and slot.watched:
+            self.note_changes()
+            if not fds and slot not in self.changed:
+                slot.rid = None
+                self.send({"op": "exited", "id": rid, "status": status})
+                return
+        msg = b"kill" if not gone else b"refresh" if slot.watched else b"check"
+        if fds:
+            msg += b"\0" + os.fsencode(folder)
         try:
             _send(slot.chan, msg, fds)
         except OSError:
@@ -1571,10 +1594,19 @@ class _Server:
             slot.rid = None
             if slot.pending is not None:
                 slot.placed, slot.pending = slot.pending, None
+            if self.watcher is not None:
+                # What the run changed came before the slot was made fresh.
+                self.note_changes()
+                self.changed.discard(slot)
+                if reply.get("new"):
+                    self.watch(slot)
         else:
             self.drop_slot(slot)
 
     def drop_slot(self, slot):
+        if self.watcher is not None:
+            self.watcher.unwatch(slot)
+            self.changed.discard(slot)
         if slot in self.slots:
             self.slots.remove(slot)
         if self.slot_by_pidfd.pop(slot.pidfd, None) is not None:
@@ -1608,7 +1640,7 @@ class _Slot:
     one left. Slots are made as runs need them and last as long as this
     process (whose end kills their inits, and so everything in them)."""
 
-    __slots__ = ("init", "pidfd", "chan", "idle", "rid", "cgroups", "fds", "folder", "placed", "pending")
+    __slots__ = ("init", "pidfd", "chan", "idle", "rid", "cgroups", "fds", "folder", "placed", "pending", "watched")
 
     @classmethod
     def start(cls):
@@ -1636,6 +1668,7 @@ class _Slot:
         slot = cls()
         slot.init, slot.chan, slot.idle, slot.rid, slot.cgroups = pid, ours, None, None, []
         slot.fds = slot.folder = slot.placed = slot.pending = None
+        slot.watched = False
         slot.pidfd = os.pidfd_open(pid)
         try:
             slot.cgroups = _SANDBOX.make_slot_cgroups(_CONFINE["sandbox"], pid)

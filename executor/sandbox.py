@@ -79,6 +79,8 @@ _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 _libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
 _libc.syscall.restype = ctypes.c_long
 _libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+_libc.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
+_libc.inotify_rm_watch.argtypes = [ctypes.c_int, ctypes.c_int]
 
 
 class _MountAttr(ctypes.Structure):
@@ -228,6 +230,23 @@ def _own_mounts(cfg):
     return out
 
 
+def view_dirs(cfg, folder):
+    """The folders of a slot's view that its runs may change (the only
+    ones there when it is fresh): its /tmp, /dev/shm and HOME, and those
+    leading to folder, put back in place there."""
+    home = cfg.get("home") or ""
+    dirs = _own_mounts(cfg)
+    if home and _under(home, "/tmp"):
+        dirs.append(home)
+    top = max((m for m in dirs if folder and _under(folder, m)), key=len, default=None)
+    if top is not None:
+        d = os.path.dirname(folder)
+        while _under(d, top) and d != top:
+            dirs.append(d)
+            d = os.path.dirname(d)
+    return dirs
+
+
 def _clone_tree(path):
     return _check(_libc.syscall(ctypes.c_long(SYS_OPEN_TREE), ctypes.c_int(AT_FDCWD),
                                 ctypes.c_char_p(os.fsencode(path)),
@@ -257,12 +276,11 @@ def _put_in_place(tree, folder):
 
 class _SlotView:
     """In a slot's init: the part of the slot's view that its runs may
-    change -- its /tmp, /dev/shm and HOME, and the folders that lead to a
-    scripts folder put back in place there -- as it was made fresh. Only
-    the folders the init made are there, so their entries, owners, modes,
-    extended attributes and times (and the tmpfs's free blocks and inodes)
-    are all of it: a run that left them as they were leaves nothing for the
-    next one to find, and the slot keeps its mounts."""
+    change (view_dirs) as it was made fresh. Only the folders the init made
+    are there, so their entries, owners, modes, extended attributes and
+    times (and the tmpfs's free blocks and inodes) are all of it: a run
+    that left them as they were leaves nothing for the next one to find,
+    and the slot keeps its mounts."""
 
     def __init__(self, cfg):
         self.cfg = cfg
@@ -270,23 +288,9 @@ class _SlotView:
         self.folder = None  # the folder put back in place, if any
         self.fresh = None
 
-    def _dirs(self):
-        home = self.cfg.get("home") or ""
-        dirs = list(self.mounts)
-        if home and _under(home, "/tmp"):
-            dirs.append(home)
-        top = max((m for m in dirs if self.folder and _under(self.folder, m)), key=len, default=None)
-        if top is not None:
-            # Those leading to it from the mount that covers it.
-            d = os.path.dirname(self.folder)
-            while _under(d, top) and d != top:
-                dirs.append(d)
-                d = os.path.dirname(d)
-        return dirs
-
     def _state(self):
         out = []
-        for d in self._dirs():
+        for d in view_dirs(self.cfg, self.folder):
             st = os.lstat(d)
             out.append((d, st.st_mode, st.st_uid, st.st_gid, st.st_nlink, st.st_size, st.st_ino,
                         st.st_mtime_ns, st.st_ctime_ns, sorted(os.listdir(d)),
@@ -321,6 +325,74 @@ class _SlotView:
             if keep >= 0:
                 os.close(keep)
         self.fresh = self._state()
+
+
+IN_MODIFY, IN_ATTRIB, IN_CLOSE_WRITE = 0x2, 0x4, 0x8
+IN_MOVED_FROM, IN_MOVED_TO, IN_CREATE, IN_DELETE = 0x40, 0x80, 0x100, 0x200
+IN_DELETE_SELF, IN_MOVE_SELF, IN_ONLYDIR, IN_DONT_FOLLOW = 0x400, 0x800, 0x01000000, 0x02000000
+IN_NONBLOCK, IN_CLOEXEC = os.O_NONBLOCK, os.O_CLOEXEC
+_WATCH_MASK = (IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE | IN_DELETE
+               | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR | IN_DONT_FOLLOW)
+
+
+class Watcher:
+    """In the warm interpreter: one inotify instance that watches the
+    slots' view_dirs (through their inits' /proc/<pid>/root), from when
+    each is made fresh. Any change to them -- an entry made, removed or
+    renamed, a mode, owner, time or extended attribute set, a file
+    written -- is an event, and reading what they see is none: once no
+    process of a run is left, a slot with no event is as fresh as its init
+    made it. Slots it cannot watch (no inotify, no room for watches) are
+    checked by their init instead."""
+
+    def __init__(self):
+        self.fd = _libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
+        self.of = {}  # watch -> its key
+        self.wds = {}  # key -> its watches
+
+    def watch(self, key, init_pid, dirs):
+        """Watches dirs of the slot whose init is init_pid, as key's (in
+        place of those it had); False if it cannot."""
+        self.unwatch(key)
+        if self.fd < 0:
+            return False
+        wds = []
+        for d in dirs:
+            wd = _libc.inotify_add_watch(self.fd, os.fsencode("/proc/%d/root%s" % (init_pid, d)), _WATCH_MASK)
+            if wd < 0:
+                for w in wds:
+                    _libc.inotify_rm_watch(self.fd, w)
+                return False
+            wds.append(wd)
+        self.wds[key] = wds
+        for wd in wds:
+            self.of[wd] = key
+        return True
+
+    def unwatch(self, key):
+        for wd in self.wds.pop(key, ()):
+            del self.of[wd]
+            _libc.inotify_rm_watch(self.fd, wd)  # (gone already with their tmpfs)
+
+    def changed(self):
+        """The keys that had events since the last call, and whether some
+        events were lost (the queue overflowed: any key may have had one)."""
+        keys, lost = set(), False
+        while True:
+            try:
+                buf = os.read(self.fd, 1 << 16)
+            except BlockingIOError:
+                return keys, lost
+            except OSError:
+                return keys, True
+            i = 0
+            while i + 16 <= len(buf):
+                wd, _, _, n = struct.unpack_from("iIII", buf, i)
+                i += 16 + n
+                if wd < 0:
+                    lost = True
+                elif wd in self.of:
+                    keys.add(self.of[wd])
 
 
 # Descriptors of the host's view that a run's child keeps from before it
@@ -571,14 +643,17 @@ def _recv_fds(sock):
 def slot_main(cfg, chan):
     """Fork mode: the life of a slot's init (pid 1 of the slot's pid
     namespace). It prepares the slot, says "ready", then reaps the orphans
-    of its runs. After each run the warm interpreter says "kill" (some
-    process of the run may be left) or "refresh" (none is), with the folder
-    to put back in place if it changes (a detached copy of it, passed as a
-    descriptor, and its path after a NUL): told "kill", the init kills
-    every process left in the namespace; then, if the run changed the
-    slot's own mounts or the folder changes, it says "clean" and makes them
-    afresh; it says "fresh" when the slot may take its next run. It ends
-    with its channel (the warm interpreter's end)."""
+    of its runs. After a run that may need it the warm interpreter says
+    "kill" (some process of the run may be left), "check" (none is) or
+    "refresh" (none is, and the run changed the slot's view), with the
+    folder to put back in place if it changes (a detached copy of it,
+    passed as a descriptor, and its path after a NUL): told "kill", the
+    init kills every process left in the namespace; then, if told
+    "refresh", or the folder changes, or the run changed the slot's own
+    mounts (_SlotView), it makes them afresh (after saying "clean" when
+    told "kill"); it says "fresh" when the slot may take its next run, with
+    "new" if it made them afresh. It ends with its channel (the warm
+    interpreter's end)."""
     import select
     _libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE: no ptrace, no /proc reads of it
     _ignore_signals()
@@ -626,19 +701,21 @@ def slot_main(cfg, chan):
                 # child of this init, or a child's descendant.
                 if op == b"kill" and _has_children():
                     _kill_all()
-                if tree >= 0 or view.changed():
+                fresh = b'{"fresh":true}'
+                if op == b"refresh" or tree >= 0 or view.changed():
                     if op == b"kill":
                         # The run's answer does not wait for the rest; the
                         # next run of the slot does.
                         chan.send(b'{"clean":true}')
                     view.refresh(tree, os.fsdecode(folder))
+                    fresh = b'{"fresh":true,"new":true}'
             except BaseException as e:
                 chan.send(json.dumps({"error": str(e)}).encode())
                 os._exit(1)
             finally:
                 if tree >= 0:
                     os.close(tree)
-            chan.send(b'{"fresh":true}')
+            chan.send(fresh)
 
 
 def wait_run(child):

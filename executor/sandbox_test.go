@@ -172,21 +172,21 @@ func TestSandboxSlotInitKilled(t *testing.T) {
 }
 
 // viewScript prints what a run sees of its own /tmp, /dev/shm and HOME
-// (every folder's entries, mode and extended attributes) and of the folders
-// leading to its scripts folder.
+// (every folder's entries, mode and extended attributes, the folders
+// leading to its scripts folder included) and the other processes it sees.
 const viewScript = `import json, os
 def walk(top, out):
     for root, dirs, files in os.walk(top):
         out[root] = [sorted(dirs), sorted(files), oct(os.lstat(root).st_mode), sorted(os.listxattr(root))]
-out = {}
+out = {"processes": sorted(int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid())}
 for top in ("/tmp", "/dev/shm", os.environ["HOME"]):
     walk(top, out)
 print(json.dumps(out, sort_keys=True))
 `
 
 // leaveScript leaves one thing (argv[1]) in its /tmp, /dev/shm or HOME,
-// or in the folder above its scripts folder.
-const leaveScript = `import os, sys
+// or in the folder above its scripts folder (and, last, a process too).
+const leaveScript = `import os, sys, time
 home = os.environ["HOME"]
 what = sys.argv[1]
 files = {"tmp": "/tmp/left", "shm": "/dev/shm/left", "home": os.path.join(home, "left"),
@@ -200,11 +200,20 @@ elif what == "chmod":
     os.chmod(home, 0o777)
 elif what == "xattr":
     os.setxattr(home, "user.left", b"x")
+elif what == "tmp+process":
+    # A file, and a process that outlives the run's own.
+    with open("/tmp/left", "w") as f:
+        f.write("x")
+    if os.fork() == 0:
+        os.setsid()
+        time.sleep(30)
+        os._exit(0)
 `
 
-// A run finds its /tmp, /dev/shm and HOME as a first run does, whatever
-// the run before it left there (in fork mode a slot is reused from run to
-// run: every slot here takes a run after one that left something).
+// A run finds its /tmp, /dev/shm and HOME as a first run does, and no
+// process, whatever the run before it left there (in fork mode a slot is
+// reused from run to run: every slot here takes a run after one that left
+// something).
 func TestSandboxNothingLeftForTheNextRun(t *testing.T) {
 	cfg := RunnerConfig{Python: testutil.Python(t)}
 	for mode, r := range sandboxRunners(t, cfg) {
@@ -217,7 +226,7 @@ func TestSandboxNothingLeftForTheNextRun(t *testing.T) {
 			if first.ExitCode == nil || *first.ExitCode != 0 {
 				t.Fatalf("%+v", first)
 			}
-			for _, what := range []string{"tmp", "shm", "home", "above", "dir", "chmod", "xattr"} {
+			for _, what := range []string{"tmp", "shm", "home", "above", "dir", "chmod", "xattr", "tmp+process"} {
 				if res := runCode(t, r, dir, leaveScript, what); res.ExitCode == nil || *res.ExitCode != 0 {
 					t.Fatalf("leaving %s: %+v", what, res)
 				}
