@@ -2,8 +2,8 @@ package executor
 
 import (
 	"bytes"
+	_ "embed"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,33 +21,42 @@ import (
 )
 
 // Confinement: what a run may use (Limits' resource limits) and who it
-// runs as (RunnerConfig.RunAs). Both runners apply the same limits, and
-// both apply them before the first instruction of the script:
-//   - spawn mode, same user: the interpreter starts traced, so the kernel
-//     stops it at its exec; the limits are set on it with prlimit(2) and
-//     it goes on untraced;
-//   - spawn mode, another user: a short trampoline, run as the server,
-//     sets the limits on itself, drops to the user and execs the run's
-//     command line (spawnTrampoline);
-//   - fork mode: the forked child enters the folder, opens the script,
-//     sets the limits on itself and drops to the user (forkserver.py).
+// runs as (RunnerConfig.RunAs). The rule is confine.py's: the limits, then
+// the user (then, under the sandbox, no way back to privileges), before
+// the first instruction of the script. Go only gives it its parameters (a
+// confinement), in every mode:
+//   - fork mode: the forked child enters the folder, opens the script and
+//     confines itself (forkserver.py, with confine.py);
+//   - spawn mode, another user or the sandbox: confine.py is the run's
+//     trampoline, run as the server; it confines itself and executes the
+//     run's command line (under the sandbox as the child of the run's init,
+//     sandbox.py);
+//   - spawn mode, same user: there is nothing to change but the limits,
+//     and they are set from here, with no interpreter started for them:
+//     the interpreter starts traced, so the kernel stops it at its exec;
+//     the limits are set on it with prlimit(2) and it goes on untraced.
 // What is left of a run once it ends is reaped here (reapGroup,
 // reapStrays: SetupProcess made this process their subreaper) or by the
-// warm interpreter. Under the sandbox (sandbox_linux.go), sandbox.py's
-// init sets the limits in spawn mode, the process limit is the run's pids
-// cgroup rather than RLIMIT_NPROC, and whatever a run leaves dies with its
-// pid namespace.
+// warm interpreter. Under the sandbox (sandbox_linux.go), the process limit
+// is the run's pids cgroup rather than RLIMIT_NPROC, and whatever a run
+// leaves dies with its pid namespace.
+
+//go:embed confine.py
+var confineSource string
 
 // rlimit is one resource limit of a run.
 type rlimit struct {
-	// name is the name Python's resource module knows it by.
+	// name is for messages: "RLIMIT_AS".
 	name       string
 	resource   int
 	soft, hard uint64
 }
 
 // rlimits are the resource limits the run's processes get; a zero limit
-// is not set (the run keeps the server's).
+// is not set (the run keeps the server's). None is higher than this
+// process's own hard limit, which every run inherits: limits only
+// restrict. Whoever sets them (setRlimits, confine.py) sets them as they
+// are here.
 func (l Limits) rlimits() []rlimit {
 	var out []rlimit
 	if l.MaxMemory > 0 {
@@ -68,34 +77,68 @@ func (l Limits) rlimits() []rlimit {
 		n := uint64(l.MaxOpenFiles)
 		out = append(out, rlimit{"RLIMIT_NOFILE", unix.RLIMIT_NOFILE, n, n})
 	}
+	for i, lim := range out {
+		var cur unix.Rlimit
+		if err := unix.Getrlimit(lim.resource, &cur); err == nil && cur.Max != unix.RLIM_INFINITY && lim.hard > cur.Max {
+			out[i].hard = cur.Max
+			out[i].soft = min(lim.soft, cur.Max)
+		}
+	}
 	return out
 }
 
-// setRlimits sets lims on the process pid. A limit is never raised above
-// the process's hard limit: limits only restrict.
+// setRlimits sets lims (rlimits') on the process pid.
 func setRlimits(pid int, lims []rlimit) error {
 	for _, l := range lims {
-		var cur unix.Rlimit
-		if err := unix.Prlimit(pid, l.resource, nil, &cur); err != nil {
-			return fmt.Errorf("prlimit %s: %w", l.name, err)
-		}
-		soft, hard := l.soft, l.hard
-		if cur.Max != unix.RLIM_INFINITY && hard > cur.Max {
-			hard = cur.Max
-			soft = min(soft, hard)
-		}
-		if err := unix.Prlimit(pid, l.resource, &unix.Rlimit{Cur: soft, Max: hard}, nil); err != nil {
+		if err := unix.Prlimit(pid, l.resource, &unix.Rlimit{Cur: l.soft, Max: l.hard}, nil); err != nil {
 			return fmt.Errorf("prlimit %s: %w", l.name, err)
 		}
 	}
 	return nil
 }
 
+// confinement is what a run's processes take on as they start: their
+// limits (rlimits'), then their user (nil: the server's).
+type confinement struct {
+	limits []rlimit
+	cred   *Credential
+}
+
+// args are the confinement as confine.py reads it: the limits
+// ("resource:soft:hard,...") and the user ("uid:gid:group,group,..."),
+// either empty for none. Plain words rather than JSON: a trampoline that
+// imported json would cost each spawned run more than all the rest of it.
+func (c confinement) args() []string {
+	lims := make([]string, 0, len(c.limits))
+	for _, l := range c.limits {
+		lims = append(lims, fmt.Sprintf("%d:%d:%d", l.resource, l.soft, l.hard))
+	}
+	user := ""
+	if c.cred != nil {
+		groups := make([]string, 0, len(c.cred.Groups))
+		for _, g := range c.cred.Groups {
+			groups = append(groups, strconv.FormatUint(uint64(g), 10))
+		}
+		user = fmt.Sprintf("%d:%d:%s", c.cred.Uid, c.cred.Gid, strings.Join(groups, ","))
+	}
+	return []string{strings.Join(lims, ","), user}
+}
+
+// trampoline is the command line that starts a spawned run through
+// confine.py, before the run's own: run as the server, confine.py
+// confines itself as c says, enters dir and executes the rest. sandbox is
+// the sandbox's part (sandbox_linux.go's startSpawn), if any.
+func trampoline(python string, c confinement, dir string, sandbox ...string) []string {
+	args := append([]string{python, "-I", "-S", "-c", confineSource}, c.args()...)
+	args = append(args, dir)
+	args = append(args, sandbox...)
+	return append(args, "--")
+}
+
 // confinedStart starts the spawned runs with their user and limits.
 type confinedStart struct {
 	python string
-	cred   *Credential
-	limits []rlimit
+	confinement
 	// untraced is set where the kernel does not let a child be traced (a
 	// seccomp policy, Yama's ptrace_scope 3): the limits are then set
 	// right after the start, which leaves the interpreter's first
@@ -103,12 +146,22 @@ type confinedStart struct {
 	untraced bool
 }
 
+// runConfinement is the confinement of cfg's runs, under the sandbox sb
+// when it is not nil.
+func (cfg RunnerConfig) runConfinement(sb *sandbox) confinement {
+	lims := cfg.Limits.rlimits()
+	if sb != nil {
+		lims = sb.rlimits(lims)
+	}
+	return confinement{lims, cfg.RunAs}
+}
+
 // newConfinedStart prepares the start of spawned runs. Without a change of
 // user, limits are set on the interpreter stopped at its exec: it checks
 // once that the kernel stops a traced child there.
-func newConfinedStart(python string, cred *Credential, limits Limits, log *slog.Logger) (*confinedStart, error) {
-	c := &confinedStart{python: python, cred: cred, limits: limits.rlimits()}
-	if cred != nil || len(c.limits) == 0 {
+func newConfinedStart(python string, conf confinement, log *slog.Logger) (*confinedStart, error) {
+	c := &confinedStart{python: python, confinement: conf}
+	if c.cred != nil || len(c.limits) == 0 {
 		return c, nil
 	}
 	probe := &exec.Cmd{Path: python, Args: []string{python, "-S", "-c", "pass"}, SysProcAttr: &syscall.SysProcAttr{Setpgid: true}}
@@ -127,65 +180,12 @@ func newConfinedStart(python string, cred *Credential, limits Limits, log *slog.
 	return c, nil
 }
 
-// spawnTrampoline starts a run as another user: run as root, with
-// -I -S (it costs a few milliseconds), it takes the original environment,
-// sets the limits, drops to the user, enters the run's folder as that user
-// and executes the run's command line. Its arguments: the limits
-// ("resource:soft:hard,..."), the user ("uid:gid:group,group,..."), the
-// folder, then the command line. Setting the limits before the switch
-// needs no privilege: prlimit(2) on a process of another user needs
-// CAP_SYS_RESOURCE, which containers often lack.
-const spawnTrampoline = `import os, sys
-def main():
-    lims, user, folder = sys.argv[1:4]
-    argv = sys.argv[4:]
-    try:
-        with open("/proc/self/environ", "rb") as f:
-            env = dict(kv.split(b"=", 1) for kv in f.read().split(b"\0") if b"=" in kv)
-    except OSError:
-        env = os.environb
-    if lims:
-        import resource
-        for lim in lims.split(","):
-            res, soft, hard = map(int, lim.split(":"))
-            cur = resource.getrlimit(res)[1]
-            if cur != resource.RLIM_INFINITY and hard > cur:
-                hard, soft = cur, min(soft, cur)
-            resource.setrlimit(res, (soft, hard))
-    uid, gid, groups = user.split(":")
-    uid, gid = int(uid), int(gid)
-    os.setgroups([int(g) for g in groups.split(",") if g])
-    os.setresgid(gid, gid, gid)
-    os.setresuid(uid, uid, uid)
-    os.chdir(folder)
-    os.execve(argv[0], argv, env)
-try:
-    main()
-except BaseException as e:
-    os.write(2, ("scripthost: cannot start the run: %s\n" % e).encode("utf-8", "replace"))
-    os._exit(127)
-`
-
-// trampolineArgs are the trampoline's arguments before the command line.
-func (c *confinedStart) trampolineArgs(dir string) []string {
-	var lims []string
-	for _, l := range c.limits {
-		lims = append(lims, fmt.Sprintf("%d:%d:%d", l.resource, l.soft, l.hard))
-	}
-	var groups []string
-	for _, g := range c.cred.Groups {
-		groups = append(groups, strconv.FormatUint(uint64(g), 10))
-	}
-	user := fmt.Sprintf("%d:%d:%s", c.cred.Uid, c.cred.Gid, strings.Join(groups, ","))
-	return []string{c.python, "-I", "-S", "-c", spawnTrampoline, strings.Join(lims, ","), user, dir}
-}
-
 // start starts cmd, whose SysProcAttr is set, as the run's user and
 // limits say.
 func (c *confinedStart) start(cmd *exec.Cmd) error {
 	switch {
 	case c.cred != nil:
-		cmd.Args = append(c.trampolineArgs(cmd.Dir), cmd.Args...)
+		cmd.Args = append(trampoline(c.python, c.confinement, cmd.Dir), cmd.Args...)
 		cmd.Path = c.python
 		return cmd.Start()
 	case len(c.limits) == 0:
@@ -316,34 +316,6 @@ func reapGroup(pgid int, leaderToo bool, wait time.Duration) {
 		time.Sleep(delay)
 		delay = min(2*delay, 20*time.Millisecond)
 	}
-}
-
-// forkConfinement is the confinement the fork server applies in each child,
-// as JSON (see forkserver.py), with the sandbox's part when sb is set.
-func (cfg RunnerConfig) forkConfinement(sb *sandbox) string {
-	type user struct {
-		Uid    uint32   `json:"uid"`
-		Gid    uint32   `json:"gid"`
-		Groups []uint32 `json:"groups"`
-	}
-	var c struct {
-		Rlimits [][3]any        `json:"rlimits,omitempty"`
-		User    *user           `json:"user,omitempty"`
-		Sandbox json.RawMessage `json:"sandbox,omitempty"`
-	}
-	lims := cfg.Limits.rlimits()
-	if sb != nil {
-		lims = sb.rlimits(lims)
-		c.Sandbox = sb.forkConfig()
-	}
-	for _, l := range lims {
-		c.Rlimits = append(c.Rlimits, [3]any{l.name, l.soft, l.hard})
-	}
-	if cred := cfg.RunAs; cred != nil {
-		c.User = &user{Uid: cred.Uid, Gid: cred.Gid, Groups: append([]uint32{}, cred.Groups...)}
-	}
-	b, _ := json.Marshal(c)
-	return string(b)
 }
 
 // reapStrays reaps the zombie children of this process that are in

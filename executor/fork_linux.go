@@ -255,6 +255,17 @@ type warm struct {
 	rbuf, oob []byte
 }
 
+// args is the warm interpreter's command line: the bootstrap runs the
+// fork server, whose arguments are, in order, its control socket's fd,
+// the preloads, its options, confine.py's source, the runs' confinement
+// (confine.py's two words), and the sandbox's config and source (both
+// empty without the sandbox).
+func (r *ForkRunner) args(preload, options string) []string {
+	args := []string{r.cfg.Python, "-c", forkBootstrap, forkserverSource, "3", preload, options, confineSource}
+	args = append(args, r.cfg.runConfinement(r.sb).args()...)
+	return append(args, r.sb.forkArgs()...)
+}
+
 // launch starts a warm interpreter and waits until it is ready.
 func (r *ForkRunner) launch() (*warm, error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
@@ -274,11 +285,11 @@ func (r *ForkRunner) launch() (*warm, error) {
 	preload, _ := json.Marshal(append([]string{}, r.preload...))
 	// With warm parents, the warm interpreter stays small: the standard
 	// library a script imports goes to its own warm parent.
-	options, _ := json.Marshal(map[string]bool{"stdlib": !r.parents.cfg.enabled()})
+	options, _ := json.Marshal(map[string]any{"stdlib": !r.parents.cfg.enabled(), "msg_max": controlMsgMax})
 	logw := &lineLogger{log: r.cfg.Log}
 	cmd := &exec.Cmd{
 		Path:       r.cfg.Python,
-		Args:       append([]string{r.cfg.Python, "-c", forkBootstrap, forkserverSource, "3", string(preload), r.cfg.forkConfinement(r.sb), string(options)}, r.sb.forkSource()...),
+		Args:       r.args(string(preload), string(options)),
 		Dir:        "/",
 		Env:        r.cfg.Env,
 		Stdout:     logw,

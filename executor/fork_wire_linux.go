@@ -12,6 +12,14 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// controlMsgMax is the size of the largest message of the control
+// protocol, in either direction: what a reader's buffer takes (the warm
+// interpreter is told it). Whatever may be larger travels in a memfd: the
+// jobs from here always do (no job's arguments may sit in the warm
+// interpreter's memory), and a job the warm interpreter hands a child
+// does when it is larger.
+const controlMsgMax = 64 << 10
+
 // forkMsg is one message of the control protocol (see forkserver.py).
 type forkMsg struct {
 	Op   string   `json:"op"`
@@ -40,7 +48,7 @@ type forkMsg struct {
 // read reads one message, with the pidfd it may carry.
 func (w *warm) read() (forkMsg, error) {
 	if w.rbuf == nil {
-		w.rbuf, w.oob = make([]byte, 64<<10), make([]byte, unix.CmsgSpace(4*4))
+		w.rbuf, w.oob = make([]byte, controlMsgMax), make([]byte, unix.CmsgSpace(4*4))
 	}
 	buf, oob := w.rbuf, w.oob
 	n, oobn, _, _, err := w.conn.ReadMsgUnix(buf, oob)

@@ -1,7 +1,8 @@
 # scripthost fork server: the warm interpreter of executor.ForkRunner.
 #
 # Started by Go as `python -c <bootstrap> <this source> <control fd> <preload json>
-# <confinement json>`,
+# <options json> <confine.py's source> <limits> <user> <sandbox config json>
+# <sandbox.py's source>` (fork_linux.go's args),
 # with the same interpreter and environment as a spawned run, so sys.flags and
 # everything the interpreter derives from its environment are those of
 # `python script.py`. It imports the common standard library once, then for
@@ -30,13 +31,11 @@
 #               {"op":"exited","id":N,"status":S} (S: the raw wait status).
 # End of file on the control socket stops the server and kills every run.
 #
-# The run sandbox (sandbox.py, its source argv[6]) is on when the
-# confinement has "sandbox" (its config): each run's child is forked into a
-# slot of its own (see _Slot) and isolated before its script runs.
-# Confinement ({"rlimits": [[name, soft, hard], ...], "user": {"uid", "gid",
-# "groups"}}, both optional): a child sets the run's resource limits and
-# drops to the run's user once it has entered the folder and opened the
-# script, before the script runs.
+# The run sandbox (sandbox.py) is on when it has a config: each run's child
+# is forked into a slot of its own (see _Slot) and isolated before its
+# script runs. The confinement (<limits> and <user>, confine.py's): a child
+# sets the run's resource limits and drops to the run's user once it has
+# entered the folder and opened the script, before the script runs.
 # This process is the subreaper of its runs: what is left of a run's process
 # group once its leader exits is killed and reaped here, and the run's end is
 # reported once the group is gone (or after _DRAIN_WAIT).
@@ -154,7 +153,6 @@ import _thread
 import base64
 import collections
 import ctypes
-import errno
 import functools
 import gc
 import importlib
@@ -192,16 +190,21 @@ _MAIN_TEMPLATE = [
 ]
 
 _CTL_FD = int(sys.argv[2])
-_PRELOAD = json.loads(sys.argv[3]) if len(sys.argv) > 3 else []
-_CONFINE = json.loads(sys.argv[4]) if len(sys.argv) > 4 else {}
-# {"stdlib": false}: a small base, that leaves the common standard library
-# to the warm parents of the scripts that import it.
-_OPTIONS = json.loads(sys.argv[5]) if len(sys.argv) > 5 else {}
-# The run sandbox (sandbox.py, whose source is argv[6]), when it is on.
+_PRELOAD = json.loads(sys.argv[3])
+# "stdlib": false, a small base, that leaves the common standard library to
+# the warm parents of the scripts that import it; "msg_max", the size of the
+# largest control message.
+_OPTIONS = json.loads(sys.argv[4])
+_MSG_MAX = _OPTIONS["msg_max"]
+# The run confinement (confine.py): the rule, and the runs' limits and user.
+_CONF = types.ModuleType("_scripthost_confine")
+exec(compile(sys.argv[5], "<scripthost confine>", "exec"), _CONF.__dict__)
+_CONFINE = _CONF.parse(sys.argv[6], sys.argv[7])
+# The run sandbox (sandbox.py) and its config, when it is on.
+_SANDBOX_CFG = json.loads(sys.argv[8]) if sys.argv[8] else None
 _SANDBOX = None
-if _CONFINE.get("sandbox") is not None and len(sys.argv) > 6:
-    _SANDBOX = types.ModuleType("_scripthost_sandbox")
-    exec(compile(sys.argv[6], "<scripthost sandbox>", "exec"), _SANDBOX.__dict__)
+if _SANDBOX_CFG is not None:
+    _SANDBOX = _CONF.load("sandbox", sys.argv[9], confine=_CONF)
 _PYTHON = sys.orig_argv[0] if hasattr(sys, "orig_argv") else sys.executable
 _WARM_PID = os.getpid()
 
@@ -245,16 +248,13 @@ with open("/proc/self/environ", "rb") as _f:
     _ENV_BLOCK = [kv for kv in _f.read().split(b"\0") if kv and not kv.startswith(b"PWD=")]
 _PYTHONPATH_REL = _relative_pythonpath()
 
-_libc = ctypes.CDLL(None, use_errno=True)
+_libc = _CONF.libc()
 _fopen = _libc.fopen
 _fopen.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
 _fopen.restype = ctypes.c_void_p
 _fdopen = _libc.fdopen
 _fdopen.argtypes = [ctypes.c_int, ctypes.c_char_p]
 _fdopen.restype = ctypes.c_void_p
-_prctl = _libc.prctl
-_prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-_prctl.restype = ctypes.c_int
 _on_exit = _libc.on_exit
 _on_exit.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
 _on_exit.restype = ctypes.c_int
@@ -278,11 +278,8 @@ _get_importer.argtypes = [ctypes.py_object]
 _get_importer.restype = ctypes.py_object
 _tstate_get = ctypes.pythonapi.PyThreadState_Get
 _tstate_get.restype = ctypes.c_void_p
-_PR_SET_PDEATHSIG = 1
-_PR_SET_DUMPABLE = 4
 _PR_SET_CHILD_SUBREAPER = 36
 _DRAIN_WAIT = 1.0  # seconds: how long a finished run's group may take to go
-_MAXFD = os.sysconf("SC_OPEN_MAX")
 
 
 def _log(msg):
@@ -827,11 +824,7 @@ def _prepare_child(chan, keep=()):
     the warm interpreter's but the child's own channel (and keep) is
     closed."""
     # Die with the warm interpreter: a run must not outlive its owner.
-    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    # (In a sandbox slot's pid namespace the parent is outside: 0. If the
-    # warm interpreter is gone already, the channel ends, and so does this.)
-    if os.getppid() not in (_WARM_PID, 0):
-        os._exit(128 + signal.SIGKILL)
+    _die_with_warm()
     if _MAIN_TSTATE is not None:
         ctypes.c_void_p.from_address(_MAIN_TSTATE).value = _tstate_get()
     os.setpgid(0, 0)
@@ -839,16 +832,13 @@ def _prepare_child(chan, keep=()):
     for sock in _OWNED_SOCKETS:
         if sock is not chan:
             sock.detach()  # the fd is closed below; the object must not close a reused number
-    _close_all_but([chan.fileno()] + list(keep))
+    _CONF.close_fds([chan.fileno()] + list(keep))
 
 
-def _close_all_but(keep):
-    low = 3
-    for fd in sorted(keep):
-        if fd > low:
-            os.closerange(low, fd)
-        low = max(low, fd + 1)
-    os.closerange(low, _MAXFD)
+def _die_with_warm():
+    # (In a sandbox slot's pid namespace the parent is outside: 0. If the
+    # warm interpreter is gone already, the channel ends, and so does this.)
+    _CONF.die_with_parent((_WARM_PID, 0), 128 + signal.SIGKILL)
 
 
 def _thread_state_as_fresh():
@@ -883,38 +873,21 @@ def _await_job(chan):
         os.dup2(fd, target)
     chan.detach()
     # The sandbox's, closed once the run's view is set up.
-    _close_all_but(_SANDBOX.kept_fds() if _SANDBOX is not None else ())
+    _CONF.close_fds(_SANDBOX.kept_fds() if _SANDBOX is not None else ())
     return msg
 
 
 def _confine():
     """Once the run's folder is entered and its script opened, before
-    anything of the script runs: the run's resource limits, then its user.
-    (The server, which reads the scripts, opens them: a folder the run user
-    cannot read still runs its scripts, which cannot read beside them.) A
-    limit is never raised above the hard limit: limits only restrict."""
-    for name, soft, hard in _CONFINE.get("rlimits") or ():
-        res = getattr(resource, name)
-        cur = resource.getrlimit(res)[1]
-        if cur != resource.RLIM_INFINITY and hard > cur:
-            hard = cur
-            soft = min(soft, hard)
-        resource.setrlimit(res, (soft, hard))
-    user = _CONFINE.get("user")
-    if not user:
-        return
-    uid, gid = user["uid"], user["gid"]
-    os.setgroups(user.get("groups") or [])
-    os.setresgid(gid, gid, gid)
-    os.setresuid(uid, uid, uid)
-    if os.getresuid() != (uid, uid, uid) or os.getresgid() != (gid, gid, gid):
-        raise OSError("could not switch to uid %d, gid %d" % (uid, gid))
-    # A change of credentials clears these: set them as a process started
-    # by that user has them, and die with the warm interpreter again.
-    _prctl(_PR_SET_DUMPABLE, 1, 0, 0, 0)
-    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if _SANDBOX is None and os.getppid() != _WARM_PID:
-        os._exit(128 + signal.SIGKILL)
+    anything of the script runs: the run's confinement. (The server, which
+    reads the scripts, opens them: a folder the run user cannot read still
+    runs its scripts, which cannot read beside them.)"""
+    _CONF.confine(_CONFINE)
+    if _CONFINE["user"]:
+        # A change of credentials clears these: set them as a process started
+        # by that user has them, and die with the warm interpreter again.
+        _CONF.set_dumpable(True)
+        _die_with_warm()
 
 
 def _become_run(job):
@@ -1103,7 +1076,7 @@ def _show_as_run(argv, env):
     m.arg_start = ctypes.addressof(buf)
     m.arg_end = m.env_start = m.arg_start + len(args)
     m.env_end = m.env_start + len(envs)
-    return _prctl(_PR_SET_MM, _PR_SET_MM_MAP, ctypes.addressof(m), ctypes.sizeof(m), 0) == 0
+    return _CONF.prctl(_PR_SET_MM, _PR_SET_MM_MAP, ctypes.addressof(m), ctypes.sizeof(m)) == 0
 
 
 _post = collections.deque()  # in a child: what running the script returned, then sys.last_type
@@ -1116,21 +1089,18 @@ def _child(chan):
         _prepare_child(chan, _SANDBOX.child_fds(slot.fds) if slot else ())
         if slot:
             # The run sandbox: into the slot's namespaces ahead of the job.
-            _SANDBOX.enter_slot_ahead(slot.fds, _CONFINE["sandbox"])
+            _SANDBOX.enter_slot_ahead(slot.fds, _SANDBOX_CFG)
         job = _await_job(chan)
         if slot:
-            _SANDBOX.enter_run(_CONFINE["sandbox"], job["dir"], job["placed"], slot.placed and slot.placed[0])
+            _SANDBOX.enter_run(_SANDBOX_CFG, job["dir"], job["placed"], slot.placed and slot.placed[0])
         fp = _become_run(job)
         if not job.get("canary"):
             _confine()
             _user_site_as_run_user()
             if slot:
-                _SANDBOX.lock_down()
+                _CONF.lock_down()
     except BaseException as e:
-        try:
-            os.write(2, ("scripthost: cannot start the run: %r\n" % (e,)).encode())
-        finally:
-            os._exit(127)
+        _CONF.fail(e)
     if fp is None and not _zipapp[0]:
         yield functools.partial(_py_exit, 2)
     if _REC_GAP:
@@ -1178,15 +1148,19 @@ def _forker():
     yield from _child(chan)
 
 
-def _fork(slot=None):
-    """Forks a child that waits for its job; returns (pid, channel). With
-    slot, the child is in that sandbox slot's pid namespace."""
-    # Nothing buffered here may be written again by the child.
+def _flush_stdio():
+    # Before a fork: nothing buffered here may be written again by the child.
     for f in (sys.stdout, sys.stderr):
         try:
             f.flush()
         except (OSError, ValueError, AttributeError):
             pass
+
+
+def _fork(slot=None):
+    """Forks a child that waits for its job; returns (pid, channel). With
+    slot, the child is in that sandbox slot's pid namespace."""
+    _flush_stdio()
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     _OWNED_SOCKETS.append(theirs)
     _slot[0] = theirs
@@ -1205,7 +1179,7 @@ def _fork(slot=None):
 
 
 def _recv(sock):
-    data, anc, _, _ = sock.recvmsg(1 << 16, socket.CMSG_SPACE(8 * 4))
+    data, anc, _, _ = sock.recvmsg(_MSG_MAX, socket.CMSG_SPACE(8 * 4))
     fds = []
     for level, kind, body in anc:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
@@ -1232,7 +1206,7 @@ def _read_memfd(fd):
 def _hand_over(chan, job, fds):
     """Gives a waiting child its job and the run's three fds."""
     data = json.dumps(job).encode()
-    if len(data) > 60000:
+    if len(data) > _MSG_MAX:
         big = os.memfd_create("scripthost-job", os.MFD_CLOEXEC)
         try:
             os.write(big, data)  # a memfd takes it whole
@@ -1371,16 +1345,10 @@ class _Server:
     def start(self, msg, fds):
         rid = msg["id"]
         try:
-            if len(fds) == 4:
-                job = {}  # in the memfd, for the child to read
-                folder = _folder_of(msg)  # (the sandbox's, from Go)
-            elif len(fds) == 3:
-                job = _job(msg)
-                folder = job["dir"]
-                if not os.path.isdir(job["dir"]):
-                    raise FileNotFoundError(errno.ENOENT, "no such folder", job["dir"])
-            else:
-                raise ValueError("expected 3 or 4 fds, got %d" % len(fds))
+            if len(fds) != 4:
+                raise ValueError("expected 4 fds, got %d" % len(fds))
+            job = {}  # in the memfd, for the child to read
+            folder = _folder_of(msg)  # (the sandbox's, from Go)
             for attempt in range(2):
                 if not self.idle:
                     self.spawn_idle()
@@ -1467,11 +1435,7 @@ class _Server:
             with open(code_fd, "rb", closefd=False) as f:
                 f.seek(0)
                 code = f.read()
-            for f in (sys.stdout, sys.stderr):
-                try:
-                    f.flush()
-                except (OSError, ValueError, AttributeError):
-                    pass
+            _flush_stdio()
             with warnings.catch_warnings(module=warnings):  # (hidden from sys.modules)
                 warnings.simplefilter("ignore", DeprecationWarning)  # fork with a thread: ours is idle
                 pid = os.fork()
@@ -1518,7 +1482,7 @@ class _Server:
         if self.watcher is None:
             self.watcher = _SANDBOX.Watcher()
         folder = slot.placed[0] if slot.placed else None
-        slot.watched = self.watcher.watch(slot, slot.init, _SANDBOX.view_dirs(_CONFINE["sandbox"], folder))
+        slot.watched = self.watcher.watch(slot, slot.init, _SANDBOX.view_dirs(_SANDBOX_CFG, folder))
 
     def note_changes(self):
         keys, lost = self.watcher.changed()
@@ -1542,7 +1506,7 @@ class _Server:
         gone = _SANDBOX.run_gone(slot.fds)
         (folder, placed), slot.folder = slot.folder or (None, False), None
         fds = []
-        if folder and not placed and _SANDBOX.covers(_CONFINE["sandbox"], folder):
+        if folder and not placed and _SANDBOX.covers(_SANDBOX_CFG, folder):
             try:
                 tree, ident = _SANDBOX.clone_folder(folder)
             except OSError:
@@ -1645,23 +1609,15 @@ class _Slot:
     @classmethod
     def start(cls):
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        for f in (sys.stdout, sys.stderr):
-            try:
-                f.flush()
-            except (OSError, ValueError, AttributeError):
-                pass
+        _flush_stdio()
         pid = _SANDBOX.fork_init()
         if pid == 0:
             try:
-                _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-                if os.getppid() != 0:
-                    os._exit(1)
-                keep = theirs.fileno()
+                _CONF.die_with_parent((0,), 1)  # its parent is outside its namespace
                 for sock in _OWNED_SOCKETS + [ours]:
                     sock.detach()
-                os.closerange(3, keep)
-                os.closerange(keep + 1, _MAXFD)
-                _SANDBOX.slot_main(_CONFINE["sandbox"], theirs)
+                _CONF.close_fds([theirs.fileno()])
+                _SANDBOX.slot_main(_SANDBOX_CFG, theirs)
             finally:
                 os._exit(1)
         theirs.close()
@@ -1671,7 +1627,7 @@ class _Slot:
         slot.watched = False
         slot.pidfd = os.pidfd_open(pid)
         try:
-            slot.cgroups = _SANDBOX.make_slot_cgroups(_CONFINE["sandbox"], pid)
+            slot.cgroups = _SANDBOX.make_slot_cgroups(_SANDBOX_CFG, pid)
         except BaseException as e:
             slot.stop()
             raise OSError("cannot make a sandbox slot's cgroups: %s" % e)
@@ -1683,7 +1639,7 @@ class _Slot:
             slot.stop()
             raise OSError("cannot set up a sandbox slot: %s" % reply.get("error", "its init ended"))
         try:
-            slot.fds = _SANDBOX.slot_fds(pid, slot.cgroups, _CONFINE["sandbox"])
+            slot.fds = _SANDBOX.slot_fds(pid, slot.cgroups, _SANDBOX_CFG)
         except OSError as e:
             slot.stop()
             raise OSError("cannot open a sandbox slot's namespaces and cgroups: %s" % e)
@@ -1765,8 +1721,8 @@ def _canary():
 def _room_to_run():
     """A run starts with this process's address space: the memory limit
     must leave it room to run anything at all."""
-    for name, soft, _ in _CONFINE.get("rlimits") or ():
-        if name != "RLIMIT_AS":
+    for res, soft, _ in _CONFINE["rlimits"]:
+        if res != resource.RLIMIT_AS:
             continue
         with open("/proc/self/statm") as f:
             size = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
@@ -1959,9 +1915,7 @@ def _run_user_reads_stdlib():
     if pid == 0:
         ok = False
         try:
-            os.setgroups(user.get("groups") or [])
-            os.setresgid(user["gid"], user["gid"], user["gid"])
-            os.setresuid(user["uid"], user["uid"], user["uid"])
+            _CONF.become_user(user)
             ok = os.access(os.__file__, os.R_OK) and os.access(os.path.dirname(os.__file__), os.R_OK | os.X_OK)
         finally:
             os._exit(0 if ok else 1)
@@ -1971,18 +1925,15 @@ def _run_user_reads_stdlib():
 
 def _become_parent(ctl_fd, folder, code):
     global _WARM_PID, _go, _done
-    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != _WARM_PID:
-        os._exit(1)
+    _CONF.die_with_parent((_WARM_PID,), 1)
     _WARM_PID = os.getpid()
-    _prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    _CONF.prctl(_PR_SET_CHILD_SUBREAPER, 1)
     # Nothing of the base server's is ours: its sockets, its children's
     # pidfds and channels. The forker thread did not survive the fork.
     for sock in _OWNED_SOCKETS:
         sock.detach()
     del _OWNED_SOCKETS[:]
-    os.closerange(3, ctl_fd)
-    os.closerange(ctl_fd + 1, _MAXFD)
+    _CONF.close_fds([ctl_fd])
     ctl = socket.socket(fileno=ctl_fd)
     ctl.setblocking(True)
     _OWNED_SOCKETS.append(ctl)
@@ -2033,7 +1984,7 @@ def _become_parent(ctl_fd, folder, code):
 
 def _main():
     # The runs' orphans come here, to be reaped (see _Server.drain).
-    _prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    _CONF.prctl(_PR_SET_CHILD_SUBREAPER, 1)
     ctl = socket.socket(fileno=_CTL_FD)
     ctl.setblocking(True)
     _OWNED_SOCKETS.append(ctl)

@@ -1,9 +1,9 @@
 # scripthost run sandbox: what isolates one run, in both execution modes.
 #
-# Fork mode loads this as a module of the warm interpreter (forkserver.py);
-# spawn mode runs it as a run's first process:
-#   python -I -S -c <this source> <config json> <status fd> <run json> <folder> -- argv...
-# which Go starts as pid 1 of a new pid namespace.
+# It is loaded as a module, with confine.py as its global `confine`: by the
+# warm interpreter in fork mode (forkserver.py); in spawn mode by a run's
+# trampoline (confine.py), which Go starts as pid 1 of a new pid namespace
+# and which makes itself the run's init here (spawn_init).
 #
 # Two parts make a run's view:
 #   - a slot (prepare_slot), made by the init (pid 1) of a pid namespace:
@@ -28,7 +28,7 @@
 # parts in its init (private_view), forks, and the child execs the run's
 # command line; the init reports the run's wait status and exits, which ends
 # whatever is left in the namespace. Both then set the run's limits and
-# user, and lock_down.
+# user, and lock down (confine.py).
 #
 # Config (json): {"host_network": bool, "home": path, "tmpfs_size": bytes,
 # "uid", "gid": the run user's (0 for root), "cgroup_limits": [[parent,
@@ -61,10 +61,6 @@ MOUNT_ATTR_RDONLY = 0x1
 SYS_OPEN_TREE = 428
 SYS_MOVE_MOUNT = 429
 SYS_MOUNT_SETATTR = 442
-PR_SET_NO_NEW_PRIVS = 38
-PR_CAPBSET_DROP = 24
-PR_CAP_AMBIENT = 47
-PR_CAP_AMBIENT_CLEAR_ALL = 4
 SIOCSIFFLAGS = 0x8914
 IFF_UP = 0x1
 IFF_RUNNING = 0x40
@@ -72,27 +68,21 @@ IFF_RUNNING = 0x40
 # A group no user is in (the largest valid id): see prepare_slot.
 _HIDEPID_GID = 0xFFFFFFFE
 
-_libc = ctypes.CDLL(None, use_errno=True)
+confine = globals()["confine"]  # given by the loader: confine.py
+_libc = confine.libc()
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
 _libc.unshare.argtypes = [ctypes.c_int]
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 _libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
 _libc.syscall.restype = ctypes.c_long
-_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
 _libc.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
 _libc.inotify_rm_watch.argtypes = [ctypes.c_int, ctypes.c_int]
+_check = confine.check
 
 
 class _MountAttr(ctypes.Structure):
     _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
                 ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
-
-
-def _check(rc, what):
-    if rc < 0:
-        e = ctypes.get_errno()
-        raise OSError(e, "%s: %s" % (what, os.strerror(e)))
-    return rc
 
 
 def _mount(source, target, fstype, flags, data):
@@ -550,39 +540,6 @@ def _loopback_up():
         s.close()
 
 
-def join_cgroups(paths):
-    """Moves this process into the run's cgroups (a cgroup.procs file per
-    hierarchy): what it starts is counted and limited with it."""
-    for p in paths or ():
-        fd = os.open(p, os.O_WRONLY | os.O_CLOEXEC)
-        try:
-            os.write(fd, b"0")
-        finally:
-            os.close(fd)
-
-
-def lock_down():
-    """After the run's limits and user are set: no exec may gain privileges
-    (setuid programs, file capabilities), and a run that stays root keeps
-    no capability (it cannot undo its mounts or leave its namespaces)."""
-    _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(NO_NEW_PRIVS)")
-    if os.geteuid() != 0:
-        return
-    _libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
-    try:
-        with open("/proc/sys/kernel/cap_last_cap") as f:
-            last = int(f.read())
-    except (OSError, ValueError):
-        last = 40
-    for cap in range(last + 1):
-        _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)
-    # capset: version 3, this process, nothing effective, permitted or
-    # inheritable.
-    header = (ctypes.c_uint32 * 2)(0x20080522, 0)
-    data = (ctypes.c_uint32 * 6)()
-    _check(_libc.capset(header, data), "capset")
-
-
 def _ignore_signals():
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
                 signal.SIGUSR1, signal.SIGUSR2, signal.SIGPIPE, signal.SIGALRM,
@@ -655,7 +612,7 @@ def slot_main(cfg, chan):
     "new" if it made them afresh. It ends with its channel (the warm
     interpreter's end)."""
     import select
-    _libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE: no ptrace, no /proc reads of it
+    confine.set_dumpable(False)  # no ptrace, no /proc reads of it
     _ignore_signals()
     try:
         prepare_slot(cfg)
@@ -722,7 +679,7 @@ def wait_run(child):
     """Spawn mode: the init's life once the run's process is started: reap
     every process that ends in the namespace, and return the wait status of
     the run's own process when it ends."""
-    _libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE: no ptrace, no /proc reads of it
+    confine.set_dumpable(False)  # no ptrace, no /proc reads of it
     _ignore_signals()
     for fd in (0, 1, 2):
         try:
@@ -743,22 +700,18 @@ def wait_run(child):
 # ------------------------------------------------------- spawn mode's init
 
 
-def _spawn_main():
-    # argv: config, status fd, run (json: cgroups, rlimits, user), the
-    # run's folder, "--", the command line.
-    cfg = json.loads(sys.argv[1])
-    status_fd = int(sys.argv[2])
-    run = json.loads(sys.argv[3])
-    folder = sys.argv[4]
-    argv = [os.fsencode(a) for a in sys.argv[6:]]
+def spawn_init(config, spawn, folder):
+    """Spawn mode, in the run's trampoline, pid 1 of a new pid namespace:
+    isolates the run (config, json: the sandbox's) and forks the run's own
+    process, in which it returns; the init goes on as wait_run, and writes
+    the run's wait status to spawn's status_fd (spawn, json: that and the
+    run's cgroups, the cgroup.procs files the run's process joins)."""
+    cfg = json.loads(config)
+    spawn = json.loads(spawn)
+    status_fd = spawn["status_fd"]
     os.set_inheritable(status_fd, False)
-    try:
-        with open("/proc/self/environ", "rb") as f:
-            env = dict(kv.split(b"=", 1) for kv in f.read().split(b"\0") if b"=" in kv)
-    except OSError:
-        env = dict(os.environb)
     # The cgroup files are opened before the view turns read-only.
-    cgroups = [os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in run.get("cgroups") or ()]
+    cgroups = [os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in spawn.get("cgroups") or ()]
     prepare_slot(cfg, tmp=False)
     private_view(cfg, folder)
     pid = os.fork()
@@ -773,28 +726,3 @@ def _spawn_main():
     for fd in cgroups:
         os.write(fd, b"0")
         os.close(fd)
-    if run.get("rlimits"):
-        import resource
-        for res, soft, hard in run["rlimits"]:
-            cur = resource.getrlimit(res)[1]
-            if cur != resource.RLIM_INFINITY and hard > cur:
-                hard, soft = cur, min(soft, cur)
-            resource.setrlimit(res, (soft, hard))
-    user = run.get("user")
-    if user:
-        os.setgroups(user.get("groups") or [])
-        os.setresgid(user["gid"], user["gid"], user["gid"])
-        os.setresuid(user["uid"], user["uid"], user["uid"])
-    lock_down()
-    os.chdir(folder)
-    os.execve(argv[0], argv, env)
-
-
-if __name__ == "__main__":
-    try:
-        _spawn_main()
-    except BaseException as e:
-        try:
-            os.write(2, ("scripthost: cannot start the run: %s\n" % e).encode("utf-8", "replace"))
-        finally:
-            os._exit(127)

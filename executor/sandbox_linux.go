@@ -159,7 +159,7 @@ func (s *sandbox) probe(cfg RunnerConfig) error {
 		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
 		WaitDelay:   time.Second,
 	}
-	status, err := s.startSpawn(cmd, nil, nil, cg)
+	status, err := s.startSpawn(cmd, confinement{}, cg)
 	if err != nil {
 		return fmt.Errorf("cannot start a sandboxed process: %w", err)
 	}
@@ -248,34 +248,22 @@ func cgroupProcs(cg *runCgroup) []string {
 }
 
 // startSpawn starts cmd (python, script, args; Dir, Env, stdio and
-// SysProcAttr set) as a sandboxed run: sandbox.py is its init, pid 1 of a
-// new pid namespace, and execs the command line once the run is isolated.
-// The returned file yields the wait status of the run's process (the
-// init's own status is not the run's), to be read once cmd has exited.
-func (s *sandbox) startSpawn(cmd *exec.Cmd, cred *Credential, lims []rlimit, cg *runCgroup) (*os.File, error) {
-	type user struct {
-		Uid    uint32   `json:"uid"`
-		Gid    uint32   `json:"gid"`
-		Groups []uint32 `json:"groups"`
-	}
-	run := struct {
-		Cgroups []string    `json:"cgroups"`
-		Rlimits [][3]uint64 `json:"rlimits"`
-		User    *user       `json:"user,omitempty"`
-	}{Cgroups: cgroupProcs(cg), Rlimits: [][3]uint64{}}
-	for _, l := range lims {
-		run.Rlimits = append(run.Rlimits, [3]uint64{uint64(l.resource), l.soft, l.hard})
-	}
-	if cred != nil {
-		run.User = &user{Uid: cred.Uid, Gid: cred.Gid, Groups: append([]uint32{}, cred.Groups...)}
-	}
-	runJSON, _ := json.Marshal(run)
+// SysProcAttr set) as a sandboxed run: its trampoline (confine.py) is its
+// init, pid 1 of a new pid namespace, which isolates the run (sandbox.py),
+// forks, and confines the child as c says, which executes the command
+// line. The returned file yields the wait status of the run's process
+// (the init's own status is not the run's), to be read once cmd has
+// exited.
+func (s *sandbox) startSpawn(cmd *exec.Cmd, c confinement, cg *runCgroup) (*os.File, error) {
+	spawn, _ := json.Marshal(struct {
+		StatusFd int      `json:"status_fd"`
+		Cgroups  []string `json:"cgroups"`
+	}{3, cgroupProcs(cg)})
 	r, w, err := os.Pipe()
 	if err != nil {
 		return nil, err
 	}
-	folder := cmd.Dir
-	cmd.Args = append([]string{s.python, "-I", "-S", "-c", sandboxSource, s.config, "3", string(runJSON), folder, "--"}, cmd.Args...)
+	cmd.Args = append(trampoline(s.python, c, cmd.Dir, sandboxSource, s.config, string(spawn)), cmd.Args...)
 	cmd.Path = s.python
 	cmd.ExtraFiles = []*os.File{w}
 	cmd.SysProcAttr.Cloneflags |= unix.CLONE_NEWPID
@@ -303,12 +291,6 @@ func (s *sandbox) spawnStatus(f *os.File) (ws syscall.WaitStatus, ok bool) {
 		return 0, false
 	}
 	return syscall.WaitStatus(v), true
-}
-
-// forkConfig is the warm interpreter's part of the sandbox: its config
-// and sandbox.py's source.
-func (s *sandbox) forkConfig() json.RawMessage {
-	return json.RawMessage(s.config)
 }
 
 func (s *sandbox) close() {
@@ -357,10 +339,11 @@ func prepareSandbox(cfg *RunnerConfig) (*sandbox, error) {
 	return sb, nil
 }
 
-// forkSource is the warm interpreter's last argument: sandbox.py's source.
-func (s *sandbox) forkSource() []string {
+// forkArgs are the warm interpreter's arguments for the sandbox: its
+// config and sandbox.py's source, both empty when runs are not sandboxed.
+func (s *sandbox) forkArgs() []string {
 	if s == nil {
-		return nil
+		return []string{"", ""}
 	}
-	return []string{sandboxSource}
+	return []string{s.config, sandboxSource}
 }

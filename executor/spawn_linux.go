@@ -18,8 +18,8 @@ import (
 type SpawnRunner struct {
 	cfg     RunnerConfig
 	confine *confinedStart
-	sb      *sandbox // nil: runs are not sandboxed
-	sbLims  []rlimit // the rlimits of sandboxed runs
+	sb      *sandbox    // nil: runs are not sandboxed
+	sbConf  confinement // the confinement of sandboxed runs
 
 	mu      sync.Mutex
 	closed  bool
@@ -44,10 +44,10 @@ func NewSpawnRunner(cfg RunnerConfig) (*SpawnRunner, error) {
 	}
 	r := &SpawnRunner{cfg: cfg, sb: sb, closing: make(chan struct{})}
 	if sb != nil {
-		r.sbLims = sb.rlimits(cfg.Limits.rlimits())
+		r.sbConf = cfg.runConfinement(sb)
 		return r, nil
 	}
-	if r.confine, err = newConfinedStart(cfg.Python, cfg.RunAs, cfg.Limits, cfg.Log); err != nil {
+	if r.confine, err = newConfinedStart(cfg.Python, cfg.runConfinement(nil), cfg.Log); err != nil {
 		return nil, err
 	}
 	return r, nil
@@ -95,7 +95,7 @@ func (r *SpawnRunner) Run(ctx context.Context, job Job) (model.Result, error) {
 	defer r.sb.release(cg)
 	var sbStatus *os.File // the sandboxed run's own wait status
 	if r.sb != nil {
-		sbStatus, err = r.sb.startSpawn(cmd, r.cfg.RunAs, r.sbLims, cg)
+		sbStatus, err = r.sb.startSpawn(cmd, r.sbConf, cg)
 	} else {
 		err = r.confine.start(cmd)
 	}
