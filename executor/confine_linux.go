@@ -35,11 +35,11 @@ import (
 //     and they are set from here, with no interpreter started for them:
 //     the interpreter starts traced, so the kernel stops it at its exec;
 //     the limits are set on it with prlimit(2) and it goes on untraced.
-// What is left of a run once it ends is reaped here (reapGroup,
-// reapStrays: SetupProcess made this process their subreaper) or by the
-// warm interpreter. Under the sandbox (sandbox_linux.go), the process limit
-// is the run's pids cgroup rather than RLIMIT_NPROC, and whatever a run
-// leaves dies with its pid namespace.
+// What is left of a run once it ends is reaped here, in both modes
+// (reapGroup, reapStrays): SetupProcess made this process the subreaper of
+// every run's orphans. Under the sandbox (sandbox_linux.go), the process
+// limit is the run's pids cgroup rather than RLIMIT_NPROC, and whatever a
+// run leaves dies with its pid namespace.
 
 //go:embed confine.py
 var confineSource string

@@ -161,6 +161,13 @@ wait:
 			kill()
 		}
 	}
+	// The warm interpreter killed what was left of the run's group before
+	// it reaped the run's process; the group's members come here as they
+	// end, this process being the subreaper of runs.
+	if pid > 0 {
+		reapGroup(pid, false, r.cfg.DrainTimeout)
+	}
+	reapStrays()
 	pio.finish(r.cfg.DrainTimeout)
 	return pio.result(status, timedOut), runErr
 }

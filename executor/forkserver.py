@@ -36,9 +36,9 @@
 # script runs. The confinement (<limits> and <user>, confine.py's): a child
 # sets the run's resource limits and drops to the run's user once it has
 # entered the folder and opened the script, before the script runs.
-# This process is the subreaper of its runs: what is left of a run's process
-# group once its leader exits is killed and reaped here, and the run's end is
-# reported once the group is gone (or after _DRAIN_WAIT).
+# What is left of a run's process group once its leader exits is killed
+# here (the group id is the leader's pid, which cannot name another group
+# until the leader is reaped); Go, the subreaper of every run, reaps it.
 #
 # Why the child runs frameless: a fresh interpreter runs a script's module
 # frame with nothing under it (warnings' stacklevel, traceback.print_stack()
@@ -168,7 +168,6 @@ import shutil
 import socket
 import sys
 import tempfile
-import time
 import types
 import warnings
 
@@ -278,8 +277,6 @@ _get_importer.argtypes = [ctypes.py_object]
 _get_importer.restype = ctypes.py_object
 _tstate_get = ctypes.pythonapi.PyThreadState_Get
 _tstate_get.restype = ctypes.c_void_p
-_PR_SET_CHILD_SUBREAPER = 36
-_DRAIN_WAIT = 1.0  # seconds: how long a finished run's group may take to go
 
 
 def _log(msg):
@@ -1229,7 +1226,6 @@ class _Server:
         self.by_pidfd = {}  # pidfd -> id
         self.idle = collections.OrderedDict()  # pidfd -> (pid, channel): children waiting for a job
         self.pool_size = 1
-        self.draining = {}  # pgid -> (id, status, deadline): runs whose group is not gone yet
         self.parents = {}  # pidfd -> pid: warm parents forked from here
         # The run sandbox's slots (see _Slot).
         self.slots = []
@@ -1244,9 +1240,8 @@ class _Server:
         _send(self.ctl, json.dumps(msg).encode(), fds)
 
     def serve(self):
-        wait = None
         while True:
-            for fd, _ in self.poll.poll(wait):
+            for fd, _ in self.poll.poll():
                 if fd == self.ctl.fileno():
                     if not self.control():
                         return
@@ -1260,11 +1255,7 @@ class _Server:
                     self.cleaned(fd)
                 elif fd in self.slot_by_pidfd:
                     self.slot_ended(fd)
-            self.drain()
-            self.reap_strays()
             self.refill()
-            # Groups still draining are looked at again soon.
-            wait = None if not self.draining else (1 if wait is None else min(2 * wait, 20))
 
     def control(self):
         msg = None
@@ -1389,7 +1380,8 @@ class _Server:
         self.poll.unregister(pidfd)
         os.close(pidfd)
         # The leader has exited but is not reaped: its pid, and so its group
-        # id, cannot name anything else yet. Kill what is left of the run.
+        # id, cannot name anything else yet. Kill what is left of the run
+        # (Go reaps it).
         os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
         _killpg(pid)
         _, status = os.waitpid(pid, 0)
@@ -1397,35 +1389,7 @@ class _Server:
         if slot is not None:
             self.clean_slot(slot, rid, status)
             return
-        self.draining[pid] = (rid, status, time.monotonic() + _DRAIN_WAIT)
-
-    def drain(self):
-        """Reaps what is left of finished runs' groups (killed already, and
-        re-parented here); reports a run's end once its group is gone."""
-        now = time.monotonic()
-        for pgid, (rid, status, deadline) in list(self.draining.items()):
-            _reap_group(pgid)
-            if _group_gone(pgid) or now >= deadline:
-                del self.draining[pgid]
-                self.send({"op": "exited", "id": rid, "status": status})
-
-    def reap_strays(self):
-        """Reaps children that are none of ours: processes that left their
-        run's group and were re-parented here when their parent died."""
-        known = {pid for pid, _ in self.runs.values()}
-        known.update(pid for pid, _ in self.idle.values())
-        known.update(self.parents.values())
-        while True:
-            try:
-                info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-            except ChildProcessError:
-                return
-            if info is None or info.si_pid in known:
-                return  # ours are reaped through their pidfds
-            try:
-                os.waitpid(info.si_pid, 0)
-            except ChildProcessError:
-                return
+        self.send({"op": "exited", "id": rid, "status": status})
 
     def fork_parent(self, msg, fds):
         if len(fds) != 2:
@@ -1593,8 +1557,6 @@ class _Server:
                 pass
         for slot in self.slots:
             slot.stop()
-        for pgid in self.draining:
-            _reap_group(pgid)
 
 
 class _Slot:
@@ -1753,32 +1715,6 @@ def _folder_of(msg):
     return msg.get("dir")
 
 
-def _reap_group(pgid):
-    # The leader is reaped already: every child of ours left in its group
-    # is an orphan of the run.
-    while True:
-        try:
-            info = os.waitid(os.P_PGID, pgid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-        except ChildProcessError:
-            return
-        if info is None or info.si_pid == pgid:
-            return
-        try:
-            os.waitpid(info.si_pid, 0)
-        except ChildProcessError:
-            return
-
-
-def _group_gone(pgid):
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:
-        pass
-    return False
-
-
 def _killpg(pid):
     try:
         os.killpg(pid, signal.SIGKILL)
@@ -1927,7 +1863,6 @@ def _become_parent(ctl_fd, folder, code):
     global _WARM_PID, _go, _done
     _CONF.die_with_parent((_WARM_PID,), 1)
     _WARM_PID = os.getpid()
-    _CONF.prctl(_PR_SET_CHILD_SUBREAPER, 1)
     # Nothing of the base server's is ours: its sockets, its children's
     # pidfds and channels. The forker thread did not survive the fork.
     for sock in _OWNED_SOCKETS:
@@ -1983,8 +1918,6 @@ def _become_parent(ctl_fd, folder, code):
 
 
 def _main():
-    # The runs' orphans come here, to be reaped (see _Server.drain).
-    _CONF.prctl(_PR_SET_CHILD_SUBREAPER, 1)
     ctl = socket.socket(fileno=_CTL_FD)
     ctl.setblocking(True)
     _OWNED_SOCKETS.append(ctl)
