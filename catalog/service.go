@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"runtime/debug"
-	"strconv"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
@@ -110,17 +109,16 @@ func (c *Catalog) handler(name string, fn op) micro.Handler {
 	})
 }
 
-// replyError answers err with the Nats-Service-Error-Code and
-// Nats-Service-Error headers and a {"error": ...} body. Internal details
-// stay in the log.
+// replyError answers err as bus.ErrorMsg builds it (the
+// Nats-Service-Error-Code and Nats-Service-Error headers and a {"error":
+// ...} body), through micro, which counts it. Internal details stay in the
+// log.
 func (c *Catalog) replyError(req micro.Request, endpoint string, err error) {
-	code := model.Code(err)
-	msg := model.Message(err)
-	if code >= 500 {
+	if model.Code(err) >= 500 {
 		c.log.Error("catalog service: request failed", "endpoint", endpoint, "subject", req.Subject(), "error", err)
 	}
-	body, _ := json.Marshal(model.ErrorBody{Error: msg})
-	if rerr := req.Error(strconv.Itoa(code), msg, body); rerr != nil {
+	m := bus.ErrorMsg(err, nil)
+	if rerr := req.Error(m.Header.Get(bus.HeaderErrorCode), m.Header.Get(bus.HeaderError), m.Data, micro.WithHeaders(micro.Headers(m.Header))); rerr != nil {
 		c.log.Warn("catalog service: cannot send error reply", "endpoint", endpoint, "subject", req.Subject(), "error", rerr)
 	}
 }

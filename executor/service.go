@@ -379,13 +379,12 @@ func (s *Service) replyMsg(out Outcome, err error) *nats.Msg {
 	switch {
 	case errors.Is(err, model.ErrCancelled):
 		// What the run wrote before it was stopped goes with the error.
-		body, _ := json.Marshal(model.TimeoutBody{Error: model.Message(err), Result: out.Result})
-		m = bus.ErrorMsg(err, body)
+		m = bus.ErrorMsg(err, model.ResultErrorBody(err, out.Result))
 	case err != nil:
 		m = bus.ErrorMsg(err, nil)
 	case out.Result.TimedOut:
-		body, _ := json.Marshal(model.TimeoutBody{Error: model.MsgTimedOut, Result: out.Result})
-		m = bus.ErrorMsg(model.Errorf(model.ErrTimeout, model.MsgTimedOut), body)
+		timedOut := model.TimedOut()
+		m = bus.ErrorMsg(timedOut, model.ResultErrorBody(timedOut, out.Result))
 	default:
 		m = nats.NewMsg("")
 		m.Data = out.Body

@@ -153,7 +153,7 @@ func (s *sseWriter) jobResult(job model.Job) error {
 	var data []byte
 	switch {
 	case job.Result != nil && job.Result.TimedOut:
-		data, _ = json.Marshal(model.TimeoutBody{Error: model.MsgTimedOut, Result: *job.Result})
+		data = model.ResultErrorBody(model.TimedOut(), *job.Result)
 	case job.Result != nil:
 		data, _ = json.Marshal(job.Result)
 	default:

@@ -228,8 +228,8 @@ func (b *Bridge) answerEnded(w http.ResponseWriter, job model.Job) error {
 	}
 	w.Header().Set(bus.HeaderCache, cache)
 	if job.Status == model.JobTimedOut {
-		writeJSON(w, http.StatusGatewayTimeout, model.TimeoutBody{Error: model.MsgTimedOut, Result: *job.Result})
-		return nil
+		timedOut := model.TimedOut()
+		return &statusError{err: timedOut, body: model.ResultErrorBody(timedOut, *job.Result)}
 	}
 	writeJSON(w, http.StatusOK, job.Result)
 	return nil

@@ -43,6 +43,19 @@ type TimeoutBody struct {
 // MsgTimedOut is the error message of a run that timed out.
 const MsgTimedOut = "Script execution timed out"
 
+// TimedOut is the error of a run that timed out (MsgTimedOut): its answer
+// carries what the run wrote (ResultErrorBody).
+func TimedOut() error { return Errorf(ErrTimeout, "%s", MsgTimedOut) }
+
+// ResultErrorBody is the body of the answer to a run that did not end by
+// itself (it timed out, or was cancelled) with what it wrote until then:
+// err's message and the result's fields. Every such answer is built here,
+// over NATS and HTTP alike.
+func ResultErrorBody(err error, res Result) []byte {
+	body, _ := json.Marshal(TimeoutBody{Error: Message(err), Result: res})
+	return body
+}
+
 // Script is a stored script as the catalog answers it. Version is the
 // Version of its code.
 type Script struct {
