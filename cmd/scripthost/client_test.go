@@ -154,10 +154,16 @@ func TestClient(t *testing.T) {
 			if job.Status != model.JobSucceeded || job.Result == nil || job.Result.Stdout != "data=[1] args=[]" {
 				t.Fatalf("job: %+v (result %+v)", job, job.Result)
 			}
-			jobs, err := c.Jobs(ctx, model.JobListRequest{Script: "echo.py", Status: model.JobSucceeded})
-			if err != nil || !slices.ContainsFunc(jobs, func(j model.Job) bool { return j.ID == job.ID }) {
-				t.Fatalf("list: %+v, %v", jobs, err)
-			}
+			// The listing is an index fed by a watch of the bucket: it shows
+			// an ended job a moment after GET /jobs/{id} does.
+			var jobs []model.Job
+			testutil.WaitFor(t, 30*time.Second, "job "+job.ID+" in the list of succeeded echo.py jobs", func() bool {
+				jobs, err = c.Jobs(ctx, model.JobListRequest{Script: "echo.py", Status: model.JobSucceeded})
+				if err != nil {
+					t.Fatalf("list: %v", err)
+				}
+				return slices.ContainsFunc(jobs, func(j model.Job) bool { return j.ID == job.ID })
+			})
 			slow, err := c.SubmitJob(ctx, "slow.py", model.JobRequest{RunRequest: model.RunRequest{Args: []string{pidFile + ".job"}}}, client.JobOptions{NoCache: true})
 			if err != nil {
 				t.Fatalf("submit slow.py: %v", err)
