@@ -27,10 +27,14 @@ func (m *Manager) callbacks() {
 	defer m.wg.Done()
 	client := &http.Client{Timeout: callbackTimeout}
 	for m.ctx.Err() == nil {
-		batch, err := m.st.cbCons.Fetch(1, jetstream.FetchMaxWait(2*time.Second))
+		// The pull ends when the manager closes, not up to 2 s later.
+		fetch, cancel := context.WithTimeout(m.ctx, 2*time.Second)
+		batch, err := m.st.cbCons.Fetch(1, jetstream.FetchContext(fetch))
 		if err != nil {
-			if m.ctx.Err() == nil {
-				time.Sleep(time.Second)
+			cancel()
+			select {
+			case <-time.After(time.Second):
+			case <-m.ctx.Done():
 			}
 			continue
 		}
@@ -41,6 +45,7 @@ func (m *Manager) callbacks() {
 				m.callback(client, msg)
 			}()
 		}
+		cancel()
 	}
 }
 

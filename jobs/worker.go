@@ -185,8 +185,11 @@ func (w *Worker) loop() {
 		case <-w.fetchCtx.Done():
 			continue
 		}
-		batch, err := w.cons.Fetch(1, jetstream.FetchMaxWait(fetchWait))
+		// The pull ends with the node's stop, not a fetchWait later.
+		fetch, cancel := context.WithTimeout(w.fetchCtx, fetchWait)
+		batch, err := w.cons.Fetch(1, jetstream.FetchContext(fetch))
 		if err != nil {
+			cancel()
 			w.pause(retryWait)
 			continue
 		}
@@ -200,8 +203,10 @@ func (w *Worker) loop() {
 				go w.run(msg)
 			}
 		}
+		cancel()
 		if !got {
-			if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, jetstream.ErrNoMessages) {
+			if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, jetstream.ErrNoMessages) &&
+				!errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
 				w.pause(retryWait)
 			}
 		}
