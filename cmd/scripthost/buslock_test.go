@@ -246,7 +246,17 @@ func TestBusLockedWhenTheAPIIs(t *testing.T) {
 		t.Fatal(err)
 	}
 	node.refused(t, "the service user publishes "+bus.DeleteSubject("victim.py"))
-	if _, err := kv.Put(ctx, "victim.py", []byte("x")); err == nil {
+	// A refused publish gets no answer: once the server has said it
+	// refused the put, the put waits for nothing.
+	putCtx, putCancel := context.WithCancel(ctx)
+	putErr := make(chan error, 1)
+	go func() {
+		_, err := kv.Put(putCtx, "victim.py", []byte("x"))
+		putErr <- err
+	}()
+	node.refused(t, "the service user writes the bucket")
+	putCancel()
+	if err := <-putErr; err == nil {
 		t.Fatal("the service user wrote the bucket")
 	}
 	// And the API still serves.

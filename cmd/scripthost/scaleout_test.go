@@ -388,7 +388,9 @@ func mustGlob(t *testing.T, dir, pattern string) []string {
 // a file put in the serve node's folder by hand is there for a script on
 // every node, and so are its edits and its removal.
 func TestScaleOutDataFiles(t *testing.T) {
-	c := startCluster(t, 2, "node-a", "node-b")
+	// Data files follow the folder's rescans: a short interval, so that
+	// each change is waited for a moment rather than the default 5 s.
+	c := startClusterWith(t, []string{"--scan-interval", "200ms"}, 2, "node-a", "node-b")
 	if err := os.WriteFile(filepath.Join(c.scripts, "data.csv"), []byte("x,y\n1,2\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
