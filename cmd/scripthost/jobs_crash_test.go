@@ -74,6 +74,7 @@ func (h httpJob) wait(id, what string, timeout time.Duration, cond func(model.Jo
 // kill -9 of serve with jobs queued, then a restart with the same
 // --data-dir: every job answered 202 runs.
 func TestJobsSurviveServeKill9(t *testing.T) {
+	t.Parallel() // its own server; most of its time waits for scripts, timeouts or acks
 	scripts, data, markers := t.TempDir(), t.TempDir(), t.TempDir()
 	if err := os.WriteFile(filepath.Join(scripts, "mark.py"), []byte(
 		"import sys, time\nopen(sys.argv[1], 'a').write('ran\\n')\ntime.sleep(0.3)\nprint(sys.argv[1])\n"), 0o644); err != nil {
@@ -119,6 +120,7 @@ func TestJobsSurviveServeKill9(t *testing.T) {
 // kill -9 of the executor node running a job while another node is up:
 // the job runs again there, and succeeds.
 func TestJobSurvivesExecutorKill9(t *testing.T) {
+	t.Parallel() // its own server; most of its time waits for scripts, timeouts or acks
 	c := startClusterWith(t, []string{"--job-ack-wait", "2s"}, 1, "node-a", "node-b")
 	c.put("quick.py", "print('quick')\n")
 	c.put("slow.py", "import time\ntime.sleep(3)\nprint('done')\n")
@@ -140,6 +142,7 @@ func TestJobSurvivesExecutorKill9(t *testing.T) {
 // A job whose node dies on every attempt is dead after
 // --job-max-attempts, with the reason.
 func TestJobDeadAfterMaxAttempts(t *testing.T) {
+	t.Parallel() // its own server; most of its time waits for scripts, timeouts or acks
 	c := startClusterWith(t, []string{"--job-ack-wait", "2s", "--job-max-attempts", "2"}, 1, "node-a")
 	c.put("quick.py", "print('quick')\n")
 	// Kills the executor node that runs it (its nearest ancestor that is

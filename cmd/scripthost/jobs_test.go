@@ -90,6 +90,7 @@ func jobsConfigForTest(t *testing.T) serveConfig {
 }
 
 func TestJobLifecycle(t *testing.T) {
+	t.Parallel() // its own server; most of its time waits for scripts, timeouts or acks
 	ts := startTest(t, jobsConfigForTest(t), map[string]string{
 		"echo.py": echoScript, "fail.py": failScript, "sleep.py": sleepScript,
 	})
@@ -265,6 +266,7 @@ func TestJobListAndFilters(t *testing.T) {
 }
 
 func TestRunWait(t *testing.T) {
+	t.Parallel() // its own server; most of its time waits for scripts, timeouts or acks
 	ts := startTest(t, jobsConfigForTest(t), map[string]string{"echo.py": echoScript, "sleep.py": sleepScript})
 	r := ts.do("POST", "/run/echo.py?wait=20s", `{"data": "quick"}`).want(t, http.StatusOK)
 	if res := r.result(t); res.Stdout != `"quick"` || r.header.Get("X-Scripthost-Job") == "" || r.header.Get("X-Cache") != "miss" {

@@ -131,6 +131,7 @@ func TestCLIStreamsAndCancels(t *testing.T) {
 // The README's streaming example with the real nats CLI: several replies
 // to the caller's inbox, the result last; then a cancel by run id.
 func TestNATSCLIStream(t *testing.T) {
+	t.Parallel() // its own server; most of its time waits for scripts, timeouts or acks
 	cli, err := exec.LookPath("nats")
 	if err != nil {
 		t.Skip("nats CLI not on PATH (.ci/run installs github.com/nats-io/natscli/nats@v0.5.0)")
