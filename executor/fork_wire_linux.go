@@ -42,7 +42,7 @@ type forkMsg struct {
 	Imports []string `json:"imports,omitempty"`
 	// Memory is a warm parent's own memory once it has imported them.
 	Memory int64 `json:"memory,omitempty"`
-	fd      int      // a pidfd that came with "started" or a warm parent's "ready"
+	fd     int   // a pidfd that came with "started" or a warm parent's "ready"
 }
 
 // read reads one message, with the pidfd it may carry.
