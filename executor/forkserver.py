@@ -150,7 +150,8 @@ for _s in signal.valid_signals():
 _SIGMASK = signal.pthread_sigmask(signal.SIG_BLOCK, [])
 
 import _thread
-import base64
+import array
+import binascii
 import collections
 import ctypes
 import functools
@@ -159,15 +160,18 @@ import importlib
 import io
 import itertools
 import json
+import json.decoder
 import mmap as mmap_module
 import operator
 import os
 import resource
 import select
-import shutil
-import socket
+# (Not socket.py, nor tempfile or shutil: every module this process imports
+# for itself makes each fork and each run's exit dearer, and more of its
+# pages are written by the runs. A script that imports them has them in its
+# warm parent.)
+import _socket as socket
 import sys
-import tempfile
 import types
 import warnings
 
@@ -248,9 +252,6 @@ with open("/proc/self/environ", "rb") as _f:
 _PYTHONPATH_REL = _relative_pythonpath()
 
 _libc = _CONF.libc()
-_fopen = _libc.fopen
-_fopen.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
-_fopen.restype = ctypes.c_void_p
 _fdopen = _libc.fdopen
 _fdopen.argtypes = [ctypes.c_int, ctypes.c_char_p]
 _fdopen.restype = ctypes.c_void_p
@@ -816,6 +817,61 @@ def _stdio(fd, write, name, errors, buffered=_BUFFERED):
     return stream
 
 
+_RUN_ENV = [None, None]  # the folder set up here for runs, and their environment block
+_RUN_STDIO = []  # the runs' (stdin, stdout, stderr): buffered as configured, and unbuffered
+_SIGNAL_FIXES = [False, []]  # whether a run resets its signal mask; the handlers it resets
+_KEPT = []  # what a child drops of this process's: never freed there (see _prepare_runs)
+
+
+def _prepare_runs(folder=None):
+    """Before any child is forked, once: what each run needs that is not
+    its job's, made here for every child to copy. A child writes to as few
+    pages it shares with this process as it can (each is copied by the
+    kernel); it frees none of this process's objects either (the freeing
+    writes too): what it replaces is kept alive here. folder: that of a warm
+    parent's script, whose runs all start there."""
+    _flush_stdio()
+    fixes = [(sig, handler) for sig, handler in _SIGNALS.items()
+             if handler is not None and signal.getsignal(sig) is not handler]
+    # (The forker thread, started later, has the mask this thread has now.)
+    _SIGNAL_FIXES[:] = [signal.pthread_sigmask(signal.SIG_BLOCK, []) != _SIGMASK, fixes]
+    if folder is not None:
+        # The environment of the runs in folder, as a spawned run's: the
+        # server's, PWD last.
+        os.environ.pop("PWD", None)
+        os.environ["PWD"] = folder
+        _RUN_ENV[:] = [folder, b"".join([kv + b"\0" for kv in _ENV_BLOCK]) + b"PWD=" + os.fsencode(folder) + b"\0"]
+    if _RUN_STDIO:
+        return
+    # The bootstrap's arguments (this program's source, sandbox.py's), done
+    # with: each run has its own.
+    sys.argv = sys.argv[:1]
+    if hasattr(sys, "orig_argv"):
+        sys.orig_argv = sys.orig_argv[:1]
+    _KEPT.extend([sys.stdin, sys.stdout, sys.stderr, sys.__stdin__, sys.__stdout__, sys.__stderr__,
+                  sys.modules.get("__main__"), sys.argv, getattr(sys, "orig_argv", None)])
+    # The runs' stdio, made as CPython makes a fresh interpreter's: on pipes
+    # in fds 0, 1 and 2, which a run's are (not seekable, not a terminal).
+    saved = [os.dup(fd) for fd in (0, 1, 2)]
+    pipes = [os.pipe() for _ in range(3)]
+    try:
+        for fd, ends in enumerate(pipes):
+            os.dup2(ends[0 if fd == 0 else 1], fd)
+        stdin = _stdio(0, False, "<stdin>", _STDIN_ERRORS)
+        for buffered in ((True, False) if _BUFFERED else (False,)):
+            _RUN_STDIO.append((stdin, _stdio(1, True, "<stdout>", _ERRORS, buffered),
+                               _stdio(2, True, "<stderr>", _STDERR_ERRORS, buffered)))
+    finally:
+        for fd, old in enumerate(saved):
+            os.dup2(old, fd)
+            os.close(old)
+        for ends in pipes:
+            for fd in ends:
+                os.close(fd)
+    if len(_RUN_STDIO) == 1:
+        _RUN_STDIO.append(_RUN_STDIO[0])
+
+
 def _prepare_child(chan, keep=()):
     """Right after the fork: what does not depend on the job. Everything of
     the warm interpreter's but the child's own channel (and keep) is
@@ -858,7 +914,7 @@ def _await_job(chan):
         os._exit(0)
     if not data:
         os._exit(0)  # the warm interpreter let this child go
-    msg = json.loads(data)
+    msg = _scan_json(data.decode(), 0)[0] if data != b"{}" else {}
     # (Whether the run's sandbox slot has the run's folder in place.)
     placed = bool(msg.get("placed"))
     if len(fds) == 4:
@@ -890,46 +946,72 @@ def _confine():
 def _become_run(job):
     """Turns this process into the run's; returns the FILE* of the script,
     or None after printing what `python script.py` prints when the file
-    cannot be opened (then the exit code is 2)."""
+    cannot be opened (then the exit code is 2). What every run of this
+    process has in common was made ready before the fork (_prepare_runs):
+    a child only sets what is the job's own, and writes to as few of the
+    pages it shares with this process as it can, each of which the kernel
+    copies."""
     path = job["path"]
     args = job["args"]
     folder = job["dir"]  # as Go's filepath.Dir has it, like spawn's cwd and PWD
     os.chdir(folder)
-    # A spawned run's environment is the server's with PWD last.
-    os.environ.pop("PWD", None)
-    os.environ["PWD"] = folder
-    buffered = _BUFFERED and not job.get("unbuffered")
-    if job.get("unbuffered"):
+    env = _RUN_ENV[1] if folder == _RUN_ENV[0] else None
+    if env is None:
+        # A spawned run's environment is the server's with PWD last.
+        os.environ.pop("PWD", None)
+        os.environ["PWD"] = folder
+    unbuffered = job.get("unbuffered")
+    if unbuffered:
         os.environ["PYTHONUNBUFFERED"] = "1"  # a streamed run, as spawn has it
 
-    signal.pthread_sigmask(signal.SIG_SETMASK, _SIGMASK)
-    for sig, handler in _SIGNALS.items():
-        if handler is not None and signal.getsignal(sig) is not handler:
-            try:
-                signal.signal(sig, handler)
-            except (OSError, ValueError):
-                pass
+    if _SIGNAL_FIXES[0]:
+        signal.pthread_sigmask(signal.SIG_SETMASK, _SIGMASK)
+    for sig, handler in _SIGNAL_FIXES[1]:
+        try:
+            signal.signal(sig, handler)
+        except (OSError, ValueError):
+            pass
 
-    sys.stdin = sys.__stdin__ = _stdio(0, False, "<stdin>", _STDIN_ERRORS)
-    sys.stdout = sys.__stdout__ = _stdio(1, True, "<stdout>", _ERRORS, buffered)
-    sys.stderr = sys.__stderr__ = _stdio(2, True, "<stderr>", _STDERR_ERRORS, buffered)
+    # The run's stdio is referenced from sys alone, as in a fresh
+    # interpreter: dropped at the end, it is flushed then.
+    use = 1 if unbuffered and _BUFFERED else 0
+    stdio = _RUN_STDIO[use]
+    if _RUN_STDIO[1 - use] is not stdio:
+        _KEPT.append(_RUN_STDIO[1 - use][1:])
+    del _RUN_STDIO[:]
+    sys.stdin = sys.__stdin__ = stdio[0]
+    sys.stdout = sys.__stdout__ = stdio[1]
+    sys.stderr = sys.__stderr__ = stdio[2]
+    del stdio
 
-    sys.argv = [path] + list(args)
+    sys.argv = [path] + args
     if hasattr(sys, "orig_argv"):
-        sys.orig_argv = [_PYTHON, path] + list(args)
-    _show_as_run([os.fsencode(a) for a in [_PYTHON, path] + list(args)],
-                 _ENV_BLOCK + [b"PWD=" + os.fsencode(folder)])
+        sys.orig_argv = [_PYTHON, path] + args
+    enc = _FS_ENCODING
+    _show_as_run(_PYTHON_B + path.encode(*enc) + b"\0" + b"".join([a.encode(*enc) + b"\0" for a in args]),
+                 env or b"".join([kv + b"\0" for kv in _ENV_BLOCK]) + b"PWD=" + folder.encode(*enc) + b"\0")
     if _PYTHONPATH_REL:
         _resolve_pythonpath(folder)
+    # The script, opened once: read here as CPython's zipimporter reads it,
+    # and run from the same descriptor. (The server, which reads the
+    # scripts, opens them with its rights, before the switch to the run
+    # user; then never through a symbolic link put in the script's place.)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | (os.O_NOFOLLOW if _CONFINE.get("user") else 0))
+        err = 0
+    except OSError as e:
+        fd, err = -1, e.errno
     # As pymain_run_python: a file that a path hook takes (a zip
     # application) runs as its __main__ module, from sys.path[0]; the
     # lookup leaves the file's entry in sys.path_importer_cache.
-    importer = _get_importer_of(path)
+    importer = _get_importer_of(path, fd)
     if importer is not None:
         _zipapp[0] = True
         sys.path.insert(0, path)
+        if fd >= 0:
+            os.close(fd)
     elif not _SAFE_PATH:
-        sys.path.insert(0, os.path.dirname(os.path.realpath(path)))
+        sys.path.insert(0, _real_folder(path, fd))
     main = types.ModuleType("__main__")
     d = main.__dict__
     d.clear()
@@ -943,20 +1025,12 @@ def _become_run(job):
         return None
 
     sys.audit("cpython.run_file", path)
-    if _CONFINE.get("user"):
-        # Opened with the server's rights, before the switch to the run
-        # user: never through a symbolic link put in the script's place.
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-            fp = _fdopen(fd, b"rb")
-            err = ctypes.get_errno()
-            if not fp:
-                os.close(fd)
-        except OSError as e:
-            fp, err = None, e.errno
-    else:
-        fp = _fopen(os.fsencode(path), b"rbe")
+    fp = None
+    if fd >= 0:
+        fp = _fdopen(fd, b"rb")
         err = ctypes.get_errno()
+        if not fp:
+            os.close(fd)
     if not fp:
         sys.stderr.write("%s: can't open file %r: [Errno %d] %s\n"
                          % (_PYTHON, path, err, os.strerror(err)))
@@ -964,20 +1038,34 @@ def _become_run(job):
     return fp
 
 
-def _get_importer_of(path):
+def _get_importer_of(path, fd):
     """PyImport_GetImporter(path), which a fresh interpreter calls on its
     script. Only a zip archive (its end of central directory record within
     the last 64 KiB) can have one: for other files, what it would store."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(max(0, os.fstat(f.fileno()).st_size - (1 << 16) - 22))
-            tail = f.read()
-    except OSError:
-        tail = b"PK\x05\x06"  # let CPython look and say
+    tail = b"PK\x05\x06"  # a file that cannot be read: let CPython look and say
+    if fd >= 0:
+        try:
+            size = os.fstat(fd).st_size
+            tail = os.pread(fd, (1 << 16) + 22, max(0, size - (1 << 16) - 22))
+        except OSError:
+            pass
     if b"PK\x05\x06" in tail:
         return _get_importer(path)
     sys.path_importer_cache[path] = None
     return None
+
+
+def _real_folder(path, fd):
+    """The folder a fresh interpreter puts first on sys.path: that of the
+    script's real path, which the kernel knows for the open file."""
+    if fd >= 0:
+        try:
+            real = os.readlink(_FD_LINK % fd)
+            if real.startswith("/") and not real.endswith(" (deleted)"):
+                return real.rpartition("/")[0] or "/"
+        except OSError:
+            pass
+    return os.path.dirname(os.path.realpath(path))
 
 
 def _resolve_pythonpath(folder):
@@ -1061,19 +1149,36 @@ def _memory_map():
 _MEMORY_MAP = _memory_map()
 
 
-def _show_as_run(argv, env):
+def _show_as_run(args, env):
+    """Points /proc/self/cmdline at args and /proc/self/environ at env (each
+    NUL-terminated strings, bytes objects kept alive here, whose own memory
+    the kernel reads)."""
     m = _MEMORY_MAP
     if m is None:
         return False
-    args = b"".join(a + b"\0" for a in argv)
-    envs = b"".join(e + b"\0" for e in env)
-    buf = ctypes.create_string_buffer(args + envs, len(args) + len(envs))
-    _shown.append(buf)
+    _shown.append(args)
+    _shown.append(env)
     m.brk = _sbrk(0) or 0
-    m.arg_start = ctypes.addressof(buf)
-    m.arg_end = m.env_start = m.arg_start + len(args)
-    m.env_end = m.env_start + len(envs)
+    m.arg_start = id(args) + _BYTES_DATA
+    m.arg_end = m.arg_start + len(args)
+    m.env_start = id(env) + _BYTES_DATA
+    m.env_end = m.env_start + len(env)
     return _CONF.prctl(_PR_SET_MM, _PR_SET_MM_MAP, ctypes.addressof(m), ctypes.sizeof(m)) == 0
+
+
+def _bytes_data_offset():
+    # Where a bytes object's data starts (CPython's PyBytesObject): checked.
+    probe = b"scripthost"
+    off = bytes.__basicsize__ - 1
+    return off if ctypes.string_at(id(probe) + off, len(probe) + 1) == probe + b"\0" else None
+
+
+_BYTES_DATA = _bytes_data_offset()
+if _BYTES_DATA is None:
+    _MEMORY_MAP = None
+_FS_ENCODING = (sys.getfilesystemencoding(), sys.getfilesystemencodeerrors())
+_PYTHON_B = os.fsencode(_PYTHON) + b"\0"
+_FD_LINK = "/proc/self/fd/%d"
 
 
 _post = collections.deque()  # in a child: what running the script returned, then sys.last_type
@@ -1122,27 +1227,36 @@ _go = _thread.allocate_lock()
 _go.acquire()
 _done = _thread.allocate_lock()
 _done.acquire()
-_slot = [None, None, None]  # the child's channel, the fork's result, its sandbox slot
+_slot = [None, None, None]  # a burst's channels for the children, the forks' results, its sandbox slot
 _OWNED_SOCKETS = []  # every socket object of the warm interpreter
+_socketpair = socket.socketpair
 
 
 def _forker():
     while True:
         _go.acquire()
-        chan = _slot[0]
+        chan = _fork_burst(_slot[0], _slot[1], _slot[2])
+        if chan is not None:
+            break
+        _done.release()
+    yield from _child(chan)
+
+
+def _fork_burst(chans, results, slot):
+    # One child for each channel, back to back: between two forks this
+    # process writes next to nothing. In a child, its channel.
+    for chan in chans:
         try:
             # A sandboxed run's child is forked into its slot's pid
             # namespace.
-            pid = _SANDBOX.fork_into(_slot[2].fds["pidns"]) if _slot[2] else os.fork()
+            pid = _SANDBOX.fork_into(slot.fds["pidns"]) if slot else os.fork()
         except BaseException as e:
-            _slot[1] = e
-            _done.release()
-            continue
+            results.append(e)
+            return None
         if pid == 0:
-            break
-        _slot[1] = pid
-        _done.release()
-    yield from _child(chan)
+            return chan
+        results.append(pid)
+    return None
 
 
 def _flush_stdio():
@@ -1157,52 +1271,67 @@ def _flush_stdio():
 def _fork(slot=None):
     """Forks a child that waits for its job; returns (pid, channel). With
     slot, the child is in that sandbox slot's pid namespace."""
-    _flush_stdio()
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    _OWNED_SOCKETS.append(theirs)
-    _slot[0] = theirs
-    _slot[2] = slot
+    return _fork_many(1, slot)[0]
+
+
+def _fork_many(n, slot=None):
+    """Forks n children that wait for their jobs (fewer if a fork fails:
+    the error is raised if none was forked); returns [(pid, channel)]."""
+    # (Nothing is buffered in this process's stdio, flushed before any
+    # fork in _prepare_runs, which the children could write again.)
+    pairs = [_socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET) for _ in range(n)]
+    theirs = [b for _, b in pairs]
+    _OWNED_SOCKETS.extend(theirs)
+    results = []
+    _slot[:] = [theirs, results, slot]
     _go.release()
     _done.acquire()
-    result = _slot[1]
-    _slot[0] = _slot[1] = _slot[2] = None
-    _OWNED_SOCKETS.remove(theirs)
-    theirs.close()
-    if isinstance(result, BaseException):
-        ours.close()
-        raise result
-    _OWNED_SOCKETS.append(ours)
-    return result, ours
+    _slot[:] = [None, None, None]
+    for b in theirs:
+        _OWNED_SOCKETS.remove(b)
+        b.close()
+    forked = []
+    for i, (a, _) in enumerate(pairs):
+        if i < len(results) and not isinstance(results[i], BaseException):
+            _OWNED_SOCKETS.append(a)
+            forked.append((results[i], a))
+        else:
+            a.close()
+    if not forked:
+        raise results[-1]
+    return forked
+
+
+_FDS_SPACE = socket.CMSG_SPACE(8 * 4)
 
 
 def _recv(sock):
-    data, anc, _, _ = sock.recvmsg(_MSG_MAX, socket.CMSG_SPACE(8 * 4))
+    data, anc, _, _ = sock.recvmsg(_MSG_MAX, _FDS_SPACE)
     fds = []
     for level, kind, body in anc:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            n = len(body) - len(body) % 4
-            fds += [int.from_bytes(body[i:i + 4], sys.byteorder, signed=True)
-                    for i in range(0, n, 4)]
+            fds += memoryview(body)[:len(body) - len(body) % 4].cast("i").tolist()
     return data, fds
 
 
 def _send(sock, data, fds=()):
-    anc = []
-    if fds:
-        anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
-                b"".join(fd.to_bytes(4, sys.byteorder, signed=True) for fd in fds))]
-    sock.sendmsg([data], anc)
+    sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else [])
+
+
+# json.loads without its Python layers, for what Go's encoder wrote.
+_scan_json = json.decoder.JSONDecoder().scan_once
 
 
 def _read_memfd(fd):
-    with open(fd, "rb", closefd=True) as f:
-        f.seek(0)
-        return json.loads(f.read())
+    try:
+        return _scan_json(os.pread(fd, os.fstat(fd).st_size, 0).decode(), 0)[0]
+    finally:
+        os.close(fd)
 
 
 def _hand_over(chan, job, fds):
     """Gives a waiting child its job and the run's three fds."""
-    data = json.dumps(job).encode()
+    data = json.dumps(job).encode() if job else b"{}"
     if len(data) > _MSG_MAX:
         big = os.memfd_create("scripthost-job", os.MFD_CLOEXEC)
         try:
@@ -1217,6 +1346,10 @@ def _hand_over(chan, job, fds):
 # ----------------------------------------------------------- the server loop
 
 
+_POOL = (4, 2)  # children forked ahead: up to 4, in a burst once fewer than 2 wait
+_RUN_MSG = b'{"op":"run","id":'
+
+
 class _Server:
     def __init__(self, ctl):
         self.ctl = ctl
@@ -1225,7 +1358,11 @@ class _Server:
         self.runs = {}  # id -> (pid, pidfd)
         self.by_pidfd = {}  # pidfd -> id
         self.idle = collections.OrderedDict()  # pidfd -> (pid, channel): children waiting for a job
-        self.pool_size = 1
+        # Children are forked ahead in bursts: up to pool_size once fewer
+        # than pool_low wait. After a fork every page of this process is
+        # shared with the child, so that what this loop writes next is
+        # copied; a burst shares that cost among its children.
+        self.pool_size, self.pool_low = _POOL if _SANDBOX is None else (1, 1)
         self.parents = {}  # pidfd -> pid: warm parents forked from here
         # The run sandbox's slots (see _Slot).
         self.slots = []
@@ -1266,7 +1403,11 @@ class _Server:
         if not data and not fds:
             return False
         try:
-            msg = json.loads(data)
+            rid = data[len(_RUN_MSG):-1] if data.startswith(_RUN_MSG) and data.endswith(b"}") else b""
+            if rid.isdigit():
+                msg = {"op": "run", "id": int(rid)}  # as Go writes it
+            else:
+                msg = json.loads(data)
             # A 4th fd is the job's memfd, passed on to the child unread: no
             # job's arguments stay in this process's memory, which every
             # later child inherits.
@@ -1292,24 +1433,26 @@ class _Server:
                 os.close(fd)
         return True
 
-    def spawn_idle(self):
+    def spawn_idle(self, n=1):
         slot = self.free_slot() if _SANDBOX is not None else None
-        pid, chan = _fork(slot)
-        try:
-            os.setpgid(pid, pid)  # also done by the child: whichever runs first
-        except OSError:
-            pass
-        pidfd = os.pidfd_open(pid)
-        self.idle[pidfd] = (pid, chan)
-        if slot is not None:
-            slot.idle = pidfd
-            self.slot_of_idle[pidfd] = slot
-        self.poll.register(pidfd, select.POLLIN)
+        for pid, chan in _fork_many(n if slot is None else 1, slot):
+            try:
+                os.setpgid(pid, pid)  # also done by the child: whichever runs first
+            except OSError:
+                pass
+            pidfd = os.pidfd_open(pid)
+            self.idle[pidfd] = (pid, chan)
+            if slot is not None:
+                slot.idle = pidfd
+                self.slot_of_idle[pidfd] = slot
+            self.poll.register(pidfd, select.POLLIN)
 
     def refill(self):
+        if len(self.idle) >= self.pool_low:
+            return
         while len(self.idle) < self.pool_size:
             try:
-                self.spawn_idle()
+                self.spawn_idle(self.pool_size - len(self.idle))
             except OSError as e:
                 _log("cannot fork: %r" % (e,))
                 return
@@ -1372,7 +1515,7 @@ class _Server:
             os.close(fd)
         self.runs[rid] = (pid, pidfd)
         self.by_pidfd[pidfd] = rid
-        self.send({"op": "started", "id": rid, "pid": pid}, [pidfd])
+        _send(self.ctl, b'{"op":"started","id":%d,"pid":%d}' % (rid, pid), [pidfd])
 
     def reap(self, pidfd):
         rid = self.by_pidfd.pop(pidfd)
@@ -1389,7 +1532,7 @@ class _Server:
         if slot is not None:
             self.clean_slot(slot, rid, status)
             return
-        self.send({"op": "exited", "id": rid, "status": status})
+        _send(self.ctl, b'{"op":"exited","id":%d,"status":%d}' % (rid, status))
 
     def fork_parent(self, msg, fds):
         if len(fds) != 2:
@@ -1655,7 +1798,7 @@ def _canary():
     ]
     # mkdtemp, not TemporaryDirectory: that registers an atexit finalizer,
     # which every child would inherit and run.
-    tmp = tempfile.mkdtemp(prefix="scripthost-canary-")
+    tmp = _canary_folder()
     try:
         for i, (code, want) in enumerate(checks):
             path = os.path.join(tmp, "canary%d.py" % i)
@@ -1676,8 +1819,31 @@ def _canary():
             if status != want:
                 return "a check script %r ended with wait status %d, not %d" % (code, status, want)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        for i in range(len(checks)):
+            try:
+                os.unlink(os.path.join(tmp, "canary%d.py" % i))
+            except OSError:
+                pass
+        try:
+            os.rmdir(tmp)
+        except OSError:
+            pass
     return None
+
+
+def _canary_folder():
+    # As tempfile.mkdtemp would make it, without importing tempfile here.
+    err = None
+    for base in (os.environ.get("TMPDIR"), "/tmp", "/var/tmp"):
+        if not base:
+            continue
+        path = os.path.join(base, "scripthost-canary-%s" % os.urandom(6).hex())
+        try:
+            os.mkdir(path, 0o700)
+            return path
+        except OSError as e:
+            err = e
+    raise err
 
 
 def _room_to_run():
@@ -1697,12 +1863,12 @@ def _room_to_run():
 def _job(msg):
     # Arguments are decoded as CPython decodes its command line.
     if "bpath" in msg:
-        path = os.fsdecode(base64.b64decode(msg["bpath"]))
-        folder = os.fsdecode(base64.b64decode(msg["bdir"]))
+        path = os.fsdecode(binascii.a2b_base64(msg["bpath"]))
+        folder = os.fsdecode(binascii.a2b_base64(msg["bdir"]))
     else:
         path, folder = msg["path"], msg["dir"]
     if "bargs" in msg:
-        args = [os.fsdecode(base64.b64decode(a)) for a in msg["bargs"]]
+        args = [os.fsdecode(binascii.a2b_base64(a)) for a in msg["bargs"]]
     else:
         args = msg.get("args") or []
     return {"path": path, "dir": folder, "args": args, "unbuffered": bool(msg.get("unbuffered"))}
@@ -1711,7 +1877,7 @@ def _job(msg):
 def _folder_of(msg):
     """The run's folder, that Go names beside the job's memfd."""
     if "bdir" in msg:
-        return os.fsdecode(base64.b64decode(msg["bdir"]))
+        return os.fsdecode(binascii.a2b_base64(msg["bdir"]))
     return msg.get("dir")
 
 
@@ -1859,6 +2025,15 @@ def _run_user_reads_stdlib():
     return status == 0
 
 
+def _reset_tempfile():
+    # What the imports may have set in tempfile (the folder it found, its
+    # name sequence): a fresh import finds them unset.
+    tf = sys.modules.get("tempfile")
+    if tf is not None:
+        tf.tempdir = None
+        tf._name_sequence = None
+
+
 def _become_parent(ctl_fd, folder, code):
     global _WARM_PID, _go, _done
     _CONF.die_with_parent((_WARM_PID,), 1)
@@ -1894,11 +2069,12 @@ def _become_parent(ctl_fd, folder, code):
         os._exit(1)
     # As in the base server: what was imported is handed over to the runs
     # that import it, and only then.
-    tempfile.tempdir = None
-    tempfile._name_sequence = None
+    _reset_tempfile()
     _hide_imports()
+    _prepare_runs(folder)
     _SYS_DICTS[:] = [(dict(m.__dict__), m.__dict__) for m in (sys, builtins)]
     gc.collect()
+    _libc.malloc_trim(0)
     gc.freeze()
     # What is ours alone now, before a child shares it: what ending this
     # process frees.
@@ -1943,6 +2119,7 @@ def _main():
         top = int.from_bytes(_TSTATE_AT_TOP[_REC_OFF:_REC_OFF + 4], sys.byteorder, signed=True)
         _REC_GAP = _recursion_gap(top)
     _hide_imports()
+    _prepare_runs()
     _SYS_DICTS.extend((dict(m.__dict__), m.__dict__) for m in (sys, builtins))
     # (Relative PYTHONPATH entries are a run's own: see _resolve_pythonpath.)
     relative = {here for here, _ in _PYTHONPATH_REL}
@@ -1954,12 +2131,10 @@ def _main():
     _reserve_finalizer_slots()
     _make_finalizers(_post)
     gc.collect()
+    _libc.malloc_trim(0)
     gc.freeze()
     _chain_thread(_forker(), growing=True)
     problem = _canary()
-    # What the check left behind: the temporary folder tempfile found.
-    tempfile.tempdir = None
-    tempfile._name_sequence = None
     _hide_imports()
     if problem:
         server.send({"op": "fatal", "error": "fork mode does not work with Python %s: %s"
