@@ -595,6 +595,8 @@ def _serve(name):
         # (A parent comes after its submodules: bound first, it is the one.)
         owner = (modules.get(parent) or _HIDDEN.get(parent)) if parent else None
         if owner is not None:
+            if getattr(owner, "__dict__", _NO_DICT).get(child) is mod:
+                continue  # bound already: written to, the page would be copied
             try:
                 setattr(owner, child, mod)
             except (AttributeError, TypeError):
@@ -620,10 +622,14 @@ _SERVED_IMPORT_SOURCE = """
 def _find_and_load(name, import_):
     if (name in _PLANS and sys.meta_path == _WARM_FINDERS[0] and sys.path_hooks == _WARM_FINDERS[1]
             and not _CLOSURE_TOPS.get(name, _NONE) & _shadowed_names()):
-        with _ModuleLockManager(name):
+        # (The import lock, not the module's: no module code runs here.)
+        _acquire_import_lock()
+        try:
             if name not in sys.modules:
                 _search_path_until(name.partition(".")[0])
                 _serve(name)
+        finally:
+            _release_import_lock()
         module = sys.modules.get(name)
         if module is not None:
             return module
@@ -640,7 +646,8 @@ def _load_unlocked(spec):
 _NONE = frozenset()
 _PLANS = {}  # name -> _plan(name), for every hidden module
 _WARM_FINDERS = [None, None]  # sys.meta_path, sys.path_hooks, as here
-_ModuleLockManager = _bootstrap._ModuleLockManager
+_acquire_import_lock, _release_import_lock = _imp.acquire_lock, _imp.release_lock
+_NO_DICT = {}
 _original_load_unlocked = _bootstrap._load_unlocked
 exec(compile(_SERVED_IMPORT_SOURCE, _original_load_unlocked.__code__.co_filename, "exec"), globals())
 _served_load_unlocked, _served_find_and_load = _load_unlocked, _find_and_load
@@ -897,13 +904,35 @@ def _die_with_warm():
 def _thread_state_as_fresh():
     # threading's after-fork code, run in a thread it did not start, leaves
     # the new main thread out of the locks its shutdown waits for; a fresh
-    # interpreter's main thread is in them.
+    # interpreter's main thread is in them. Made in the warm process (see
+    # _as_main_thread), it has that process's thread's native id.
     threading = _WARM.get("threading")
     main = getattr(threading, "_main_thread", None)
     lock = getattr(main, "_tstate_lock", None)
     locks = getattr(threading, "_shutdown_locks", None)
     if lock is not None and isinstance(locks, set) and not main.daemon:
         locks.add(lock)
+    if getattr(main, "_native_id", None) is not None:
+        main._native_id = _thread.get_native_id()
+
+
+def _as_main_thread():
+    """On the forker thread, before its first fork, when threading is
+    imported: its Thread object for this thread, a main thread's, which
+    threading's after-fork code then finds in each child instead of making
+    one there (a child's most costly work after the fork)."""
+    threading = _WARM.get("threading")
+    try:
+        if threading is not None and _thread.get_ident() not in threading._active:
+            # This process's own main thread is left out of threading's
+            # threads, which each child would otherwise stop.
+            old = threading._main_thread
+            _KEPT.append(old)
+            threading._MainThread()
+            threading._active.pop(old._ident, None)
+            threading._dangling.discard(old)
+    except Exception as e:
+        _log("cannot make the main thread of the runs: %r" % (e,))
 
 
 def _await_job(chan):
@@ -1233,6 +1262,7 @@ _socketpair = socket.socketpair
 
 
 def _forker():
+    _as_main_thread()
     while True:
         _go.acquire()
         chan = _fork_burst(_slot[0], _slot[1], _slot[2])
