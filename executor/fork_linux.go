@@ -55,8 +55,9 @@ const defaultKillGrace = 5 * time.Second
 // has already imported the common standard library (and the preload
 // modules): same results as SpawnRunner, at a fraction of the cost. Each
 // run is still its own process, in its own process group, that exits when
-// the run ends; the warm interpreter keeps one child forked ahead, waiting
-// for the next job.
+// the run ends; the warm interpreter keeps a few children forked ahead,
+// waiting for the next jobs, which (without the sandbox) are handed to
+// them from here.
 //
 // What a script can tell from a fresh interpreter, and why it is
 // acceptable:
@@ -251,6 +252,16 @@ type warm struct {
 	deadErr error
 	exited  chan struct{} // closed once the process is reaped
 
+	// With direct set (no sandbox), the runs' children are handed their
+	// jobs from here (see fork_wire_linux.go): the children waiting for
+	// one, those asked for, and the runs by their child's pid.
+	direct  bool
+	idle    []idleChild
+	forking int
+	forkErr string
+	idleCh  chan struct{} // closed, and replaced, when a child comes or a fork fails
+	byPid   map[int]*forkRun
+
 	// Buffers of read, which one goroutine at a time calls.
 	rbuf, oob []byte
 }
@@ -337,6 +348,7 @@ func (r *ForkRunner) launch() (*warm, error) {
 		return nil, model.Errorf(model.ErrUnavailable, "the warm interpreter did not start: %v", err)
 	}
 	r.cfg.Log.Info("warm interpreter ready", "pid", w.pid, "python", r.cfg.Python, "preload", r.preload)
+	w.becomeDirect(m.Direct)
 	go w.readLoop()
 	return w, nil
 }

@@ -51,7 +51,11 @@ func (r *ForkRunner) Run(ctx context.Context, job Job) (model.Result, error) {
 	}
 	id := r.nextID.Add(1)
 	run := &forkRun{msgs: make(chan forkMsg, 3)}
-	var w *warm
+	var (
+		w     *warm
+		pid   int
+		pidfd = -1
+	)
 	for attempt := 0; ; attempt++ {
 		// A hot script's own warm parent, else the warm interpreter.
 		p, pw := r.parentFor(job)
@@ -62,7 +66,7 @@ func (r *ForkRunner) Run(ctx context.Context, job Job) (model.Result, error) {
 			return model.Result{}, err
 		}
 		if w != nil {
-			err = w.start(id, run, job, pio)
+			pid, pidfd, err = w.start(wctx, id, run, job, pio)
 		} else {
 			err = errWarmDead // retired meanwhile
 		}
@@ -71,6 +75,11 @@ func (r *ForkRunner) Run(ctx context.Context, job Job) (model.Result, error) {
 		}
 		if err == nil {
 			break
+		}
+		if wctx.Err() != nil {
+			// Cancelled, or out of time, waiting for a child to take it.
+			pio.closeAll()
+			return model.Result{}, err
 		}
 		// A warm interpreter that died before taking the job: the job never
 		// started, so try once more with the next one.
@@ -85,8 +94,6 @@ func (r *ForkRunner) Run(ctx context.Context, job Job) (model.Result, error) {
 		timedOut, killSent bool
 		runErr             error
 		status             syscall.WaitStatus
-		pid                int
-		pidfd              = -1
 		ctxDone            = ctx.Done()
 		closing            = r.closing
 		timeout            = deadline.C
@@ -100,7 +107,11 @@ func (r *ForkRunner) Run(ctx context.Context, job Job) (model.Result, error) {
 	kill := func() {
 		if !killSent {
 			killSent = true
-			w.send(forkMsg{Op: "kill", ID: id}, nil)
+			if w.direct {
+				w.send(forkMsg{Op: "kill", Pid: pid}, nil)
+			} else {
+				w.send(forkMsg{Op: "kill", ID: id}, nil)
+			}
 			grace = time.After(r.killGrace)
 		}
 	}

@@ -1,6 +1,7 @@
 package executor
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,9 +16,9 @@ import (
 // controlMsgMax is the size of the largest message of the control
 // protocol, in either direction: what a reader's buffer takes (the warm
 // interpreter is told it). Whatever may be larger travels in a memfd: the
-// jobs from here always do (no job's arguments may sit in the warm
-// interpreter's memory), and a job the warm interpreter hands a child
-// does when it is larger.
+// jobs sent through the warm interpreter always do (no job's arguments may
+// sit in its memory), a job the warm interpreter hands a child does when
+// it is larger, and so does one handed to a child from here.
 const controlMsgMax = 64 << 10
 
 // forkMsg is one message of the control protocol (see forkserver.py).
@@ -42,13 +43,18 @@ type forkMsg struct {
 	Imports []string `json:"imports,omitempty"`
 	// Memory is a warm parent's own memory once it has imported them.
 	Memory int64 `json:"memory,omitempty"`
+	// Direct ("ready") says that jobs are handed to the children from
+	// here; N ("fork") is how many children to fork.
+	Direct bool  `json:"direct,omitempty"`
+	N      int   `json:"n,omitempty"`
 	fd     int   // a pidfd that came with "started" or a warm parent's "ready"
+	fds    []int // every fd that came ("idle": the child's channel and a pidfd)
 }
 
 // read reads one message, with the pidfd it may carry.
 func (w *warm) read() (forkMsg, error) {
 	if w.rbuf == nil {
-		w.rbuf, w.oob = make([]byte, controlMsgMax), make([]byte, unix.CmsgSpace(4*4))
+		w.rbuf, w.oob = make([]byte, controlMsgMax), make([]byte, unix.CmsgSpace(8*4))
 	}
 	buf, oob := w.rbuf, w.oob
 	n, oobn, _, _, err := w.conn.ReadMsgUnix(buf, oob)
@@ -76,7 +82,11 @@ func (w *warm) read() (forkMsg, error) {
 	}
 	if len(fds) > 0 {
 		m.fd = fds[0]
-		closeFds(fds[1:])
+		if m.Op == "idle" {
+			m.fds = fds
+		} else {
+			closeFds(fds[1:])
+		}
 	}
 	return m, nil
 }
@@ -87,6 +97,9 @@ func (w *warm) readLoop() {
 		var m forkMsg
 		if m, err = w.read(); err != nil {
 			break
+		}
+		if w.direct && w.directMsg(m) {
+			continue
 		}
 		w.mu.Lock()
 		run := w.runs[m.ID]
@@ -109,6 +122,11 @@ func (w *warm) readLoop() {
 	}
 	close(w.dead)
 	w.runs = nil
+	w.byPid = nil
+	for _, c := range w.idle {
+		c.close()
+	}
+	w.idle = nil
 	w.mu.Unlock()
 	_ = w.conn.Close()
 	// Reap it now: it may be exiting, or be alive but unable to talk.
@@ -128,8 +146,17 @@ func (w *warm) readLoop() {
 // job itself travels in a memfd that the warm interpreter passes on to the
 // child unread: no job's arguments ever sit in the warm interpreter's
 // memory, which later children inherit (under the sandbox, the message
-// names the run's folder).
-func (w *warm) start(id uint64, run *forkRun, job Job, pio *procIO) error {
+// names the run's folder). In direct mode the job goes to a waiting child
+// from here (startDirect), whose pid and pidfd are returned; otherwise they
+// come in the "started" message.
+func (w *warm) start(ctx context.Context, id uint64, run *forkRun, job Job, pio *procIO) (int, int, error) {
+	if w.direct {
+		return w.startDirect(ctx, id, run, job, pio)
+	}
+	return 0, -1, w.startVia(id, run, job, pio)
+}
+
+func (w *warm) startVia(id uint64, run *forkRun, job Job, pio *procIO) error {
 	w.mu.Lock()
 	if w.runs == nil {
 		w.mu.Unlock()
@@ -138,14 +165,7 @@ func (w *warm) start(id uint64, run *forkRun, job Job, pio *procIO) error {
 	w.runs[id] = run
 	w.mu.Unlock()
 
-	msg := forkMsg{Op: "run", ID: id, Path: job.Path, Dir: filepath.Dir(job.Path), Args: job.Args}
-	if !allUTF8(job) {
-		msg = forkMsg{Op: "run", ID: id, BPath: []byte(msg.Path), BDir: []byte(msg.Dir)}
-		for _, a := range job.Args {
-			msg.BArgs = append(msg.BArgs, []byte(a))
-		}
-	}
-	msg.Unbuffered = job.Output != nil
+	msg := jobMsg(id, job)
 	fds := []int{int(pio.child[0].Fd()), int(pio.child[1].Fd()), int(pio.child[2].Fd())}
 	body, err := json.Marshal(msg)
 	if err == nil {
@@ -174,6 +194,19 @@ func (w *warm) start(id uint64, run *forkRun, job Job, pio *procIO) error {
 		return err
 	}
 	return nil
+}
+
+// jobMsg is the job as the child reads it.
+func jobMsg(id uint64, job Job) forkMsg {
+	msg := forkMsg{Op: "run", ID: id, Path: job.Path, Dir: filepath.Dir(job.Path), Args: job.Args}
+	if !allUTF8(job) {
+		msg = forkMsg{Op: "run", ID: id, BPath: []byte(msg.Path), BDir: []byte(msg.Dir)}
+		for _, a := range job.Args {
+			msg.BArgs = append(msg.BArgs, []byte(a))
+		}
+	}
+	msg.Unbuffered = job.Output != nil
+	return msg
 }
 
 func allUTF8(job Job) bool {
@@ -235,5 +268,188 @@ func (w *warm) sendRaw(body []byte, fds []int) error {
 func closeFds(fds []int) {
 	for _, fd := range fds {
 		_ = unix.Close(fd)
+	}
+}
+
+// Direct hand-over: without the sandbox, the warm process (the warm
+// interpreter or a warm parent) forks its children ahead, in bursts, and
+// passes each to Go ("idle": its pid, its channel and a pidfd of it); a run
+// takes one and sends it its job and its stdio itself. The warm process
+// does nothing for a run but fork, reap and report the end ("exited", by
+// pid): each of its writes to memory after a fork is a page the kernel
+// copies, and its work is on every run's way.
+
+// Children forked ahead, per warm process: up to idleMax, asked for once
+// fewer than idleLow wait or are coming.
+const (
+	idleMax = 4
+	idleLow = 2
+)
+
+// idleChild is a child waiting for its job, with its channel and a pidfd.
+type idleChild struct {
+	pid, chanFd, pidfd int
+}
+
+func (c idleChild) close() {
+	_ = unix.Close(c.chanFd)
+	_ = unix.Close(c.pidfd)
+}
+
+// becomeDirect sets w up for direct hand-over, if its "ready" said so,
+// and asks for its first children.
+func (w *warm) becomeDirect(direct bool) {
+	if !direct {
+		return
+	}
+	w.mu.Lock()
+	w.direct, w.byPid, w.idleCh = true, map[int]*forkRun{}, make(chan struct{})
+	n := w.refillLocked()
+	w.mu.Unlock()
+	w.askFork(n)
+}
+
+// refillLocked counts the children to ask for; w.mu is held.
+func (w *warm) refillLocked() int {
+	have := len(w.idle) + w.forking
+	if have >= idleLow || w.byPid == nil {
+		return 0
+	}
+	w.forking += idleMax - have
+	w.forkErr = ""
+	return idleMax - have
+}
+
+func (w *warm) askFork(n int) {
+	if n > 0 {
+		w.sendRaw(fmt.Appendf(nil, `{"op":"fork","n":%d}`, n), nil)
+	}
+}
+
+// directMsg handles the messages of direct hand-over; false for others.
+func (w *warm) directMsg(m forkMsg) bool {
+	switch m.Op {
+	case "idle":
+		if len(m.fds) != 2 {
+			closeFds(m.fds)
+			return true
+		}
+		c := idleChild{pid: m.Pid, chanFd: m.fds[0], pidfd: m.fds[1]}
+		w.mu.Lock()
+		if w.byPid == nil {
+			w.mu.Unlock()
+			c.close()
+			return true
+		}
+		w.forking = max(w.forking-1, 0)
+		w.idle = append(w.idle, c)
+		close(w.idleCh)
+		w.idleCh = make(chan struct{})
+		w.mu.Unlock()
+	case "forkfailed":
+		w.mu.Lock()
+		w.forking, w.forkErr = 0, m.Error
+		close(w.idleCh)
+		w.idleCh = make(chan struct{})
+		w.mu.Unlock()
+	case "exited":
+		if m.ID != 0 {
+			return false
+		}
+		w.mu.Lock()
+		run := w.byPid[m.Pid]
+		delete(w.byPid, m.Pid)
+		for i, c := range w.idle {
+			if c.pid == m.Pid { // died waiting (killed from outside)
+				c.close()
+				w.idle = append(w.idle[:i], w.idle[i+1:]...)
+				break
+			}
+		}
+		w.mu.Unlock()
+		if run != nil {
+			run.msgs <- m // never blocks: a run gets at most three messages
+		}
+	default:
+		return false
+	}
+	return true
+}
+
+// takeIdle takes a waiting child for run, waiting for one if none is.
+func (w *warm) takeIdle(ctx context.Context, run *forkRun) (idleChild, error) {
+	for {
+		w.mu.Lock()
+		if w.byPid == nil {
+			w.mu.Unlock()
+			return idleChild{}, errWarmDead
+		}
+		if len(w.idle) > 0 {
+			c := w.idle[0]
+			w.idle = w.idle[1:]
+			w.byPid[c.pid] = run
+			n := w.refillLocked()
+			w.mu.Unlock()
+			w.askFork(n)
+			return c, nil
+		}
+		if w.forkErr != "" && w.forking == 0 {
+			err := errors.New(w.forkErr)
+			w.forkErr = ""
+			w.mu.Unlock()
+			return idleChild{}, err
+		}
+		n := w.refillLocked()
+		ch := w.idleCh
+		w.mu.Unlock()
+		w.askFork(n)
+		select {
+		case <-ch:
+		case <-w.dead:
+			return idleChild{}, errWarmDead
+		case <-ctx.Done():
+			return idleChild{}, cancelled(ctx)
+		}
+	}
+}
+
+// startDirect hands job to a waiting child: its pid and pidfd, which the
+// run closes.
+func (w *warm) startDirect(ctx context.Context, id uint64, run *forkRun, job Job, pio *procIO) (int, int, error) {
+	body, err := json.Marshal(jobMsg(id, job))
+	if err != nil {
+		return 0, -1, err
+	}
+	fds := []int{int(pio.child[0].Fd()), int(pio.child[1].Fd()), int(pio.child[2].Fd())}
+	if len(body) > controlMsgMax {
+		memfd, err := bigJob(body)
+		if err != nil {
+			return 0, -1, err
+		}
+		defer unix.Close(memfd)
+		fds, body = append(fds, memfd), []byte("{}")
+	}
+	oob := unix.UnixRights(fds...)
+	for {
+		c, err := w.takeIdle(ctx, run)
+		if err != nil {
+			return 0, -1, err
+		}
+		err = unix.Sendmsg(c.chanFd, body, oob, nil, 0)
+		_ = unix.Close(c.chanFd)
+		if err == nil {
+			return c.pid, c.pidfd, nil
+		}
+		// It died waiting: its end comes, or came, and is nobody's now.
+		_ = unix.Close(c.pidfd)
+		w.mu.Lock()
+		if w.byPid != nil {
+			delete(w.byPid, c.pid)
+		}
+		w.mu.Unlock()
+		select {
+		case <-run.msgs:
+		default:
+		}
 	}
 }

@@ -9,26 +9,38 @@
 # each run forks a child that becomes that run's process.
 #
 # Protocol: one JSON object per SOCK_SEQPACKET message on the control socket.
+# A job is {"path":P,"dir":D,"args":[...]} ("bpath"/"bdir"/
+# "bargs", base64 bytes, replace "path"/"dir"/"args" when they are not
+# UTF-8; "unbuffered":true gives the child unbuffered stdout and stderr, a
+# streamed run); no job ever sits in this process's memory, which every
+# child copies.
+# Direct hand-over ("direct":true in "ready": without the sandbox): the
+# children are forked ahead when Go asks, and each is Go's from then on:
+#   Go -> here: {"op":"fork","n":N}; {"op":"kill","pid":P} (P's group);
+#   here -> Go: {"op":"idle","pid":P} with the child's channel and a pidfd
+#               of it, on which Go sends the child its job and the run's
+#               stdin, stdout and stderr (and the job in a memfd, "{}" in
+#               the message, when it is large);
+#               {"op":"forkfailed","error":E};
+#               {"op":"exited","pid":P,"status":S} (S: the raw wait status)
+#               once the child ended, with a job or without.
+# Otherwise (under the sandbox, whose slots are this process's to manage):
 #   Go -> here: {"op":"run","id":N} with the run's stdin, stdout and
-#               stderr and a memfd holding the job as SCM_RIGHTS: the job,
-#               {"path":P,"dir":D,"args":[...]} ("bpath"/"bdir"/"bargs",
-#               base64 bytes, replace "path"/"dir"/"args" when they are not
-#               UTF-8), is passed on to the child unread, so that this
-#               process, which every child copies, never holds one (under
-#               the sandbox the message names the run's folder, "dir" or
-#               "bdir", for its slot: see _Server.clean_slot);
-#               {"op":"kill","id":N}. "unbuffered":true in a run gives
-#               the child unbuffered stdout and stderr (a streamed run);
-#               {"op":"parent","dir":D} with two fds, a control socket and a
+#               stderr and a memfd holding the job, which is passed on to
+#               the child unread (the message names the run's folder, "dir"
+#               or "bdir", for its slot: see _Server.clean_slot);
+#               {"op":"kill","id":N};
+#   here -> Go: {"op":"started","id":N,"pid":P} with a pidfd of the child;
+#               {"op":"failed","id":N,"error":E};
+#               {"op":"exited","id":N,"status":S}.
+# Both ways:
+#   Go -> here: {"op":"parent","dir":D} with two fds, a control socket and a
 #               memfd holding a script's code: fork a warm parent for that
 #               script (see "warm parents" below), which answers on that
 #               socket with the protocol of this one.
-#   here -> Go: {"op":"ready","pid":P} (a warm parent adds "imports", the
-#               modules it imported, and a pidfd of itself);
-#               {"op":"fatal","error":E};
-#               {"op":"started","id":N,"pid":P} with a pidfd of the child;
-#               {"op":"failed","id":N,"error":E};
-#               {"op":"exited","id":N,"status":S} (S: the raw wait status).
+#   here -> Go: {"op":"ready","pid":P,"direct":B} (a warm parent adds
+#               "imports", the modules it imported, "memory", and a pidfd of
+#               itself); {"op":"fatal","error":E}.
 # End of file on the control socket stops the server and kills every run.
 #
 # The run sandbox (sandbox.py) is on when it has a config: each run's child
@@ -950,6 +962,8 @@ def _await_job(chan):
         # A job from Go, as it was sent: the warm interpreter passed it on
         # unread.
         msg = _job(_read_memfd(fds.pop()))
+    elif "op" in msg:
+        msg = _job(msg)  # one Go handed here itself
     msg["placed"] = placed
     for target, fd in enumerate(fds[:3]):
         os.dup2(fd, target)
@@ -1393,6 +1407,13 @@ class _Server:
         # shared with the child, so that what this loop writes next is
         # copied; a burst shares that cost among its children.
         self.pool_size, self.pool_low = _POOL if _SANDBOX is None else (1, 1)
+        # Without the sandbox, Go hands each child its job itself (see
+        # "direct hand-over" above): the children are announced to Go as
+        # they are forked, and this process only forks them when asked,
+        # reaps them and reports their ends.
+        self.direct = _SANDBOX is None
+        self.handed = {}  # pidfd -> pid: children announced to Go
+        self.handed_pids = set()
         self.parents = {}  # pidfd -> pid: warm parents forked from here
         # The run sandbox's slots (see _Slot).
         self.slots = []
@@ -1414,6 +1435,8 @@ class _Server:
                         return
                 elif fd in self.idle:
                     self.drop_idle(fd)
+                elif fd in self.handed:
+                    self.reap_handed(fd)
                 elif fd in self.by_pidfd:
                     self.reap(fd)
                 elif fd in self.parents:
@@ -1445,10 +1468,19 @@ class _Server:
             if op == "run":
                 self.start(msg, fds)
                 fds = []
+            elif op == "fork":
+                try:
+                    self.spawn_idle(int(msg.get("n") or 1))
+                except OSError as e:
+                    self.send({"op": "forkfailed", "error": "cannot fork: %s" % e})
             elif op == "kill":
-                run = self.runs.get(msg["id"])
-                if run is not None:
-                    _killpg(run[0])
+                if "pid" in msg:
+                    if msg["pid"] in self.handed_pids:
+                        _killpg(msg["pid"])
+                else:
+                    run = self.runs.get(msg["id"])
+                    if run is not None:
+                        _killpg(run[0])
             elif op == "parent":
                 given, fds = fds, []
                 self.fork_parent(msg, given)
@@ -1471,14 +1503,23 @@ class _Server:
             except OSError:
                 pass
             pidfd = os.pidfd_open(pid)
+            self.poll.register(pidfd, select.POLLIN)
+            if self.direct:
+                # Go's from now: its channel and a pidfd of it.
+                self.handed[pidfd] = pid
+                self.handed_pids.add(pid)
+                try:
+                    _send(self.ctl, b'{"op":"idle","pid":%d}' % pid, [chan.fileno(), pidfd])
+                finally:
+                    self.close_chan(chan)
+                continue
             self.idle[pidfd] = (pid, chan)
             if slot is not None:
                 slot.idle = pidfd
                 self.slot_of_idle[pidfd] = slot
-            self.poll.register(pidfd, select.POLLIN)
 
     def refill(self):
-        if len(self.idle) >= self.pool_low:
+        if self.direct or len(self.idle) >= self.pool_low:
             return
         while len(self.idle) < self.pool_size:
             try:
@@ -1563,6 +1604,18 @@ class _Server:
             self.clean_slot(slot, rid, status)
             return
         _send(self.ctl, b'{"op":"exited","id":%d,"status":%d}' % (rid, status))
+
+    def reap_handed(self, pidfd):
+        # A child announced to Go ended: a run, or one that never had a job.
+        pid = self.handed.pop(pidfd)
+        self.handed_pids.discard(pid)
+        self.poll.unregister(pidfd)
+        os.close(pidfd)
+        # (As reap: the group is killed while its id names nothing else.)
+        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+        _killpg(pid)
+        _, status = os.waitpid(pid, 0)
+        _send(self.ctl, b'{"op":"exited","pid":%d,"status":%d}' % (pid, status))
 
     def fork_parent(self, msg, fds):
         if len(fds) != 2:
@@ -1716,7 +1769,7 @@ class _Server:
 
     def stop(self):
         pids = [pid for pid, _ in self.runs.values()] + [pid for pid, _ in self.idle.values()]
-        pids += list(self.parents.values())
+        pids += list(self.handed_pids) + list(self.parents.values())
         for pid in pids:
             _killpg(pid)
         # The slots' inits last: an init's end waits until every process of
@@ -2112,7 +2165,8 @@ def _become_parent(ctl_fd, folder, code):
     _chain_thread(_forker(), growing=True)
     server.refill()
     me = os.pidfd_open(os.getpid())
-    server.send({"op": "ready", "pid": os.getpid(), "imports": imported, "memory": memory}, [me])
+    server.send({"op": "ready", "pid": os.getpid(), "imports": imported, "memory": memory,
+                 "direct": server.direct}, [me])
     os.close(me)
     try:
         server.serve()
@@ -2175,7 +2229,7 @@ def _main():
         server.send({"op": "fatal", "error": problem})
         os._exit(1)
     server.refill()
-    server.send({"op": "ready", "pid": os.getpid()})
+    server.send({"op": "ready", "pid": os.getpid(), "direct": server.direct})
     try:
         server.serve()
     except BaseException as e:

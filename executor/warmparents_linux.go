@@ -250,6 +250,7 @@ func (r *ForkRunner) forkParent(p *parent) (w *warm, refused bool, err error) {
 		return nil, false, fmt.Errorf("the warm parent did not start: %w", err)
 	}
 	w.pid, w.pidfd, w.imports, w.memory = m.Pid, m.fd, m.Imports, m.Memory
+	w.becomeDirect(m.Direct)
 	go w.watchExit()
 	go w.readLoop()
 	return w, false, nil
