@@ -148,15 +148,21 @@ func TestServiceMicro(t *testing.T) {
 		t.Fatalf("ping: %+v, %v", ping, err)
 	}
 
-	// Errors count in the stats.
+	// Errors count in the stats. micro counts a request once its handler
+	// has returned, after the reply is out: wait for the request, whose
+	// error is counted with it.
 	request(t, nc, bus.GetSubject("missing.py"), "")
-	stats := svc.Stats()
-	errorsSeen := 0
-	for _, ep := range stats.Endpoints {
-		errorsSeen += ep.NumErrors
-	}
-	if errorsSeen != 1 {
-		t.Fatalf("stats count %d errors, want 1", errorsSeen)
+	requests, errorsSeen := 0, 0
+	testutil.WaitFor(t, 30*time.Second, "the request in the stats", func() bool {
+		requests, errorsSeen = 0, 0
+		for _, ep := range svc.Stats().Endpoints {
+			requests += ep.NumRequests
+			errorsSeen += ep.NumErrors
+		}
+		return requests > 0
+	})
+	if requests != 1 || errorsSeen != 1 {
+		t.Fatalf("stats count %d requests, %d errors; want 1, 1", requests, errorsSeen)
 	}
 }
 
