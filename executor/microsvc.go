@@ -19,9 +19,10 @@ import (
 // handler one message at a time; a node must take more requests while
 // its runs go on, so its handler returns long before the run answers and
 // micro's numbers would say nothing. Here a request is counted when it is
-// answered: its processing time from receipt to reply, and its error
-// (400, 404, 503, 504 ...) as the caller saw it. The service's own types
-// and subjects are micro's.
+// answered, just before its reply goes out (so a caller that has its
+// reply finds it counted): its processing time from receipt to reply, and
+// its error (400, 404, 503, 504 ...) as the caller sees it. The service's
+// own types and subjects are micro's.
 type runService struct {
 	nc          *nats.Conn
 	identity    micro.ServiceIdentity

@@ -347,19 +347,22 @@ func (s *Service) answer(m *nats.Msg, opts runOpts) {
 	if st != nil {
 		rm.Header.Set(bus.HeaderEvent, bus.EventResult)
 	}
-	if m.Reply != "" {
-		if perr := s.nc.PublishMsg(rm); perr != nil {
-			s.cfg.Log.Warn("reply failed", "script", name, "err", perr)
-		}
-	}
+	// Counted before the reply goes out: a caller that has its answer
+	// finds it in the stats and metrics, and the last error is that of
+	// the last request answered.
 	s.mu.Lock()
 	svc := s.svc
 	s.mu.Unlock()
 	if svc != nil {
 		svc.answered(time.Since(start), rm.Header.Get(bus.HeaderErrorCode), rm.Header.Get(bus.HeaderError))
 	}
-	s.logRun(name, start, out, err)
 	s.observe(name, out, err)
+	if m.Reply != "" {
+		if perr := s.nc.PublishMsg(rm); perr != nil {
+			s.cfg.Log.Warn("reply failed", "script", name, "err", perr)
+		}
+	}
+	s.logRun(name, start, out, err)
 }
 
 func (s *Service) run(ctx context.Context, name string, body []byte, noCache bool, opts runOpts) (Outcome, error) {
