@@ -47,7 +47,7 @@ type forkMsg struct {
 	// here; N ("fork") is how many children to fork.
 	Direct bool  `json:"direct,omitempty"`
 	N      int   `json:"n,omitempty"`
-	fd     int   // a pidfd that came with "started" or a warm parent's "ready"
+	fd     int   // a pidfd that came with "started" or a warm parent's "forked"
 	fds    []int // every fd that came ("idle": the child's channel and a pidfd)
 }
 

@@ -39,8 +39,11 @@
 #               script (see "warm parents" below), which answers on that
 #               socket with the protocol of this one.
 #   here -> Go: {"op":"ready","pid":P,"direct":B} (a warm parent adds
-#               "imports", the modules it imported, "memory", and a pidfd of
-#               itself); {"op":"fatal","error":E}.
+#               "imports", the modules it imported, and "memory", its own);
+#               a warm parent first says {"op":"forked","pid":P} with a
+#               pidfd of itself, as soon as it is forked: Go ends it if
+#               its start fails or takes too long (its imports may hang);
+#               {"op":"fatal","error":E}.
 # End of file on the control socket stops the server and kills every run.
 #
 # The run sandbox (sandbox.py) is on when it has a config: each run's child
@@ -2119,7 +2122,19 @@ def _reset_tempfile():
 
 def _become_parent(ctl_fd, folder, code):
     global _WARM_PID, _go, _done
-    _CONF.die_with_parent((_WARM_PID,), 1)
+    base = _WARM_PID
+
+    def die_with_base():
+        # Taking other effective ids clears the parent-death signal: set
+        # again after each change, so that this process never outlives the
+        # warm interpreter (an import may hang).
+        _CONF.die_with_parent((base,), 1)
+
+    def imports(names):
+        die_with_base()
+        return _warm_imports(names)
+
+    die_with_base()
     _WARM_PID = os.getpid()
     # Nothing of the base server's is ours: its sockets, its children's
     # pidfds and channels. The forker thread did not survive the fork.
@@ -2130,6 +2145,11 @@ def _become_parent(ctl_fd, folder, code):
     ctl = socket.socket(fileno=ctl_fd)
     ctl.setblocking(True)
     _OWNED_SOCKETS.append(ctl)
+    # Go learns this process before anything can hold it up. (Once Go has
+    # given up on it, the send fails and this process exits.)
+    me = os.pidfd_open(os.getpid())
+    _send(ctl, json.dumps({"op": "forked", "pid": os.getpid()}).encode(), [me])
+    os.close(me)
     _go = _thread.allocate_lock()
     _go.acquire()
     _done = _thread.allocate_lock()
@@ -2140,9 +2160,10 @@ def _become_parent(ctl_fd, folder, code):
     server = _Server(ctl)
     _record_imports(True)
     try:
-        imported = _as_run_user(_warm_imports, _imports_of(code, folder))
+        imported = _as_run_user(imports, _imports_of(code, folder))
     finally:
         _record_imports(False)
+    die_with_base()
     if imported is None:
         server.send({"op": "fatal", "error": "importing what the script imports writes output"})
         os._exit(1)
@@ -2164,10 +2185,8 @@ def _become_parent(ctl_fd, folder, code):
     memory = _private_memory()
     _chain_thread(_forker(), growing=True)
     server.refill()
-    me = os.pidfd_open(os.getpid())
     server.send({"op": "ready", "pid": os.getpid(), "imports": imported, "memory": memory,
-                 "direct": server.direct}, [me])
-    os.close(me)
+                 "direct": server.direct})
     try:
         server.serve()
     except BaseException as e:

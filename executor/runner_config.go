@@ -221,6 +221,7 @@ const (
 	DefaultWarmParentMemory = 1 << 30
 	DefaultWarmParentIdle   = 5 * time.Minute
 	DefaultWarmParentHot    = 2
+	DefaultWarmParentStart  = 60 * time.Second
 )
 
 // WarmParents configures the per-script warm parents of fork mode: for a
@@ -244,6 +245,10 @@ type WarmParents struct {
 	// warm interpreter, after which it gets a warm parent (0:
 	// DefaultWarmParentHot).
 	Hot int
+	// StartTimeout bounds the start of a warm parent, its imports included
+	// (0: DefaultWarmParentStart). One that takes longer is killed; the
+	// script's runs go on from the warm interpreter meanwhile and after.
+	StartTimeout time.Duration
 }
 
 func (p WarmParents) withDefaults() WarmParents {
@@ -258,6 +263,9 @@ func (p WarmParents) withDefaults() WarmParents {
 	}
 	if p.Hot == 0 {
 		p.Hot = DefaultWarmParentHot
+	}
+	if p.StartTimeout == 0 {
+		p.StartTimeout = DefaultWarmParentStart
 	}
 	return p
 }

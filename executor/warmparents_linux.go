@@ -232,28 +232,69 @@ func (r *ForkRunner) forkParent(p *parent) (w *warm, refused bool, err error) {
 		dead:   make(chan struct{}),
 		exited: make(chan struct{}),
 	}
-	_ = w.conn.SetReadDeadline(time.Now().Add(warmStartTimeout))
+	// It says which process it is ("forked", with a pidfd of itself) at
+	// once, then "ready" once it has imported what the script imports, or
+	// "fatal". Whatever else happens, it is killed.
+	_ = w.conn.SetReadDeadline(time.Now().Add(r.parents.cfg.StartTimeout))
 	m, err := w.read()
+	if err == nil && m.Op == "forked" && m.fd >= 0 {
+		w.pid, w.pidfd = m.Pid, m.fd
+		m, err = w.read()
+	}
 	_ = w.conn.SetReadDeadline(time.Time{})
+	if err == nil && m.fd >= 0 && m.fd != w.pidfd {
+		_ = unix.Close(m.fd) // a message with a pidfd not asked for
+	}
 	if err == nil && m.Op == "fatal" {
-		_ = w.conn.Close()
+		w.abandon()
 		return nil, true, errors.New(m.Error)
 	}
-	if err == nil && (m.Op != "ready" || m.fd < 0) {
+	if err == nil && (m.Op != "ready" || w.pidfd < 0) {
 		err = fmt.Errorf("unexpected message %q", m.Op)
 	}
 	if err != nil {
-		if m.fd >= 0 {
-			_ = unix.Close(m.fd)
-		}
-		_ = w.conn.Close()
+		w.abandon()
 		return nil, false, fmt.Errorf("the warm parent did not start: %w", err)
 	}
-	w.pid, w.pidfd, w.imports, w.memory = m.Pid, m.fd, m.Imports, m.Memory
+	w.imports, w.memory = m.Imports, m.Memory
 	w.becomeDirect(m.Direct)
 	go w.watchExit()
 	go w.readLoop()
 	return w, false, nil
+}
+
+// abandon ends a warm parent whose start failed, and its connection: its
+// process is killed and waited for (the warm interpreter, its parent,
+// reaps it; this process does if it came here, its parent gone). Reading
+// is shut down first, so that a "forked" it sends from now on fails, and
+// it exits, while one it has sent already is read here.
+func (w *warm) abandon() {
+	_ = w.conn.CloseRead()
+	if w.pidfd < 0 {
+		_ = w.conn.SetReadDeadline(time.Now().Add(time.Second))
+		if m, err := w.read(); err == nil && m.fd >= 0 {
+			if m.Op == "forked" {
+				w.pid, w.pidfd = m.Pid, m.fd
+			} else {
+				_ = unix.Close(m.fd)
+			}
+		}
+	}
+	_ = w.conn.Close()
+	if w.pidfd < 0 {
+		return // it never said which process it is: there is none, or it dies on its first send
+	}
+	_ = unix.PidfdSendSignal(w.pidfd, unix.SIGKILL, nil, 0)
+	fds := []unix.PollFd{{Fd: int32(w.pidfd), Events: unix.POLLIN}}
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+		if n, err := unix.Poll(fds, 100); n > 0 || (err != nil && !errors.Is(err, unix.EINTR)) {
+			break
+		}
+	}
+	var info unix.Siginfo
+	_ = unix.Waitid(unix.P_PIDFD, w.pidfd, &info, unix.WEXITED|unix.WNOHANG, nil)
+	_ = unix.Close(w.pidfd)
+	w.pidfd = -1
 }
 
 func readScript(path string) ([]byte, error) {

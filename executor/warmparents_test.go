@@ -2,6 +2,7 @@ package executor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -344,4 +346,89 @@ func TestWarmParentImportsAsRunUser(t *testing.T) {
 	if importer != parentPid || euid != int(u.cred.Uid) || egid != int(u.cred.Gid) || runEuid != int(u.cred.Uid) {
 		t.Fatalf("imported by %d (warm parent %d) as %d:%d; run as %d", importer, parentPid, euid, egid, runEuid)
 	}
+}
+
+// hangsModule is a module that, imported by a warm parent (whose argv is
+// the fork server's, "-c" first), writes its pid to pidFile and never
+// returns, deaf to SIGTERM; imported by a run it does nothing.
+func hangsModule(pidFile string) string {
+	return fmt.Sprintf(`import os, signal, sys, time
+if sys.argv[0] == "-c":
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    with open(%q, "w") as f:
+        f.write("%%d\n" %% os.getpid())
+    while True:
+        time.sleep(60)
+`, pidFile)
+}
+
+// A warm parent whose imports hang past its start timeout is killed and
+// reaped, not left behind; its script's runs come from the warm
+// interpreter meanwhile and after.
+func TestWarmParentStartTimeout(t *testing.T) {
+	t.Parallel()
+	lib := t.TempDir()
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	writeScript(t, lib, "hangs.py", hangsModule(pidFile))
+	// Hot 2: the second run starts the warm parent, and once that start
+	// failed, the third does not start another.
+	r := newParentsFork(t, WarmParents{Hot: 2, StartTimeout: 5 * time.Second}, lib)
+	job := versioned(writeScript(t, t.TempDir(), "hangs_user.py", "import hangs\nprint('ran')\n"))
+	for range 2 {
+		if got := run(t, r, job).Stdout; got != "ran\n" {
+			t.Fatalf("stdout %q", got)
+		}
+	}
+	pid := testutil.ReadPids(t, pidFile)[0]
+	testutil.WaitFor(t, 60*time.Second, fmt.Sprintf("the warm parent %d, hung in its imports, to be killed and reaped", pid), func() bool {
+		return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
+	})
+	if got := run(t, r, job).Stdout; got != "ran\n" {
+		t.Fatalf("stdout after the failed start %q", got)
+	}
+	if st := r.WarmStats(); st.Created != 0 || st.Parents != 0 || st.Runs != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// A warm parent never outlives the warm interpreter it was forked from,
+// also while it imports as the run user (taking other effective ids
+// clears the parent-death signal): the warm interpreter killed while the
+// imports hang, the warm parent ends too, long before its start timeout.
+func TestWarmParentDiesWithWarmInterpreter(t *testing.T) {
+	t.Parallel()
+	u := nobody(t)
+	lib, pids, scripts := filepath.Join(u.dir, "lib"), filepath.Join(u.dir, "pids"), filepath.Join(u.dir, "scripts")
+	for _, d := range []string{lib, pids, scripts} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chmod(pids, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	pidFile := filepath.Join(pids, "pid")
+	writeScript(t, lib, "hangs.py", hangsModule(pidFile))
+	cfg := RunnerConfig{Python: u.python, RunAs: u.cred, Limits: Limits{Timeout: 30 * time.Second},
+		DrainTimeout: 300 * time.Millisecond, Log: testutil.Logger(t, slog.LevelDebug),
+		Env: append(os.Environ(), "PYTHONPATH="+lib), WarmParents: WarmParents{Hot: 1}}
+	r, err := NewForkRunner(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	job := versioned(writeScript(t, scripts, "hangs_user.py", "import hangs\nprint('ran')\n"))
+	if got := run(t, r, job).Stdout; got != "ran\n" {
+		t.Fatalf("stdout %q", got)
+	}
+	pid := testutil.ReadPids(t, pidFile)[0]
+	r.mu.Lock()
+	base := r.cur.pid
+	r.mu.Unlock()
+	if err := syscall.Kill(base, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 20*time.Second, fmt.Sprintf("the warm parent %d to end with its warm interpreter %d", pid, base), func() bool {
+		return testutil.ProcessGone(pid)
+	})
 }
