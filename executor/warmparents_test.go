@@ -364,9 +364,12 @@ if sys.argv[0] == "-c":
 
 // A warm parent whose imports hang past its start timeout is killed and
 // reaped, not left behind; its script's runs come from the warm
-// interpreter meanwhile and after.
+// interpreter meanwhile and after; and the failed start closed no
+// descriptor of this process but its own (it once closed fd 0).
 func TestWarmParentStartTimeout(t *testing.T) {
 	t.Parallel()
+	var stdin syscall.Stat_t
+	stdinOpen := syscall.Fstat(0, &stdin) == nil
 	lib := t.TempDir()
 	pidFile := filepath.Join(t.TempDir(), "pid")
 	writeScript(t, lib, "hangs.py", hangsModule(pidFile))
@@ -383,6 +386,16 @@ func TestWarmParentStartTimeout(t *testing.T) {
 	testutil.WaitFor(t, 60*time.Second, fmt.Sprintf("the warm parent %d, hung in its imports, to be killed and reaped", pid), func() bool {
 		return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
 	})
+	testutil.WaitFor(t, 30*time.Second, "the failed start to end", func() bool {
+		r.parents.mu.Lock()
+		defer r.parents.mu.Unlock()
+		p := r.parents.byPath[job.Path]
+		return p != nil && !p.starting
+	})
+	var now syscall.Stat_t
+	if err := syscall.Fstat(0, &now); stdinOpen && (err != nil || now.Dev != stdin.Dev || now.Ino != stdin.Ino) {
+		t.Fatalf("fd 0 is not this process's stdin any more (%v)", err)
+	}
 	if got := run(t, r, job).Stdout; got != "ran\n" {
 		t.Fatalf("stdout after the failed start %q", got)
 	}
