@@ -158,7 +158,9 @@ func (r *ForkRunner) stopParentLocked(p *parent) {
 
 // makeParent starts the warm parent of p.
 func (r *ForkRunner) makeParent(p *parent) {
+	began := time.Now()
 	w, refused, err := r.forkParent(p)
+	took := time.Since(began).Round(time.Millisecond)
 	ps := &r.parents
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
@@ -170,7 +172,7 @@ func (r *ForkRunner) makeParent(p *parent) {
 		r.cfg.Log.Info("no warm parent for this script", "script", p.path, "reason", err)
 	case err != nil:
 		p.hits = 0 // try again once it is hot again
-		r.cfg.Log.Warn("cannot start a warm parent", "script", p.path, "err", err)
+		r.cfg.Log.Warn("cannot start a warm parent", "script", p.path, "after", took, "err", err)
 	case p.retired || ps.closed:
 		ps.stopped.Add(1)
 		go func() {
@@ -181,7 +183,7 @@ func (r *ForkRunner) makeParent(p *parent) {
 		// Idle from now: it may have taken longer to make than --warm-idle.
 		p.w, p.mem, p.lastUsed = w, w.memory, time.Now()
 		ps.stats.Created++
-		r.cfg.Log.Info("warm parent ready", "script", p.path, "version", p.version, "pid", w.pid, "imports", w.imports)
+		r.cfg.Log.Info("warm parent ready", "script", p.path, "version", p.version, "pid", w.pid, "imports", w.imports, "took", took)
 	}
 }
 
@@ -253,6 +255,9 @@ func (r *ForkRunner) forkParent(p *parent) (w *warm, refused bool, err error) {
 		err = fmt.Errorf("unexpected message %q", m.Op)
 	}
 	if err != nil {
+		if w.pidfd >= 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+			err = fmt.Errorf("%w (after %v its process %d was %s)", err, r.parents.cfg.StartTimeout, w.pid, procWait(w.pid))
+		}
 		w.abandon()
 		return nil, false, fmt.Errorf("the warm parent did not start: %w", err)
 	}
@@ -295,6 +300,21 @@ func (w *warm) abandon() {
 	_ = unix.Waitid(unix.P_PIDFD, w.pidfd, &info, unix.WEXITED|unix.WNOHANG, nil)
 	_ = unix.Close(w.pidfd)
 	w.pidfd = -1
+}
+
+// procWait says what process pid is doing, for the error of a start that
+// hung: its state and the kernel function it waits in.
+func procWait(pid int) string {
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	i := strings.LastIndexByte(string(stat), ')')
+	if err != nil || i < 0 || i+2 >= len(stat) {
+		return "gone"
+	}
+	state := "in state " + string(stat[i+2])
+	if wchan, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/wchan"); err == nil && len(wchan) > 0 && string(wchan) != "0" {
+		state += ", waiting in " + string(wchan)
+	}
+	return state
 }
 
 func readScript(path string) ([]byte, error) {
