@@ -29,7 +29,9 @@ type Inboxes struct {
 func (in *Inboxes) Subscribe(nc Subscriber) (*nats.Subscription, error) {
 	in.mu.Lock()
 	in.prefix = nc.NewInbox()
-	in.waits = map[string]chan *nats.Msg{}
+	if in.waits == nil {
+		in.waits = map[string]chan *nats.Msg{}
+	}
 	in.mu.Unlock()
 	return nc.Subscribe(in.prefix+".*", func(m *nats.Msg) {
 		in.mu.Lock()
@@ -51,6 +53,11 @@ func (in *Inboxes) Open(size int) (string, chan *nats.Msg) {
 	defer in.mu.Unlock()
 	subject := in.prefix + "." + nuid.Next()
 	ch := make(chan *nats.Msg, size)
+	if in.waits == nil {
+		// Opened before Subscribe: nothing arrives on it until then, but
+		// the wait is kept (and times out) rather than crashing the server.
+		in.waits = map[string]chan *nats.Msg{}
+	}
 	in.waits[subject] = ch
 	return subject, ch
 }
