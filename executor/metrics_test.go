@@ -92,10 +92,16 @@ func sorted(s []string) string {
 // connection to itself).
 func startNode(t *testing.T, cfg Config, scripts Scripts) (*Service, *nats.Conn) {
 	t.Helper()
+	return startNodeWith(t, cfg, fakeRunner{}, scripts)
+}
+
+// startNodeWith is startNode with a runner of the test's own.
+func startNodeWith(t *testing.T, cfg Config, runner Runner, scripts Scripts) (*Service, *nats.Conn) {
+	t.Helper()
 	ns := testutil.StartBus(t)
 	nodeConn := testutil.Connect(t, ns)
 	cfg.Log = testutil.Logger(t, slog.LevelDebug)
-	svc, err := New(cfg, fakeRunner{}, scripts)
+	svc, err := New(cfg, runner, scripts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -56,9 +56,15 @@ func (s *Service) handOver(m *nats.Msg) bool {
 	}
 }
 
-// handleSpare takes a run offered by a full node, if a slot is free.
+// handleSpare takes a run offered by a full node, if a slot is free. An
+// offer that arrives after the node withdrew its interest (its last slot
+// was taken meanwhile, or it is stopping) is answered busy at once, so
+// the offering node queues the run instead of waiting out handOverWait.
 func (s *Service) handleSpare(m *nats.Msg) {
-	if !s.tryAcquire() {
+	s.spareMu.Lock()
+	stopping := s.spareOff
+	s.spareMu.Unlock()
+	if stopping || !s.tryAcquire() {
 		m.Respond(busy)
 		return
 	}
@@ -146,7 +152,9 @@ func (s *Service) reconcileSpare() {
 		}
 		s.spareSub = sub
 	case !free && s.spareSub != nil:
-		s.spareSub.Unsubscribe()
+		// Drained, not dropped: offers already on their way to this
+		// node still reach handleSpare and are answered.
+		s.spareSub.Drain()
 		s.spareSub = nil
 	}
 }
@@ -159,7 +167,7 @@ func (s *Service) stopScaleOut() {
 	defer s.spareMu.Unlock()
 	s.spareOff = true
 	if s.spareSub != nil {
-		s.spareSub.Unsubscribe()
+		s.spareSub.Drain()
 		s.spareSub = nil
 	}
 }
