@@ -1,7 +1,6 @@
 package executor
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -235,38 +234,6 @@ func (u runAsUser) script(t testing.TB, name, code string) string {
 	return writeScript(t, u.dir, name, code)
 }
 
-// liveUserTasks counts the processes and threads of uid that are not zombies.
-func liveUserTasks(uid uint32) int {
-	n := 0
-	procs, _ := os.ReadDir("/proc")
-	for _, p := range procs {
-		if _, err := strconv.Atoi(p.Name()); err != nil {
-			continue
-		}
-		status, err := os.ReadFile(filepath.Join("/proc", p.Name(), "status"))
-		if err != nil {
-			continue
-		}
-		var uidLine, state string
-		threads := 1
-		for _, line := range strings.Split(string(status), "\n") {
-			switch {
-			case strings.HasPrefix(line, "Uid:"):
-				uidLine = line
-			case strings.HasPrefix(line, "State:"):
-				state = line
-			case strings.HasPrefix(line, "Threads:"):
-				threads, _ = strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(line, "Threads:")))
-			}
-		}
-		f := strings.Fields(uidLine)
-		if len(f) > 1 && f[1] == strconv.Itoa(int(uid)) && !strings.Contains(state, "zombie") {
-			n += threads
-		}
-	}
-	return n
-}
-
 var nobodyTests sync.Mutex // the nobody user's process count is shared
 
 func TestRunAs(t *testing.T) {
@@ -335,10 +302,12 @@ while True:
 				t.Fatalf("the bomb took %v to end", d)
 			}
 			testutil.WaitFor(t, 20*time.Second, "the bomb's processes to be gone", func() bool {
-				return liveUserTasks(u.cred.Uid) == 0
+				live, _ := testutil.UserTasks(u.cred.Uid)
+				return live == 0
 			})
 			testutil.WaitFor(t, 20*time.Second, "the bomb's zombies to be reaped", func() bool {
-				return zombiesOf(u.cred.Uid) == 0
+				_, zombies := testutil.UserTasks(u.cred.Uid)
+				return zombies == 0
 			})
 			// The runner still works.
 			if res := run(t, r, Job{Path: u.script(t, "ok.py", "print('ok')")}); res.Stdout != "ok\n" {
@@ -346,26 +315,6 @@ while True:
 			}
 		})
 	}
-}
-
-// zombiesOf counts the zombies of uid whose parent is this process or
-// one of its children (a zombie of a run left to init is a leak).
-func zombiesOf(uid uint32) int {
-	n := 0
-	procs, _ := os.ReadDir("/proc")
-	for _, p := range procs {
-		if _, err := strconv.Atoi(p.Name()); err != nil {
-			continue
-		}
-		status, err := os.ReadFile(filepath.Join("/proc", p.Name(), "status"))
-		if err != nil || !bytes.Contains(status, []byte("State:\tZ")) {
-			continue
-		}
-		if bytes.Contains(status, []byte(fmt.Sprintf("Uid:\t%d\t", uid))) {
-			n++
-		}
-	}
-	return n
 }
 
 // Thousands of threads: bounded by the process limit (and the address
@@ -391,7 +340,8 @@ stop.set()
 				t.Fatalf("result %+v", res)
 			}
 			testutil.WaitFor(t, 20*time.Second, "the threads to be gone", func() bool {
-				return liveUserTasks(u.cred.Uid) == 0
+				live, _ := testutil.UserTasks(u.cred.Uid)
+				return live == 0
 			})
 		})
 	}

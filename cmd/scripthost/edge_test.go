@@ -295,12 +295,7 @@ func TestHTTPConnectionLimit(t *testing.T) {
 func TestSecretsOnTheCommandLine(t *testing.T) {
 	parse := func(args ...string) (serveConfig, error) {
 		var cfg serveConfig
-		fs := newServeFlagSet(&cfg)
-		given, err := parseFlagsGiven(fs, args)
-		if err != nil {
-			return cfg, err
-		}
-		return cfg, cfg.readSecrets(fs, given)
+		return cfg, cfg.parse(newServeFlagSet(&cfg), args, "serve")
 	}
 	cfg, err := parse("--token", "on-the-line", "--nats", "nats://u:p@h:4222")
 	if err != nil || cfg.Token != "on-the-line" {

@@ -113,14 +113,7 @@ func executorCommand(ctx context.Context, args []string, stderr io.Writer) error
 	cfg.flags(fs, 4, "runs at once on this node; more wait in FIFO order")
 	metricsAddr := fs.String("metrics", "", "listen address of GET /metrics (Prometheus) for this node, e.g. 0.0.0.0:9464; empty: none")
 	cfg.fileFlags(fs)
-	given, err := parseFlagsGiven(fs, args)
-	if err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("executor: unexpected arguments %q", fs.Args())
-	}
-	if err := cfg.readSecrets(fs, given); err != nil {
+	if err := cfg.parse(fs, args, "executor"); err != nil {
 		return err
 	}
 	if err := cfg.validate(); err != nil {

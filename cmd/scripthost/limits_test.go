@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"flag"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -267,23 +266,8 @@ func TestForkBombContained(t *testing.T) {
 
 // uidTasks counts the processes and threads of uid, zombies included.
 func uidTasks(uid uint32) int {
-	n := 0
-	procs, _ := os.ReadDir("/proc")
-	for _, p := range procs {
-		if _, err := strconv.Atoi(p.Name()); err != nil {
-			continue
-		}
-		status, err := os.ReadFile(filepath.Join("/proc", p.Name(), "status"))
-		if err != nil || !bytes.Contains(status, []byte(fmt.Sprintf("\nUid:\t%d\t", uid))) {
-			continue
-		}
-		threads := 1
-		if _, rest, ok := bytes.Cut(status, []byte("\nThreads:\t")); ok {
-			fmt.Sscan(string(rest), &threads)
-		}
-		n += threads
-	}
-	return n
+	live, zombies := testutil.UserTasks(uid)
+	return live + zombies
 }
 
 // canRun tells whether cred can run the interpreter python, as the

@@ -53,6 +53,19 @@ func (c *nodeConfig) fileFlags(fs *flag.FlagSet) {
 	}
 }
 
+// parse parses a node command's flags (and their environment variables),
+// refuses positional arguments, and reads the secrets given as files.
+func (c *nodeConfig) parse(fs *flag.FlagSet, args []string, command string) error {
+	given, err := parseFlagsGiven(fs, args)
+	if err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%s: unexpected arguments %q", command, fs.Args())
+	}
+	return c.readSecrets(fs, given)
+}
+
 // readSecrets fills the secrets given as files, and notes those given on
 // the command line (given) for warnOnCommandLine.
 func (c *nodeConfig) readSecrets(fs *flag.FlagSet, given map[string]bool) error {

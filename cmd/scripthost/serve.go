@@ -83,14 +83,7 @@ func serveCommand(ctx context.Context, args []string, stderr io.Writer) error {
 	var cfg serveConfig
 	fs := newServeFlagSet(&cfg)
 	fs.SetOutput(stderr)
-	given, err := parseFlagsGiven(fs, args)
-	if err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("serve: unexpected arguments %q", fs.Args())
-	}
-	if err := cfg.readSecrets(fs, given); err != nil {
+	if err := cfg.parse(fs, args, "serve"); err != nil {
 		return err
 	}
 	if err := cfg.validateServe(); err != nil {

@@ -49,3 +49,29 @@ func ReadPids(t testing.TB, path string) []int {
 	})
 	return pids
 }
+
+// UserTasks counts the tasks of uid: the threads of its live processes,
+// and its zombies. Tests give it a uid of their own (never a shared user
+// such as nobody, whose processes the machine's other work may hold).
+func UserTasks(uid uint32) (live, zombies int) {
+	procs, _ := os.ReadDir("/proc")
+	for _, p := range procs {
+		if _, err := strconv.Atoi(p.Name()); err != nil {
+			continue
+		}
+		status, err := os.ReadFile("/proc/" + p.Name() + "/status")
+		if err != nil || !bytes.Contains(status, []byte(fmt.Sprintf("\nUid:\t%d\t", uid))) {
+			continue
+		}
+		if bytes.Contains(status, []byte("\nState:\tZ")) {
+			zombies++
+			continue
+		}
+		threads := 1
+		if _, rest, ok := bytes.Cut(status, []byte("\nThreads:\t")); ok {
+			fmt.Sscan(string(rest), &threads)
+		}
+		live += threads
+	}
+	return live, zombies
+}
