@@ -505,6 +505,12 @@ def _hide_imports():
             _ENTRY_OF[name] = _path_entry_of(mod)
         if name not in _CLOSURE_TOPS:
             _CLOSURE_TOPS[name] = _closure_tops(name)
+        if name not in _BOUND:
+            # (A copy, made with the others: the names' reference counts,
+            # which a run's served imports write to, are on a few pages.)
+            _NAME[name] = (name + ".")[:-1]
+            _BOUND[name] = name.rpartition(".")[::2]
+    for name in _HIDDEN:
         if name not in _PLANS:
             _PLANS[name] = _plan(name)
 
@@ -577,15 +583,17 @@ def _shadowed_names():
 
 def _plan(name):
     """How a fresh interpreter's import of a hidden module fills
-    sys.modules: the modules it loads, in their final order (each after
-    what its import imported, parents first), each with the parent it is
-    bound to."""
+    sys.modules: the names of the modules it loads, in their final order
+    (each after what its import imported, parents first). (Names, not
+    modules: a warm process holds a plan for each module it hid, whose
+    entries, all the modules its import loads, add up to far more than the
+    modules themselves; each child shares the lot.)"""
     order, seen = [], set(_STARTUP[0])
 
     def visit(n):
         if n in seen or n not in _HIDDEN:
             return
-        parent, _, child = n.rpartition(".")
+        parent = _BOUND[n][0]
         if parent:
             visit(parent)
             if n in seen:
@@ -593,7 +601,7 @@ def _plan(name):
         seen.add(n)
         for dep in _IMPORTS.get(n, ()):
             visit(dep)
-        order.append((n, _HIDDEN[n], parent, child))
+        order.append(_NAME[n])
 
     visit(name)
     return tuple(order)
@@ -603,10 +611,12 @@ def _serve(name):
     """Puts a hidden module back as a fresh import of it would load it; what
     is in sys.modules already stays."""
     modules = sys.modules
-    for n, mod, parent, child in _PLANS.get(name, ()):
+    for n in _PLANS.get(name, ()):
         if n in modules:
             continue
+        mod = _HIDDEN[n]
         modules[n] = mod
+        parent, child = _BOUND[n]
         # (A parent comes after its submodules: bound first, it is the one.)
         owner = (modules.get(parent) or _HIDDEN.get(parent)) if parent else None
         if owner is not None:
@@ -660,6 +670,8 @@ def _load_unlocked(spec):
 """
 _NONE = frozenset()
 _PLANS = {}  # name -> _plan(name), for every hidden module
+_BOUND = {}  # name -> (parent, child): the package a hidden module is bound to, and as what
+_NAME = {}  # name -> the one string of that name the plans hold
 _WARM_FINDERS = [None, None]  # sys.meta_path, sys.path_hooks, as here
 _acquire_import_lock, _release_import_lock = _imp.acquire_lock, _imp.release_lock
 _NO_DICT = {}
