@@ -376,13 +376,15 @@ func (w *warm) directMsg(m forkMsg) bool {
 	return true
 }
 
-// takeIdle takes a waiting child for run, waiting for one if none is.
-func (w *warm) takeIdle(ctx context.Context, run *forkRun) (idleChild, error) {
+// takeIdle takes a waiting child for run, waiting for one if none is,
+// and counts the children to ask for once the job is out (askFork): the
+// warm process's forks then do not go ahead of the run's start.
+func (w *warm) takeIdle(ctx context.Context, run *forkRun) (idleChild, int, error) {
 	for {
 		w.mu.Lock()
 		if w.byPid == nil {
 			w.mu.Unlock()
-			return idleChild{}, errWarmDead
+			return idleChild{}, 0, errWarmDead
 		}
 		if len(w.idle) > 0 {
 			c := w.idle[0]
@@ -390,14 +392,13 @@ func (w *warm) takeIdle(ctx context.Context, run *forkRun) (idleChild, error) {
 			w.byPid[c.pid] = run
 			n := w.refillLocked()
 			w.mu.Unlock()
-			w.askFork(n)
-			return c, nil
+			return c, n, nil
 		}
 		if w.forkErr != "" && w.forking == 0 {
 			err := errors.New(w.forkErr)
 			w.forkErr = ""
 			w.mu.Unlock()
-			return idleChild{}, err
+			return idleChild{}, 0, err
 		}
 		n := w.refillLocked()
 		ch := w.idleCh
@@ -406,9 +407,9 @@ func (w *warm) takeIdle(ctx context.Context, run *forkRun) (idleChild, error) {
 		select {
 		case <-ch:
 		case <-w.dead:
-			return idleChild{}, errWarmDead
+			return idleChild{}, 0, errWarmDead
 		case <-ctx.Done():
-			return idleChild{}, cancelled(ctx)
+			return idleChild{}, 0, cancelled(ctx)
 		}
 	}
 }
@@ -431,12 +432,13 @@ func (w *warm) startDirect(ctx context.Context, id uint64, run *forkRun, job Job
 	}
 	oob := unix.UnixRights(fds...)
 	for {
-		c, err := w.takeIdle(ctx, run)
+		c, n, err := w.takeIdle(ctx, run)
 		if err != nil {
 			return 0, -1, err
 		}
 		err = unix.Sendmsg(c.chanFd, body, oob, nil, 0)
 		_ = unix.Close(c.chanFd)
+		w.askFork(n)
 		if err == nil {
 			return c.pid, c.pidfd, nil
 		}

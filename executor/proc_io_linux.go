@@ -62,18 +62,42 @@ func newProcIO(stdin []byte, maxOutput int, out Output) (*procIO, error) {
 		fed:      make(chan struct{}),
 	}
 	var err error
-	if p.child[0], p.stdinW, err = os.Pipe(); err != nil {
+	if p.child[0], p.stdinW, err = runPipe(false); err != nil {
 		return nil, model.Errorf(model.ErrUnavailable, "cannot create the run's pipes: %v", err)
 	}
-	if p.outR, p.child[1], err = os.Pipe(); err != nil {
+	if p.child[1], p.outR, err = runPipe(true); err != nil {
 		p.closeAll()
 		return nil, model.Errorf(model.ErrUnavailable, "cannot create the run's pipes: %v", err)
 	}
-	if p.errR, p.child[2], err = os.Pipe(); err != nil {
+	if p.child[2], p.errR, err = runPipe(true); err != nil {
 		p.closeAll()
 		return nil, model.Errorf(model.ErrUnavailable, "cannot create the run's pipes: %v", err)
 	}
 	return p, nil
+}
+
+// runPipe makes one of a run's pipes: the child's end (its stdin's read
+// end, or its stdout's or stderr's write end when childWrites) as a
+// blocking file that the runtime's poller never sees, and ours, which it
+// does. (os.Pipe would register both ends with the poller, and the
+// child's end would be taken off it and made blocking again before it is
+// passed on: six system calls a pipe for nothing.)
+func runPipe(childWrites bool) (child, ours *os.File, err error) {
+	var fds [2]int
+	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC); err != nil {
+		return nil, nil, err
+	}
+	c, o := fds[0], fds[1]
+	if childWrites {
+		c, o = o, c
+	}
+	// The access mode is not changed by F_SETFL: this only adds O_NONBLOCK.
+	if _, err := unix.FcntlInt(uintptr(o), unix.F_SETFL, unix.O_NONBLOCK); err != nil {
+		_ = unix.Close(c)
+		_ = unix.Close(o)
+		return nil, nil, err
+	}
+	return os.NewFile(uintptr(c), "|0"), os.NewFile(uintptr(o), "|1"), nil
 }
 
 // start closes our copies of the child's ends and starts feeding stdin and
