@@ -98,7 +98,16 @@ func (r *ForkRunner) Run(ctx context.Context, job Job) (model.Result, error) {
 		closing            = r.closing
 		timeout            = deadline.C
 		grace              <-chan time.Time
+		// The end of the output, in direct mode: the run's process closes
+		// it as it exits, and its status is then read from the kernel
+		// (exitingStatus) rather than waited for from the warm process,
+		// which learns it only once the process is gone.
+		eof   <-chan struct{}
+		early bool
 	)
+	if w.direct && canReadExit() {
+		eof = pio.eof
+	}
 	defer func() {
 		if pidfd >= 0 {
 			_ = unix.Close(pidfd)
@@ -129,6 +138,14 @@ wait:
 			case "exited":
 				status = syscall.WaitStatus(m.Status)
 				break wait
+			}
+		case <-eof:
+			eof = nil
+			if !killSent && pid > 0 {
+				if ws, ok := exitingStatus(pid, pidfd); ok {
+					status, early = ws, true
+					break wait
+				}
 			}
 		case <-w.dead:
 			// The warm interpreter's children die with it (a parent-death
@@ -172,6 +189,16 @@ wait:
 			kill()
 		}
 	}
+	if early {
+		// The process is exiting, not reaped: its pid still names the
+		// group. What is left of it dies now, before the answer; reaping
+		// it waits for the warm process's word, after the answer.
+		killGroup(pid)
+		r.running.Add(1)
+		go r.reapLater(w, run, pid)
+		pio.finish(r.cfg.DrainTimeout)
+		return pio.result(status, false), nil
+	}
 	// The warm interpreter killed what was left of the run's group before
 	// it reaped the run's process; the group's members come here as they
 	// end, this process being the subreaper of runs.
@@ -185,4 +212,30 @@ wait:
 
 type forkRun struct {
 	msgs chan forkMsg
+}
+
+// reapLater reaps what is left of a run answered as its process exited,
+// once the warm process has reaped that process (or died).
+func (r *ForkRunner) reapLater(w *warm, run *forkRun, pid int) {
+	defer r.running.Done()
+	t := time.NewTimer(r.cfg.DrainTimeout)
+	defer t.Stop()
+	leaderToo := false
+wait:
+	for {
+		select {
+		case m := <-run.msgs:
+			if m.Op == "exited" {
+				break wait
+			}
+		case <-w.dead:
+			// Re-parented here if it was not reaped yet.
+			leaderToo = true
+			break wait
+		case <-t.C:
+			break wait
+		}
+	}
+	reapGroup(pid, leaderToo, r.cfg.DrainTimeout)
+	reapStrays()
 }

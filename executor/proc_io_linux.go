@@ -1,9 +1,13 @@
 package executor
 
 import (
+	"bytes"
 	"errors"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -45,7 +49,10 @@ type procIO struct {
 
 	stdout, stderr cappedBuffer
 	readDone       chan struct{} // one value from each of the two readers
-	fed            chan struct{}
+	// eof is closed once both readers have seen the end of their pipe.
+	eof     chan struct{}
+	reading atomic.Int32
+	fed     chan struct{}
 
 	// out, when not nil, is told of each piece of output kept.
 	out   Output
@@ -59,8 +66,10 @@ func newProcIO(stdin []byte, maxOutput int, out Output) (*procIO, error) {
 		stdout:   cappedBuffer{max: maxOutput},
 		stderr:   cappedBuffer{max: maxOutput},
 		readDone: make(chan struct{}, 2),
+		eof:      make(chan struct{}),
 		fed:      make(chan struct{}),
 	}
+	p.reading.Store(2)
 	var err error
 	if p.child[0], p.stdinW, err = runPipe(false); err != nil {
 		return nil, model.Errorf(model.ErrUnavailable, "cannot create the run's pipes: %v", err)
@@ -150,7 +159,12 @@ func (p *procIO) feed() {
 }
 
 func (p *procIO) read(r *os.File, fd int, w *cappedBuffer) {
-	defer func() { p.readDone <- struct{}{} }()
+	defer func() {
+		if p.reading.Add(-1) == 0 {
+			close(p.eof)
+		}
+		p.readDone <- struct{}{}
+	}()
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := r.Read(buf)
@@ -250,3 +264,103 @@ func waitExited(pid int) error {
 		}
 	}
 }
+
+// pfExiting is the kernel's PF_EXITING, in the flags of /proc/<pid>/stat.
+const pfExiting = 0x4
+
+// exitingStatus reads the wait status of pid, a process that is not our
+// child, from the kernel while it exits: once its address space is gone (or
+// it is a zombie) and it is its only thread, the exit code in
+// /proc/<pid>/stat is the one its parent's wait will report. pidfd, a
+// pidfd of the same process, tells that the pid was not reaped (and so
+// named nothing else) when it was read. It reports false when the process
+// is not that far, or when the kernel would not show its exit code
+// (canReadExit). A process that closed its output to exit has often not
+// entered its exit yet when its readers wake (their wake-up took its
+// CPU): it gets the CPU back a few times.
+func exitingStatus(pid, pidfd int) (syscall.WaitStatus, bool) {
+	path := "/proc/" + strconv.Itoa(pid) + "/stat"
+	var buf [1024]byte
+	for try := 0; ; try++ {
+		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return 0, false
+		}
+		n, err := unix.Read(fd, buf[:])
+		_ = unix.Close(fd)
+		if err != nil || n <= 0 || n == len(buf) {
+			return 0, false
+		}
+		ws, st := parseExiting(buf[:n])
+		switch {
+		case st == exitKnown:
+			return ws, unix.PidfdSendSignal(pidfd, 0, nil, 0) == nil
+		case st == exitNotYet && try < exitTries:
+			_, _, _ = unix.Syscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
+		default:
+			return 0, false
+		}
+	}
+}
+
+// exitTries bounds exitingStatus's waits for a process to enter its exit.
+const exitTries = 8
+
+// What parseExiting found.
+const (
+	exitNo     = iota // not exiting, or nothing to tell
+	exitNotYet        // running, its exit not begun or not far enough
+	exitKnown         // its exit code is final
+)
+
+// parseExiting is exitingStatus's reading of a /proc/<pid>/stat line.
+func parseExiting(stat []byte) (syscall.WaitStatus, int) {
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, exitNo
+	}
+	// After the command, field 3 on: state, ..., flags (9), ...,
+	// num_threads (20), ..., vsize (23), ..., exit_code (52).
+	f := bytes.Fields(stat[i+1:])
+	if len(f) < 50 || len(f[0]) != 1 {
+		return 0, exitNo
+	}
+	num := func(b []byte) (uint64, bool) {
+		v, err := strconv.ParseUint(string(b), 10, 64)
+		return v, err == nil
+	}
+	flags, ok1 := num(f[6])
+	threads, ok2 := num(f[17])
+	vsize, ok3 := num(f[20])
+	code, ok4 := num(f[49])
+	if !ok1 || !ok2 || !ok3 || !ok4 || threads != 1 || code > 0xffff {
+		return 0, exitNo
+	}
+	// The kernel sets the exit code before it lets go of the address space
+	// (then vsize reads 0); a zombie has both done.
+	state := f[0][0]
+	if state == 'Z' || flags&pfExiting != 0 && vsize == 0 {
+		return syscall.WaitStatus(code), exitKnown
+	}
+	if state == 'R' {
+		return 0, exitNotYet
+	}
+	return 0, exitNo
+}
+
+// canReadExit reports whether /proc shows this process the exit code of
+// a run's process, whichever user it runs as: with CAP_SYS_PTRACE (root's,
+// normally). Without it the kernel shows 0.
+var canReadExit = sync.OnceValue(func() bool {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return false
+	}
+	for line := range strings.Lines(string(data)) {
+		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			caps, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			return err == nil && caps&(1<<unix.CAP_SYS_PTRACE) != 0
+		}
+	}
+	return false
+})

@@ -135,6 +135,41 @@ print("bye")
 	}
 }
 
+// A script that closes its stdout and stderr goes on to its end: the
+// answer is the end it comes to later (fork mode tells a run's end from
+// the end of its output and the exit under way), whichever way it ends.
+func TestRunnerClosedOutputRunsToItsEnd(t *testing.T) {
+	const closed = `import os, signal, sys, threading, time
+print("out", flush=True)
+print("err", file=sys.stderr, flush=True)
+os.close(1)
+os.close(2)
+time.sleep(0.3)
+`
+	cases := []struct{ name, tail, want string }{
+		{"exit", "sys.exit(3)\n", "3"},
+		{"os._exit", "os._exit(4)\n", "4"},
+		{"signal", "os.kill(os.getpid(), signal.SIGTERM)\n", "signal SIGTERM"},
+		{"end", "pass\n", "0"},
+		// The main thread's end while another thread goes on.
+		{"thread", "threading.Thread(target=lambda: (time.sleep(0.3), os._exit(5))).start()\n", "5"},
+	}
+	for _, kind := range runnerKinds {
+		t.Run(kind.name, func(t *testing.T) {
+			t.Parallel()
+			r := kind.new(t, Limits{Timeout: 20 * time.Second})
+			dir := t.TempDir()
+			for _, c := range cases {
+				path := writeScript(t, dir, "closed_"+strings.ReplaceAll(c.name, ".", "_")+".py", closed+c.tail)
+				res := run(t, r, Job{Path: path})
+				if got := exitCode(res); got != c.want || res.Stdout != "out\n" || res.Stderr != "err\n" || res.TimedOut {
+					t.Errorf("%s: exit %s, result %+v; want exit %s", c.name, got, res, c.want)
+				}
+			}
+		})
+	}
+}
+
 // A process that left the group (setsid) cannot be killed with it; the
 // run still ends once the drain bound passes.
 func TestRunnerEscapedProcessDoesNotHang(t *testing.T) {
