@@ -142,7 +142,12 @@ wait:
 		case <-eof:
 			eof = nil
 			if !killSent && pid > 0 {
-				if ws, ok := exitingStatus(pid, pidfd); ok {
+				// Only a process that exited of itself is answered
+				// here. One killed by a signal may have died of its
+				// warm process's death (its parent-death signal),
+				// which the warm process's end tells apart; it is
+				// answered as before.
+				if ws, ok := exitingStatus(pid, pidfd); ok && ws.Exited() {
 					status, early = ws, true
 					break wait
 				}
