@@ -34,10 +34,11 @@
 #               {"op":"failed","id":N,"error":E};
 #               {"op":"exited","id":N,"status":S}.
 # Both ways:
-#   Go -> here: {"op":"parent","dir":D} with two fds, a control socket and a
-#               memfd holding a script's code: fork a warm parent for that
-#               script (see "warm parents" below), which answers on that
-#               socket with the protocol of this one.
+#   Go -> here: {"op":"parent","dir":D,"path":P} with two fds, a control
+#               socket and a memfd holding a script's code: fork a warm
+#               parent for that script (see "warm parents" below; P, its
+#               path when it is UTF-8), which answers on that socket with
+#               the protocol of this one.
 #   here -> Go: {"op":"ready","pid":P,"direct":B} (a warm parent adds
 #               "imports", the modules it imported, and "memory", its own);
 #               a warm parent first says {"op":"forked","pid":P} with a
@@ -966,8 +967,10 @@ def _as_main_thread():
         _log("cannot make the main thread of the runs: %r" % (e,))
 
 
-def _await_job(chan):
-    """Waits for the job on the child's channel; None if there is none."""
+def _await_job(chan, keep=()):
+    """Waits for the job on the child's channel; None if there is none.
+    Every descriptor from 3 up is closed then but those of keep (and the
+    sandbox's)."""
     try:
         data, fds = _recv(chan)
     except OSError:
@@ -988,7 +991,7 @@ def _await_job(chan):
         os.dup2(fd, target)
     chan.detach()
     # The sandbox's, closed once the run's view is set up.
-    _CONF.close_fds(_SANDBOX.kept_fds() if _SANDBOX is not None else ())
+    _CONF.close_fds(list(keep) + list(_SANDBOX.kept_fds() if _SANDBOX is not None else ()))
     return msg
 
 
@@ -1005,14 +1008,15 @@ def _confine():
         _die_with_warm()
 
 
-def _become_run(job):
+def _become_run(job, ahead=None):
     """Turns this process into the run's; returns the FILE* of the script,
     or None after printing what `python script.py` prints when the file
     cannot be opened (then the exit code is 2). What every run of this
-    process has in common was made ready before the fork (_prepare_runs):
-    a child only sets what is the job's own, and writes to as few of the
-    pages it shares with this process as it can, each of which the kernel
-    copies."""
+    process has in common was made ready before the fork (_prepare_runs),
+    and what does not depend on the job before the job came, when ahead is
+    not None (_become_run_ahead): a child only sets what is the job's own,
+    and writes to as few of the pages it shares with this process as it
+    can, each of which the kernel copies."""
     path = job["path"]
     args = job["args"]
     folder = job["dir"]  # as Go's filepath.Dir has it, like spawn's cwd and PWD
@@ -1025,64 +1029,27 @@ def _become_run(job):
     unbuffered = job.get("unbuffered")
     if unbuffered:
         os.environ["PYTHONUNBUFFERED"] = "1"  # a streamed run, as spawn has it
+    if ahead is None:
+        _fresh_signals()
+    _run_stdio(1 if unbuffered and _BUFFERED else 0)
 
-    if _SIGNAL_FIXES[0]:
-        signal.pthread_sigmask(signal.SIG_SETMASK, _SIGMASK)
-    for sig, handler in _SIGNAL_FIXES[1]:
-        try:
-            signal.signal(sig, handler)
-        except (OSError, ValueError):
-            pass
-
-    # The run's stdio is referenced from sys alone, as in a fresh
-    # interpreter: dropped at the end, it is flushed then.
-    use = 1 if unbuffered and _BUFFERED else 0
-    stdio = _RUN_STDIO[use]
-    if _RUN_STDIO[1 - use] is not stdio:
-        _KEPT.append(_RUN_STDIO[1 - use][1:])
-    del _RUN_STDIO[:]
-    sys.stdin = sys.__stdin__ = stdio[0]
-    sys.stdout = sys.__stdout__ = stdio[1]
-    sys.stderr = sys.__stderr__ = stdio[2]
-    del stdio
-
-    sys.argv = [path] + args
-    if hasattr(sys, "orig_argv"):
-        sys.orig_argv = [_PYTHON, path] + args
-    enc = _FS_ENCODING
-    _show_as_run(_PYTHON_B + path.encode(*enc) + b"\0" + b"".join([a.encode(*enc) + b"\0" for a in args]),
-                 env or b"".join([kv + b"\0" for kv in _ENV_BLOCK]) + b"PWD=" + folder.encode(*enc) + b"\0")
-    if _PYTHONPATH_REL:
-        _resolve_pythonpath(folder)
-    # The script, opened once: read here as CPython's zipimporter reads it,
-    # and run from the same descriptor. (The server, which reads the
-    # scripts, opens them with its rights, before the switch to the run
-    # user; then never through a symbolic link put in the script's place.)
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | (os.O_NOFOLLOW if _CONFINE.get("user") else 0))
-        err = 0
-    except OSError as e:
-        fd, err = -1, e.errno
-    # As pymain_run_python: a file that a path hook takes (a zip
-    # application) runs as its __main__ module, from sys.path[0]; the
-    # lookup leaves the file's entry in sys.path_importer_cache.
-    importer = _get_importer_of(path, fd)
-    if importer is not None:
-        _zipapp[0] = True
-        sys.path.insert(0, path)
-        if fd >= 0:
-            os.close(fd)
-    elif not _SAFE_PATH:
-        sys.path.insert(0, _real_folder(path, fd))
-    main = types.ModuleType("__main__")
-    d = main.__dict__
-    d.clear()
-    for k, v in _MAIN_TEMPLATE:
-        d[k] = {} if isinstance(v, dict) else v  # __annotations__: a fresh one
-    sys.modules["__main__"] = main
-    _main_dict[0] = id(d)
-    _arm_finalizers()
-    warnings._filters_mutated()
+    same = ahead is not None and path == ahead.path and folder == ahead.folder
+    if not (same and ahead.shown and not args):
+        sys.argv = [path] + args
+        if hasattr(sys, "orig_argv"):
+            sys.orig_argv = [_PYTHON, path] + args
+        _show_as_run(_cmdline(path, args),
+                     env or b"".join([kv + b"\0" for kv in _ENV_BLOCK]) + b"PWD=" + folder.encode(*_FS_ENCODING) + b"\0")
+    if same and ahead.holds():
+        fd, err, importer = ahead.fd, 0, None
+    else:
+        if ahead is not None:
+            ahead.undo()
+        if _PYTHONPATH_REL:
+            _resolve_pythonpath(folder)
+        fd, err, importer = _open_script(path)
+    if ahead is None:
+        _as_fresh_main()
     if importer is not None:
         return None
 
@@ -1100,18 +1067,194 @@ def _become_run(job):
     return fp
 
 
+def _fresh_signals():
+    # The signal mask and handlers of a fresh interpreter.
+    if _SIGNAL_FIXES[0]:
+        signal.pthread_sigmask(signal.SIG_SETMASK, _SIGMASK)
+    for sig, handler in _SIGNAL_FIXES[1]:
+        try:
+            signal.signal(sig, handler)
+        except (OSError, ValueError):
+            pass
+
+
+def _run_stdio(use):
+    """Makes stdio the run's: the buffered kind (use 0) or the unbuffered
+    one (1), which may be the same. The run's stdio is referenced from sys
+    alone, as in a fresh interpreter: dropped at the end, it is flushed
+    then. The kind not used is kept (never freed in a child)."""
+    if _RUN_STDIO:
+        stdio, other = _RUN_STDIO[use], _RUN_STDIO[1 - use]
+        del _RUN_STDIO[:]
+        if use == 0 and other is not stdio and _STDIO_AHEAD:
+            # Ahead of the job: the buffered kind, the other one kept for
+            # a job that wants it.
+            _STDIO_AHEAD[0] = other
+            other = stdio
+    elif use and _STDIO_AHEAD[0] is not None:
+        # Chosen ahead of the job, which wants the other kind.
+        stdio, other = _STDIO_AHEAD[0], (None, sys.stdout, sys.stderr)
+        _STDIO_AHEAD[0] = None
+    else:
+        if _STDIO_AHEAD[0] is not None:
+            _KEPT.append(_STDIO_AHEAD[0][1:])
+            _STDIO_AHEAD[0] = None
+        return
+    if other is not stdio:
+        _KEPT.append(other[1:])
+    sys.stdin = sys.__stdin__ = stdio[0]
+    sys.stdout = sys.__stdout__ = stdio[1]
+    sys.stderr = sys.__stderr__ = stdio[2]
+
+
+_STDIO_AHEAD = []  # in a child ahead of its job: [the unbuffered stdio, when it is another kind]
+
+
+def _cmdline(path, args):
+    enc = _FS_ENCODING
+    return _PYTHON_B + path.encode(*enc) + b"\0" + b"".join([a.encode(*enc) + b"\0" for a in args])
+
+
+def _open_script(path):
+    """Opens the script: (fd, errno, the importer of a zip application).
+    As pymain_run_python: a file that a path hook takes (a zip application)
+    runs as its __main__ module, from sys.path[0]; the lookup leaves the
+    file's entry in sys.path_importer_cache. Otherwise the script's real
+    folder goes first on sys.path."""
+    # The script, opened once: read here as CPython's zipimporter reads it,
+    # and run from the same descriptor. (The server, which reads the
+    # scripts, opens them with its rights, before the switch to the run
+    # user; then never through a symbolic link put in the script's place.)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | (os.O_NOFOLLOW if _CONFINE.get("user") else 0))
+        err = 0
+    except OSError as e:
+        fd, err = -1, e.errno
+    importer = _get_importer_of(path, fd)
+    if importer is not None:
+        _zipapp[0] = True
+        sys.path.insert(0, path)
+        if fd >= 0:
+            os.close(fd)
+    elif not _SAFE_PATH:
+        sys.path.insert(0, _real_folder(path, fd))
+    return fd, err, importer
+
+
+def _as_fresh_main():
+    # A fresh __main__, and the finalizers that end the process.
+    main = types.ModuleType("__main__")
+    d = main.__dict__
+    d.clear()
+    for k, v in _MAIN_TEMPLATE:
+        d[k] = {} if isinstance(v, dict) else v  # __annotations__: a fresh one
+    sys.modules["__main__"] = main
+    _main_dict[0] = id(d)
+    _arm_finalizers()
+    warnings._filters_mutated()
+
+
+_AHEAD = [None]  # in a warm parent: the path of its script, whose runs all are
+
+
+class _Ahead:
+    """A run of a warm parent's script, made ready while its child waits
+    for the job (_become_run_ahead): the script opened, its entries in
+    sys.path and sys.path_importer_cache, sys.argv and what ps shows as for
+    a run without arguments. A job finds it as it would have made it only
+    if the path still names the file opened then (the same file, mode and
+    owner, not a zip application, in the same real folder); otherwise it
+    is undone and the job does it again."""
+
+    __slots__ = ("path", "folder", "fd", "real", "cached", "shown")
+
+    def holds(self):
+        try:
+            st = os.fstat(self.fd)
+            now = os.stat(self.path, follow_symlinks=not _CONFINE.get("user"))
+            if (st.st_dev, st.st_ino, st.st_mode, st.st_uid, st.st_gid) != \
+                    (now.st_dev, now.st_ino, now.st_mode, now.st_uid, now.st_gid):
+                return False
+            if _zip_tail(self.fd, st.st_size):
+                return False
+            return _SAFE_PATH or os.readlink(_FD_LINK % self.fd) == self.real
+        except OSError:
+            return False
+
+    def undo(self):
+        if self.fd < 0:
+            return
+        os.close(self.fd)
+        self.fd = -1
+        if not _SAFE_PATH:
+            del sys.path[0]
+        if self.cached is _Ahead:
+            sys.path_importer_cache.pop(self.path, None)
+        else:
+            sys.path_importer_cache[self.path] = self.cached
+
+
+def _become_run_ahead():
+    """In a child without the sandbox, before its job comes: what becoming
+    a run does that does not depend on the job (a fresh interpreter's
+    signals, the run's stdio as buffered, a fresh __main__), and in a warm
+    parent's child what the job of its script needs (see _Ahead). None
+    under the sandbox: the job does it all there, in the run's view."""
+    if _slot[2] is not None:
+        return None
+    _fresh_signals()
+    _STDIO_AHEAD[:] = [None]
+    _run_stdio(0)
+    _as_fresh_main()
+    ahead = _Ahead()
+    ahead.path, ahead.folder, ahead.fd, ahead.real, ahead.shown = _AHEAD[0], _RUN_ENV[0], -1, None, False
+    if ahead.path is None or _PYTHONPATH_REL:
+        return ahead
+    try:
+        fd = os.open(ahead.path, os.O_RDONLY | os.O_CLOEXEC | (os.O_NOFOLLOW if _CONFINE.get("user") else 0))
+    except OSError:
+        return ahead  # the job opens it, and says why it cannot
+    try:
+        if _zip_tail(fd, os.fstat(fd).st_size):
+            raise OSError
+        if not _SAFE_PATH:
+            ahead.real = os.readlink(_FD_LINK % fd)
+            if not ahead.real.startswith("/") or ahead.real.endswith(" (deleted)"):
+                raise OSError
+    except OSError:
+        os.close(fd)
+        return ahead
+    ahead.fd = fd
+    cache = sys.path_importer_cache
+    ahead.cached = cache.get(ahead.path, _Ahead)
+    cache[ahead.path] = None
+    if not _SAFE_PATH:
+        sys.path.insert(0, ahead.real.rpartition("/")[0] or "/")
+    sys.argv = [ahead.path]
+    if hasattr(sys, "orig_argv"):
+        sys.orig_argv = [_PYTHON, ahead.path]
+    ahead.shown = _show_as_run(_cmdline(ahead.path, ()), _RUN_ENV[1])
+    return ahead
+
+
+def _zip_tail(fd, size):
+    # Whether the file's last 64 KiB hold a zip archive's end of central
+    # directory record.
+    n = min(size, (1 << 16) + 22)
+    return b"PK\x05\x06" in os.pread(fd, n, size - n)
+
+
 def _get_importer_of(path, fd):
     """PyImport_GetImporter(path), which a fresh interpreter calls on its
     script. Only a zip archive (its end of central directory record within
     the last 64 KiB) can have one: for other files, what it would store."""
-    tail = b"PK\x05\x06"  # a file that cannot be read: let CPython look and say
+    zipped = True  # a file that cannot be read: let CPython look and say
     if fd >= 0:
         try:
-            size = os.fstat(fd).st_size
-            tail = os.pread(fd, (1 << 16) + 22, max(0, size - (1 << 16) - 22))
+            zipped = _zip_tail(fd, os.fstat(fd).st_size)
         except OSError:
             pass
-    if b"PK\x05\x06" in tail:
+    if zipped:
         return _get_importer(path)
     sys.path_importer_cache[path] = None
     return None
@@ -1254,10 +1397,11 @@ def _child(chan):
         if slot:
             # The run sandbox: into the slot's namespaces ahead of the job.
             _SANDBOX.enter_slot_ahead(slot.fds, _SANDBOX_CFG)
-        job = _await_job(chan)
+        ahead = _become_run_ahead()
+        job = _await_job(chan, [ahead.fd] if ahead is not None and ahead.fd >= 0 else ())
         if slot:
             _SANDBOX.enter_run(_SANDBOX_CFG, job["dir"], job["placed"], slot.placed and slot.placed[0])
-        fp = _become_run(job)
+        fp = _become_run(job, ahead)
         if not job.get("canary"):
             _confine()
             _user_site_as_run_user()
@@ -1650,7 +1794,7 @@ class _Server:
                 pid = os.fork()
             if pid == 0:
                 try:
-                    _become_parent(ctl_fd, msg.get("dir") or "/", code)
+                    _become_parent(ctl_fd, msg.get("dir") or "/", code, msg.get("path"))
                 except BaseException as e:
                     _log("warm parent: %r" % (e,))
                 finally:
@@ -2200,9 +2344,10 @@ def _reset_tempfile():
         tf._name_sequence = None
 
 
-def _become_parent(ctl_fd, folder, code):
+def _become_parent(ctl_fd, folder, code, path=None):
     global _WARM_PID, _go, _done
     base = _WARM_PID
+    _AHEAD[0] = path
 
     def die_with_base():
         # Taking other effective ids clears the parent-death signal: set

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
 
@@ -220,7 +221,11 @@ func (r *ForkRunner) forkParent(p *parent) (w *warm, refused bool, err error) {
 		_ = fc.Close()
 		return nil, false, err
 	}
-	body, _ := json.Marshal(forkMsg{Op: "parent", Dir: filepath.Dir(p.path)})
+	msg := forkMsg{Op: "parent", Dir: filepath.Dir(p.path)}
+	if utf8.ValidString(p.path) {
+		msg.Path = p.path // its runs' children open it ahead of their jobs
+	}
+	body, _ := json.Marshal(msg)
 	err = base.sendRaw(body, []int{fds[1], memfd})
 	_ = unix.Close(fds[1])
 	_ = unix.Close(memfd)

@@ -445,3 +445,92 @@ func TestWarmParentDiesWithWarmInterpreter(t *testing.T) {
 		return testutil.ProcessGone(pid)
 	})
 }
+
+// A warm parent's children open its script before their jobs come; a job
+// still runs what its path names when it comes, as `python3 script.py`
+// would: after the script's folder (a link) moved to another copy of it,
+// that copy, from its own folder; after the script is gone, none. Its
+// arguments and unbuffered output (a streamed run) are the job's.
+func TestWarmParentScriptMovedAhead(t *testing.T) {
+	t.Parallel()
+	// Buffered output, as by default (the unbuffered kind is a streamed
+	// run's).
+	cfg := testConfig(t, Limits{Timeout: 30 * time.Second})
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "PYTHONUNBUFFERED=") {
+			cfg.Env = append(cfg.Env, kv)
+		}
+	}
+	spawn, err := NewSpawnRunner(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer spawn.Close()
+	cfg.WarmParents = WarmParents{Hot: 1}
+	r, err := NewForkRunner(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	dir := t.TempDir()
+	code := "import sys\nprint(sys.path[0], sys.argv[1:], sys.stdout.write_through)\n"
+	for _, copy := range []string{"one", "two"} {
+		if err := os.Mkdir(filepath.Join(dir, copy), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		writeScript(t, filepath.Join(dir, copy), "moved.py", code)
+	}
+	if err := os.Symlink("one", filepath.Join(dir, "current")); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "current", "moved.py")
+	job := versioned(path)
+	run(t, r, job)
+	testutil.WaitFor(t, 30*time.Second, "the script's warm parent", func() bool { return parentPid(r, path) != 0 })
+	parent := parentPid(r, path)
+	same := func(what string, job Job, want string) {
+		t.Helper()
+		runs := r.WarmStats().Runs
+		streamed := job.Output != nil
+		if streamed {
+			job.Output = &recOutput{}
+		}
+		got := run(t, r, job)
+		if streamed {
+			job.Output = &recOutput{}
+		}
+		spawned := run(t, spawn, job)
+		if !reflect.DeepEqual(got, spawned) {
+			t.Fatalf("%s: results differ\n%s", what, describeDiff(spawned, got))
+		}
+		if !strings.Contains(got.Stdout+got.Stderr, want) {
+			t.Fatalf("%s: stdout %q, stderr %q; want %q", what, got.Stdout, got.Stderr, want)
+		}
+		if r.WarmStats().Runs != runs+1 || parentPid(r, path) != parent {
+			t.Fatalf("%s: not from the warm parent %d (now %d, stats %+v)", what, parent, parentPid(r, path), r.WarmStats())
+		}
+	}
+	same("before", job, filepath.Join(dir, "one")+" [] False")
+	withArgs := job
+	withArgs.Args = []string{"a", "b"}
+	same("with arguments", withArgs, filepath.Join(dir, "one")+" ['a', 'b'] False")
+	streamed := job
+	streamed.Output = &recOutput{}
+	same("streamed", streamed, filepath.Join(dir, "one")+" [] True")
+	same("after a streamed run", job, filepath.Join(dir, "one")+" [] False")
+
+	// The link moves at once to the other copy, of the same version.
+	if err := os.Symlink("two", filepath.Join(dir, "next")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(dir, "next"), filepath.Join(dir, "current")); err != nil {
+		t.Fatal(err)
+	}
+	same("moved", job, filepath.Join(dir, "two")+" [] False")
+	same("moved, with arguments", withArgs, filepath.Join(dir, "two")+" ['a', 'b'] False")
+
+	if err := os.Remove(filepath.Join(dir, "two", "moved.py")); err != nil {
+		t.Fatal(err)
+	}
+	same("removed", job, "can't open file")
+}
