@@ -252,7 +252,7 @@ type warm struct {
 	deadErr error
 	exited  chan struct{} // closed once the process is reaped
 
-	// With direct set (no sandbox), the runs' children are handed their
+	// With direct set, the runs' children are handed their
 	// jobs from here (see fork_wire_linux.go): the children waiting for
 	// one, those asked for, and the runs by their child's pid.
 	direct  bool

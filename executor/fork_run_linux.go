@@ -1,6 +1,7 @@
 package executor
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -50,7 +51,7 @@ func (r *ForkRunner) Run(ctx context.Context, job Job) (model.Result, error) {
 		return model.Result{}, model.Errorf(model.ErrUnavailable, "cannot start the run: no such folder: %s", filepath.Dir(job.Path))
 	}
 	id := r.nextID.Add(1)
-	run := &forkRun{msgs: make(chan forkMsg, 3)}
+	run := &forkRun{msgs: make(chan forkMsg, 3), pidsFd: -1}
 	var (
 		w     *warm
 		pid   int
@@ -105,12 +106,15 @@ func (r *ForkRunner) Run(ctx context.Context, job Job) (model.Result, error) {
 		eof   <-chan struct{}
 		early bool
 	)
-	if w.direct && canReadExit() {
+	if w.direct && canReadExit() && (r.sb == nil || run.pidsFd >= 0) {
 		eof = pio.eof
 	}
 	defer func() {
 		if pidfd >= 0 {
 			_ = unix.Close(pidfd)
+		}
+		if run.pidsFd >= 0 {
+			_ = unix.Close(run.pidsFd)
 		}
 	}()
 	kill := func() {
@@ -147,7 +151,11 @@ wait:
 				// warm process's death (its parent-death signal),
 				// which the warm process's end tells apart; it is
 				// answered as before.
-				if ws, ok := exitingStatus(pid, pidfd); ok && ws.Exited() {
+				// Under the sandbox, only when nothing else of the run is
+				// left (see aloneInSlot); otherwise the slot's init kills
+				// the rest first, as the warm process's word tells.
+				if ws, ok := exitingStatus(pid, pidfd); ok && ws.Exited() &&
+					(r.sb == nil || aloneInSlot(run.pidsFd, pidfd)) {
 					status, early = ws, true
 					break wait
 				}
@@ -217,6 +225,25 @@ wait:
 
 type forkRun struct {
 	msgs chan forkMsg
+	// pidsFd is the pids.current of the run's sandbox slot, or -1.
+	pidsFd int
+}
+
+// aloneInSlot reports whether a run's process, exiting, is all that is
+// left of the run: its sandbox slot's pids cgroup (pidsFd), which every
+// process of the run is in and none can leave, counts one process, and the
+// run's process (pidfd) was not reaped when it was read, so that the one is
+// that process. An exiting process forks nothing more.
+func aloneInSlot(pidsFd, pidfd int) bool {
+	var buf [32]byte
+	n, err := unix.Pread(pidsFd, buf[:], 0)
+	if err != nil || n <= 0 {
+		return false
+	}
+	if string(bytes.TrimSpace(buf[:n])) != "1" {
+		return false
+	}
+	return unix.PidfdSendSignal(pidfd, 0, nil, 0) == nil
 }
 
 // reapLater reaps what is left of a run answered as its process exited,

@@ -45,10 +45,14 @@ type forkMsg struct {
 	Memory int64 `json:"memory,omitempty"`
 	// Direct ("ready") says that jobs are handed to the children from
 	// here; N ("fork") is how many children to fork.
-	Direct bool  `json:"direct,omitempty"`
-	N      int   `json:"n,omitempty"`
-	fd     int   // a pidfd that came with "started" or a warm parent's "forked"
-	fds    []int // every fd that came ("idle": the child's channel and a pidfd)
+	Direct bool `json:"direct,omitempty"`
+	N      int  `json:"n,omitempty"`
+	// Fid is the run's folder's device and inode, as found here, in a job
+	// handed to a child in a sandbox slot: the slot has the folder in
+	// place if it put that very folder there.
+	Fid []uint64 `json:"fid,omitempty"`
+	fd  int      // a pidfd that came with "started" or a warm parent's "forked"
+	fds []int    // every fd that came ("idle": the child's channel, a pidfd, its slot's pids.current)
 }
 
 // read reads one message, with the pidfd it may carry.
@@ -271,13 +275,16 @@ func closeFds(fds []int) {
 	}
 }
 
-// Direct hand-over: without the sandbox, the warm process (the warm
-// interpreter or a warm parent) forks its children ahead, in bursts, and
-// passes each to Go ("idle": its pid, its channel and a pidfd of it); a run
-// takes one and sends it its job and its stdio itself. The warm process
-// does nothing for a run but fork, reap and report the end ("exited", by
-// pid): each of its writes to memory after a fork is a page the kernel
-// copies, and its work is on every run's way.
+// Direct hand-over: the warm process (the warm interpreter or a warm
+// parent) forks its children ahead, in bursts, and passes each to Go
+// ("idle": its pid, its channel and a pidfd of it); a run takes one and
+// sends it its job and its stdio itself. The warm process does nothing for
+// a run but fork, reap and report the end ("exited", by pid): each of its
+// writes to memory after a fork is a page the kernel copies, and its work
+// is on every run's way. Under the sandbox each child is forked into a
+// free slot of its own, which is the child's until its end; "idle" then
+// also carries the slot's pids.current (when it has a pids cgroup), and
+// the end comes once the slot is empty (see forkserver.py's clean_slot).
 
 // Children forked ahead, per warm process: up to idleMax, asked for once
 // fewer than idleLow wait or are coming.
@@ -286,14 +293,18 @@ const (
 	idleLow = 2
 )
 
-// idleChild is a child waiting for its job, with its channel and a pidfd.
+// idleChild is a child waiting for its job, with its channel and a pidfd
+// (and its sandbox slot's pids.current, or -1).
 type idleChild struct {
-	pid, chanFd, pidfd int
+	pid, chanFd, pidfd, pidsFd int
 }
 
 func (c idleChild) close() {
 	_ = unix.Close(c.chanFd)
 	_ = unix.Close(c.pidfd)
+	if c.pidsFd >= 0 {
+		_ = unix.Close(c.pidsFd)
+	}
 }
 
 // becomeDirect sets w up for direct hand-over, if its "ready" said so,
@@ -330,11 +341,14 @@ func (w *warm) askFork(n int) {
 func (w *warm) directMsg(m forkMsg) bool {
 	switch m.Op {
 	case "idle":
-		if len(m.fds) != 2 {
+		if len(m.fds) != 2 && len(m.fds) != 3 {
 			closeFds(m.fds)
 			return true
 		}
-		c := idleChild{pid: m.Pid, chanFd: m.fds[0], pidfd: m.fds[1]}
+		c := idleChild{pid: m.Pid, chanFd: m.fds[0], pidfd: m.fds[1], pidsFd: -1}
+		if len(m.fds) == 3 {
+			c.pidsFd = m.fds[2]
+		}
 		w.mu.Lock()
 		if w.byPid == nil {
 			w.mu.Unlock()
@@ -415,9 +429,16 @@ func (w *warm) takeIdle(ctx context.Context, run *forkRun) (idleChild, int, erro
 }
 
 // startDirect hands job to a waiting child: its pid and pidfd, which the
-// run closes.
+// run closes (and its slot's pids.current, in run.pidsFd).
 func (w *warm) startDirect(ctx context.Context, id uint64, run *forkRun, job Job, pio *procIO) (int, int, error) {
-	body, err := json.Marshal(jobMsg(id, job))
+	msg := jobMsg(id, job)
+	if w.r.sb != nil {
+		var st unix.Stat_t
+		if unix.Stat(filepath.Dir(job.Path), &st) == nil {
+			msg.Fid = []uint64{uint64(st.Dev), st.Ino}
+		}
+	}
+	body, err := json.Marshal(msg)
 	if err != nil {
 		return 0, -1, err
 	}
@@ -440,10 +461,14 @@ func (w *warm) startDirect(ctx context.Context, id uint64, run *forkRun, job Job
 		_ = unix.Close(c.chanFd)
 		w.askFork(n)
 		if err == nil {
+			run.pidsFd = c.pidsFd
 			return c.pid, c.pidfd, nil
 		}
 		// It died waiting: its end comes, or came, and is nobody's now.
 		_ = unix.Close(c.pidfd)
+		if c.pidsFd >= 0 {
+			_ = unix.Close(c.pidsFd)
+		}
 		w.mu.Lock()
 		if w.byPid != nil {
 			delete(w.byPid, c.pid)

@@ -14,17 +14,21 @@
 # UTF-8; "unbuffered":true gives the child unbuffered stdout and stderr, a
 # streamed run); no job ever sits in this process's memory, which every
 # child copies.
-# Direct hand-over ("direct":true in "ready": without the sandbox): the
+# Direct hand-over ("direct":true in "ready", as this server says): the
 # children are forked ahead when Go asks, and each is Go's from then on:
 #   Go -> here: {"op":"fork","n":N}; {"op":"kill","pid":P} (P's group);
 #   here -> Go: {"op":"idle","pid":P} with the child's channel and a pidfd
 #               of it, on which Go sends the child its job and the run's
 #               stdin, stdout and stderr (and the job in a memfd, "{}" in
-#               the message, when it is large);
+#               the message, when it is large); under the sandbox, each
+#               child is in a free slot of its own, and a third fd is its
+#               slot's pids.current (when the slot has a pids cgroup), and
+#               the job names its folder's device and inode ("fid");
 #               {"op":"forkfailed","error":E};
 #               {"op":"exited","pid":P,"status":S} (S: the raw wait status)
-#               once the child ended, with a job or without.
-# Otherwise (under the sandbox, whose slots are this process's to manage):
+#               once the child ended, with a job or without (under the
+#               sandbox, once nothing of it is left in its slot).
+# Otherwise (a Go that does not hand the jobs over itself):
 #   Go -> here: {"op":"run","id":N} with the run's stdin, stdout and
 #               stderr and a memfd holding the job, which is passed on to
 #               the child unread (the message names the run's folder, "dir"
@@ -967,10 +971,10 @@ def _as_main_thread():
         _log("cannot make the main thread of the runs: %r" % (e,))
 
 
-def _await_job(chan, keep=()):
+def _await_job(chan, keep=(), slot=None):
     """Waits for the job on the child's channel; None if there is none.
     Every descriptor from 3 up is closed then but those of keep (and the
-    sandbox's)."""
+    sandbox's). slot: the child's sandbox slot, if any."""
     try:
         data, fds = _recv(chan)
     except OSError:
@@ -985,7 +989,21 @@ def _await_job(chan, keep=()):
         # unread.
         msg = _job(_read_memfd(fds.pop()))
     elif "op" in msg:
+        fid = msg.get("fid")
         msg = _job(msg)  # one Go handed here itself
+        if slot is not None:
+            # Go names the folder's device and inode as it found them: the
+            # slot has it in place if it put that very folder there.
+            placed = (slot.placed is not None and slot.placed[0] == msg["dir"]
+                      and tuple(fid or ()) == slot.placed[1:])
+            if not placed and _SANDBOX.covers(_SANDBOX_CFG, msg["dir"]):
+                # The warm process learns the run's folder (on the channel's
+                # other end, which it kept) to put it in place for the
+                # slot's next runs: see _Server.clean_slot.
+                try:
+                    chan.sendmsg([os.fsencode(msg["dir"])], [], socket.MSG_NOSIGNAL)
+                except OSError:
+                    pass
     msg["placed"] = placed
     for target, fd in enumerate(fds[:3]):
         os.dup2(fd, target)
@@ -1194,13 +1212,14 @@ class _Ahead:
             sys.path_importer_cache[self.path] = self.cached
 
 
-def _become_run_ahead():
+def _become_run_ahead(slot=None):
     """In a child without the sandbox, before its job comes: what becoming
     a run does that does not depend on the job (a fresh interpreter's
     signals, the run's stdio as buffered, a fresh __main__), and in a warm
     parent's child what the job of its script needs (see _Ahead). None
-    under the sandbox: the job does it all there, in the run's view."""
-    if _slot[2] is not None:
+    under the sandbox (in a slot): the job does it all there, in the run's
+    view."""
+    if slot is not None:
         return None
     _fresh_signals()
     _STDIO_AHEAD[:] = [None]
@@ -1390,15 +1409,14 @@ _post = collections.deque()  # in a child: what running the script returned, the
 _zipapp = [False]
 
 
-def _child(chan):
+def _child(chan, slot):
     try:
-        slot = _slot[2]  # as it was at the fork
         _prepare_child(chan, _SANDBOX.child_fds(slot.fds) if slot else ())
         if slot:
             # The run sandbox: into the slot's namespaces ahead of the job.
             _SANDBOX.enter_slot_ahead(slot.fds, _SANDBOX_CFG)
-        ahead = _become_run_ahead()
-        job = _await_job(chan, [ahead.fd] if ahead is not None and ahead.fd >= 0 else ())
+        ahead = _become_run_ahead(slot)
+        job = _await_job(chan, [ahead.fd] if ahead is not None and ahead.fd >= 0 else (), slot)
         if slot:
             _SANDBOX.enter_run(_SANDBOX_CFG, job["dir"], job["placed"], slot.placed and slot.placed[0])
         fp = _become_run(job, ahead)
@@ -1433,7 +1451,7 @@ _go = _thread.allocate_lock()
 _go.acquire()
 _done = _thread.allocate_lock()
 _done.acquire()
-_slot = [None, None, None]  # a burst's channels for the children, the forks' results, its sandbox slot
+_slot = [None, None, None]  # a burst's channels for the children, the forks' results, their sandbox slots
 _OWNED_SOCKETS = []  # every socket object of the warm interpreter
 _socketpair = socket.socketpair
 
@@ -1442,17 +1460,18 @@ def _forker():
     _as_main_thread()
     while True:
         _go.acquire()
-        chan = _fork_burst(_slot[0], _slot[1], _slot[2])
-        if chan is not None:
+        mine = _fork_burst(_slot[0], _slot[1], _slot[2])
+        if mine is not None:
             break
         _done.release()
-    yield from _child(chan)
+    yield from _child(*mine)
 
 
-def _fork_burst(chans, results, slot):
+def _fork_burst(chans, results, slots):
     # One child for each channel, back to back: between two forks this
-    # process writes next to nothing. In a child, its channel.
-    for chan in chans:
+    # process writes next to nothing. In a child, its channel and its slot.
+    for i, chan in enumerate(chans):
+        slot = slots[i] if slots else None
         try:
             # A sandboxed run's child is forked into its slot's pid
             # namespace.
@@ -1461,7 +1480,7 @@ def _fork_burst(chans, results, slot):
             results.append(e)
             return None
         if pid == 0:
-            return chan
+            return chan, slot
         results.append(pid)
     return None
 
@@ -1478,19 +1497,21 @@ def _flush_stdio():
 def _fork(slot=None):
     """Forks a child that waits for its job; returns (pid, channel). With
     slot, the child is in that sandbox slot's pid namespace."""
-    return _fork_many(1, slot)[0]
+    return _fork_many(1, slot and [slot])[0]
 
 
-def _fork_many(n, slot=None):
+def _fork_many(n, slots=None):
     """Forks n children that wait for their jobs (fewer if a fork fails:
-    the error is raised if none was forked); returns [(pid, channel)]."""
+    the error is raised if none was forked); returns [(pid, channel)].
+    With slots (n of them), each child is in its sandbox slot's pid
+    namespace."""
     # (Nothing is buffered in this process's stdio, flushed before any
     # fork in _prepare_runs, which the children could write again.)
     pairs = [_socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET) for _ in range(n)]
     theirs = [b for _, b in pairs]
     _OWNED_SOCKETS.extend(theirs)
     results = []
-    _slot[:] = [theirs, results, slot]
+    _slot[:] = [theirs, results, slots]
     _go.release()
     _done.acquire()
     _slot[:] = [None, None, None]
@@ -1570,13 +1591,14 @@ class _Server:
         # shared with the child, so that what this loop writes next is
         # copied; a burst shares that cost among its children.
         self.pool_size, self.pool_low = _POOL if _SANDBOX is None else (1, 1)
-        # Without the sandbox, Go hands each child its job itself (see
-        # "direct hand-over" above): the children are announced to Go as
-        # they are forked, and this process only forks them when asked,
-        # reaps them and reports their ends.
-        self.direct = _SANDBOX is None
+        # Go hands each child its job itself (see "direct hand-over"
+        # above): the children are announced to Go as they are forked, and
+        # this process only forks them when asked, reaps them and reports
+        # their ends (under the sandbox, once their slots are empty).
+        self.direct = True
         self.handed = {}  # pidfd -> pid: children announced to Go
         self.handed_pids = set()
+        self.slot_of_handed = {}  # pidfd -> (slot, our end of the child's channel), under the sandbox
         self.parents = {}  # pidfd -> pid: warm parents forked from here
         # The run sandbox's slots (see _Slot).
         self.slots = []
@@ -1659,22 +1681,47 @@ class _Server:
         return True
 
     def spawn_idle(self, n=1):
-        slot = self.free_slot() if _SANDBOX is not None else None
-        for pid, chan in _fork_many(n if slot is None else 1, slot):
+        if _SANDBOX is None:
+            slots = None
+        elif self.direct:
+            # Under the sandbox, each child in a free slot of its own.
+            slots = []
+            try:
+                for _ in range(n):
+                    slots.append(self.free_slot(taken=slots))
+            except OSError:
+                if not slots:
+                    raise
+        else:
+            slots = [self.free_slot()]
+        for i, (pid, chan) in enumerate(_fork_many(len(slots) if slots else n, slots)):
             try:
                 os.setpgid(pid, pid)  # also done by the child: whichever runs first
             except OSError:
                 pass
             pidfd = os.pidfd_open(pid)
             self.poll.register(pidfd, select.POLLIN)
+            slot = slots[i] if slots else None
             if self.direct:
-                # Go's from now: its channel and a pidfd of it.
+                # Go's from now: its channel and a pidfd of it (and, in a
+                # slot, the slot's pids.current: Go answers the run as its
+                # process exits when nothing else of it is left).
                 self.handed[pidfd] = pid
                 self.handed_pids.add(pid)
+                fds = [chan.fileno(), pidfd]
+                if slot is not None:
+                    # The slot is the child's until its end; the channel's
+                    # other end stays here, for the run's folder (see
+                    # _await_job).
+                    slot.idle = pidfd
+                    self.slot_of_handed[pidfd] = (slot, chan)
+                    if slot.fds["pids"] >= 0:
+                        fds.append(slot.fds["pids"])
                 try:
-                    _send(self.ctl, b'{"op":"idle","pid":%d}' % pid, [chan.fileno(), pidfd])
+                    _send(self.ctl, b'{"op":"idle","pid":%d}' % pid, fds)
                 finally:
-                    self.close_chan(chan)
+                    if slot is None:
+                        self.close_chan(chan)
                 continue
             self.idle[pidfd] = (pid, chan)
             if slot is not None:
@@ -1762,11 +1809,12 @@ class _Server:
         os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
         _killpg(pid)
         _, status = os.waitpid(pid, 0)
+        end = b'{"op":"exited","id":%d,"status":%d}' % (rid, status)
         slot = self.slot_of_run.pop(rid, None)
         if slot is not None:
-            self.clean_slot(slot, rid, status)
+            self.clean_slot(slot, end)
             return
-        _send(self.ctl, b'{"op":"exited","id":%d,"status":%d}' % (rid, status))
+        _send(self.ctl, end)
 
     def reap_handed(self, pidfd):
         # A child announced to Go ended: a run, or one that never had a job.
@@ -1774,11 +1822,25 @@ class _Server:
         self.handed_pids.discard(pid)
         self.poll.unregister(pidfd)
         os.close(pidfd)
+        in_slot = self.slot_of_handed.pop(pidfd, None)
         # (As reap: the group is killed while its id names nothing else.)
         os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
         _killpg(pid)
         _, status = os.waitpid(pid, 0)
-        _send(self.ctl, b'{"op":"exited","pid":%d,"status":%d}' % (pid, status))
+        end = b'{"op":"exited","pid":%d,"status":%d}' % (pid, status)
+        if in_slot is None:
+            _send(self.ctl, end)
+            return
+        slot, chan = in_slot
+        # The run's folder, if its child said it (its only message there).
+        try:
+            said = chan.recv(_MSG_MAX, socket.MSG_DONTWAIT)
+        except OSError:
+            said = b""
+        self.close_chan(chan)
+        slot.idle, slot.rid = None, pid
+        slot.folder = (os.fsdecode(said), False) if said else None
+        self.clean_slot(slot, end)
 
     def fork_parent(self, msg, fds):
         if len(fds) != 2:
@@ -1816,10 +1878,12 @@ class _Server:
             pass
     # ------------------------------------------------ the sandbox's slots
 
-    def free_slot(self):
-        """A slot with no run and no child waiting in it; a new one if none."""
+    def free_slot(self, taken=()):
+        """A slot with no run and no child waiting in it (nor in taken); a
+        new one if none."""
         for slot in list(self.slots):
-            if slot.rid is None and slot.idle is None and slot.chan.fileno() not in self.cleaning:
+            if (slot.rid is None and slot.idle is None and slot.chan.fileno() not in self.cleaning
+                    and slot not in taken):
                 if slot.alive():
                     return slot
                 self.drop_slot(slot)  # its init was killed from outside
@@ -1849,13 +1913,14 @@ class _Server:
         if slot.rid is None and slot.idle is None:
             self.drop_slot(slot)
 
-    def clean_slot(self, slot, rid, status):
+    def clean_slot(self, slot, end):
         """A run's own process ended: when no process of the run is left,
-        its end is reported now, else once its slot's init has killed the
-        rest ("clean"). With nothing left and its view as it was made fresh
-        (no change seen), the slot takes the next run at once; else once its
-        init has made it fresh ("fresh"), with the run's folder in place if
-        the slot's /tmp, /dev/shm or HOME covers it."""
+        its end (the message end) is reported now, else once its slot's
+        init has killed the rest ("clean"). With nothing left and its view
+        as it was made fresh (no change seen), the slot takes the next run
+        at once; else once its init has made it fresh ("fresh"), with the
+        run's folder in place if the slot's /tmp, /dev/shm or HOME covers
+        it."""
         gone = _SANDBOX.run_gone(slot.fds)
         (folder, placed), slot.folder = slot.folder or (None, False), None
         fds = []
@@ -1871,7 +1936,7 @@ class _Server:
             self.note_changes()
             if not fds and slot not in self.changed:
                 slot.rid = None
-                self.send({"op": "exited", "id": rid, "status": status})
+                _send(self.ctl, end)
                 return
         msg = b"kill" if not gone else b"refresh" if slot.watched else b"check"
         if fds:
@@ -1880,28 +1945,28 @@ class _Server:
             _send(slot.chan, msg, fds)
         except OSError:
             self.drop_slot(slot)
-            self.send({"op": "exited", "id": rid, "status": status})
+            _send(self.ctl, end)
             return
         finally:
             for fd in fds:
                 os.close(fd)
         if gone:
-            self.send({"op": "exited", "id": rid, "status": status})
-            rid = None
-        self.cleaning[slot.chan.fileno()] = [slot, rid, status]
+            _send(self.ctl, end)
+            end = None
+        self.cleaning[slot.chan.fileno()] = [slot, end]
         self.poll.register(slot.chan.fileno(), select.POLLIN)
 
     def cleaned(self, fd):
         entry = self.cleaning[fd]
-        slot, rid, status = entry
+        slot, end = entry
         try:
             reply = json.loads(slot.chan.recv(256) or b"{}")
         except (OSError, ValueError):
             reply = {}
-        if rid is not None:
+        if end is not None:
             # "clean", "fresh" (which comes without "clean" when the slot
             # needed nothing more), or the slot's end.
-            self.send({"op": "exited", "id": rid, "status": status})
+            _send(self.ctl, end)
             entry[1] = None
         if reply.get("clean"):
             return  # "fresh" comes next

@@ -305,3 +305,89 @@ func TestSandboxTwoFolders(t *testing.T) {
 		})
 	}
 }
+
+// leaveDaemonScript starts a process that leaves the run's group and its
+// parent (a double fork and setsid) and holds none of the run's output,
+// with argv[1] in its command line, and ends once that process is up.
+const leaveDaemonScript = `import os, sys
+r, w = os.pipe()
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        os.close(r)
+        os.set_inheritable(w, True)
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        os.execv(sys.executable, [sys.executable, "-c",
+            "import os, sys, time\nos.write(int(sys.argv[1]), b'up')\ntime.sleep(120)", str(w), sys.argv[1]])
+    os._exit(0)
+os.close(w)
+print(os.read(r, 2).decode(), flush=True)
+`
+
+// runsWith lists the processes, but zombies, whose command line holds
+// marker.
+func runsWith(marker string) []int {
+	var pids []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || !strings.Contains(string(cmdline), marker) {
+			continue
+		}
+		stat, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if i := strings.LastIndexByte(string(stat), ')'); i > 0 && i+2 < len(stat) && (stat[i+2] == 'Z' || stat[i+2] == 'X') {
+			continue
+		}
+		pids = append(pids, pid)
+	}
+	return pids
+}
+
+// A fork-mode run under the sandbox may be answered as its process exits,
+// but only when nothing else of it is left: a run that leaves a process is
+// answered once that process is gone, and the next run in its slot never
+// sees it.
+func TestSandboxAnsweredWithNothingLeft(t *testing.T) {
+	cfg := RunnerConfig{Python: testutil.Python(t)}
+	r := sandboxRunners(t, cfg)["fork"]
+	dir := filepath.Join(t.TempDir(), "scripts")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	daemon := filepath.Join(dir, "daemon.py")
+	if err := os.WriteFile(daemon, []byte(leaveDaemonScript), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	view := filepath.Join(dir, "view.py")
+	if err := os.WriteFile(view, []byte(viewScript), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 12 {
+		marker := fmt.Sprintf("leftmarker%d-%d", os.Getpid(), i)
+		res, err := r.Run(context.Background(), Job{Path: daemon, Args: []string{marker}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Stdout != "up\n" || res.ExitCode == nil || *res.ExitCode != 0 {
+			t.Fatalf("the process was not left running: %+v", res)
+		}
+		if left := runsWith(marker); len(left) > 0 {
+			t.Fatalf("run %d answered while processes it left run: %v", i, left)
+		}
+		for range 2 {
+			res, err := r.Run(context.Background(), Job{Path: view})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(res.Stdout, `"processes": []`) {
+				t.Fatalf("a run after one that left a process sees other processes: %+v", res)
+			}
+		}
+	}
+}
