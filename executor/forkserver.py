@@ -1920,8 +1920,13 @@ class _Server:
         as it was made fresh (no change seen), the slot takes the next run
         at once; else once its init has made it fresh ("fresh"), with the
         run's folder in place if the slot's /tmp, /dev/shm or HOME covers
-        it."""
+        it. A slot whose IPC namespace the run left anything in is ended."""
         gone = _SANDBOX.run_gone(slot.fds)
+        if gone and not _SANDBOX.ipc_empty(slot.fds):
+            slot.rid = slot.folder = None
+            _send(self.ctl, end)
+            self.drop_slot(slot)
+            return
         (folder, placed), slot.folder = slot.folder or (None, False), None
         fds = []
         if folder and not placed and _SANDBOX.covers(_SANDBOX_CFG, folder):
@@ -1972,7 +1977,7 @@ class _Server:
             return  # "fresh" comes next
         del self.cleaning[fd]
         self.poll.unregister(fd)
-        if reply.get("fresh"):
+        if reply.get("fresh") and _SANDBOX.ipc_empty(slot.fds):
             slot.rid = None
             if slot.pending is not None:
                 slot.placed, slot.pending = slot.pending, None

@@ -13,7 +13,8 @@
 #     loopback interface, up (unless the host network is asked for);
 #   - the run's own: a fresh tmpfs on /tmp and /dev/shm (1777; HOME a 0700
 #     folder of that /tmp), the run's folder put back in place (read-only)
-#     when they cover it, and an IPC namespace.
+#     when they cover it, and an IPC namespace (in fork mode, the slot's,
+#     for runs as another user than root, checked empty after each run).
 # Fork mode keeps a slot per run in progress (slot_main is its init's life),
 # whose /tmp, /dev/shm and HOME are made fresh for each run: between two
 # runs the init kills whatever the last one left and, unless the run left
@@ -21,10 +22,11 @@
 # slot's last run put back in place (a copy of it the warm interpreter
 # hands over). The warm interpreter forks a run's child straight into a
 # free slot's pid namespace (fork_into); the child joins the slot's cgroups,
-# enters its mount and network namespaces (through descriptors the warm
-# interpreter keeps for the slot, slot_fds), makes an IPC namespace, and
-# once its job comes only puts its folder in place in a mount namespace of
-# its own if the slot does not have it (enter_run). Spawn mode makes both
+# enters its mount, network and IPC namespaces (through descriptors the warm
+# interpreter keeps for the slot, slot_fds; a run as root makes an IPC
+# namespace of its own), and once its job comes only puts its folder in
+# place in a mount namespace of its own if the slot does not have it
+# (enter_run). Spawn mode makes both
 # parts in its init (private_view), forks, and the child execs the run's
 # command line; the init reports the run's wait status and exits, which ends
 # whatever is left in the namespace. Both then set the run's limits and
@@ -61,6 +63,11 @@ MOUNT_ATTR_RDONLY = 0x1
 SYS_OPEN_TREE = 428
 SYS_MOVE_MOUNT = 429
 SYS_MOUNT_SETATTR = 442
+SYS_FSOPEN = 430
+SYS_FSCONFIG = 431
+SYS_FSMOUNT = 432
+FSCONFIG_CMD_CREATE = 6
+FSOPEN_CLOEXEC = FSMOUNT_CLOEXEC = 1
 SIOCSIFFLAGS = 0x8914
 IFF_UP = 0x1
 IFF_RUNNING = 0x40
@@ -104,6 +111,7 @@ def _under(path, top):
 # ------------------------------------------------------------ namespaces
 
 _OWN_PIDNS = [None]
+_OWN_IPC = [None]
 _HOST_MNT = [None]
 
 
@@ -111,6 +119,12 @@ def _own_pidns():
     if _OWN_PIDNS[0] is None:
         _OWN_PIDNS[0] = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     return _OWN_PIDNS[0]
+
+
+def _own_ipc():
+    if _OWN_IPC[0] is None:
+        _OWN_IPC[0] = os.open("/proc/self/ns/ipc", os.O_RDONLY | os.O_CLOEXEC)
+    return _OWN_IPC[0]
 
 
 def _host_mnt():
@@ -122,7 +136,7 @@ def _host_mnt():
 def forget_fds():
     """In a fork of the warm interpreter that serves runs of its own (a
     warm parent): the descriptors opened here were its parent's."""
-    _OWN_PIDNS[0] = _HOST_MNT[0] = None
+    _OWN_PIDNS[0] = _OWN_IPC[0] = _HOST_MNT[0] = None
 
 
 def fork_init():
@@ -428,11 +442,11 @@ def remove_cgroups(dirs):
 def slot_fds(init_pid, cgroups, cfg):
     """In the warm interpreter, for a new slot whose init is ready: the
     descriptors of the slot that its runs' children enter it through
-    (enter_slot_ahead) -- its pid, mount and network namespaces, its cgroups'
-    cgroup.procs -- and "pids", the slot's pids.current (-1 without a pids
-    cgroup), through which the warm interpreter sees a run's processes all
-    gone (run_gone)."""
-    fds = {"pidns": -1, "mnt": -1, "net": -1, "procs": [], "pids": -1}
+    (enter_slot_ahead) -- its pid, mount and network namespaces, its IPC
+    namespace (see ipc_probes), its cgroups' cgroup.procs -- and "pids",
+    the slot's pids.current (-1 without a pids cgroup), through which the
+    warm interpreter sees a run's processes all gone (run_gone)."""
+    fds = {"pidns": -1, "mnt": -1, "net": -1, "ipc": -1, "probes": [], "procs": [], "pids": -1}
     try:
         fds["pidns"] = os.open("/proc/%d/ns/pid" % init_pid, os.O_RDONLY | os.O_CLOEXEC)
         fds["mnt"] = os.open("/proc/%d/ns/mnt" % init_pid, os.O_RDONLY | os.O_CLOEXEC)
@@ -443,21 +457,83 @@ def slot_fds(init_pid, cgroups, cfg):
             if fds["pids"] < 0 and os.path.exists(os.path.join(d, "pids.current")):
                 fds["pids"] = os.open(os.path.join(d, "pids.current"), os.O_RDONLY | os.O_CLOEXEC)
         _host_mnt()
+        if cfg.get("uid", 0) != 0:
+            ipc = os.open("/proc/%d/ns/ipc" % init_pid, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                fds["probes"] = ipc_probes(ipc)
+            except OSError:
+                os.close(ipc)  # each run makes an IPC namespace of its own
+            else:
+                fds["ipc"] = ipc
     except BaseException:
         close_slot_fds(fds)
         raise
     return fds
 
 
+def ipc_probes(ipc):
+    """What shows, in the warm interpreter, whether a slot's IPC namespace
+    (ipc, a descriptor of it) holds anything (ipc_empty): its System V
+    shared memory, message queues and semaphore sets (/proc/sysvipc, which
+    lists those of the namespace it was opened in) and its POSIX message
+    queues (the root of its mqueue file system, whose size grows with each
+    queue), with that size as it is now. The slot's runs share the
+    namespace one after the other, instead of each making one (making one
+    and, at the run's end, freeing it cost more than all else of entering
+    a slot): a run as another user than root can change nothing else of it
+    (its sysctls are root's), and a slot whose run left anything there is
+    not used again."""
+    own = _own_ipc()
+    probes = []
+    _check(_libc.setns(ipc, CLONE_NEWIPC), "setns(ipc)")
+    try:
+        for name in ("shm", "msg", "sem"):
+            probes.append(os.open("/proc/sysvipc/" + name, os.O_RDONLY | os.O_CLOEXEC))
+        fs = _check(_libc.syscall(ctypes.c_long(SYS_FSOPEN), ctypes.c_char_p(b"mqueue"),
+                                  ctypes.c_uint(FSOPEN_CLOEXEC)), "fsopen mqueue")
+        try:
+            _check(_libc.syscall(ctypes.c_long(SYS_FSCONFIG), ctypes.c_int(fs), ctypes.c_uint(FSCONFIG_CMD_CREATE),
+                                 None, None, ctypes.c_int(0)), "fsconfig mqueue")
+            probes.append(_check(_libc.syscall(ctypes.c_long(SYS_FSMOUNT), ctypes.c_int(fs),
+                                               ctypes.c_uint(FSMOUNT_CLOEXEC), ctypes.c_uint(0)), "fsmount mqueue"))
+        finally:
+            os.close(fs)
+        probes.append(os.fstat(probes[3]).st_size)
+    except BaseException:
+        for fd in probes[:4]:
+            os.close(fd)
+        raise
+    finally:
+        _check(_libc.setns(own, CLONE_NEWIPC), "setns(own ipc)")
+    return probes
+
+
+def ipc_empty(fds):
+    """In the warm interpreter: whether the slot's IPC namespace holds
+    nothing (see ipc_probes); True when each run has its own."""
+    probes = fds["probes"]
+    if not probes:
+        return True
+    try:
+        for fd in probes[:3]:
+            if os.pread(fd, 4096, 0).count(b"\n") > 1:  # more than the header
+                return False
+        return os.fstat(probes[3]).st_size == probes[4]
+    except OSError:
+        return False
+
+
 def close_slot_fds(fds):
-    for fd in [fds["pidns"], fds["mnt"], fds["net"], fds["pids"]] + fds["procs"]:
+    for fd in [fds["pidns"], fds["mnt"], fds["net"], fds["ipc"], fds["pids"]] + fds["procs"] + fds["probes"][:4]:
         if fd >= 0:
             os.close(fd)
+    fds["probes"] = []
 
 
 def child_fds(fds):
     """The descriptors a run's child keeps until it has entered its slot."""
-    return [fd for fd in [fds["mnt"], fds["net"], _HOST_MNT[0]] + fds["procs"] if fd is not None and fd >= 0]
+    return [fd for fd in [fds["mnt"], fds["net"], fds["ipc"], _HOST_MNT[0]] + fds["procs"]
+            if fd is not None and fd >= 0]
 
 
 def run_gone(fds):
@@ -476,8 +552,9 @@ def run_gone(fds):
 def enter_slot_ahead(fds, cfg):
     """In a run's child forked into a slot's pid namespace, before its job:
     joins the slot's cgroups, enters the slot's mount and network
-    namespaces (through the slot's descriptors, fds), makes an IPC
-    namespace of its own, and keeps what it needs of the host's view."""
+    namespaces (through the slot's descriptors, fds), and its IPC namespace
+    where it has one for its runs (else makes one of its own), and keeps
+    what it needs of the host's view."""
     for fd in fds["procs"]:
         os.write(fd, b"0")
     _HOST_FDS["mnt"] = _HOST_MNT[0]
@@ -485,7 +562,10 @@ def enter_slot_ahead(fds, cfg):
     _check(_libc.setns(fds["mnt"], CLONE_NEWNS), "setns(mnt)")
     if fds["net"] >= 0:
         _check(_libc.setns(fds["net"], CLONE_NEWNET), "setns(net)")
-    _check(_libc.unshare(CLONE_NEWIPC), "unshare(CLONE_NEWIPC)")
+    if fds["ipc"] >= 0:
+        _check(_libc.setns(fds["ipc"], CLONE_NEWIPC), "setns(ipc)")
+    else:
+        _check(_libc.unshare(CLONE_NEWIPC), "unshare(CLONE_NEWIPC)")
 
 
 def enter_run(cfg, folder, placed, slot_folder):
@@ -615,6 +695,8 @@ def slot_main(cfg, chan):
     confine.set_dumpable(False)  # no ptrace, no /proc reads of it
     _ignore_signals()
     try:
+        # The IPC namespace of the slot's runs (see ipc_probes).
+        _check(_libc.unshare(CLONE_NEWIPC), "unshare(CLONE_NEWIPC)")
         prepare_slot(cfg)
         view = _SlotView(cfg)
         view.fresh = view._state()

@@ -391,3 +391,57 @@ func TestSandboxAnsweredWithNothingLeft(t *testing.T) {
 		}
 	}
 }
+
+// ipcScript, with "leave", makes a System V shared memory segment, message
+// queue and semaphore set and a POSIX message queue, all left when it
+// ends; with "look", prints which of them it finds.
+const ipcScript = `import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mq_open.restype = ctypes.c_int
+key, create = 0x5c41, 0o1666 if sys.argv[1] == "leave" else 0
+found = [name for name, ok in (
+    ("shm", libc.shmget(key, 4096, create) >= 0),
+    ("msg", libc.msgget(key, create) >= 0),
+    ("sem", libc.semget(key, 1, create) >= 0),
+    ("mqueue", libc.mq_open(b"/scripthost-test", os.O_RDWR | (os.O_CREAT if create else 0), 0o600, None) >= 0),
+) if ok]
+with open("/proc/sysvipc/shm") as f:
+    found += ["listed"] if len(f.readlines()) > 1 else []
+print(" ".join(found))
+`
+
+// Under the sandbox, what a run leaves in its IPC namespace (System V
+// objects, POSIX message queues) is never found by a later run, also when
+// the runs of a fork-mode slot share one.
+func TestSandboxIPCLeftNotSeen(t *testing.T) {
+	u := nobody(t)
+	nobodyTests.Lock()
+	defer nobodyTests.Unlock()
+	cfg := RunnerConfig{Python: u.python, RunAs: u.cred, Log: testutil.Logger(t, slog.LevelDebug)}
+	for mode, r := range sandboxRunners(t, cfg) {
+		t.Run(mode, func(t *testing.T) {
+			path := u.script(t, "ipc.py", ipcScript)
+			run := func(arg string) string {
+				res, err := r.Run(context.Background(), Job{Path: path, Args: []string{arg}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if res.ExitCode == nil || *res.ExitCode != 0 {
+					t.Fatalf("%s: %+v", arg, res)
+				}
+				return strings.TrimSpace(res.Stdout)
+			}
+			for range 3 {
+				if got := run("leave"); got != "shm msg sem mqueue listed" {
+					t.Fatalf("a run could not make its IPC objects: %q", got)
+				}
+				// More runs than a fork-mode warm process has slots.
+				for range 8 {
+					if got := run("look"); got != "" {
+						t.Fatalf("a run finds what an earlier one left: %q", got)
+					}
+				}
+			}
+		})
+	}
+}
