@@ -183,19 +183,27 @@ func BenchmarkForkRunner(b *testing.B) {
 	}
 }
 
+// The sandboxed cases run as this process's user (root), and under
+// "nobody/" as nobody, as a server run as root does by default.
 func BenchmarkForkRunnerSandboxed(b *testing.B) {
-	newRunner := func() Runner {
-		cfg := testConfig(b, Limits{Timeout: 30 * time.Second, MaxMemory: 1 << 30, MaxProcs: 1024})
-		cfg.Sandbox = Sandbox{Mode: SandboxOn}
-		r, err := NewForkRunner(cfg, nil)
-		if err != nil {
-			b.Fatal(err)
+	for _, user := range []string{"", "nobody/"} {
+		newRunner := func() Runner {
+			cfg := testConfig(b, Limits{Timeout: 30 * time.Second, MaxMemory: 1 << 30, MaxProcs: 1024})
+			cfg.Sandbox = Sandbox{Mode: SandboxOn}
+			if user != "" {
+				u := nobody(b)
+				cfg.Python, cfg.RunAs = u.python, u.cred
+			}
+			r, err := NewForkRunner(cfg, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return r
 		}
-		return r
-	}
-	for _, s := range benchScripts {
-		name := strings.TrimSuffix(s.name, ".py")
-		b.Run(name+"/serial", func(b *testing.B) { benchRunner(b, newRunner, s, true, false) })
-		b.Run(name+"/parallel", func(b *testing.B) { benchRunner(b, newRunner, s, true, true) })
+		for _, s := range benchScripts {
+			name := user + strings.TrimSuffix(s.name, ".py")
+			b.Run(name+"/serial", func(b *testing.B) { benchRunner(b, newRunner, s, true, false) })
+			b.Run(name+"/parallel", func(b *testing.B) { benchRunner(b, newRunner, s, true, true) })
+		}
 	}
 }
