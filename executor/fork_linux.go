@@ -13,7 +13,6 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -80,7 +79,6 @@ type ForkRunner struct {
 	cfg       RunnerConfig
 	preload   []string
 	sb        *sandbox // nil: runs are not sandboxed
-	nextID    atomic.Uint64
 	killGrace time.Duration
 
 	parents parents
@@ -247,15 +245,13 @@ type warm struct {
 	memory  int64 // its own memory when it was ready
 
 	mu      sync.Mutex
-	runs    map[uint64]*forkRun
 	dead    chan struct{} // closed when the connection ends
 	deadErr error
 	exited  chan struct{} // closed once the process is reaped
 
-	// With direct set, the runs' children are handed their
-	// jobs from here (see fork_wire_linux.go): the children waiting for
-	// one, those asked for, and the runs by their child's pid.
-	direct  bool
+	// Once it is ready, the runs' children are handed their jobs from
+	// here (see fork_wire_linux.go): the children waiting for one, those
+	// asked for, and the runs by their child's pid.
 	idle    []idleChild
 	forking int
 	forkErr string
@@ -321,7 +317,6 @@ func (r *ForkRunner) launch() (*warm, error) {
 	}
 	w := &warm{
 		r: r, cmd: cmd, conn: conn, pid: cmd.Process.Pid, pidfd: -1,
-		runs:   map[uint64]*forkRun{},
 		dead:   make(chan struct{}),
 		exited: make(chan struct{}),
 	}
@@ -348,7 +343,7 @@ func (r *ForkRunner) launch() (*warm, error) {
 		return nil, model.Errorf(model.ErrUnavailable, "the warm interpreter did not start: %v", err)
 	}
 	r.cfg.Log.Info("warm interpreter ready", "pid", w.pid, "python", r.cfg.Python, "preload", r.preload)
-	w.becomeDirect(m.Direct)
+	w.handOver()
 	go w.readLoop()
 	return w, nil
 }

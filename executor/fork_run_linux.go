@@ -50,8 +50,7 @@ func (r *ForkRunner) Run(ctx context.Context, job Job) (model.Result, error) {
 		pio.closeAll()
 		return model.Result{}, model.Errorf(model.ErrUnavailable, "cannot start the run: no such folder: %s", filepath.Dir(job.Path))
 	}
-	id := r.nextID.Add(1)
-	run := &forkRun{msgs: make(chan forkMsg, 3), pidsFd: -1}
+	run := &forkRun{msgs: make(chan forkMsg, 1), pidsFd: -1}
 	var (
 		w     *warm
 		pid   int
@@ -67,7 +66,7 @@ func (r *ForkRunner) Run(ctx context.Context, job Job) (model.Result, error) {
 			return model.Result{}, err
 		}
 		if w != nil {
-			pid, pidfd, err = w.start(wctx, id, run, job, pio)
+			pid, pidfd, err = w.start(wctx, run, job, pio)
 		} else {
 			err = errWarmDead // retired meanwhile
 		}
@@ -99,14 +98,14 @@ func (r *ForkRunner) Run(ctx context.Context, job Job) (model.Result, error) {
 		closing            = r.closing
 		timeout            = deadline.C
 		grace              <-chan time.Time
-		// The end of the output, in direct mode: the run's process closes
+		// The end of the output: the run's process closes
 		// it as it exits, and its status is then read from the kernel
 		// (exitingStatus) rather than waited for from the warm process,
 		// which learns it only once the process is gone.
 		eof   <-chan struct{}
 		early bool
 	)
-	if w.direct && canReadExit() && (r.sb == nil || run.pidsFd >= 0) {
+	if canReadExit() && (r.sb == nil || run.pidsFd >= 0) {
 		eof = pio.eof
 	}
 	defer func() {
@@ -120,29 +119,16 @@ func (r *ForkRunner) Run(ctx context.Context, job Job) (model.Result, error) {
 	kill := func() {
 		if !killSent {
 			killSent = true
-			if w.direct {
-				w.send(forkMsg{Op: "kill", Pid: pid}, nil)
-			} else {
-				w.send(forkMsg{Op: "kill", ID: id}, nil)
-			}
+			w.send(forkMsg{Op: "kill", Pid: pid}, nil)
 			grace = time.After(r.killGrace)
 		}
 	}
 wait:
 	for {
 		select {
-		case m := <-run.msgs:
-			switch m.Op {
-			case "started":
-				pid, pidfd = m.Pid, m.fd
-			case "failed":
-				w.forget(id)
-				pio.finish(r.cfg.DrainTimeout)
-				return model.Result{}, model.Errorf(model.ErrUnavailable, "cannot start the run: %s", m.Error)
-			case "exited":
-				status = syscall.WaitStatus(m.Status)
-				break wait
-			}
+		case m := <-run.msgs: // "exited"
+			status = syscall.WaitStatus(m.Status)
+			break wait
 		case <-eof:
 			eof = nil
 			if !killSent && pid > 0 {
@@ -224,7 +210,7 @@ wait:
 }
 
 type forkRun struct {
-	msgs chan forkMsg
+	msgs chan forkMsg // its "exited"
 	// pidsFd is the pids.current of the run's sandbox slot, or -1.
 	pidsFd int
 }

@@ -275,7 +275,7 @@ func TestForkStuckWarm(t *testing.T) {
 	testutil.WaitFor(t, 30*time.Second, "the run to start", func() bool {
 		r.cur.mu.Lock()
 		defer r.cur.mu.Unlock()
-		return len(r.cur.runs)+len(r.cur.byPid) == 1 // (byPid: runs handed to their child from here)
+		return len(r.cur.byPid) == 1
 	})
 	if err := syscall.Kill(first, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)

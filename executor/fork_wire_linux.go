@@ -15,16 +15,13 @@ import (
 
 // controlMsgMax is the size of the largest message of the control
 // protocol, in either direction: what a reader's buffer takes (the warm
-// interpreter is told it). Whatever may be larger travels in a memfd: the
-// jobs sent through the warm interpreter always do (no job's arguments may
-// sit in its memory), a job the warm interpreter hands a child does when
-// it is larger, and so does one handed to a child from here.
+// interpreter is told it). A job handed to a child that is larger travels
+// in a memfd.
 const controlMsgMax = 64 << 10
 
 // forkMsg is one message of the control protocol (see forkserver.py).
 type forkMsg struct {
 	Op   string   `json:"op"`
-	ID   uint64   `json:"id,omitempty"`
 	Path string   `json:"path,omitempty"`
 	Dir  string   `json:"dir,omitempty"`
 	Args []string `json:"args,omitempty"`
@@ -43,15 +40,13 @@ type forkMsg struct {
 	Imports []string `json:"imports,omitempty"`
 	// Memory is a warm parent's own memory once it has imported them.
 	Memory int64 `json:"memory,omitempty"`
-	// Direct ("ready") says that jobs are handed to the children from
-	// here; N ("fork") is how many children to fork.
-	Direct bool `json:"direct,omitempty"`
-	N      int  `json:"n,omitempty"`
+	// N ("fork") is how many children to fork.
+	N int `json:"n,omitempty"`
 	// Fid is the run's folder's device and inode, as found here, in a job
 	// handed to a child in a sandbox slot: the slot has the folder in
 	// place if it put that very folder there.
 	Fid []uint64 `json:"fid,omitempty"`
-	fd  int      // a pidfd that came with "started" or a warm parent's "forked"
+	fd  int      // a pidfd that came with a warm parent's "forked"
 	fds []int    // every fd that came ("idle": the child's channel, a pidfd, its slot's pids.current)
 }
 
@@ -102,22 +97,7 @@ func (w *warm) readLoop() {
 		if m, err = w.read(); err != nil {
 			break
 		}
-		if w.direct && w.directMsg(m) {
-			continue
-		}
-		w.mu.Lock()
-		run := w.runs[m.ID]
-		if m.Op == "exited" || m.Op == "failed" {
-			delete(w.runs, m.ID)
-		}
-		w.mu.Unlock()
-		if run == nil {
-			if m.fd >= 0 {
-				_ = unix.Close(m.fd)
-			}
-			continue
-		}
-		run.msgs <- m // never blocks: a run gets at most three messages
+		w.handle(m)
 	}
 	w.mu.Lock()
 	w.deadErr = err
@@ -125,7 +105,6 @@ func (w *warm) readLoop() {
 		w.deadErr = errWarmDead
 	}
 	close(w.dead)
-	w.runs = nil
 	w.byPid = nil
 	for _, c := range w.idle {
 		c.close()
@@ -146,65 +125,11 @@ func (w *warm) readLoop() {
 	w.r.died(w)
 }
 
-// start registers run and sends its job with the child's ends of pio. The
-// job itself travels in a memfd that the warm interpreter passes on to the
-// child unread: no job's arguments ever sit in the warm interpreter's
-// memory, which later children inherit (under the sandbox, the message
-// names the run's folder). In direct mode the job goes to a waiting child
-// from here (startDirect), whose pid and pidfd are returned; otherwise they
-// come in the "started" message.
-func (w *warm) start(ctx context.Context, id uint64, run *forkRun, job Job, pio *procIO) (int, int, error) {
-	if w.direct {
-		return w.startDirect(ctx, id, run, job, pio)
-	}
-	return 0, -1, w.startVia(id, run, job, pio)
-}
-
-func (w *warm) startVia(id uint64, run *forkRun, job Job, pio *procIO) error {
-	w.mu.Lock()
-	if w.runs == nil {
-		w.mu.Unlock()
-		return errWarmDead
-	}
-	w.runs[id] = run
-	w.mu.Unlock()
-
-	msg := jobMsg(id, job)
-	fds := []int{int(pio.child[0].Fd()), int(pio.child[1].Fd()), int(pio.child[2].Fd())}
-	body, err := json.Marshal(msg)
-	if err == nil {
-		var memfd int
-		if memfd, err = bigJob(body); err == nil {
-			defer unix.Close(memfd)
-			fds = append(fds, memfd)
-			outer := forkMsg{Op: "run", ID: id}
-			if w.r.sb != nil {
-				// Under the sandbox, the run's folder (not its arguments)
-				// beside the job: a sandbox slot keeps the last run's in
-				// place where the slot's /tmp covers it.
-				outer.Dir, outer.BDir = msg.Dir, msg.BDir
-			}
-			body, err = json.Marshal(outer)
-		}
-	}
-	if err == nil {
-		err = w.sendRaw(body, fds)
-	}
-	if err != nil {
-		w.forget(id)
-		if w.isDead() {
-			return errWarmDead
-		}
-		return err
-	}
-	return nil
-}
-
 // jobMsg is the job as the child reads it.
-func jobMsg(id uint64, job Job) forkMsg {
-	msg := forkMsg{Op: "run", ID: id, Path: job.Path, Dir: filepath.Dir(job.Path), Args: job.Args}
+func jobMsg(job Job) forkMsg {
+	msg := forkMsg{Op: "run", Path: job.Path, Dir: filepath.Dir(job.Path), Args: job.Args}
 	if !allUTF8(job) {
-		msg = forkMsg{Op: "run", ID: id, BPath: []byte(msg.Path), BDir: []byte(msg.Dir)}
+		msg = forkMsg{Op: "run", BPath: []byte(msg.Path), BDir: []byte(msg.Dir)}
 		for _, a := range job.Args {
 			msg.BArgs = append(msg.BArgs, []byte(a))
 		}
@@ -245,14 +170,6 @@ func bigJob(body []byte) (int, error) {
 	return fd, nil
 }
 
-func (w *warm) forget(id uint64) {
-	w.mu.Lock()
-	if w.runs != nil {
-		delete(w.runs, id)
-	}
-	w.mu.Unlock()
-}
-
 func (w *warm) send(m forkMsg, fds []int) {
 	body, _ := json.Marshal(m)
 	if err := w.sendRaw(body, fds); err != nil && !w.isDead() {
@@ -275,7 +192,7 @@ func closeFds(fds []int) {
 	}
 }
 
-// Direct hand-over: the warm process (the warm interpreter or a warm
+// Hand-over: the warm process (the warm interpreter or a warm
 // parent) forks its children ahead, in bursts, and passes each to Go
 // ("idle": its pid, its channel and a pidfd of it); a run takes one and
 // sends it its job and its stdio itself. The warm process does nothing for
@@ -307,14 +224,11 @@ func (c idleChild) close() {
 	}
 }
 
-// becomeDirect sets w up for direct hand-over, if its "ready" said so,
-// and asks for its first children.
-func (w *warm) becomeDirect(direct bool) {
-	if !direct {
-		return
-	}
+// handOver sets w up for the hand-over of jobs, once it is ready, and
+// asks for its first children.
+func (w *warm) handOver() {
 	w.mu.Lock()
-	w.direct, w.byPid, w.idleCh = true, map[int]*forkRun{}, make(chan struct{})
+	w.byPid, w.idleCh = map[int]*forkRun{}, make(chan struct{})
 	n := w.refillLocked()
 	w.mu.Unlock()
 	w.askFork(n)
@@ -337,13 +251,13 @@ func (w *warm) askFork(n int) {
 	}
 }
 
-// directMsg handles the messages of direct hand-over; false for others.
-func (w *warm) directMsg(m forkMsg) bool {
+// handle handles a message of the warm process once it is ready.
+func (w *warm) handle(m forkMsg) {
 	switch m.Op {
 	case "idle":
 		if len(m.fds) != 2 && len(m.fds) != 3 {
 			closeFds(m.fds)
-			return true
+			return
 		}
 		c := idleChild{pid: m.Pid, chanFd: m.fds[0], pidfd: m.fds[1], pidsFd: -1}
 		if len(m.fds) == 3 {
@@ -353,7 +267,7 @@ func (w *warm) directMsg(m forkMsg) bool {
 		if w.byPid == nil {
 			w.mu.Unlock()
 			c.close()
-			return true
+			return
 		}
 		w.forking = max(w.forking-1, 0)
 		w.idle = append(w.idle, c)
@@ -367,9 +281,6 @@ func (w *warm) directMsg(m forkMsg) bool {
 		w.idleCh = make(chan struct{})
 		w.mu.Unlock()
 	case "exited":
-		if m.ID != 0 {
-			return false
-		}
 		w.mu.Lock()
 		run := w.byPid[m.Pid]
 		delete(w.byPid, m.Pid)
@@ -382,12 +293,13 @@ func (w *warm) directMsg(m forkMsg) bool {
 		}
 		w.mu.Unlock()
 		if run != nil {
-			run.msgs <- m // never blocks: a run gets at most three messages
+			run.msgs <- m // never blocks: a run gets one
 		}
 	default:
-		return false
+		if m.fd >= 0 {
+			_ = unix.Close(m.fd)
+		}
 	}
-	return true
 }
 
 // takeIdle takes a waiting child for run, waiting for one if none is,
@@ -428,10 +340,12 @@ func (w *warm) takeIdle(ctx context.Context, run *forkRun) (idleChild, int, erro
 	}
 }
 
-// startDirect hands job to a waiting child: its pid and pidfd, which the
-// run closes (and its slot's pids.current, in run.pidsFd).
-func (w *warm) startDirect(ctx context.Context, id uint64, run *forkRun, job Job, pio *procIO) (int, int, error) {
-	msg := jobMsg(id, job)
+// start hands job to a waiting child, with the child's ends of pio: its
+// pid and pidfd, which the run closes (and its slot's pids.current, in
+// run.pidsFd). The warm process never sees the job: no job's arguments
+// ever sit in its memory, which later children inherit.
+func (w *warm) start(ctx context.Context, run *forkRun, job Job, pio *procIO) (int, int, error) {
+	msg := jobMsg(job)
 	if w.r.sb != nil {
 		var st unix.Stat_t
 		if unix.Stat(filepath.Dir(job.Path), &st) == nil {

@@ -14,8 +14,8 @@
 # UTF-8; "unbuffered":true gives the child unbuffered stdout and stderr, a
 # streamed run); no job ever sits in this process's memory, which every
 # child copies.
-# Direct hand-over ("direct":true in "ready", as this server says): the
-# children are forked ahead when Go asks, and each is Go's from then on:
+# Hand-over: the children are forked ahead when Go asks, and each is
+# Go's from then on (Go sends it its job):
 #   Go -> here: {"op":"fork","n":N}; {"op":"kill","pid":P} (P's group);
 #   here -> Go: {"op":"idle","pid":P} with the child's channel and a pidfd
 #               of it, on which Go sends the child its job and the run's
@@ -28,22 +28,13 @@
 #               {"op":"exited","pid":P,"status":S} (S: the raw wait status)
 #               once the child ended, with a job or without (under the
 #               sandbox, once nothing of it is left in its slot).
-# Otherwise (a Go that does not hand the jobs over itself):
-#   Go -> here: {"op":"run","id":N} with the run's stdin, stdout and
-#               stderr and a memfd holding the job, which is passed on to
-#               the child unread (the message names the run's folder, "dir"
-#               or "bdir", for its slot: see _Server.clean_slot);
-#               {"op":"kill","id":N};
-#   here -> Go: {"op":"started","id":N,"pid":P} with a pidfd of the child;
-#               {"op":"failed","id":N,"error":E};
-#               {"op":"exited","id":N,"status":S}.
-# Both ways:
+# And:
 #   Go -> here: {"op":"parent","dir":D,"path":P} with two fds, a control
 #               socket and a memfd holding a script's code: fork a warm
 #               parent for that script (see "warm parents" below; P, its
 #               path when it is UTF-8), which answers on that socket with
 #               the protocol of this one.
-#   here -> Go: {"op":"ready","pid":P,"direct":B} (a warm parent adds
+#   here -> Go: {"op":"ready","pid":P} (a warm parent adds
 #               "imports", the modules it imported, and "memory", its own);
 #               a warm parent first says {"op":"forked","pid":P} with a
 #               pidfd of itself, as soon as it is forked: Go ends it if
@@ -982,15 +973,13 @@ def _await_job(chan, keep=(), slot=None):
     if not data:
         os._exit(0)  # the warm interpreter let this child go
     msg = _scan_json(data.decode(), 0)[0] if data != b"{}" else {}
-    # (Whether the run's sandbox slot has the run's folder in place.)
-    placed = bool(msg.get("placed"))
     if len(fds) == 4:
-        # A job from Go, as it was sent: the warm interpreter passed it on
-        # unread.
-        msg = _job(_read_memfd(fds.pop()))
-    elif "op" in msg:
+        msg = _read_memfd(fds.pop())  # a large job, in a memfd
+    # (Whether the run's sandbox slot has the run's folder in place.)
+    placed = False
+    if "op" in msg:
         fid = msg.get("fid")
-        msg = _job(msg)  # one Go handed here itself
+        msg = _job(msg)  # as Go sent it (the canary's is a job already)
         if slot is not None:
             # Go names the folder's device and inode as it found them: the
             # slot has it in place if it put that very folder there.
@@ -1443,7 +1432,7 @@ _RUN_ZIPAPP = b'__import__("runpy")._run_module_as_main("__main__", False)\n'
 
 # --------------------------------------------------------------- the forker
 #
-# Children are forked ahead of their jobs (see _Server.refill): forking and
+# Children are forked ahead of their jobs (see _Server.spawn_idle): forking and
 # what follows it (CPython's and the modules' after-fork work) happen while
 # nothing waits, and a job only has to be handed over.
 
@@ -1557,25 +1546,7 @@ def _read_memfd(fd):
         os.close(fd)
 
 
-def _hand_over(chan, job, fds):
-    """Gives a waiting child its job and the run's three fds."""
-    data = json.dumps(job).encode() if job else b"{}"
-    if len(data) > _MSG_MAX:
-        big = os.memfd_create("scripthost-job", os.MFD_CLOEXEC)
-        try:
-            os.write(big, data)  # a memfd takes it whole
-            _send(chan, b"{}", list(fds) + [big])
-        finally:
-            os.close(big)
-    else:
-        _send(chan, data, fds)
-
-
 # ----------------------------------------------------------- the server loop
-
-
-_POOL = (4, 2)  # children forked ahead: up to 4, in a burst once fewer than 2 wait
-_RUN_MSG = b'{"op":"run","id":'
 
 
 class _Server:
@@ -1583,28 +1554,20 @@ class _Server:
         self.ctl = ctl
         self.poll = select.poll()
         self.poll.register(ctl.fileno(), select.POLLIN)
-        self.runs = {}  # id -> (pid, pidfd)
-        self.by_pidfd = {}  # pidfd -> id
-        self.idle = collections.OrderedDict()  # pidfd -> (pid, channel): children waiting for a job
-        # Children are forked ahead in bursts: up to pool_size once fewer
-        # than pool_low wait. After a fork every page of this process is
-        # shared with the child, so that what this loop writes next is
-        # copied; a burst shares that cost among its children.
-        self.pool_size, self.pool_low = _POOL if _SANDBOX is None else (1, 1)
-        # Go hands each child its job itself (see "direct hand-over"
-        # above): the children are announced to Go as they are forked, and
-        # this process only forks them when asked, reaps them and reports
-        # their ends (under the sandbox, once their slots are empty).
-        self.direct = True
+        # Go hands each child its job itself (see "hand-over" above): the
+        # children are forked when Go asks, in bursts (after a fork every
+        # page of this process is shared with the child, so that what this
+        # loop writes next is copied; a burst shares that cost among its
+        # children), and announced to Go as they are forked; this process
+        # only forks them, reaps them and reports their ends (under the
+        # sandbox, once their slots are empty).
         self.handed = {}  # pidfd -> pid: children announced to Go
         self.handed_pids = set()
         self.slot_of_handed = {}  # pidfd -> (slot, our end of the child's channel), under the sandbox
         self.parents = {}  # pidfd -> pid: warm parents forked from here
         # The run sandbox's slots (see _Slot).
         self.slots = []
-        self.slot_of_idle = {}  # idle child's pidfd -> its slot
-        self.slot_of_run = {}  # id -> the slot of a running run
-        self.cleaning = {}  # slot's channel fd -> (slot, id, status): runs whose slot is being emptied
+        self.cleaning = {}  # slot's channel fd -> [slot, the run's end to report]: slots being emptied
         self.slot_by_pidfd = {}  # a slot's init's pidfd -> the slot
         self.watcher = None  # what watches the slots' views (sandbox.py's Watcher)
         self.changed = set()  # slots whose view changed since it was made fresh
@@ -1618,19 +1581,14 @@ class _Server:
                 if fd == self.ctl.fileno():
                     if not self.control():
                         return
-                elif fd in self.idle:
-                    self.drop_idle(fd)
                 elif fd in self.handed:
                     self.reap_handed(fd)
-                elif fd in self.by_pidfd:
-                    self.reap(fd)
                 elif fd in self.parents:
                     self.reap_parent(fd)
                 elif fd in self.cleaning:
                     self.cleaned(fd)
                 elif fd in self.slot_by_pidfd:
                     self.slot_ended(fd)
-            self.refill()
 
     def control(self):
         msg = None
@@ -1641,31 +1599,16 @@ class _Server:
         if not data and not fds:
             return False
         try:
-            rid = data[len(_RUN_MSG):-1] if data.startswith(_RUN_MSG) and data.endswith(b"}") else b""
-            if rid.isdigit():
-                msg = {"op": "run", "id": int(rid)}  # as Go writes it
-            else:
-                msg = json.loads(data)
-            # A 4th fd is the job's memfd, passed on to the child unread: no
-            # job's arguments stay in this process's memory, which every
-            # later child inherits.
+            msg = json.loads(data)
             op = msg.get("op")
-            if op == "run":
-                self.start(msg, fds)
-                fds = []
-            elif op == "fork":
+            if op == "fork":
                 try:
                     self.spawn_idle(int(msg.get("n") or 1))
                 except OSError as e:
                     self.send({"op": "forkfailed", "error": "cannot fork: %s" % e})
             elif op == "kill":
-                if "pid" in msg:
-                    if msg["pid"] in self.handed_pids:
-                        _killpg(msg["pid"])
-                else:
-                    run = self.runs.get(msg["id"])
-                    if run is not None:
-                        _killpg(run[0])
+                if msg.get("pid") in self.handed_pids:
+                    _killpg(msg["pid"])
             elif op == "parent":
                 given, fds = fds, []
                 self.fork_parent(msg, given)
@@ -1673,8 +1616,6 @@ class _Server:
                 _log("unknown request %r" % (op,))
         except Exception as e:
             _log("bad request: %r" % (e,))
-            if isinstance(msg, dict) and "id" in msg:
-                self.send({"op": "failed", "id": msg["id"], "error": "bad request: %s" % e})
         finally:
             for fd in fds:
                 os.close(fd)
@@ -1683,7 +1624,7 @@ class _Server:
     def spawn_idle(self, n=1):
         if _SANDBOX is None:
             slots = None
-        elif self.direct:
+        else:
             # Under the sandbox, each child in a free slot of its own.
             slots = []
             try:
@@ -1692,8 +1633,6 @@ class _Server:
             except OSError:
                 if not slots:
                     raise
-        else:
-            slots = [self.free_slot()]
         for i, (pid, chan) in enumerate(_fork_many(len(slots) if slots else n, slots)):
             try:
                 os.setpgid(pid, pid)  # also done by the child: whichever runs first
@@ -1702,119 +1641,30 @@ class _Server:
             pidfd = os.pidfd_open(pid)
             self.poll.register(pidfd, select.POLLIN)
             slot = slots[i] if slots else None
-            if self.direct:
-                # Go's from now: its channel and a pidfd of it (and, in a
-                # slot, the slot's pids.current: Go answers the run as its
-                # process exits when nothing else of it is left).
-                self.handed[pidfd] = pid
-                self.handed_pids.add(pid)
-                fds = [chan.fileno(), pidfd]
-                if slot is not None:
-                    # The slot is the child's until its end; the channel's
-                    # other end stays here, for the run's folder (see
-                    # _await_job).
-                    slot.idle = pidfd
-                    self.slot_of_handed[pidfd] = (slot, chan)
-                    if slot.fds["pids"] >= 0:
-                        fds.append(slot.fds["pids"])
-                try:
-                    _send(self.ctl, b'{"op":"idle","pid":%d}' % pid, fds)
-                finally:
-                    if slot is None:
-                        self.close_chan(chan)
-                continue
-            self.idle[pidfd] = (pid, chan)
+            # Go's from now: its channel and a pidfd of it (and, in a slot,
+            # the slot's pids.current: Go answers the run as its process
+            # exits when nothing else of it is left).
+            self.handed[pidfd] = pid
+            self.handed_pids.add(pid)
+            fds = [chan.fileno(), pidfd]
             if slot is not None:
+                # The slot is the child's until its end; the channel's
+                # other end stays here, for the run's folder (see
+                # _await_job).
                 slot.idle = pidfd
-                self.slot_of_idle[pidfd] = slot
-
-    def refill(self):
-        if self.direct or len(self.idle) >= self.pool_low:
-            return
-        while len(self.idle) < self.pool_size:
+                self.slot_of_handed[pidfd] = (slot, chan)
+                if slot.fds["pids"] >= 0:
+                    fds.append(slot.fds["pids"])
             try:
-                self.spawn_idle(self.pool_size - len(self.idle))
-            except OSError as e:
-                _log("cannot fork: %r" % (e,))
-                return
-
-    def drop_idle(self, pidfd):
-        # A waiting child that ended (killed from outside): reap it.
-        pid, chan = self.idle.pop(pidfd)
-        slot = self.slot_of_idle.pop(pidfd, None)
-        if slot is not None:
-            slot.idle = None
-        self.poll.unregister(pidfd)
-        os.close(pidfd)
-        self.close_chan(chan)
-        try:
-            os.waitpid(pid, 0)
-        except OSError:
-            pass
+                _send(self.ctl, b'{"op":"idle","pid":%d}' % pid, fds)
+            finally:
+                if slot is None:
+                    self.close_chan(chan)
 
     def close_chan(self, chan):
         if chan in _OWNED_SOCKETS:
             _OWNED_SOCKETS.remove(chan)
         chan.close()
-
-    def start(self, msg, fds):
-        rid = msg["id"]
-        try:
-            if len(fds) != 4:
-                raise ValueError("expected 4 fds, got %d" % len(fds))
-            job = {}  # in the memfd, for the child to read
-            folder = _folder_of(msg)  # (the sandbox's, from Go)
-            for attempt in range(2):
-                if not self.idle:
-                    self.spawn_idle()
-                pidfd, (pid, chan) = self.idle.popitem(last=False)
-                slot = self.slot_of_idle.pop(pidfd, None)
-                placed = slot is not None and slot.has(folder)
-                if placed:
-                    job = dict(job, placed=True)
-                try:
-                    _hand_over(chan, job, fds)
-                    if slot is not None:
-                        slot.idle, slot.rid, slot.folder = None, rid, (folder, placed)
-                        self.slot_of_run[rid] = slot
-                    break
-                except OSError:
-                    # It died waiting: reap it, take another.
-                    self.idle[pidfd] = (pid, chan)
-                    if slot is not None:
-                        self.slot_of_idle[pidfd] = slot
-                    self.drop_idle(pidfd)
-                    if attempt:
-                        raise
-            self.close_chan(chan)
-        except Exception as e:
-            for fd in fds:
-                os.close(fd)
-            self.send({"op": "failed", "id": rid, "error": str(e)})
-            return
-        for fd in fds:
-            os.close(fd)
-        self.runs[rid] = (pid, pidfd)
-        self.by_pidfd[pidfd] = rid
-        _send(self.ctl, b'{"op":"started","id":%d,"pid":%d}' % (rid, pid), [pidfd])
-
-    def reap(self, pidfd):
-        rid = self.by_pidfd.pop(pidfd)
-        pid, _ = self.runs.pop(rid)
-        self.poll.unregister(pidfd)
-        os.close(pidfd)
-        # The leader has exited but is not reaped: its pid, and so its group
-        # id, cannot name anything else yet. Kill what is left of the run
-        # (Go reaps it).
-        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
-        _killpg(pid)
-        _, status = os.waitpid(pid, 0)
-        end = b'{"op":"exited","id":%d,"status":%d}' % (rid, status)
-        slot = self.slot_of_run.pop(rid, None)
-        if slot is not None:
-            self.clean_slot(slot, end)
-            return
-        _send(self.ctl, end)
 
     def reap_handed(self, pidfd):
         # A child announced to Go ended: a run, or one that never had a job.
@@ -1823,7 +1673,9 @@ class _Server:
         self.poll.unregister(pidfd)
         os.close(pidfd)
         in_slot = self.slot_of_handed.pop(pidfd, None)
-        # (As reap: the group is killed while its id names nothing else.)
+        # The leader has exited but is not reaped: its pid, and so its group
+        # id, cannot name anything else yet. Kill what is left of the run
+        # (Go reaps it).
         os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
         _killpg(pid)
         _, status = os.waitpid(pid, 0)
@@ -2001,8 +1853,7 @@ class _Server:
         slot.stop()
 
     def stop(self):
-        pids = [pid for pid, _ in self.runs.values()] + [pid for pid, _ in self.idle.values()]
-        pids += list(self.handed_pids) + list(self.parents.values())
+        pids = list(self.handed_pids) + list(self.parents.values())
         for pid in pids:
             _killpg(pid)
         # The slots' inits last: an init's end waits until every process of
@@ -2124,7 +1975,7 @@ def _canary():
             try:
                 pid, chan = _fork()
                 try:
-                    _hand_over(chan, {"path": path, "dir": tmp, "args": [], "canary": True}, fds)
+                    _send(chan, json.dumps({"path": path, "dir": tmp, "args": [], "canary": True}).encode(), fds)
                 finally:
                     _OWNED_SOCKETS.remove(chan)
                     chan.close()
@@ -2188,13 +2039,6 @@ def _job(msg):
     else:
         args = msg.get("args") or []
     return {"path": path, "dir": folder, "args": args, "unbuffered": bool(msg.get("unbuffered"))}
-
-
-def _folder_of(msg):
-    """The run's folder, that Go names beside the job's memfd."""
-    if "bdir" in msg:
-        return os.fsdecode(binascii.a2b_base64(msg["bdir"]))
-    return msg.get("dir")
 
 
 def _killpg(pid):
@@ -2480,9 +2324,7 @@ def _become_parent(ctl_fd, folder, code, path=None):
     # process frees.
     memory = _private_memory()
     _chain_thread(_forker(), growing=True)
-    server.refill()
-    server.send({"op": "ready", "pid": os.getpid(), "imports": imported, "memory": memory,
-                 "direct": server.direct})
+    server.send({"op": "ready", "pid": os.getpid(), "imports": imported, "memory": memory})
     try:
         server.serve()
     except BaseException as e:
@@ -2544,8 +2386,7 @@ def _main():
     if problem:
         server.send({"op": "fatal", "error": problem})
         os._exit(1)
-    server.refill()
-    server.send({"op": "ready", "pid": os.getpid(), "direct": server.direct})
+    server.send({"op": "ready", "pid": os.getpid()})
     try:
         server.serve()
     except BaseException as e:

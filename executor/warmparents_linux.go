@@ -235,7 +235,6 @@ func (r *ForkRunner) forkParent(p *parent) (w *warm, refused bool, err error) {
 	}
 	w = &warm{
 		r: r, conn: fc.(*net.UnixConn), pidfd: -1, parent: true,
-		runs:   map[uint64]*forkRun{},
 		dead:   make(chan struct{}),
 		exited: make(chan struct{}),
 	}
@@ -267,7 +266,7 @@ func (r *ForkRunner) forkParent(p *parent) (w *warm, refused bool, err error) {
 		return nil, false, fmt.Errorf("the warm parent did not start: %w", err)
 	}
 	w.imports, w.memory = m.Imports, m.Memory
-	w.becomeDirect(m.Direct)
+	w.handOver()
 	go w.watchExit()
 	go w.readLoop()
 	return w, false, nil
