@@ -326,29 +326,6 @@ os.close(w)
 print(os.read(r, 2).decode(), flush=True)
 `
 
-// runsWith lists the processes, but zombies, whose command line holds
-// marker.
-func runsWith(marker string) []int {
-	var pids []int
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil || !strings.Contains(string(cmdline), marker) {
-			continue
-		}
-		stat, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if i := strings.LastIndexByte(string(stat), ')'); i > 0 && i+2 < len(stat) && (stat[i+2] == 'Z' || stat[i+2] == 'X') {
-			continue
-		}
-		pids = append(pids, pid)
-	}
-	return pids
-}
-
 // A fork-mode run under the sandbox may be answered as its process exits,
 // but only when nothing else of it is left: a run that leaves a process is
 // answered once that process is gone, and the next run in its slot never
@@ -377,7 +354,7 @@ func TestSandboxAnsweredWithNothingLeft(t *testing.T) {
 		if res.Stdout != "up\n" || res.ExitCode == nil || *res.ExitCode != 0 {
 			t.Fatalf("the process was not left running: %+v", res)
 		}
-		if left := runsWith(marker); len(left) > 0 {
+		if left := testutil.MarkedPids(marker); len(left) > 0 {
 			t.Fatalf("run %d answered while processes it left run: %v", i, left)
 		}
 		for range 2 {

@@ -150,28 +150,6 @@ func jsonOut(t *testing.T, res model.Result, v any) {
 	}
 }
 
-// markedPids lists the live processes whose command line holds marker.
-func markedPids(marker string) []int {
-	var pids []int
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil || !bytes.Contains(cmdline, []byte(marker)) {
-			continue
-		}
-		stat, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if i := bytes.LastIndexByte(stat, ')'); i > 0 && i+2 < len(stat) && (stat[i+2] == 'Z' || stat[i+2] == 'X') {
-			continue
-		}
-		pids = append(pids, pid)
-	}
-	return pids
-}
-
 func forEachMode(t *testing.T, f func(t *testing.T, mode string)) {
 	for _, mode := range []string{"fork", "spawn"} {
 		t.Run(mode, func(t *testing.T) { f(t, mode) })
@@ -302,7 +280,7 @@ func TestSandboxProcessesInvisible(t *testing.T) {
 		victimDone := sb.start("victim.py", secret)
 		var victim int
 		testutil.WaitFor(t, 20*time.Second, "the victim run", func() bool {
-			if pids := markedPids(secret); len(pids) > 0 {
+			if pids := testutil.MarkedPids(secret); len(pids) > 0 {
 				victim = pids[0]
 				return true
 			}
@@ -360,7 +338,7 @@ func TestSandboxDaemonGone(t *testing.T) {
 		if res.Stdout != "up\n" {
 			t.Fatalf("the daemon did not start: %+v", res)
 		}
-		testutil.WaitFor(t, 10*time.Second, "the daemon to be gone", func() bool { return len(markedPids(marker)) == 0 })
+		testutil.WaitFor(t, 10*time.Second, "the daemon to be gone", func() bool { return len(testutil.MarkedPids(marker)) == 0 })
 	})
 }
 
@@ -433,7 +411,7 @@ func TestSandboxPrivateTmp(t *testing.T) {
 		sb := startSandboxed(t, mode, "nobody", map[string]string{"writer.py": writerScript, "looker.py": lookerScript})
 		marker := fmt.Sprintf("tmpmarker%d", rand.Uint64())
 		writerDone := sb.start("writer.py", marker)
-		testutil.WaitFor(t, 20*time.Second, "the writer to hold its files", func() bool { return len(markedPids("written"+marker)) > 0 })
+		testutil.WaitFor(t, 20*time.Second, "the writer to hold its files", func() bool { return len(testutil.MarkedPids("written"+marker)) > 0 })
 		var look struct {
 			Seen         []string
 			Home         string
@@ -646,7 +624,7 @@ func TestSandboxProcessLimitPerRun(t *testing.T) {
 		sb := startSandboxed(t, mode, "nobody", map[string]string{"procs.py": procsScript}, "--max-procs", "16")
 		marker := fmt.Sprintf("hogmarker%d", rand.Uint64())
 		hogDone := sb.start("procs.py", "100", marker, "3")
-		testutil.WaitFor(t, 20*time.Second, "the hog to hold its processes", func() bool { return len(markedPids(marker)) >= 5 })
+		testutil.WaitFor(t, 20*time.Second, "the hog to hold its processes", func() bool { return len(testutil.MarkedPids(marker)) >= 5 })
 		if res := sb.run("procs.py", "8", "other"+marker); res.Stdout != "started 8\n" {
 			t.Errorf("a run next to one that used up its processes: %+v", res)
 		}
