@@ -46,7 +46,8 @@ func (r *ForkRunner) Run(ctx context.Context, job Job) (model.Result, error) {
 	if err != nil {
 		return model.Result{}, err
 	}
-	if st, err := os.Stat(filepath.Dir(job.Path)); err != nil || !st.IsDir() {
+	dir, err := os.Stat(filepath.Dir(job.Path))
+	if err != nil || !dir.IsDir() {
 		pio.closeAll()
 		return model.Result{}, model.Errorf(model.ErrUnavailable, "cannot start the run: no such folder: %s", filepath.Dir(job.Path))
 	}
@@ -66,7 +67,7 @@ func (r *ForkRunner) Run(ctx context.Context, job Job) (model.Result, error) {
 			return model.Result{}, err
 		}
 		if w != nil {
-			pid, pidfd, err = w.start(wctx, run, job, pio)
+			pid, pidfd, err = w.start(wctx, run, job, dir, pio)
 		} else {
 			err = errWarmDead // retired meanwhile
 		}
@@ -98,8 +99,8 @@ func (r *ForkRunner) Run(ctx context.Context, job Job) (model.Result, error) {
 		closing            = r.closing
 		timeout            = deadline.C
 		grace              <-chan time.Time
-		// The end of the output: the run's process closes
-		// it as it exits, and its status is then read from the kernel
+		// The end of the output: the run's process closes it as it
+		// exits, and its status is then read from the kernel
 		// (exitingStatus) rather than waited for from the warm process,
 		// which learns it only once the process is gone.
 		eof   <-chan struct{}
@@ -133,13 +134,12 @@ wait:
 			eof = nil
 			if !killSent && pid > 0 {
 				// Only a process that exited of itself is answered
-				// here. One killed by a signal may have died of its
-				// warm process's death (its parent-death signal),
-				// which the warm process's end tells apart; it is
-				// answered as before.
-				// Under the sandbox, only when nothing else of the run is
-				// left (see aloneInSlot); otherwise the slot's init kills
-				// the rest first, as the warm process's word tells.
+				// here (one killed by a signal may have died of its
+				// warm process's death, its parent-death signal, which
+				// the warm process's end tells apart), and under the
+				// sandbox only when nothing else of the run is left (see
+				// aloneInSlot). Others are answered on the warm
+				// process's word, once the rest is killed.
 				if ws, ok := exitingStatus(pid, pidfd); ok && ws.Exited() &&
 					(r.sb == nil || aloneInSlot(run.pidsFd, pidfd)) {
 					status, early = ws, true

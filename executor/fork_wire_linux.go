@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -340,17 +342,15 @@ func (w *warm) takeIdle(ctx context.Context, run *forkRun) (idleChild, int, erro
 	}
 }
 
-// start hands job to a waiting child, with the child's ends of pio: its
+// start hands job to a waiting child, with the child's ends of pio (dir:
+// the job's folder, as Run found it): its
 // pid and pidfd, which the run closes (and its slot's pids.current, in
 // run.pidsFd). The warm process never sees the job: no job's arguments
 // ever sit in its memory, which later children inherit.
-func (w *warm) start(ctx context.Context, run *forkRun, job Job, pio *procIO) (int, int, error) {
+func (w *warm) start(ctx context.Context, run *forkRun, job Job, dir os.FileInfo, pio *procIO) (int, int, error) {
 	msg := jobMsg(job)
-	if w.r.sb != nil {
-		var st unix.Stat_t
-		if unix.Stat(filepath.Dir(job.Path), &st) == nil {
-			msg.Fid = []uint64{uint64(st.Dev), st.Ino}
-		}
+	if st, ok := dir.Sys().(*syscall.Stat_t); ok && w.r.sb != nil {
+		msg.Fid = []uint64{uint64(st.Dev), st.Ino}
 	}
 	body, err := json.Marshal(msg)
 	if err != nil {
