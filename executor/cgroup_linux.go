@@ -202,6 +202,16 @@ func newCgroupPool(maxMemory int64, maxProcs int) (pool *cgroupPool, missing []s
 	if len(hier) == 0 {
 		return nil, missing, errNoCgroups
 	}
+	p, err := newCgroupPoolOn(hier, maxMemory, maxProcs)
+	if err != nil {
+		return nil, want, err
+	}
+	return p, missing, nil
+}
+
+// newCgroupPoolOn makes the parent cgroups of this runner's runs under the
+// hierarchies found (hier).
+func newCgroupPoolOn(hier []cgroupHierarchy, maxMemory int64, maxProcs int) (*cgroupPool, error) {
 	p := &cgroupPool{hier: hier, maxMemory: maxMemory, maxProcs: maxProcs}
 	name := fmt.Sprintf("scripthost-%d", os.Getpid())
 	for _, h := range hier {
@@ -209,7 +219,7 @@ func newCgroupPool(maxMemory int64, maxProcs int) (pool *cgroupPool, missing []s
 		dir := filepath.Join(h.base, name)
 		if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
 			p.Close()
-			return nil, want, fmt.Errorf("cgroup %s: %w", dir, err)
+			return nil, fmt.Errorf("cgroup %s: %w", dir, err)
 		}
 		p.parents = append(p.parents, dir)
 		if h.v2 {
@@ -218,15 +228,15 @@ func newCgroupPool(maxMemory int64, maxProcs int) (pool *cgroupPool, missing []s
 			ctl := "+" + strings.Join(h.controllers, " +")
 			if err := writeCgroup(h.base, "cgroup.subtree_control", ctl); err != nil && !hasControllers(h.base, h.controllers) {
 				p.Close()
-				return nil, want, fmt.Errorf("cgroup %s: cannot enable %s for sub-groups (a cgroup v2 group with processes cannot; run the server in a delegated cgroup of its own): %w", h.base, ctl, err)
+				return nil, fmt.Errorf("cgroup %s: cannot enable %s for sub-groups (a cgroup v2 group with processes cannot; run the server in a delegated cgroup of its own): %w", h.base, ctl, err)
 			}
 			if err := writeCgroup(dir, "cgroup.subtree_control", ctl); err != nil {
 				p.Close()
-				return nil, want, fmt.Errorf("cgroup %s: %w", dir, err)
+				return nil, fmt.Errorf("cgroup %s: %w", dir, err)
 			}
 		}
 	}
-	return p, missing, nil
+	return p, nil
 }
 
 func hasControllers(dir string, want []string) bool {
