@@ -115,6 +115,27 @@ def close_fds(keep=()):
     os.closerange(low, _MAXFD)
 
 
+_BSET_EMPTY = [False]  # this process's bounding set is empty (drop_bounding_set)
+
+
+def drop_bounding_set():
+    """Empties the capability bounding set (what an exec may gain): once, in
+    a process that keeps its own capabilities and never execs, whose
+    children then lock down without doing it again. True when every
+    capability was dropped."""
+    try:
+        with open("/proc/sys/kernel/cap_last_cap") as f:
+            last = int(f.read())
+    except (OSError, ValueError):
+        last = 40
+    ok = True
+    for cap in range(last + 1):
+        if prctl(PR_CAPBSET_DROP, cap) != 0:
+            ok = False
+    _BSET_EMPTY[0] = ok
+    return ok
+
+
 def lock_down():
     """After the run's limits and user are set (the sandbox): no exec may
     gain privileges (setuid programs, file capabilities), and a run that
@@ -124,13 +145,8 @@ def lock_down():
     if os.geteuid() != 0:
         return
     prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
-    try:
-        with open("/proc/sys/kernel/cap_last_cap") as f:
-            last = int(f.read())
-    except (OSError, ValueError):
-        last = 40
-    for cap in range(last + 1):
-        prctl(PR_CAPBSET_DROP, cap)
+    if not _BSET_EMPTY[0]:
+        drop_bounding_set()
     # capset: version 3, this process, nothing effective, permitted or
     # inheritable.
     ctypes = _c[1]

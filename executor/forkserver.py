@@ -219,6 +219,12 @@ _SANDBOX_CFG = json.loads(sys.argv[8]) if sys.argv[8] else None
 _SANDBOX = None
 if _SANDBOX_CFG is not None:
     _SANDBOX = _CONF.load("sandbox", sys.argv[9], confine=_CONF)
+    if os.geteuid() == 0:
+        # The bounding set matters at an exec only, and this process and
+        # its slots' inits never exec: it is emptied here once for all
+        # the runs' children (a run that stays root then only clears its
+        # own capabilities, see lock_down).
+        _CONF.drop_bounding_set()
 _PYTHON = sys.orig_argv[0] if hasattr(sys, "orig_argv") else sys.executable
 _WARM_PID = os.getpid()
 

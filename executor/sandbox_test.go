@@ -422,3 +422,23 @@ func TestSandboxIPCLeftNotSeen(t *testing.T) {
 		})
 	}
 }
+
+// A run that stays root (the server's user, no --run-as) keeps no
+// capability, none in its bounding set (an exec gains none), and no exec
+// may gain privileges.
+func TestSandboxRootRunHasNoCapabilities(t *testing.T) {
+	cfg := RunnerConfig{Python: testutil.Python(t)}
+	code := "for l in open('/proc/self/status'):\n    k, v = l.split(':', 1)\n    if k.startswith('Cap') or k == 'NoNewPrivs':\n        print(k, v.strip())\n"
+	want := "CapInh 0000000000000000\nCapPrm 0000000000000000\nCapEff 0000000000000000\nCapBnd 0000000000000000\nCapAmb 0000000000000000\nNoNewPrivs 1\n"
+	for mode, r := range sandboxRunners(t, cfg) {
+		t.Run(mode, func(t *testing.T) {
+			dir := t.TempDir()
+			for i := 0; i < 3; i++ { // and the runs after the first
+				res := runCode(t, r, dir, code)
+				if res.ExitCode == nil || *res.ExitCode != 0 || res.Stdout != want {
+					t.Fatalf("run %d: %+v\nwant stdout %q", i, res, want)
+				}
+			}
+		})
+	}
+}
