@@ -110,6 +110,16 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 		MaxPayload: payload,
 		// Pending data per client must hold a few messages at the payload limit.
 		MaxPending: int64(payload) * 4,
+		// The subject cache pays off when the same subjects are published
+		// again and again; most of ours are not. Every run's reply, ack
+		// and events go to inbox subjects used once, so each would be a
+		// miss that fills the cache (1024 entries, then a sweep), and an
+		// executor that takes its last free slot or frees one adds or
+		// removes its wildcard spare interest, which walks the whole
+		// cache: that walk was ~4% of the server's CPU per fork-mode run
+		// at concurrency 4. Without the cache a publish matches against
+		// the subscriptions themselves, a handful here.
+		NoSublistCache: true,
 	}
 	if err := s.auth(cfg, opts); err != nil {
 		s.removeStore()
