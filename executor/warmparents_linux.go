@@ -44,7 +44,7 @@ type parents struct {
 	byPath  map[string]*parent
 	closed  bool
 	stats   WarmStats
-	stopped sync.WaitGroup // parents being stopped
+	stopped sync.WaitGroup // parents being made or stopped
 }
 
 // parentFor returns the warm parent a run of job uses and its process,
@@ -81,6 +81,9 @@ func (r *ForkRunner) parentFor(job Job) (*parent, *warm) {
 	p.hits++
 	if p.w == nil && !p.starting && !p.refused && p.hits >= ps.cfg.Hot && r.roomForParentLocked() {
 		p.starting = true
+		// Counted before ps.closed can be set, so that Close waits for it
+		// and stops what it makes.
+		ps.stopped.Add(1)
 		go r.makeParent(p)
 	}
 	return nil, nil
@@ -159,10 +162,11 @@ func (r *ForkRunner) stopParentLocked(p *parent) {
 
 // makeParent starts the warm parent of p.
 func (r *ForkRunner) makeParent(p *parent) {
+	ps := &r.parents
+	defer ps.stopped.Done()
 	began := time.Now()
 	w, refused, err := r.forkParent(p)
 	took := time.Since(began).Round(time.Millisecond)
-	ps := &r.parents
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	p.starting = false
@@ -242,11 +246,22 @@ func (r *ForkRunner) forkParent(p *parent) (w *warm, refused bool, err error) {
 	// once, then "ready" once it has imported what the script imports, or
 	// "fatal". Whatever else happens, it is killed.
 	_ = w.conn.SetReadDeadline(time.Now().Add(r.parents.cfg.StartTimeout))
+	// Close, which waits for this start, ends it rather than waiting out
+	// imports that may hang.
+	read := make(chan struct{})
+	go func() {
+		select {
+		case <-r.closing:
+			_ = w.conn.SetReadDeadline(time.Now())
+		case <-read:
+		}
+	}()
 	m, err := w.read()
 	if err == nil && m.Op == "forked" && m.fd >= 0 {
 		w.pid, w.pidfd = m.Pid, m.fd
 		m, err = w.read()
 	}
+	close(read)
 	_ = w.conn.SetReadDeadline(time.Time{})
 	if err == nil && m.fd >= 0 && m.fd != w.pidfd {
 		_ = unix.Close(m.fd) // a message with a pidfd not asked for

@@ -534,3 +534,49 @@ func TestWarmParentScriptMovedAhead(t *testing.T) {
 	}
 	same("removed", job, "can't open file")
 }
+
+// Close waits for a warm parent being made and ends it, also one whose
+// imports hang far past the end of Close: once Close returns, no process
+// of that start is left.
+func TestWarmParentStartEndsWithClose(t *testing.T) {
+	t.Parallel()
+	lib := t.TempDir()
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	writeScript(t, lib, "hangs.py", hangsModule(pidFile))
+	cfg := testConfig(t, Limits{Timeout: 30 * time.Second})
+	cfg.Env = append(os.Environ(), "PYTHONPATH="+lib)
+	cfg.WarmParents = WarmParents{Hot: 1, StartTimeout: 10 * time.Minute}
+	r, err := NewForkRunner(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := false
+	t.Cleanup(func() {
+		if !closed {
+			_ = r.Close()
+		}
+	})
+	job := versioned(writeScript(t, t.TempDir(), "hangs_user.py", "import hangs\nprint('ran')\n"))
+	if got := run(t, r, job).Stdout; got != "ran\n" {
+		t.Fatalf("stdout %q", got)
+	}
+	testutil.WaitFor(t, 60*time.Second, "the warm parent to begin its imports", func() bool {
+		_, err := os.Stat(pidFile)
+		return err == nil
+	})
+	pid := testutil.ReadPids(t, pidFile)[0]
+	done := make(chan struct{})
+	go func() {
+		_ = r.Close()
+		close(done)
+	}()
+	select {
+	case <-done:
+		closed = true
+	case <-time.After(2 * time.Minute):
+		t.Fatal("Close waited on a warm parent's hung imports")
+	}
+	if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+		t.Fatalf("the warm parent %d being made is still there after Close (kill 0: %v)", pid, err)
+	}
+}
