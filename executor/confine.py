@@ -115,7 +115,7 @@ def close_fds(keep=()):
     os.closerange(low, _MAXFD)
 
 
-_BSET_EMPTY = [False]  # this process's bounding set is empty (drop_bounding_set)
+_bset_empty = False  # this process's bounding set is empty (drop_bounding_set)
 
 
 def drop_bounding_set():
@@ -123,6 +123,7 @@ def drop_bounding_set():
     a process that keeps its own capabilities and never execs, whose
     children then lock down without doing it again. True when every
     capability was dropped."""
+    global _bset_empty
     try:
         with open("/proc/sys/kernel/cap_last_cap") as f:
             last = int(f.read())
@@ -132,7 +133,7 @@ def drop_bounding_set():
     for cap in range(last + 1):
         if prctl(PR_CAPBSET_DROP, cap) != 0:
             ok = False
-    _BSET_EMPTY[0] = ok
+    _bset_empty = ok
     return ok
 
 
@@ -145,7 +146,7 @@ def lock_down():
     if os.geteuid() != 0:
         return
     prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
-    if not _BSET_EMPTY[0]:
+    if not _bset_empty:
         drop_bounding_set()
     # capset: version 3, this process, nothing effective, permitted or
     # inheritable.
