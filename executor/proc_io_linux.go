@@ -158,14 +158,20 @@ func (p *procIO) feed() {
 	_ = p.stdinW.Close()
 }
 
+// readBufs holds the output readers' buffers: two fresh ones a run were
+// two thirds of all the bytes a fork-mode run allocated in the server.
+var readBufs = sync.Pool{New: func() any { return new([32 << 10]byte) }}
+
 func (p *procIO) read(r *os.File, fd int, w *cappedBuffer) {
+	b := readBufs.Get().(*[32 << 10]byte)
 	defer func() {
+		readBufs.Put(b)
 		if p.reading.Add(-1) == 0 {
 			close(p.eof)
 		}
 		p.readDone <- struct{}{}
 	}()
-	buf := make([]byte, 32<<10)
+	buf := b[:]
 	for {
 		n, err := r.Read(buf)
 		if n > 0 {
