@@ -31,12 +31,14 @@ var forkserverSource string
 // that nothing of it is __main__ and its warnings are not __main__'s. It
 // notes what the interpreter loaded at its start (the modules and the path
 // importer cache a script finds in a fresh interpreter) before importing
-// anything, and copies its thread state as a main module's top level has it
-// (the fork server measures the recursion depth its children must start
-// at) before starting the server.
+// anything, then the garbage collector's counts there (a child starts its
+// script with them), and copies its thread state as a main module's top
+// level has it (the fork server measures the recursion depth its children
+// must start at) before starting the server.
 const forkBootstrap = `import sys
 _m = type(sys)("_scripthost_forkserver")
 _m._STARTUP = (list(sys.modules), dict(sys.path_importer_cache), list(sys.path))
+_m._GC_AT_TOP = __import__("gc").get_count()
 exec(compile(sys.argv[1], "<scripthost forkserver>", "exec"), _m.__dict__)
 _m._TSTATE_AT_TOP = (_m.ctypes.c_char * 256).from_address(_m._tstate_get()).raw
 _m._main()
@@ -67,7 +69,11 @@ const defaultKillGrace = 5 * time.Second
 //   - sys.modules already holds the preloaded modules (importing them
 //     costs nothing; their import-time side effects happened once, in the
 //     warm interpreter) and two entries of ours that end the run quickly;
-//     the warm interpreter's objects are frozen for the garbage collector;
+//     the warm interpreter's objects are frozen for the garbage collector,
+//     whose counts a script finds as at the top of `python -c` (the same
+//     in every run; the youngest a few dozen above a script's top in a
+//     fresh interpreter, so its first automatic collection comes that many
+//     allocations earlier);
 //   - at exit, the preloaded modules are not torn down: an object a script
 //     parks inside a preloaded module is not finalized (objects of
 //     __main__ and of modules the script itself loaded are);

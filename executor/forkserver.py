@@ -339,6 +339,53 @@ def _recursion_field():
 _REC_OFF = _recursion_field()
 
 
+# ------------------------------------------------- the collector's counts
+#
+# A child starts its script with the counts a fresh interpreter has there
+# (_fresh_gc_counts). No API sets them: they are found once, here, in the
+# interpreter's state.
+
+
+def _gc_counts_field():
+    """Views of the collector's three generations' counts in this
+    interpreter's state, youngest first (up to CPython 3.13 each generation
+    is a list head of two pointers, its threshold and its count, one after
+    the other), when they can be found and checked; None otherwise (Python
+    3.14's incremental collector counts otherwise). Found by the
+    thresholds, set for the search to values no other field holds."""
+    if sys.version_info >= (3, 14):
+        return None
+    try:
+        get = ctypes.pythonapi.PyInterpreterState_Get
+    except AttributeError:
+        return None
+    get.restype, get.argtypes = ctypes.c_void_p, ()
+    interp = get()
+    marks = (7717, 7723, 7727)
+    saved = gc.get_threshold()
+    gc.set_threshold(*marks)
+    try:
+        mem = ctypes.string_at(interp, 8192)
+    finally:
+        gc.set_threshold(*saved)
+    step = 2 * ctypes.sizeof(ctypes.c_void_p) + 8
+    want = [m.to_bytes(4, sys.byteorder) for m in marks]
+    at = mem.find(want[0])
+    while at >= 0 and not (at % 4 == 0 and all(mem[at + i * step:at + i * step + 4] == want[i] for i in (1, 2))):
+        at = mem.find(want[0], at + 1)
+    if at < 0 or at + 2 * step + 8 > len(mem):
+        return None
+    counts = tuple(ctypes.c_int.from_address(interp + at + 4 + i * step) for i in range(3))
+    was = counts[0].value
+    counts[0].value = 3
+    found = gc.get_count()[0] == 3
+    counts[0].value = was
+    return counts if found and (counts[1].value, counts[2].value) == gc.get_count()[1:] else None
+
+
+_GC_COUNTS = _gc_counts_field()
+
+
 def _counter():
     # A view of this thread's counter: its value, read by the caller, is
     # the caller's own (a call here would count one more level).
@@ -1430,7 +1477,25 @@ def _child(chan, slot):
         run = functools.partial(_run_string, _RUN_ZIPAPP, None)
     else:
         run = functools.partial(_run_file, fp, os.fsencode(job["path"]), 1, None)
-    yield _run_step(run, _post, _after_script(_post))
+    step = _run_step(run, _post, _after_script(_post))
+    _fresh_gc_counts()
+    yield step
+
+
+def _fresh_gc_counts():
+    """Sets the garbage collector's counts to those at the top of a fresh
+    interpreter's main module (_GC_AT_TOP), so that its automatic
+    collections come at the same points of every run of a script, and a
+    cycle's __del__ prints where it prints in `python script.py`. A child
+    inherits the warm interpreter's counts, which vary with what it did
+    before the fork. (The youngest count a script finds is a few dozen
+    above a fresh interpreter's: the objects the bootstrap's lines made
+    before noting it, and those the child makes between here and the
+    script; TestForkGCCountsAsFresh.)"""
+    if _GC_COUNTS is not None:
+        _GC_COUNTS[2].value = _GC_AT_TOP[2]
+        _GC_COUNTS[1].value = _GC_AT_TOP[1]
+        _GC_COUNTS[0].value = _GC_AT_TOP[0]
 
 
 _RUN_ZIPAPP = b'__import__("runpy")._run_module_as_main("__main__", False)\n'
