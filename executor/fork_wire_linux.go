@@ -356,7 +356,7 @@ func (w *warm) start(ctx context.Context, run *forkRun, job Job, dir os.FileInfo
 	if err != nil {
 		return 0, -1, err
 	}
-	fds := []int{int(pio.child[0].Fd()), int(pio.child[1].Fd()), int(pio.child[2].Fd())}
+	fds := []int{pio.child[0], pio.child[1], pio.child[2]}
 	if len(body) > controlMsgMax {
 		memfd, err := bigJob(body)
 		if err != nil {

@@ -39,10 +39,15 @@ func (c *cappedBuffer) Write(p []byte) (int, error) {
 // concurrently, so a script that never reads its stdin or fills stderr
 // first cannot stall the run.
 type procIO struct {
-	// child holds the run's ends: stdin's read end, stdout's and stderr's
-	// write ends. They are closed here once the child has its copies.
-	child [3]*os.File
+	// child holds the run's ends, as plain fds (-1: closed): stdin's read
+	// end, stdout's and stderr's write ends. They are closed here once the
+	// child has its copies.
+	child [3]int
+	// childF, once childFiles made them, holds them as files instead.
+	childF [3]*os.File
 
+	// stdinW is stdin's write end while what is left of stdin does not
+	// fit in the pipe (nil: it is written and closed).
 	stdinW     *os.File
 	outR, errR *os.File
 	stdin      []byte
@@ -70,43 +75,91 @@ func newProcIO(stdin []byte, maxOutput int, out Output) (*procIO, error) {
 		fed:      make(chan struct{}),
 	}
 	p.reading.Store(2)
+	p.child = [3]int{-1, -1, -1}
 	var err error
-	if p.child[0], p.stdinW, err = runPipe(false); err != nil {
-		return nil, model.Errorf(model.ErrUnavailable, "cannot create the run's pipes: %v", err)
+	if p.child[0], err = p.stdinPipe(); err == nil {
+		if p.child[1], p.outR, err = outPipe(); err == nil {
+			p.child[2], p.errR, err = outPipe()
+		}
 	}
-	if p.child[1], p.outR, err = runPipe(true); err != nil {
-		p.closeAll()
-		return nil, model.Errorf(model.ErrUnavailable, "cannot create the run's pipes: %v", err)
-	}
-	if p.child[2], p.errR, err = runPipe(true); err != nil {
+	if err != nil {
 		p.closeAll()
 		return nil, model.Errorf(model.ErrUnavailable, "cannot create the run's pipes: %v", err)
 	}
 	return p, nil
 }
 
-// runPipe makes one of a run's pipes: the child's end (its stdin's read
-// end, or its stdout's or stderr's write end when childWrites) as a
-// blocking file that the runtime's poller never sees, and ours, which it
-// does. (os.Pipe would register both ends with the poller, and the
+// The child's end of each pipe is a blocking fd that the runtime's poller
+// never sees (os.Pipe would register both ends with the poller, and the
 // child's end would be taken off it and made blocking again before it is
-// passed on: six system calls a pipe for nothing.)
-func runPipe(childWrites bool) (child, ours *os.File, err error) {
+// passed on: six system calls a pipe for nothing).
+
+// stdinPipe makes stdin's pipe and writes stdin into it at once: most
+// stdin fits in the new, empty pipe, whose write end is then closed and
+// never meets the poller (four system calls in all). What does not fit
+// is left to feed, through the poller.
+func (p *procIO) stdinPipe() (int, error) {
+	var fds [2]int
+	flags := unix.O_CLOEXEC
+	if len(p.stdin) > 0 {
+		flags |= unix.O_NONBLOCK
+	}
+	if err := unix.Pipe2(fds[:], flags); err != nil {
+		return -1, err
+	}
+	r, w := fds[0], fds[1]
+	for len(p.stdin) > 0 {
+		n, err := unix.Write(w, p.stdin)
+		if n > 0 {
+			p.stdin = p.stdin[n:]
+		}
+		if err != nil && !errors.Is(err, unix.EINTR) || n <= 0 {
+			break // EAGAIN: the pipe is full
+		}
+	}
+	if flags&unix.O_NONBLOCK != 0 {
+		// The child reads it blocking, as a spawned interpreter's stdin.
+		if _, err := unix.FcntlInt(uintptr(r), unix.F_SETFL, 0); err != nil {
+			_ = unix.Close(r)
+			_ = unix.Close(w)
+			return -1, err
+		}
+	}
+	if len(p.stdin) > 0 {
+		p.stdinW = os.NewFile(uintptr(w), "|1") // non-blocking: polled
+		return r, nil
+	}
+	_ = unix.Close(w)
+	close(p.fed)
+	return r, nil
+}
+
+// outPipe makes stdout's or stderr's pipe: the child's write end, and
+// our read end, polled.
+func outPipe() (int, *os.File, error) {
 	var fds [2]int
 	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC); err != nil {
-		return nil, nil, err
-	}
-	c, o := fds[0], fds[1]
-	if childWrites {
-		c, o = o, c
+		return -1, nil, err
 	}
 	// The access mode is not changed by F_SETFL: this only adds O_NONBLOCK.
-	if _, err := unix.FcntlInt(uintptr(o), unix.F_SETFL, unix.O_NONBLOCK); err != nil {
-		_ = unix.Close(c)
-		_ = unix.Close(o)
-		return nil, nil, err
+	if _, err := unix.FcntlInt(uintptr(fds[0]), unix.F_SETFL, unix.O_NONBLOCK); err != nil {
+		_ = unix.Close(fds[0])
+		_ = unix.Close(fds[1])
+		return -1, nil, err
 	}
-	return os.NewFile(uintptr(c), "|0"), os.NewFile(uintptr(o), "|1"), nil
+	return fds[1], os.NewFile(uintptr(fds[0]), "|0"), nil
+}
+
+// childFiles hands the child's ends over as files, which the procIO
+// keeps and closes (for exec.Cmd).
+func (p *procIO) childFiles() [3]*os.File {
+	for i, fd := range p.child {
+		if fd >= 0 {
+			p.childF[i] = os.NewFile(uintptr(fd), "|child")
+			p.child[i] = -1
+		}
+	}
+	return p.childF
 }
 
 // start closes our copies of the child's ends and starts feeding stdin and
@@ -115,46 +168,17 @@ func (p *procIO) start() {
 	p.closeChild()
 	go p.read(p.outR, 1, &p.stdout)
 	go p.read(p.errR, 2, &p.stderr)
-	// Most stdin fits in the new, empty pipe: written here at once, it
-	// needs no goroutine of its own.
-	if p.writeNow() {
-		_ = p.stdinW.Close()
-		close(p.fed)
-		return
+	if p.stdinW != nil {
+		go p.feed()
 	}
-	go p.feed()
 }
 
-// writeNow writes as much of stdin as the pipe takes without waiting,
-// and reports whether that was all of it (or the child is gone already).
-func (p *procIO) writeNow() bool {
-	if len(p.stdin) == 0 {
-		return true
-	}
-	rc, err := p.stdinW.SyscallConn()
-	if err != nil {
-		return false
-	}
-	done := false
-	_ = rc.Write(func(fd uintptr) bool {
-		n, err := unix.Write(int(fd), p.stdin)
-		if n > 0 {
-			p.stdin = p.stdin[n:]
-		}
-		// EPIPE: the script exited without reading, a normal end.
-		done = len(p.stdin) == 0 || err != nil && !errors.Is(err, unix.EAGAIN)
-		return true // one try: what is left goes to feed
-	})
-	return done
-}
-
+// feed writes what is left of stdin, which did not fit in the pipe.
 func (p *procIO) feed() {
 	defer close(p.fed)
-	if len(p.stdin) > 0 {
-		// EPIPE (the script exited without reading) and ErrClosed (finish
-		// gave up) are normal ends of a run's stdin.
-		_, _ = p.stdinW.Write(p.stdin)
-	}
+	// EPIPE (the script exited without reading) and ErrClosed (finish
+	// gave up) are normal ends of a run's stdin.
+	_, _ = p.stdinW.Write(p.stdin)
 	_ = p.stdinW.Close()
 }
 
@@ -203,16 +227,25 @@ func (p *procIO) finish(delay time.Duration) {
 		}
 	}
 	t.Stop()
-	_ = p.stdinW.Close()
+	if p.stdinW != nil {
+		_ = p.stdinW.Close()
+	}
 	<-p.fed
 	_ = p.outR.Close()
 	_ = p.errR.Close()
 }
 
 func (p *procIO) closeChild() {
-	for _, f := range p.child {
+	for i, fd := range p.child {
+		if fd >= 0 {
+			_ = unix.Close(fd)
+			p.child[i] = -1
+		}
+	}
+	for i, f := range p.childF {
 		if f != nil {
 			_ = f.Close()
+			p.childF[i] = nil
 		}
 	}
 }

@@ -77,14 +77,15 @@ func (r *SpawnRunner) Run(ctx context.Context, job Job) (model.Result, error) {
 		return model.Result{}, err
 	}
 	dir := filepath.Dir(job.Path)
+	child := pio.childFiles()
 	cmd := &exec.Cmd{
 		Path:        r.cfg.Python,
 		Args:        append([]string{r.cfg.Python, job.Path}, job.Args...),
 		Dir:         dir,
 		Env:         runEnv(r.cfg.Env, dir, job.Output != nil),
-		Stdin:       pio.child[0],
-		Stdout:      pio.child[1],
-		Stderr:      pio.child[2],
+		Stdin:       child[0],
+		Stdout:      child[1],
+		Stderr:      child[2],
 		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
 	}
 	cg, err := r.sb.acquire()
