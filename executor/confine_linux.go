@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 	"unsafe"
@@ -318,6 +319,48 @@ func reapGroup(pgid int, leaderToo bool, wait time.Duration) {
 	}
 }
 
+// strayScope is what reapStrays needs of this process, which does not
+// change: its main thread's children file and its session id.
+type strayScope struct {
+	children, sid string
+	err           error
+}
+
+var ownSession = sync.OnceValue(func() (s strayScope) {
+	pid := os.Getpid()
+	s.children = fmt.Sprintf("/proc/%d/task/%d/children", pid, pid)
+	sid, err := unix.Getsid(0)
+	s.sid, s.err = strconv.Itoa(sid), err
+	return s
+})
+
+// readProc reads a small file of /proc into buf (grown if need be) with
+// plain system calls: os.ReadFile would make it non-blocking and offer it
+// to the runtime's poller first, and undo both, six calls more a read.
+func readProc(path string, buf []byte) ([]byte, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(fd)
+	n := 0
+	for {
+		if n == len(buf) {
+			buf = append(buf, make([]byte, max(len(buf), 512))...)
+		}
+		m, err := unix.Read(fd, buf[n:])
+		switch {
+		case errors.Is(err, unix.EINTR):
+			continue
+		case err != nil:
+			return nil, err
+		case m == 0:
+			return buf[:n], nil
+		}
+		n += m
+	}
+}
+
 // reapStrays reaps the zombie children of this process that are in
 // another session than its own: processes of runs that left their run's
 // group with setsid, came back here when their parent died
@@ -326,22 +369,23 @@ func reapGroup(pgid int, leaderToo bool, wait time.Duration) {
 // them is a child someone else waits for. Orphans come back to the main
 // thread, whose children list is read.
 func reapStrays() {
-	pid := os.Getpid()
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	self := ownSession()
+	if self.err != nil {
+		return
+	}
+	var buf [512]byte
+	data, err := readProc(self.children, buf[:])
 	if err != nil {
 		return // no CONFIG_PROC_CHILDREN
 	}
-	sid, err := unix.Getsid(0)
-	if err != nil {
-		return
-	}
-	ours := strconv.Itoa(sid)
+	ours := self.sid
 	for _, f := range strings.Fields(string(data)) {
 		child, err := strconv.Atoi(f)
 		if err != nil {
 			continue
 		}
-		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", child))
+		var sbuf [512]byte
+		stat, err := readProc("/proc/"+f+"/stat", sbuf[:])
 		i := bytes.LastIndexByte(stat, ')')
 		if err != nil || i < 0 {
 			continue
