@@ -1535,7 +1535,7 @@ def _fork_burst(chans, results, slots):
         try:
             # A sandboxed run's child is forked into its slot's pid
             # namespace.
-            pid = _SANDBOX.fork_into(slot.fds["pidns"]) if slot else os.fork()
+            pid = _SANDBOX.fork_into(slot.fds["pidfd"]) if slot else os.fork()
         except BaseException as e:
             results.append(e)
             return None
@@ -1982,7 +1982,7 @@ class _Slot:
             slot.stop()
             raise OSError("cannot set up a sandbox slot: %s" % reply.get("error", "its init ended"))
         try:
-            slot.fds = _SANDBOX.slot_fds(pid, slot.cgroups, _SANDBOX_CFG)
+            slot.fds = _SANDBOX.slot_fds(slot.pidfd, slot.cgroups, _SANDBOX_CFG)
         except OSError as e:
             slot.stop()
             raise OSError("cannot open a sandbox slot's namespaces and cgroups: %s" % e)

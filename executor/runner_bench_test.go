@@ -184,26 +184,35 @@ func BenchmarkForkRunner(b *testing.B) {
 }
 
 // The sandboxed cases run as this process's user (root), and under
-// "nobody/" as nobody, as a server run as root does by default.
+// "nobody/" as nobody, as a server run as root does by default; under
+// "off/" the same runners without the sandbox (same limits and user), the
+// baseline of what the sandbox costs:
+//
+//	go test -run '^$' -bench 'ForkRunnerSandboxed/(off/)?nobody/hello/parallel' ./executor/
 func BenchmarkForkRunnerSandboxed(b *testing.B) {
-	for _, user := range []string{"", "nobody/"} {
-		newRunner := func() Runner {
-			cfg := testConfig(b, Limits{Timeout: 30 * time.Second, MaxMemory: 1 << 30, MaxProcs: 1024})
-			cfg.Sandbox = Sandbox{Mode: SandboxOn}
-			if user != "" {
-				u := nobody(b)
-				cfg.Python, cfg.RunAs = u.python, u.cred
+	for _, mode := range []string{"", "off/"} {
+		for _, user := range []string{"", "nobody/"} {
+			newRunner := func() Runner {
+				cfg := testConfig(b, Limits{Timeout: 30 * time.Second, MaxMemory: 1 << 30, MaxProcs: 1024})
+				cfg.Sandbox = Sandbox{Mode: SandboxOn}
+				if mode == "off/" {
+					cfg.Sandbox = Sandbox{Mode: SandboxOff}
+				}
+				if user != "" {
+					u := nobody(b)
+					cfg.Python, cfg.RunAs = u.python, u.cred
+				}
+				r, err := NewForkRunner(cfg, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				return r
 			}
-			r, err := NewForkRunner(cfg, nil)
-			if err != nil {
-				b.Fatal(err)
+			for _, s := range benchScripts {
+				name := mode + user + strings.TrimSuffix(s.name, ".py")
+				b.Run(name+"/serial", func(b *testing.B) { benchRunner(b, newRunner, s, true, false) })
+				b.Run(name+"/parallel", func(b *testing.B) { benchRunner(b, newRunner, s, true, true) })
 			}
-			return r
-		}
-		for _, s := range benchScripts {
-			name := user + strings.TrimSuffix(s.name, ".py")
-			b.Run(name+"/serial", func(b *testing.B) { benchRunner(b, newRunner, s, true, false) })
-			b.Run(name+"/parallel", func(b *testing.B) { benchRunner(b, newRunner, s, true, true) })
 		}
 	}
 }

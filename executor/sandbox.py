@@ -22,9 +22,10 @@
 # slot's last run put back in place (a copy of it the warm interpreter
 # hands over). The warm interpreter forks a run's child straight into a
 # free slot's pid namespace (fork_into); the child joins the slot's cgroups,
-# enters its mount, network and IPC namespaces (through descriptors the warm
-# interpreter keeps for the slot, slot_fds; a run as root makes an IPC
-# namespace of its own), and once its job comes only puts its folder in
+# enters its mount, network and IPC namespaces (in one setns through a pidfd
+# of the slot's init, which the warm interpreter keeps with the slot's
+# cgroup files, slot_fds; a run as root makes an IPC namespace of its own),
+# and once its job comes only puts its folder in
 # place in a mount namespace of its own if the slot does not have it
 # (enter_run). Spawn mode makes both
 # parts in its init (private_view), forks, and the child execs the run's
@@ -156,7 +157,8 @@ def fork_init():
 
 
 def fork_into(pidns):
-    """Forks a child into the pid namespace pidns (a descriptor of it)."""
+    """Forks a child into the pid namespace pidns (a descriptor of it, or
+    a pidfd of a process in it)."""
     own = _own_pidns()
     _check(_libc.setns(pidns, CLONE_NEWPID), "setns(pid)")
     try:
@@ -439,32 +441,33 @@ def remove_cgroups(dirs):
             pass
 
 
-def slot_fds(init_pid, cgroups, cfg):
-    """In the warm interpreter, for a new slot whose init is ready: the
-    descriptors of the slot that its runs' children enter it through
-    (enter_slot_ahead) -- its pid, mount and network namespaces, its IPC
-    namespace (see ipc_probes), its cgroups' cgroup.procs -- and "pids",
-    the slot's pids.current (-1 without a pids cgroup), through which the
-    warm interpreter sees a run's processes all gone (run_gone)."""
-    fds = {"pidns": -1, "mnt": -1, "net": -1, "ipc": -1, "probes": [], "procs": [], "pids": -1}
+def slot_fds(pidfd, cgroups, cfg):
+    """In the warm interpreter, for a new slot whose init is ready: what its
+    runs' children enter it through (enter_slot_ahead) -- a pidfd of its
+    init (pidfd, the caller's: its pid namespace, its mount and network
+    namespaces and, see ipc_probes, its IPC namespace are entered through
+    it, "ns" the flags of those entered ahead of the job), its cgroups'
+    cgroup.procs -- and "pids", the slot's pids.current (-1 without a pids
+    cgroup), through which the warm interpreter sees a run's processes all
+    gone (run_gone). Every descriptor this process holds is one more that
+    each run's child inherits and closes: a slot holds only these."""
+    fds = {"pidfd": pidfd, "ns": CLONE_NEWNS, "probes": [], "procs": [], "pids": -1, "keep": ()}
+    if not cfg.get("host_network"):
+        fds["ns"] |= CLONE_NEWNET
     try:
-        fds["pidns"] = os.open("/proc/%d/ns/pid" % init_pid, os.O_RDONLY | os.O_CLOEXEC)
-        fds["mnt"] = os.open("/proc/%d/ns/mnt" % init_pid, os.O_RDONLY | os.O_CLOEXEC)
-        if not cfg.get("host_network"):
-            fds["net"] = os.open("/proc/%d/ns/net" % init_pid, os.O_RDONLY | os.O_CLOEXEC)
         for d in cgroups:
             fds["procs"].append(os.open(os.path.join(d, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC))
             if fds["pids"] < 0 and os.path.exists(os.path.join(d, "pids.current")):
                 fds["pids"] = os.open(os.path.join(d, "pids.current"), os.O_RDONLY | os.O_CLOEXEC)
-        _host_mnt()
         if cfg.get("uid", 0) != 0:
-            ipc = os.open("/proc/%d/ns/ipc" % init_pid, os.O_RDONLY | os.O_CLOEXEC)
             try:
-                fds["probes"] = ipc_probes(ipc)
+                fds["probes"] = ipc_probes(pidfd)
             except OSError:
-                os.close(ipc)  # each run makes an IPC namespace of its own
+                pass  # each run makes an IPC namespace of its own
             else:
-                fds["ipc"] = ipc
+                fds["ns"] |= CLONE_NEWIPC
+        # What a run's child keeps until it has entered the slot.
+        fds["keep"] = tuple(sorted([pidfd, _host_mnt()] + fds["procs"]))
     except BaseException:
         close_slot_fds(fds)
         raise
@@ -473,7 +476,7 @@ def slot_fds(init_pid, cgroups, cfg):
 
 def ipc_probes(ipc):
     """What shows, in the warm interpreter, whether a slot's IPC namespace
-    (ipc, a descriptor of it) holds anything (ipc_empty): its System V
+    (ipc, a descriptor of it or a pidfd of a process in it) holds anything (ipc_empty): its System V
     shared memory, message queues and semaphore sets (/proc/sysvipc, which
     lists those of the namespace it was opened in) and its POSIX message
     queues (the root of its mqueue file system, whose size grows with each
@@ -524,7 +527,7 @@ def ipc_empty(fds):
 
 
 def close_slot_fds(fds):
-    for fd in [fds["pidns"], fds["mnt"], fds["net"], fds["ipc"], fds["pids"]] + fds["procs"] + fds["probes"][:4]:
+    for fd in [fds["pids"]] + fds["procs"] + fds["probes"][:4]:
         if fd >= 0:
             os.close(fd)
     fds["probes"] = []
@@ -532,8 +535,7 @@ def close_slot_fds(fds):
 
 def child_fds(fds):
     """The descriptors a run's child keeps until it has entered its slot."""
-    return [fd for fd in [fds["mnt"], fds["net"], fds["ipc"], _HOST_MNT[0]] + fds["procs"]
-            if fd is not None and fd >= 0]
+    return fds["keep"]
 
 
 def run_gone(fds):
@@ -552,19 +554,16 @@ def run_gone(fds):
 def enter_slot_ahead(fds, cfg):
     """In a run's child forked into a slot's pid namespace, before its job:
     joins the slot's cgroups, enters the slot's mount and network
-    namespaces (through the slot's descriptors, fds), and its IPC namespace
-    where it has one for its runs (else makes one of its own), and keeps
-    what it needs of the host's view."""
+    namespaces, and its IPC namespace where it has one for its runs (else
+    makes one of its own), in one setns through its init's pidfd (see
+    slot_fds), and keeps what it needs of the host's view."""
     for fd in fds["procs"]:
         os.write(fd, b"0")
+    ns = fds["ns"]
     _HOST_FDS["mnt"] = _HOST_MNT[0]
-    _HOST_FDS["slot"] = fds["mnt"]
-    _check(_libc.setns(fds["mnt"], CLONE_NEWNS), "setns(mnt)")
-    if fds["net"] >= 0:
-        _check(_libc.setns(fds["net"], CLONE_NEWNET), "setns(net)")
-    if fds["ipc"] >= 0:
-        _check(_libc.setns(fds["ipc"], CLONE_NEWIPC), "setns(ipc)")
-    else:
+    _HOST_FDS["slot"] = fds["pidfd"]
+    _check(_libc.setns(fds["pidfd"], ns), "setns")
+    if not ns & CLONE_NEWIPC:
         _check(_libc.unshare(CLONE_NEWIPC), "unshare(CLONE_NEWIPC)")
 
 
