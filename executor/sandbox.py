@@ -86,6 +86,10 @@ _libc.syscall.restype = ctypes.c_long
 _libc.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
 _libc.inotify_rm_watch.argtypes = [ctypes.c_int, ctypes.c_int]
 _check = confine.check
+# setns without argtypes, for a warm process between its forks and for a
+# run's child: its two ints go as they are, with no conversion objects made
+# (right after a fork, each page either process writes is copied).
+_setns = _libc["setns"]
 
 
 class _MountAttr(ctypes.Structure):
@@ -160,14 +164,14 @@ def fork_into(pidns):
     """Forks a child into the pid namespace pidns (a descriptor of it, or
     a pidfd of a process in it)."""
     own = _own_pidns()
-    _check(_libc.setns(pidns, CLONE_NEWPID), "setns(pid)")
+    _check(_setns(pidns, CLONE_NEWPID), "setns(pid)")
     try:
         pid = os.fork()
     except BaseException:
-        _libc.setns(own, CLONE_NEWPID)
+        _setns(own, CLONE_NEWPID)
         raise
     if pid:
-        _check(_libc.setns(own, CLONE_NEWPID), "setns(pid)")
+        _check(_setns(own, CLONE_NEWPID), "setns(pid)")
     return pid
 
 
@@ -562,7 +566,7 @@ def enter_slot_ahead(fds, cfg):
     ns = fds["ns"]
     _HOST_FDS["mnt"] = _HOST_MNT[0]
     _HOST_FDS["slot"] = fds["pidfd"]
-    _check(_libc.setns(fds["pidfd"], ns), "setns")
+    _check(_setns(fds["pidfd"], ns), "setns")
     if not ns & CLONE_NEWIPC:
         _check(_libc.unshare(CLONE_NEWIPC), "unshare(CLONE_NEWIPC)")
 
