@@ -530,7 +530,7 @@ def _hide_imports():
     does not have. Idempotent."""
     global _HIDDEN_TOPS
     startup, cache, _ = _STARTUP
-    keep = set(startup) | {"_scripthost_finalizer", "_scripthost_exit"}
+    keep = set(startup) | set(_SENTINELS)
     modules = sys.modules
     for name in [n for n in modules if n not in keep]:
         mod = modules.pop(name)
@@ -545,7 +545,8 @@ def _hide_imports():
         del sys.path_importer_cache[key]
     _WARM.update((k, v) for k, v in modules.items() if isinstance(v, types.ModuleType))
     _WARM.update(_HIDDEN)
-    _WARM.pop("__main__", None)
+    for name in ("__main__",) + _SENTINELS:
+        _WARM.pop(name, None)
     _HIDDEN_TOPS = frozenset(
         n for n in (k.partition(".")[0] for k in _HIDDEN)
         if not _imp.is_builtin(n) and not _imp.is_frozen(n))
@@ -755,6 +756,7 @@ del _load_unlocked, _find_and_load
 # runs the script and exits, and the first finalizer, are chains of C
 # callables (_c_chain), which no trace or profile function sees.
 
+_SENTINELS = ("_scripthost_finalizer", "_scripthost_exit")
 _exit_sentinel = []  # the second sentinel module, alive
 
 
@@ -859,7 +861,7 @@ def _after_script(post):
 
 def _reserve_finalizer_slots():
     # In the warm interpreter, once: the two names go first in sys.modules.
-    # A child then only replaces their values, which keeps their places.
+    # Arming them then only replaces their values, which keeps their places.
     items = list(sys.modules.items())
     sys.modules.clear()
     sys.modules["_scripthost_finalizer"] = None
@@ -867,7 +869,7 @@ def _reserve_finalizer_slots():
     sys.modules.update(items)
 
 
-_finalizers = []  # made here, once: each child has its own, never used
+_finalizers = []  # made here, once, and armed: each child has its own copy, used once
 
 
 def _make_finalizers(post):
@@ -878,6 +880,8 @@ def _make_finalizers(post):
 
 
 def _arm_finalizers():
+    # In the warm interpreter, once: nothing finalizes it (it ends by
+    # os._exit), and each child's sys.modules has them.
     hide = types.ModuleType("_scripthost_finalizer")
     last = types.ModuleType("_scripthost_exit")
     # The first one's only reference is its module's.
@@ -1109,7 +1113,7 @@ def _become_run(job, ahead=None):
             _resolve_pythonpath(folder)
         fd, err, importer = _open_script(path)
     if ahead is None:
-        _as_fresh_main()
+        _warnings_as_fresh()
     if importer is not None:
         return None
 
@@ -1201,8 +1205,12 @@ def _open_script(path):
     return fd, err, importer
 
 
-def _as_fresh_main():
-    # A fresh __main__, and the finalizers that end the process.
+def _fresh_main():
+    """In a warm process, once it has done what it does before its forks
+    (its imports, and the collector's freeze: the runs' __main__ is
+    tracked, as a fresh interpreter's is): a fresh __main__, which every
+    child then has as it is, since nothing here runs code in it. (Made in
+    each child, it cost each run ~10 pages that nothing else writes.)"""
     main = types.ModuleType("__main__")
     d = main.__dict__
     d.clear()
@@ -1210,7 +1218,10 @@ def _as_fresh_main():
         d[k] = {} if isinstance(v, dict) else v  # __annotations__: a fresh one
     sys.modules["__main__"] = main
     _main_dict[0] = id(d)
-    _arm_finalizers()
+
+
+def _warnings_as_fresh():
+    # In a child: what warnings cached before it was forked is stale.
     warnings._filters_mutated()
 
 
@@ -1257,7 +1268,7 @@ class _Ahead:
 def _become_run_ahead(slot=None):
     """In a child without the sandbox, before its job comes: what becoming
     a run does that does not depend on the job (a fresh interpreter's
-    signals, the run's stdio as buffered, a fresh __main__), and in a warm
+    signals, the run's stdio as buffered), and in a warm
     parent's child what the job of its script needs (see _Ahead). None
     under the sandbox (in a slot): the job does it all there, in the run's
     view."""
@@ -1266,7 +1277,7 @@ def _become_run_ahead(slot=None):
     _fresh_signals()
     _STDIO_AHEAD[:] = [None]
     _run_stdio(0)
-    _as_fresh_main()
+    _warnings_as_fresh()
     ahead = _Ahead()
     ahead.path, ahead.folder, ahead.fd, ahead.real, ahead.shown = _AHEAD[0], _RUN_ENV[0], -1, None, False
     if ahead.path is None or _PYTHONPATH_REL:
@@ -2391,6 +2402,9 @@ def _become_parent(ctl_fd, folder, code, path=None):
     _libc.malloc_trim(0)
     gc.freeze()
     _fill_pools()
+    # (The sentinels are the base server's; its __main__ was there while
+    # the script's imports ran.)
+    _fresh_main()
     # What is ours alone now, before a child shares it: what ending this
     # process frees.
     memory = _private_memory()
@@ -2446,6 +2460,10 @@ def _main():
     _libc.malloc_trim(0)
     gc.freeze()
     _fill_pools()
+    # The sentinels, in this process's sys.modules for every child to
+    # copy (and for a warm parent's), and a fresh __main__.
+    _arm_finalizers()
+    _fresh_main()
     _chain_thread(_forker(), growing=True)
     problem = _canary()
     _hide_imports()
