@@ -70,6 +70,12 @@ func (in Internal) SpareName(subject string) (string, bool) {
 	return NameFrom(subject, in.prefix()+"spare.")
 }
 
+// PeersSubject is where an executor node announces itself as it starts
+// serving (its alive subject as the body, this subject as the reply), and
+// where the nodes that hear it answer with theirs: each then knows it has
+// peers, which may offer it runs (SpareSubject).
+func (in Internal) PeersSubject() string { return in.prefix() + "peers" }
+
 // NewAlive is a new liveness subject for a node: it answers there while
 // it is up, and callers watch the node running their request through it.
 func (in Internal) NewAlive() string { return in.prefix() + "alive." + nuid.Next() }

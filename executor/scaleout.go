@@ -16,6 +16,12 @@ import (
 // free slot listen; one of
 // them takes it and answers the caller. Only when none does (every node is
 // full) does the run wait in the node's own FIFO queue.
+//
+// Offers come only from other nodes, so a node listens for them only once
+// it knows it has peers (bus.Internal.PeersSubject): alone on the bus, as
+// a serve process with its own executor usually is, it would otherwise
+// subscribe and drain its interest on nearly every run at full load (its
+// last free slot taken and freed again).
 
 // handOverWait bounds the offer of a run to another node.
 const handOverWait = time.Second
@@ -98,8 +104,9 @@ func (s *Service) announce(ack, runID string) {
 }
 
 // ownSubs is the number of subscriptions the node keeps while it drains:
-// its alive subject, its offers inbox and its cancel subject.
-const ownSubs = 3
+// its alive subject, its offers inbox, its peers subject and its cancel
+// subject.
+const ownSubs = 4
 
 // serveScaleOut starts the alive subject and the spare interest.
 func (s *Service) serveScaleOut(nc *nats.Conn) error {
@@ -113,8 +120,45 @@ func (s *Service) serveScaleOut(nc *nats.Conn) error {
 		sub.Unsubscribe()
 		return err
 	}
-	s.reconcileSpare()
+	peers := s.cfg.Internal.PeersSubject()
+	if s.peersSub, err = nc.Subscribe(peers, s.handlePeer); err != nil {
+		sub.Unsubscribe()
+		s.offersSub.Unsubscribe()
+		return err
+	}
+	// The nodes already there answer on the same subject, so that the
+	// others hear it too (they know of each other already).
+	hello := nats.NewMsg(peers)
+	hello.Reply, hello.Data = peers, []byte(s.alive)
+	if err := nc.PublishMsg(hello); err != nil {
+		sub.Unsubscribe()
+		s.offersSub.Unsubscribe()
+		s.peersSub.Unsubscribe()
+		return err
+	}
 	return nil
+}
+
+// handlePeer hears a node announce itself (the peers subject as its
+// reply subject), or answer an announcement: it is a peer unless it is
+// this node.
+func (s *Service) handlePeer(m *nats.Msg) {
+	if string(m.Data) == s.alive {
+		return
+	}
+	s.spareMu.Lock()
+	known := s.peers
+	s.peers = true
+	s.spareMu.Unlock()
+	if !known {
+		s.reconcileSpare()
+	}
+	// After the interest: a node that hears this answer can offer runs
+	// here at once. An announcement is answered on the peers subject
+	// itself, whatever reply subject it names.
+	if peers := s.cfg.Internal.PeersSubject(); m.Reply == peers {
+		s.nc.Publish(peers, []byte(s.alive))
+	}
 }
 
 // tryAcquire takes a free slot without waiting.
@@ -135,11 +179,11 @@ func (s *Service) releaseSlot() {
 }
 
 // reconcileSpare keeps the node subscribed to the spare subject exactly
-// while it has a free slot.
+// while it has a free slot, once it knows it has peers.
 func (s *Service) reconcileSpare() {
 	s.spareMu.Lock()
 	defer s.spareMu.Unlock()
-	if s.nc == nil || s.spareOff {
+	if s.nc == nil || s.spareOff || !s.peers {
 		return
 	}
 	free := s.slots.freeCount() > 0
@@ -176,6 +220,7 @@ func (s *Service) closeAlive() {
 	if s.aliveSub != nil {
 		s.aliveSub.Unsubscribe()
 		s.offersSub.Unsubscribe()
+		s.peersSub.Unsubscribe()
 	}
 	if s.cancels.sub != nil {
 		s.cancels.sub.Unsubscribe()

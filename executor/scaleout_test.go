@@ -2,12 +2,16 @@ package executor
 
 import (
 	"context"
+	"errors"
+	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nuid"
 
 	"github.com/scripthost/scripthost/bus"
+	"github.com/scripthost/scripthost/internal/testutil"
 	"github.com/scripthost/scripthost/model"
 )
 
@@ -36,6 +40,7 @@ func TestSpareOffersAnsweredWhenFull(t *testing.T) {
 	svc, nc := startNodeWith(t, Config{Node: "n1", MaxConcurrent: 1, QueueTimeout: time.Second},
 		held, fakeScripts{"x.py": "v1"})
 	defer close(held.release)
+	announcePeer(t, svc, nc)
 
 	const offers = 6
 	answers := make(chan string, offers)
@@ -81,5 +86,131 @@ func TestSpareOffersAnsweredWhenFull(t *testing.T) {
 	}
 	if got["taken"] != 1 || got["busy"] != offers-1 {
 		t.Fatalf("answers to %d offers on one free slot: %v, want 1 taken and %d busy", offers, got, offers-1)
+	}
+}
+
+// announcePeer announces a peer of svc on nc, as a node that starts
+// serving does, and waits for svc's answer: it then listens for offers
+// if it has a free slot.
+func announcePeer(t *testing.T, svc *Service, nc *nats.Conn) {
+	t.Helper()
+	peers := svc.cfg.Internal.PeersSubject()
+	heard, err := nc.SubscribeSync(peers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer heard.Unsubscribe()
+	hello := nats.NewMsg(peers)
+	hello.Reply, hello.Data = peers, []byte("test-peer-"+nuid.Next())
+	if err := nc.PublishMsg(hello); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		m, err := heard.NextMsg(time.Until(deadline))
+		if err != nil {
+			break
+		}
+		if string(m.Data) == svc.alive {
+			return
+		}
+	}
+	t.Fatal("the node did not answer a peer's announcement")
+}
+
+// offer offers a run of x.py as a full node does, and tells what came
+// back: "taken", "busy", or "none" when no node listens.
+func offer(t *testing.T, nc *nats.Conn, in bus.Internal) string {
+	t.Helper()
+	m := nats.NewMsg(in.SpareSubject("x.py"))
+	m.Header.Set(bus.HeaderReplyTo, "_INBOX.caller."+nuid.Next())
+	m.Data = []byte(`{"args":["` + nuid.Next() + `"]}`)
+	resp, err := nc.RequestMsg(m, 10*time.Second)
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		return "none"
+	case err != nil:
+		t.Fatal(err)
+	}
+	return string(resp.Data)
+}
+
+// A node alone on the bus listens for no offers (only other nodes make
+// them): an offer finds nobody. Once another node announces itself, the
+// node with a free slot takes offers; full, it withdraws again.
+func TestSpareInterestOnlyWithPeers(t *testing.T) {
+	held := heldRunner{release: make(chan struct{})}
+	svc, nc := startNodeWith(t, Config{Node: "n1", MaxConcurrent: 1, QueueTimeout: time.Second},
+		held, fakeScripts{"x.py": "v1"})
+	defer close(held.release)
+	if got := offer(t, nc, svc.cfg.Internal); got != "none" {
+		t.Fatalf("an offer to a node alone on the bus: %q, want no node listening", got)
+	}
+	announcePeer(t, svc, nc)
+	if got := offer(t, nc, svc.cfg.Internal); got != "taken" {
+		t.Fatalf("an offer to a node with a free slot and a peer: %q, want taken", got)
+	}
+	// Its one slot is the offered run's now: it listens no more.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := offer(t, nc, svc.cfg.Internal)
+		if got == "none" {
+			break
+		}
+		if got != "busy" || time.Now().After(deadline) {
+			t.Fatalf("an offer to a full node: %q, want busy, then no node listening", got)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Two nodes that start on one bus learn of each other, whichever starts
+// first: each takes the offers made while the other is full.
+func TestNodesLearnOfPeers(t *testing.T) {
+	ns := testutil.StartBus(t)
+	var nodes []*Service
+	for _, name := range []string{"n1", "n2"} {
+		held := heldRunner{release: make(chan struct{})}
+		defer close(held.release)
+		svc, err := New(Config{Node: name, MaxConcurrent: 1, QueueTimeout: time.Second,
+			Log: testutil.Logger(t, slog.LevelDebug)}, held, fakeScripts{"x.py": "v1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := svc.Serve(testutil.Connect(t, ns), "1.2.3"); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := svc.Drain(ctx); err != nil {
+				t.Error(err)
+			}
+		})
+		nodes = append(nodes, svc)
+	}
+	nc := testutil.Connect(t, ns)
+	// Each offer takes a node's one slot: two are taken, by both nodes
+	// (an offer is answered by the node that took it, named in the run's
+	// answer; here, by the slots they hold).
+	deadline := time.Now().Add(10 * time.Second)
+	taken := 0
+	for taken < 2 {
+		switch got := offer(t, nc, nodes[0].cfg.Internal); got {
+		case "taken":
+			taken++
+		case "none", "busy": // the nodes have not heard each other yet
+			if time.Now().After(deadline) {
+				t.Fatalf("%d offers taken by two nodes with a free slot each; then %q", taken, got)
+			}
+			time.Sleep(10 * time.Millisecond)
+		default:
+			t.Fatalf("offer answered %q", got)
+		}
+	}
+	for _, n := range nodes {
+		if free := n.slots.freeCount(); free != 0 {
+			t.Errorf("node %s has %d free slots after two offers, want each to have taken one", n.cfg.Node, free)
+		}
 	}
 }

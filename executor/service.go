@@ -93,10 +93,12 @@ type Service struct {
 	aliveSub  *nats.Subscription // on alive
 	offers    bus.Inboxes        // answers to runs offered to other nodes
 	offersSub *nats.Subscription
-	cancels   cancels // runs a caller may cancel (stream.go)
+	cancels   cancels            // runs a caller may cancel (stream.go)
+	peersSub  *nats.Subscription // on the peers subject
 	spareMu   sync.Mutex
-	spareSub  *nats.Subscription // on SpareAll while a slot is free
+	spareSub  *nats.Subscription // on SpareAll while a slot is free (and peers)
 	spareOff  bool               // no spare interest: not serving, or draining
+	peers     bool               // another node announced itself, or answered
 }
 
 // New returns an executor node that runs scripts found by scripts with
