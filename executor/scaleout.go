@@ -26,6 +26,12 @@ import (
 // handOverWait bounds the offer of a run to another node.
 const handOverWait = time.Second
 
+// peerAnnounceEvery is how often a node that knows no peer announces
+// itself again: an announcement, or the answers to it, can be missed (a
+// node reconnecting to a cluster meanwhile), and two nodes that missed each
+// other would never offer each other runs.
+const peerAnnounceEvery = 10 * time.Second
+
 // taken and busy answer an offer on the spare subject.
 var (
 	taken = []byte("taken")
@@ -126,17 +132,40 @@ func (s *Service) serveScaleOut(nc *nats.Conn) error {
 		s.offersSub.Unsubscribe()
 		return err
 	}
-	// The nodes already there answer on the same subject, so that the
-	// others hear it too (they know of each other already).
-	hello := nats.NewMsg(peers)
-	hello.Reply, hello.Data = peers, []byte(s.alive)
-	if err := nc.PublishMsg(hello); err != nil {
+	if err := s.announceSelf(nc); err != nil {
 		sub.Unsubscribe()
 		s.offersSub.Unsubscribe()
 		s.peersSub.Unsubscribe()
 		return err
 	}
+	s.spareMu.Lock()
+	s.announcer = time.AfterFunc(s.cfg.announceEvery, s.announceAgain)
+	s.spareMu.Unlock()
 	return nil
+}
+
+// announceSelf announces the node on the peers subject. The nodes already
+// there answer on the same subject, so that the others hear it too (they
+// know of each other already).
+func (s *Service) announceSelf(nc *nats.Conn) error {
+	peers := s.cfg.Internal.PeersSubject()
+	hello := nats.NewMsg(peers)
+	hello.Reply, hello.Data = peers, []byte(s.alive)
+	return nc.PublishMsg(hello)
+}
+
+// announceAgain announces the node again while it knows no peer and
+// serves.
+func (s *Service) announceAgain() {
+	s.spareMu.Lock()
+	defer s.spareMu.Unlock()
+	if s.peers || s.spareOff || s.announcer == nil {
+		return
+	}
+	if err := s.announceSelf(s.nc); err != nil {
+		s.cfg.Log.Debug("peer announcement", "err", err)
+	}
+	s.announcer.Reset(s.cfg.announceEvery)
 }
 
 // handlePeer hears a node announce itself (the peers subject as its
@@ -210,6 +239,9 @@ func (s *Service) stopScaleOut() {
 	s.spareMu.Lock()
 	defer s.spareMu.Unlock()
 	s.spareOff = true
+	if s.announcer != nil {
+		s.announcer.Stop()
+	}
 	if s.spareSub != nil {
 		s.spareSub.Drain()
 		s.spareSub = nil
@@ -217,6 +249,12 @@ func (s *Service) stopScaleOut() {
 }
 
 func (s *Service) closeAlive() {
+	s.spareMu.Lock()
+	if s.announcer != nil {
+		s.announcer.Stop()
+		s.announcer = nil
+	}
+	s.spareMu.Unlock()
 	if s.aliveSub != nil {
 		s.aliveSub.Unsubscribe()
 		s.offersSub.Unsubscribe()

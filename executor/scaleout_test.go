@@ -135,6 +135,63 @@ func offer(t *testing.T, nc *nats.Conn, in bus.Internal) string {
 	return string(resp.Data)
 }
 
+// A node that knows no peer announces itself again, so that two nodes that
+// missed each other's announcements (a reconnect meanwhile) still meet; once
+// a peer answers, it stops, and takes offers.
+func TestNodeAloneAnnouncesAgain(t *testing.T) {
+	held := heldRunner{release: make(chan struct{})}
+	svc, nc := startNodeWith(t, Config{Node: "n1", MaxConcurrent: 1, QueueTimeout: time.Second,
+		announceEvery: 20 * time.Millisecond}, held, fakeScripts{"x.py": "v1"})
+	defer close(held.release)
+	peers := svc.cfg.Internal.PeersSubject()
+	heard, err := nc.SubscribeSync(peers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer heard.Unsubscribe()
+	// Two announcements after the node's first one, which came before
+	// this subscription.
+	for n := 0; n < 2; {
+		m, err := heard.NextMsg(10 * time.Second)
+		if err != nil {
+			t.Fatalf("announcement %d: %v", n+1, err)
+		}
+		if string(m.Data) == svc.alive && m.Reply == peers {
+			n++
+		}
+	}
+	if got := offer(t, nc, svc.cfg.Internal); got != "none" {
+		t.Fatalf("an offer to a node alone on the bus: %q, want no node listening", got)
+	}
+	// A peer answers, as a node that heard the announcement does.
+	if err := nc.Publish(peers, []byte("test-peer-"+nuid.Next())); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for offer(t, nc, svc.cfg.Internal) != "taken" {
+		if time.Now().After(deadline) {
+			t.Fatal("the node took no offer after a peer answered")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// It announces itself no more: past one that may have been on its
+	// way, nothing of it for 25 of its periods.
+	for late := 0; ; {
+		m, err := heard.NextMsg(500 * time.Millisecond)
+		if errors.Is(err, nats.ErrTimeout) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(m.Data) == svc.alive && m.Reply == peers {
+			if late++; late > 1 {
+				t.Fatal("the node still announces itself with a peer known")
+			}
+		}
+	}
+}
+
 // A node alone on the bus listens for no offers (only other nodes make
 // them): an offer finds nobody. Once another node announces itself, the
 // node with a free slot takes offers; full, it withdraws again.

@@ -44,6 +44,10 @@ type Config struct {
 	// MaxQueue bounds the requests waiting for a slot; beyond it they get
 	// 503 at once. 0 means DefaultMaxQueue; negative: none may wait.
 	MaxQueue int
+
+	// announceEvery is how often a node that knows no peer announces
+	// itself again (0: peerAnnounceEvery; tests set it shorter).
+	announceEvery time.Duration
 }
 
 func (c *Config) valid() error {
@@ -60,6 +64,9 @@ func (c *Config) valid() error {
 	}
 	if c.MaxBody <= 0 {
 		c.MaxBody = 1 << 20
+	}
+	if c.announceEvery <= 0 {
+		c.announceEvery = peerAnnounceEvery
 	}
 	switch {
 	case c.MaxQueue == 0:
@@ -99,6 +106,7 @@ type Service struct {
 	spareSub  *nats.Subscription // on SpareAll while a slot is free (and peers)
 	spareOff  bool               // no spare interest: not serving, or draining
 	peers     bool               // another node announced itself, or answered
+	announcer *time.Timer        // announces the node again while it knows no peer
 }
 
 // New returns an executor node that runs scripts found by scripts with
