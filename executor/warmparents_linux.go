@@ -248,11 +248,13 @@ func (r *ForkRunner) forkParent(p *parent) (w *warm, refused bool, err error) {
 	_ = w.conn.SetReadDeadline(time.Now().Add(r.parents.cfg.StartTimeout))
 	// Close, which waits for this start, ends it rather than waiting out
 	// imports that may hang.
-	read := make(chan struct{})
+	// (conn, not w: the error returns below set w, a named result, to nil
+	// while this may still run.)
+	read, conn := make(chan struct{}), w.conn
 	go func() {
 		select {
 		case <-r.closing:
-			_ = w.conn.SetReadDeadline(time.Now())
+			_ = conn.SetReadDeadline(time.Now())
 		case <-read:
 		}
 	}()
