@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -299,5 +300,94 @@ func TestForkStuckWarm(t *testing.T) {
 	})
 	if got := run(t, r, Job{Path: hello}); got.Stdout != "hello\n" {
 		t.Errorf("after the stuck interpreter: %+v", got)
+	}
+}
+
+// A burst of forks the warm interpreter carries out only in part (here: a
+// pids cgroup lets one of its forks through) costs no run its start: the
+// runs after it get children of the next bursts, not a wait for the
+// children that were never forked.
+func TestForkBurstCutShort(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("moving the warm interpreter into a pids cgroup needs root")
+	}
+	root := "/sys/fs/cgroup/pids"
+	if _, err := os.Stat(filepath.Join(root, "cgroup.procs")); err != nil {
+		t.Skip("no cgroup v1 pids hierarchy")
+	}
+	r := newFork(t, Limits{Timeout: 20 * time.Second}, nil)
+	dir := t.TempDir()
+	path := writeScript(t, dir, "echo.py", `import sys; print(sys.argv[1])`)
+	n := 0
+	run := func() {
+		t.Helper()
+		n++
+		res, err := r.Run(context.Background(), Job{Path: path, Args: []string{fmt.Sprint(n)}})
+		if err != nil || res.Stdout != fmt.Sprintf("%d\n", n) {
+			t.Fatalf("run %d: %+v %v", n, res, err)
+		}
+	}
+	run()
+	r.mu.Lock()
+	w := r.cur
+	r.mu.Unlock()
+	settled := func() bool {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return w.forking == 0
+	}
+	testutil.WaitFor(t, 30*time.Second, "the first children to be forked", settled)
+
+	cg := filepath.Join(root, fmt.Sprintf("scripthost-test-burst-%d", os.Getpid()))
+	if err := os.Mkdir(cg, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		// Empty once the warm interpreter and its children are gone.
+		_ = r.Close()
+		testutil.WaitFor(t, 30*time.Second, "the test's pids cgroup to be removed", func() bool {
+			err := os.Remove(cg)
+			return err == nil || os.IsNotExist(err)
+		})
+	})
+	write := func(name, value string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(cg, name), []byte(value), 0o644); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	write("cgroup.procs", strconv.Itoa(w.pid))
+	cur, err := os.ReadFile(filepath.Join(cg, "pids.current"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tasks, _ := strconv.Atoi(strings.TrimSpace(string(cur)))
+	write("pids.max", strconv.Itoa(tasks+1))
+
+	// Runs take the children forked ahead until the next burst is asked
+	// for: its first fork goes through, the others fail.
+	inCgroup := func() bool {
+		procs, _ := os.ReadFile(filepath.Join(cg, "cgroup.procs"))
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		for _, c := range w.idle {
+			for _, f := range strings.Fields(string(procs)) {
+				if f == strconv.Itoa(c.pid) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	for !inCgroup() {
+		if n > 2*idleMax {
+			t.Fatal("no child was forked into the pids cgroup")
+		}
+		run()
+		testutil.WaitFor(t, 30*time.Second, "the burst asked for to be over", func() bool { return inCgroup() || settled() })
+	}
+	write("pids.max", "max")
+	for range 3 * idleMax {
+		run()
 	}
 }

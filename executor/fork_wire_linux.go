@@ -277,8 +277,15 @@ func (w *warm) handle(m forkMsg) {
 		w.idleCh = make(chan struct{})
 		w.mu.Unlock()
 	case "forkfailed":
+		// N of the children asked for will not come: a burst cut short
+		// (all of them when N is not said).
 		w.mu.Lock()
-		w.forking, w.forkErr = 0, m.Error
+		if m.N > 0 {
+			w.forking = max(w.forking-m.N, 0)
+		} else {
+			w.forking = 0
+		}
+		w.forkErr = m.Error
 		close(w.idleCh)
 		w.idleCh = make(chan struct{})
 		w.mu.Unlock()

@@ -24,7 +24,9 @@
 #               child is in a free slot of its own, and a third fd is its
 #               slot's pids.current (when the slot has a pids cgroup), and
 #               the job names its folder's device and inode ("fid");
-#               {"op":"forkfailed","error":E};
+#               {"op":"forkfailed","n":N,"error":E}: N of the children
+#               asked for will not come (Go counts each it asked for
+#               until it is announced);
 #               {"op":"exited","pid":P,"status":S} (S: the raw wait status)
 #               once the child ended, with a job or without (under the
 #               sandbox, once nothing of it is left in its slot).
@@ -1571,11 +1573,11 @@ def _fork(slot=None):
     return _fork_many(1, slot and [slot])[0]
 
 
-def _fork_many(n, slots=None):
+def _fork_many(n, slots=None, failed=None):
     """Forks n children that wait for their jobs (fewer if a fork fails:
-    the error is raised if none was forked); returns [(pid, channel)].
-    With slots (n of them), each child is in its sandbox slot's pid
-    namespace."""
+    the error is raised if none was forked, else added to failed); returns
+    [(pid, channel)]. With slots (n of them), each child is in its sandbox
+    slot's pid namespace."""
     # (Nothing is buffered in this process's stdio, flushed before any
     # fork in _prepare_runs, which the children could write again.)
     pairs = [_socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET) for _ in range(n)]
@@ -1598,6 +1600,8 @@ def _fork_many(n, slots=None):
             a.close()
     if not forked:
         raise results[-1]
+    if failed is not None and len(forked) < n:
+        failed.extend(e for e in results if isinstance(e, BaseException))
     return forked
 
 
@@ -1653,6 +1657,7 @@ class _Server:
         self.slot_by_pidfd = {}  # a slot's init's pidfd -> the slot
         self.watcher = None  # what watches the slots' views (sandbox.py's Watcher)
         self.changed = set()  # slots whose view changed since it was made fresh
+        self.announced = 0  # children announced to Go in the burst under way
 
     def send(self, msg, fds=()):
         _send(self.ctl, json.dumps(msg).encode(), fds)
@@ -1684,10 +1689,17 @@ class _Server:
             msg = json.loads(data)
             op = msg.get("op")
             if op == "fork":
+                n = int(msg.get("n") or 1)
+                self.announced = 0
                 try:
-                    self.spawn_idle(int(msg.get("n") or 1))
+                    why = self.spawn_idle(n)
                 except OSError as e:
-                    self.send({"op": "forkfailed", "error": "cannot fork: %s" % e})
+                    why = e
+                if self.announced < n:
+                    # A burst cut short (a fork or a slot that failed):
+                    # Go waits for no child that will not come.
+                    self.send({"op": "forkfailed", "n": n - self.announced,
+                               "error": "cannot fork: %s" % (why or "fewer children than asked for")})
             elif op == "kill":
                 if msg.get("pid") in self.handed_pids:
                     _killpg(msg["pid"])
@@ -1704,6 +1716,9 @@ class _Server:
         return True
 
     def spawn_idle(self, n=1):
+        """Forks n children and announces each (counted in self.announced);
+        returns what cut the burst short, if anything did."""
+        why = None
         if _SANDBOX is None:
             slots = None
         else:
@@ -1712,10 +1727,14 @@ class _Server:
             try:
                 for _ in range(n):
                     slots.append(self.free_slot(taken=slots))
-            except OSError:
+            except OSError as e:
                 if not slots:
                     raise
-        for i, (pid, chan) in enumerate(_fork_many(len(slots) if slots else n, slots)):
+                why = e
+        failed = []
+        forked = _fork_many(len(slots) if slots else n, slots, failed)
+        why = why or (failed and failed[-1])
+        for i, (pid, chan) in enumerate(forked):
             try:
                 os.setpgid(pid, pid)  # also done by the child: whichever runs first
             except OSError:
@@ -1739,9 +1758,11 @@ class _Server:
                     fds.append(slot.fds["pids"])
             try:
                 _send(self.ctl, b'{"op":"idle","pid":%d}' % pid, fds)
+                self.announced += 1
             finally:
                 if slot is None:
                     self.close_chan(chan)
+        return why
 
     def close_chan(self, chan):
         if chan in _OWNED_SOCKETS:
