@@ -63,7 +63,7 @@ func checkRunUser(cred *Credential, byDefault, fork bool, python, dir string, lo
 	fix := "make them accessible to that user (folders 0755, scripts 0644, an interpreter outside /root, e.g. --python /usr/bin/python3), or choose the user with --run-as"
 	if execErr != nil {
 		if alt := interpreterFor(cred, python); alt != "" {
-			fix = "--python " + alt + " is one that " + cred.Name + " can run; or " + fix
+			fix = "use --python " + alt + ", which the run user can run; or " + fix
 		}
 	}
 	switch {

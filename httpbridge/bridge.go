@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -325,6 +327,9 @@ func runHeaders(r *http.Request) nats.Header {
 }
 
 func (b *Bridge) runOne(w http.ResponseWriter, r *http.Request) error {
+	if err := onlyQuery(r, "wait"); err != nil {
+		return err
+	}
 	if q := r.URL.Query(); q.Has("wait") {
 		return b.runWait(w, r, q)
 	}
@@ -350,6 +355,10 @@ func (b *Bridge) runOne(w http.ResponseWriter, r *http.Request) error {
 // runMany runs several scripts (all of them when names is absent) with the
 // same request, concurrently, and answers every result by name.
 func (b *Bridge) runMany(w http.ResponseWriter, r *http.Request) error {
+	// (A mistyped ?names would run every script.)
+	if err := onlyQuery(r, "names"); err != nil {
+		return err
+	}
 	body, err := b.readBody(w, r)
 	if err != nil {
 		return err
@@ -410,6 +419,23 @@ func (b *Bridge) runEntry(ctx context.Context, name string, body []byte, hdr nat
 	}
 	entry, _ := json.Marshal(model.ErrorBody{Error: model.Message(err)})
 	return entry
+}
+
+// onlyQuery refuses a query parameter other than those allowed: on the
+// endpoints that start runs or list jobs, a mistyped one would otherwise
+// be ignored and change what happens.
+func onlyQuery(r *http.Request, allowed ...string) error {
+	for _, key := range slices.Sorted(maps.Keys(r.URL.Query())) {
+		if !slices.Contains(allowed, key) {
+			takes := "no query parameter"
+			if len(allowed) > 0 {
+				takes = "only " + strings.Join(allowed, ", ")
+			}
+			return model.Errorf(model.ErrBadRequest, "unknown query parameter %q: %s %s takes %s",
+				key, r.Method, r.URL.Path, takes)
+		}
+	}
+	return nil
 }
 
 // parseNames reads ?names=a.py,b.py (also repeated ?names=): nil when

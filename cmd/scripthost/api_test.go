@@ -55,6 +55,9 @@ func TestStatusCodes(t *testing.T) {
 		{"multi bad name", "POST", "/run?names=ok.py,../x.py", "", 400, "invalid script name"},
 		{"multi empty names", "POST", "/run?names=", "", 400, "names"},
 		{"multi bad json", "POST", "/run", `{`, 400, "invalid JSON"},
+		{"multi mistyped names", "POST", "/run?name=ok.py", "", 400, `unknown query parameter "name": POST /run takes only names`},
+		{"run unknown query", "POST", "/run/ok.py?wiat=1s", "", 400, `unknown query parameter "wiat"`},
+		{"jobs unknown query", "GET", "/jobs?scrpt=ok.py", "", 400, `unknown query parameter "scrpt": GET /jobs takes only script, status, limit`},
 		{"no endpoint", "GET", "/nothing", "", 404, "no such endpoint"},
 		{"wrong method", "PATCH", "/scripts/ok.py", "", 405, "not allowed"},
 	}
