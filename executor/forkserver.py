@@ -1734,6 +1734,11 @@ class _Server:
         failed = []
         forked = _fork_many(len(slots) if slots else n, slots, failed)
         why = why or (failed and failed[-1])
+        # Every child is known here before any is announced: one that Go
+        # can no longer be told of (it is gone) is still killed and reaped
+        # by stop (an unreaped child in a slot would keep its init, and
+        # stop, waiting).
+        new = []
         for i, (pid, chan) in enumerate(forked):
             try:
                 os.setpgid(pid, pid)  # also done by the child: whichever runs first
@@ -1756,12 +1761,20 @@ class _Server:
                 self.slot_of_handed[pidfd] = (slot, chan)
                 if slot.fds["pids"] >= 0:
                     fds.append(slot.fds["pids"])
+            new.append((pid, chan, fds, slot))
+        lost = None
+        for pid, chan, fds, slot in new:
             try:
-                _send(self.ctl, b'{"op":"idle","pid":%d}' % pid, fds)
-                self.announced += 1
+                if lost is None:
+                    _send(self.ctl, b'{"op":"idle","pid":%d}' % pid, fds)
+                    self.announced += 1
+            except OSError as e:
+                lost = e
             finally:
                 if slot is None:
                     self.close_chan(chan)
+        if lost is not None:
+            raise lost
         return why
 
     def close_chan(self, chan):
@@ -1957,8 +1970,14 @@ class _Server:
 
     def stop(self):
         pids = list(self.handed_pids) + list(self.parents.values())
-        for pid in pids:
+        for pid in self.handed_pids:
             _killpg(pid)
+        for pid in self.parents.values():
+            # A warm parent is in this process's group, not one of its own.
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
         # The slots' inits last: an init's end waits until every process of
         # its namespace is reaped, the children of this process included.
         for slot in self.slots:

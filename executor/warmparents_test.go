@@ -661,3 +661,50 @@ func gcCounts(t *testing.T, out string) [3]int {
 	}
 	return c
 }
+
+// A warm interpreter whose server is gone (its control socket at end of
+// file, as when the server is killed) ends, and its warm parents with it:
+// a warm parent is in the warm interpreter's process group, not one of its
+// own, and must be killed by its pid for the warm interpreter's end not to
+// wait for it.
+func TestWarmInterpreterEndsWithItsServer(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	job := versioned(writeScript(t, dir, "hot.py", "print('hot')\n"))
+	cfg := testConfig(t, Limits{Timeout: 20 * time.Second})
+	cfg.WarmParents = WarmParents{Hot: 1}
+	fork, err := NewForkRunner(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fork.Close()
+	deadline := time.Now().Add(60 * time.Second)
+	for parentPid(fork, job.Path) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no warm parent in a minute")
+		}
+		run(t, fork, job)
+		time.Sleep(5 * time.Millisecond)
+	}
+	parent := parentPid(fork, job.Path)
+	fork.mu.Lock()
+	base := fork.cur
+	fork.mu.Unlock()
+	// The server's end of the warm interpreter's control socket closes;
+	// the warm parent's own stays open.
+	_ = base.conn.Close()
+	select {
+	case <-base.exited:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the warm interpreter %d did not end in 30 s after its server's end closed (its warm parent %d: %s)",
+			base.pid, parent, procWait(parent))
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", parent)); err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the warm parent %d outlived its warm interpreter: %s", parent, procWait(parent))
+		}
+	}
+}
