@@ -112,14 +112,19 @@ func startNodeWith(t *testing.T, cfg Config, runner Runner, scripts Scripts) (*S
 	if err := nodeConn.Flush(); err != nil {
 		t.Fatal(err)
 	}
+	drainAtCleanup(t, svc, 10*time.Second)
+	return svc, testutil.Connect(t, ns)
+}
+
+// drainAtCleanup drains svc when the test ends, within wait.
+func drainAtCleanup(t *testing.T, svc *Service, wait time.Duration) {
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
 		defer cancel()
 		if err := svc.Drain(ctx); err != nil {
 			t.Error(err)
 		}
 	})
-	return svc, testutil.Connect(t, ns)
 }
 
 func TestStatsAndMetrics(t *testing.T) {

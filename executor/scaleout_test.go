@@ -237,13 +237,7 @@ func TestNodesLearnOfPeers(t *testing.T) {
 		if err := svc.Serve(testutil.Connect(t, ns), "1.2.3"); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if err := svc.Drain(ctx); err != nil {
-				t.Error(err)
-			}
-		})
+		drainAtCleanup(t, svc, 10*time.Second)
 		nodes = append(nodes, svc)
 	}
 	nc := testutil.Connect(t, ns)

@@ -245,13 +245,7 @@ func startRealNode(t *testing.T, cfg Config, r Runner, dir string) (*Service, *n
 	if err := svc.Serve(nodeConn, "1.2.3"); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		if err := svc.Drain(ctx); err != nil {
-			t.Error(err)
-		}
-	})
+	drainAtCleanup(t, svc, 20*time.Second)
 	return svc, testutil.Dial(t, bus.ConnConfig{URL: ns.URL()})
 }
 
