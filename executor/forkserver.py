@@ -1657,7 +1657,6 @@ class _Server:
         self.slot_by_pidfd = {}  # a slot's init's pidfd -> the slot
         self.watcher = None  # what watches the slots' views (sandbox.py's Watcher)
         self.changed = set()  # slots whose view changed since it was made fresh
-        self.announced = 0  # children announced to Go in the burst under way
 
     def send(self, msg, fds=()):
         _send(self.ctl, json.dumps(msg).encode(), fds)
@@ -1690,15 +1689,14 @@ class _Server:
             op = msg.get("op")
             if op == "fork":
                 n = int(msg.get("n") or 1)
-                self.announced = 0
                 try:
-                    why = self.spawn_idle(n)
+                    announced, why = self.spawn_idle(n)
                 except OSError as e:
-                    why = e
-                if self.announced < n:
+                    announced, why = 0, e
+                if announced < n:
                     # A burst cut short (a fork or a slot that failed):
                     # Go waits for no child that will not come.
-                    self.send({"op": "forkfailed", "n": n - self.announced,
+                    self.send({"op": "forkfailed", "n": n - announced,
                                "error": "cannot fork: %s" % (why or "fewer children than asked for")})
             elif op == "kill":
                 if msg.get("pid") in self.handed_pids:
@@ -1716,8 +1714,8 @@ class _Server:
         return True
 
     def spawn_idle(self, n=1):
-        """Forks n children and announces each (counted in self.announced);
-        returns what cut the burst short, if anything did."""
+        """Forks n children and announces each; returns how many were
+        announced, and what cut the burst short, if anything did."""
         why = None
         if _SANDBOX is None:
             slots = None
@@ -1762,20 +1760,18 @@ class _Server:
                 if slot.fds["pids"] >= 0:
                     fds.append(slot.fds["pids"])
             new.append((pid, chan, fds, slot))
-        lost = None
+        announced, lost = 0, None
         for pid, chan, fds, slot in new:
             try:
                 if lost is None:
                     _send(self.ctl, b'{"op":"idle","pid":%d}' % pid, fds)
-                    self.announced += 1
+                    announced += 1
             except OSError as e:
-                lost = e
+                lost = e  # Go is gone: the rest are not announced either
             finally:
                 if slot is None:
                     self.close_chan(chan)
-        if lost is not None:
-            raise lost
-        return why
+        return announced, lost or why
 
     def close_chan(self, chan):
         if chan in _OWNED_SOCKETS:

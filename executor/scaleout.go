@@ -238,10 +238,7 @@ func (s *Service) reconcileSpare() {
 func (s *Service) stopScaleOut() {
 	s.spareMu.Lock()
 	defer s.spareMu.Unlock()
-	s.spareOff = true
-	if s.announcer != nil {
-		s.announcer.Stop()
-	}
+	s.spareOff = true // (and announceAgain announces no more)
 	if s.spareSub != nil {
 		s.spareSub.Drain()
 		s.spareSub = nil

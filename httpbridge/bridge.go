@@ -5,8 +5,8 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
-	"maps"
 	"net/http"
+	"net/url"
 	"slices"
 	"sort"
 	"strings"
@@ -327,10 +327,11 @@ func runHeaders(r *http.Request) nats.Header {
 }
 
 func (b *Bridge) runOne(w http.ResponseWriter, r *http.Request) error {
-	if err := onlyQuery(r, "wait"); err != nil {
+	q := r.URL.Query()
+	if err := onlyQuery(r, q, "wait"); err != nil {
 		return err
 	}
-	if q := r.URL.Query(); q.Has("wait") {
+	if q.Has("wait") {
 		return b.runWait(w, r, q)
 	}
 	name, body, err := b.namedBody(w, r, func(body []byte) error {
@@ -356,7 +357,8 @@ func (b *Bridge) runOne(w http.ResponseWriter, r *http.Request) error {
 // same request, concurrently, and answers every result by name.
 func (b *Bridge) runMany(w http.ResponseWriter, r *http.Request) error {
 	// (A mistyped ?names would run every script.)
-	if err := onlyQuery(r, "names"); err != nil {
+	q := r.URL.Query()
+	if err := onlyQuery(r, q, "names"); err != nil {
 		return err
 	}
 	body, err := b.readBody(w, r)
@@ -366,7 +368,7 @@ func (b *Bridge) runMany(w http.ResponseWriter, r *http.Request) error {
 	if _, err := model.DecodeRunRequest(body); err != nil {
 		return err
 	}
-	names, err := parseNames(r.URL.Query()["names"])
+	names, err := parseNames(q["names"])
 	if err != nil {
 		return err
 	}
@@ -421,21 +423,22 @@ func (b *Bridge) runEntry(ctx context.Context, name string, body []byte, hdr nat
 	return entry
 }
 
-// onlyQuery refuses a query parameter other than those allowed: on the
-// endpoints that start runs or list jobs, a mistyped one would otherwise
-// be ignored and change what happens.
-func onlyQuery(r *http.Request, allowed ...string) error {
-	for _, key := range slices.Sorted(maps.Keys(r.URL.Query())) {
+// onlyQuery refuses a query parameter of q other than those allowed: on
+// the endpoints that start runs or list jobs, a mistyped one would
+// otherwise be ignored and change what happens.
+func onlyQuery(r *http.Request, q url.Values, allowed ...string) error {
+	var unknown []string
+	for key := range q {
 		if !slices.Contains(allowed, key) {
-			takes := "no query parameter"
-			if len(allowed) > 0 {
-				takes = "only " + strings.Join(allowed, ", ")
-			}
-			return model.Errorf(model.ErrBadRequest, "unknown query parameter %q: %s %s takes %s",
-				key, r.Method, r.URL.Path, takes)
+			unknown = append(unknown, key)
 		}
 	}
-	return nil
+	if len(unknown) == 0 {
+		return nil
+	}
+	slices.Sort(unknown)
+	return model.Errorf(model.ErrBadRequest, "unknown query parameter %q: %s %s takes only %s",
+		unknown[0], r.Method, r.URL.Path, strings.Join(allowed, ", "))
 }
 
 // parseNames reads ?names=a.py,b.py (also repeated ?names=): nil when

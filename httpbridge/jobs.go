@@ -113,10 +113,10 @@ func (b *Bridge) cancelJob(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (b *Bridge) listJobs(w http.ResponseWriter, r *http.Request) error {
-	if err := onlyQuery(r, "script", "status", "limit"); err != nil {
+	q := r.URL.Query()
+	if err := onlyQuery(r, q, "script", "status", "limit"); err != nil {
 		return err
 	}
-	q := r.URL.Query()
 	req := model.JobListRequest{Script: q.Get("script"), Status: model.JobStatus(q.Get("status"))}
 	if l := q.Get("limit"); l != "" {
 		n, err := strconv.Atoi(l)
