@@ -95,7 +95,7 @@ func TestSoak(t *testing.T) {
 		if round == 1 {
 			firstHeap, baseline = m.HeapInuse, runtime.NumGoroutine()
 		} else {
-			waitGoroutines(t, baseline)
+			waitGoroutines(t, baseline, nil)
 			if m.HeapInuse > firstHeap+64<<20 {
 				t.Fatalf("round %d: heap %d MiB, %d MiB after the first round", round, m.HeapInuse>>20, firstHeap>>20)
 			}
