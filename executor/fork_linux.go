@@ -71,7 +71,7 @@ const defaultKillGrace = 5 * time.Second
 //     warm interpreter) and two entries of ours that end the run quickly;
 //     the warm interpreter's objects are frozen for the garbage collector,
 //     whose counts a script finds as at the top of `python -c` (the same
-//     in every run to an object or two; the youngest a few dozen above a
+//     in every run to a few objects; the youngest a few dozen above a
 //     script's top in a fresh interpreter, so its first automatic
 //     collection comes that many allocations earlier);
 //   - at exit, the preloaded modules are not torn down: an object a script
