@@ -125,11 +125,34 @@ def _recording_import(name, globals=None, locals=None, fromlist=(), level=0):
     return module
 
 
+# The module objects of the imports here, side by side. A run's served
+# import takes a reference to each module it hands over, a write to that
+# module's page: made one by one as their imports go, among the objects
+# each import makes, the 171 modules of `import numpy` lay on ~90 pages,
+# each copied in every run that imports it. Made ahead in batches instead
+# (a module as the import system makes it, its __init__ run again with its
+# name), they share a few. (Extension modules are made by their C code.)
+_MODULE_STOCK = []
+_original_new_module = _bootstrap._new_module
+
+
+def _stocked_new_module(name):
+    if not _MODULE_STOCK:
+        _MODULE_STOCK.extend(_original_new_module("") for _ in range(128))
+        _MODULE_STOCK.reverse()  # (taken in the order they were made)
+    module = _MODULE_STOCK.pop()
+    module.__init__(name)
+    return module
+
+
 def _record_imports(on):
     if on:
         _unrecorded[0] = _bootstrap._find_and_load
     _bootstrap._find_and_load = _recording_find_and_load if on else _unrecorded[0]
     builtins.__import__ = _recording_import if on else _import
+    _bootstrap._new_module = _stocked_new_module if on else _original_new_module
+    if not on:
+        del _MODULE_STOCK[:]
 
 
 _record_imports(True)
@@ -557,11 +580,20 @@ def _hide_imports():
             _ENTRY_OF[name] = _path_entry_of(mod)
         if name not in _CLOSURE_TOPS:
             _CLOSURE_TOPS[name] = _closure_tops(name)
-        if name not in _BOUND:
-            # (A copy, made with the others: the names' reference counts,
-            # which a run's served imports write to, are on a few pages.)
+    new = [name for name in _HIDDEN if name not in _NAME]
+    if new:
+        # The strings a run's served import takes a reference to (a write
+        # to each one's page): copies, made side by side in fresh pools
+        # (the holes of those in use filled first), so that they lie on a
+        # few pages rather than in the holes the imports left.
+        _fill_pools()
+        for name in new:
             _NAME[name] = (name + ".")[:-1]
-            _BOUND[name] = name.rpartition(".")[::2]
+        for name in new:
+            parent, _, child = name.rpartition(".")
+            _PARENT[name] = _NAME.get(parent, parent)
+            if parent:
+                _CHILD[name] = child
     for name in _HIDDEN:
         if name not in _PLANS:
             _PLANS[name] = _plan(name)
@@ -645,7 +677,7 @@ def _plan(name):
     def visit(n):
         if n in seen or n not in _HIDDEN:
             return
-        parent = _BOUND[n][0]
+        parent = _PARENT[n]
         if parent:
             visit(parent)
             if n in seen:
@@ -668,10 +700,11 @@ def _serve(name):
             continue
         mod = _HIDDEN[n]
         modules[n] = mod
-        parent, child = _BOUND[n]
+        parent = _PARENT[n]
         # (A parent comes after its submodules: bound first, it is the one.)
         owner = (modules.get(parent) or _HIDDEN.get(parent)) if parent else None
         if owner is not None:
+            child = _CHILD[n]
             if getattr(owner, "__dict__", _NO_DICT).get(child) is mod:
                 continue  # bound already: written to, the page would be copied
             try:
@@ -722,7 +755,8 @@ def _load_unlocked(spec):
 """
 _NONE = frozenset()
 _PLANS = {}  # name -> _plan(name), for every hidden module
-_BOUND = {}  # name -> (parent, child): the package a hidden module is bound to, and as what
+_PARENT = {}  # name -> the package a hidden module is bound to ("" for none)
+_CHILD = {}  # name -> what it is bound to its package as
 _NAME = {}  # name -> the one string of that name the plans hold
 _WARM_FINDERS = [None, None]  # sys.meta_path, sys.path_hooks, as here
 _acquire_import_lock, _release_import_lock = _imp.acquire_lock, _imp.release_lock
