@@ -1725,7 +1725,7 @@ class _Server:
                 n = int(msg.get("n") or 1)
                 try:
                     announced, why = self.spawn_idle(n)
-                except OSError as e:
+                except Exception as e:  # (it announces none before it can fail)
                     announced, why = 0, e
                 if announced < n:
                     # A burst cut short (a fork or a slot that failed):
@@ -1759,7 +1759,7 @@ class _Server:
             try:
                 for _ in range(n):
                     slots.append(self.free_slot(taken=slots))
-            except OSError as e:
+            except Exception as e:
                 if not slots:
                     raise
                 why = e
@@ -1776,8 +1776,19 @@ class _Server:
                 os.setpgid(pid, pid)  # also done by the child: whichever runs first
             except OSError:
                 pass
-            pidfd = os.pidfd_open(pid)
-            self.poll.register(pidfd, select.POLLIN)
+            try:
+                pidfd = os.pidfd_open(pid)
+                try:
+                    self.poll.register(pidfd, select.POLLIN)
+                except BaseException:
+                    os.close(pidfd)
+                    raise
+            except Exception as e:
+                # Go is told of none of the rest: they end here.
+                why = e
+                for pid, chan in forked[i:]:
+                    self.drop_unannounced(pid, chan)
+                break
             slot = slots[i] if slots else None
             # Go's from now: its channel and a pidfd of it (and, in a slot,
             # the slot's pids.current: Go answers the run as its process
@@ -1806,6 +1817,15 @@ class _Server:
                 if slot is None:
                     self.close_chan(chan)
         return announced, lost or why
+
+    def drop_unannounced(self, pid, chan):
+        """Kills and reaps a child forked for Go that Go is not told of."""
+        try:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except OSError:
+            pass
+        self.close_chan(chan)
 
     def close_chan(self, chan):
         if chan in _OWNED_SOCKETS:

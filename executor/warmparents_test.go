@@ -708,3 +708,38 @@ func TestWarmInterpreterEndsWithItsServer(t *testing.T) {
 		}
 	}
 }
+
+// A warm parent whose forks fail with an error of any kind (here what the
+// script imports has replaced os.pidfd_open, which the warm parent needs
+// for each child) says so to Go: the script's run answers at once with the
+// reason, not after its whole timeout waiting for children that never
+// come.
+func TestWarmParentForkFails(t *testing.T) {
+	t.Parallel()
+	lib := t.TempDir()
+	writeScript(t, lib, "nopidfd.py", "import os\ndef _none(*args):\n    raise RuntimeError('no pidfd here')\nos.pidfd_open = _none\n")
+	cfg := testConfig(t, Limits{Timeout: time.Minute})
+	cfg.Env = append(os.Environ(), "PYTHONPATH="+lib)
+	cfg.WarmParents = WarmParents{Hot: 1}
+	r, err := NewForkRunner(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Close() })
+	path := writeScript(t, t.TempDir(), "hot.py", "import nopidfd\nprint('ran')\n")
+	job := versioned(path)
+	if got := run(t, r, job).Stdout; got != "ran\n" {
+		t.Fatalf("stdout %q", got)
+	}
+	testutil.WaitFor(t, 30*time.Second, "the warm parent", func() bool { return parentPid(r, path) != 0 })
+	start := time.Now()
+	res, err := r.Run(context.Background(), job)
+	took := time.Since(start)
+	t.Logf("%+v %v after %v", res, err, took)
+	if took > 20*time.Second {
+		t.Fatalf("the run answered after %v (its timeout is a minute)", took)
+	}
+	if err == nil && res.Stdout != "ran\n" || err != nil && !strings.Contains(err.Error(), "no pidfd here") {
+		t.Fatalf("result %+v, err %v", res, err)
+	}
+}
