@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -389,5 +390,125 @@ func TestForkBurstCutShort(t *testing.T) {
 	write("pids.max", "max")
 	for range 3 * idleMax {
 		run()
+	}
+}
+
+// A child that reaches Go without its descriptors (the server is at its
+// open files limit: the kernel drops those it cannot install) is a child
+// that will not come: a run waiting for one answers at once, and the
+// runs after it go on, instead of waiting their whole timeout.
+func TestForkChildWithoutDescriptors(t *testing.T) {
+	// Not parallel: the test lowers this process's open files limit.
+	r := newFork(t, Limits{Timeout: time.Minute}, nil)
+	path := writeScript(t, t.TempDir(), "echo.py", `import sys; print(sys.argv[1])`)
+	n := 0
+	runOK := func() {
+		t.Helper()
+		n++
+		if got := run(t, r, Job{Path: path, Args: []string{strconv.Itoa(n)}}).Stdout; got != fmt.Sprintf("%d\n", n) {
+			t.Fatalf("run %d: stdout %q", n, got)
+		}
+	}
+	runOK()
+	r.mu.Lock()
+	w := r.cur
+	r.mu.Unlock()
+	ahead := 0
+	testutil.WaitFor(t, 30*time.Second, "the children forked ahead", func() bool {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		ahead = len(w.idle)
+		return w.forking == 0
+	})
+	// With the warm interpreter stopped, the runs take the children forked
+	// ahead, and those asked for meanwhile wait in its control socket.
+	if err := syscall.Kill(w.pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped := true
+	cont := func() {
+		if stopped {
+			stopped = false
+			_ = syscall.Kill(w.pid, syscall.SIGCONT)
+		}
+	}
+	t.Cleanup(cont)
+	for range ahead {
+		runOK()
+	}
+	w.mu.Lock()
+	asked := w.forking
+	w.mu.Unlock()
+	if asked == 0 {
+		t.Fatal("no child asked for")
+	}
+	// Its children, of each of its threads (read below without opening
+	// a descriptor).
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", w.pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var children []*os.File
+	for _, task := range tasks {
+		f, err := os.Open(fmt.Sprintf("/proc/%d/task/%s/children", w.pid, task.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		children = append(children, f)
+	}
+	// No descriptor can be opened here now: the children asked for come
+	// without theirs.
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	free, err := syscall.Dup(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = syscall.Close(free)
+	low := lim
+	low.Cur = uint64(free)
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
+		t.Fatal(err)
+	}
+	restored := false
+	restore := func() {
+		if !restored {
+			restored = true
+			if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	t.Cleanup(restore)
+	cont()
+	// Each child asked for comes without its channel: once it is gone
+	// (killed, or ended by its channel's end), the warm interpreter has
+	// no child left.
+	buf := make([]byte, 4096)
+	testutil.WaitFor(t, 30*time.Second, "the warm interpreter's children to end", func() bool {
+		for _, f := range children {
+			k, err := f.ReadAt(buf, 0)
+			if err != nil && !errors.Is(err, io.EOF) || k > 0 {
+				return false
+			}
+		}
+		return true
+	})
+	restore()
+	start := time.Now()
+	res, err := r.Run(context.Background(), Job{Path: path, Args: []string{"after"}})
+	took := time.Since(start)
+	t.Logf("the run after the lost children: %+v %v, after %v", res, err, took)
+	if took > 20*time.Second {
+		t.Fatalf("the run answered after %v (its timeout is a minute)", took)
+	}
+	if err == nil && res.Stdout != "after\n" || err != nil && !strings.Contains(err.Error(), "descriptors") {
+		t.Fatalf("result %+v, err %v", res, err)
+	}
+	for range 2 * idleMax {
+		runOK()
 	}
 }

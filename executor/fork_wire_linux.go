@@ -258,7 +258,7 @@ func (w *warm) handle(m forkMsg) {
 	switch m.Op {
 	case "idle":
 		if len(m.fds) != 2 && len(m.fds) != 3 {
-			closeFds(m.fds)
+			w.lostChild(m)
 			return
 		}
 		c := idleChild{pid: m.Pid, chanFd: m.fds[0], pidfd: m.fds[1], pidsFd: -1}
@@ -308,6 +308,27 @@ func (w *warm) handle(m forkMsg) {
 		if m.fd >= 0 {
 			_ = unix.Close(m.fd)
 		}
+	}
+}
+
+// lostChild handles a child announced without its descriptors (the kernel
+// drops those it cannot install here, at the open files limit): it will
+// not come, as with "forkfailed", and it is killed (in a sandbox slot, the
+// warm process holds its channel too: it would wait there for ever).
+func (w *warm) lostChild(m forkMsg) {
+	closeFds(m.fds)
+	why := fmt.Sprintf("a child of the warm process came with %d descriptors, not 2 or 3 (at the open files limit?)", len(m.fds))
+	w.r.cfg.Log.Error("lost a child of the warm process", "pid", m.Pid, "fds", len(m.fds), "err", why)
+	w.mu.Lock()
+	if w.byPid != nil {
+		w.forking = max(w.forking-1, 0)
+		w.forkErr = why
+		close(w.idleCh)
+		w.idleCh = make(chan struct{})
+	}
+	w.mu.Unlock()
+	if m.Pid > 0 {
+		w.send(forkMsg{Op: "kill", Pid: m.Pid}, nil)
 	}
 }
 
