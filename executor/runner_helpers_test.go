@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -55,6 +56,22 @@ func run(t testing.TB, r Runner, job Job) model.Result {
 		t.Fatalf("run %s: %v", filepath.Base(job.Path), err)
 	}
 	return res
+}
+
+// answersSoon runs job and checks it is answered well within its minute's
+// timeout, either as want on stdout or with an error naming reason.
+func answersSoon(t *testing.T, r Runner, job Job, want, reason string) {
+	t.Helper()
+	start := time.Now()
+	res, err := r.Run(context.Background(), job)
+	took := time.Since(start)
+	t.Logf("%+v %v after %v", res, err, took)
+	if took > 20*time.Second {
+		t.Fatalf("the run answered after %v (its timeout is a minute)", took)
+	}
+	if err == nil && res.Stdout != want || err != nil && !strings.Contains(err.Error(), reason) {
+		t.Fatalf("result %+v, err %v", res, err)
+	}
 }
 
 func exitCode(res model.Result) string {
