@@ -188,6 +188,13 @@ func startServer(cfg serveConfig, log *slog.Logger) (_ *server, err error) {
 			}
 		}
 	}()
+	if cfg.NATS == "" {
+		// Before anything else: a second server on the same data folder
+		// would share its JetStream store and confuse both.
+		if err := s.lockData(cfg.jobsConfig); err != nil {
+			return nil, err
+		}
+	}
 	python, err := executor.ResolvePython(cfg.Python)
 	if err != nil {
 		return nil, err
@@ -375,6 +382,21 @@ func (s *server) connect(c bus.ConnConfig, name string) (*nats.Conn, error) {
 		s.defer_(nc.Close)
 	}
 	return nc, err
+}
+
+// lockData makes the data folder and holds its lock until the server
+// closes: one server at a time keeps its store there.
+func (s *server) lockData(cfg jobsConfig) error {
+	dir, err := cfg.storeDir()
+	if err != nil || dir == "" {
+		return err
+	}
+	release, err := lockDataDir(dir)
+	if err != nil {
+		return err
+	}
+	s.defer_(release)
+	return nil
 }
 
 // startEmbedded starts the embedded NATS server with the users the flags
