@@ -295,28 +295,29 @@ func sigchldOf(info *unix.Siginfo) sigchld {
 func reapGroup(pgid int, leaderToo bool, wait time.Duration) {
 	deadline := time.Now().Add(wait)
 	delay := 50 * time.Microsecond
-	for {
-		for {
-			var info unix.Siginfo
-			err := unix.Waitid(unix.P_PGID, pgid, &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil)
-			pid := sigchldOf(&info).pid
-			if err != nil || pid <= 0 || (pid == pgid && !leaderToo) {
-				break
-			}
-			var ws unix.WaitStatus
-			if _, err := unix.Wait4(pid, &ws, unix.WNOHANG, nil); err != nil {
-				break
-			}
-		}
-		if err := unix.Kill(-pgid, 0); errors.Is(err, unix.ESRCH) {
-			return
-		}
-		if time.Now().After(deadline) {
-			return
-		}
+	for !reapGroupNow(pgid, leaderToo) && time.Now().Before(deadline) {
 		time.Sleep(delay)
 		delay = min(2*delay, 20*time.Millisecond)
 	}
+}
+
+// reapGroupNow reaps the members of the process group pgid that are
+// zombies now (the leader only when leaderToo) and reports whether
+// nothing is left of the group.
+func reapGroupNow(pgid int, leaderToo bool) bool {
+	for {
+		var info unix.Siginfo
+		err := unix.Waitid(unix.P_PGID, pgid, &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil)
+		pid := sigchldOf(&info).pid
+		if err != nil || pid <= 0 || (pid == pgid && !leaderToo) {
+			break
+		}
+		var ws unix.WaitStatus
+		if _, err := unix.Wait4(pid, &ws, unix.WNOHANG, nil); err != nil {
+			break
+		}
+	}
+	return errors.Is(unix.Kill(-pgid, 0), unix.ESRCH)
 }
 
 // strayScope is what reapStrays needs of this process, which does not

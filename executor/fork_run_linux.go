@@ -36,9 +36,8 @@ func (r *ForkRunner) Run(ctx context.Context, job Job) (model.Result, error) {
 	defer r.running.Done()
 
 	limit := timeoutOf(job, r.cfg.Limits.Timeout)
-	deadline := time.NewTimer(limit)
-	defer deadline.Stop()
-	// Waiting for a (re)starting warm interpreter counts against the run.
+	// Waiting for a (re)starting warm interpreter counts against the run;
+	// wctx's deadline is also the run's.
 	wctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 
@@ -95,10 +94,12 @@ func (r *ForkRunner) Run(ctx context.Context, job Job) (model.Result, error) {
 		timedOut, killSent bool
 		runErr             error
 		status             syscall.WaitStatus
-		ctxDone            = ctx.Done()
-		closing            = r.closing
-		timeout            = deadline.C
-		grace              <-chan time.Time
+		// ended is wctx's end: the run's deadline, or ctx's end; after the
+		// deadline, ctxDone is ctx's.
+		ended   = wctx.Done()
+		ctxDone <-chan struct{}
+		closing = r.closing
+		grace   <-chan time.Time
 		// The end of the output: the run's process closes it as it
 		// exits, and its status is then read from the kernel
 		// (exitingStatus) rather than waited for from the warm process,
@@ -174,9 +175,14 @@ wait:
 			grace = nil
 			r.cfg.Log.Error("the warm interpreter does not answer; killing it", "pid", w.pid)
 			w.kill()
-		case <-timeout:
-			timeout = nil
-			timedOut = true
+		case <-ended:
+			ended = nil
+			if ctx.Err() != nil {
+				runErr = cancelled(ctx)
+			} else {
+				timedOut = true
+				ctxDone = ctx.Done()
+			}
 			kill()
 		case <-ctxDone:
 			ctxDone = nil
@@ -194,7 +200,7 @@ wait:
 		// it waits for the warm process's word, after the answer.
 		killGroup(pid)
 		r.running.Add(1)
-		go r.reapLater(w, run, pid)
+		w.reapLater(run, pid)
 		pio.finish(r.cfg.DrainTimeout)
 		return pio.result(status, false), nil
 	}
@@ -213,6 +219,21 @@ type forkRun struct {
 	msgs chan forkMsg // its "exited"
 	// pidsFd is the pids.current of the run's sandbox slot, or -1.
 	pidsFd int
+	// A run answered as its process exited leaves reaping what is left
+	// of it to its end's message (or the warm process's end, or its
+	// timer): reap does it, once, for whichever takes it (takeReap).
+	reap  func(leaderToo bool)
+	timer *time.Timer
+}
+
+// takeReap takes the run's reap, if it has one left; w.mu is held.
+func (run *forkRun) takeReap() func(bool) {
+	f := run.reap
+	if f != nil {
+		run.reap = nil
+		run.timer.Stop()
+	}
+	return f
 }
 
 // aloneInSlot reports whether a run's process, exiting, is all that is
@@ -233,27 +254,51 @@ func aloneInSlot(pidsFd, pidfd int) bool {
 }
 
 // reapLater reaps what is left of a run answered as its process exited,
-// once the warm process has reaped that process (or died).
-func (r *ForkRunner) reapLater(w *warm, run *forkRun, pid int) {
-	defer r.running.Done()
-	t := time.NewTimer(r.cfg.DrainTimeout)
-	defer t.Stop()
-	leaderToo := false
-wait:
-	for {
-		select {
-		case m := <-run.msgs:
-			if m.Op == "exited" {
-				break wait
-			}
-		case <-w.dead:
-			// Re-parented here if it was not reaped yet.
-			leaderToo = true
-			break wait
-		case <-t.C:
-			break wait
-		}
+// once the warm process has reaped that process (its "exited", handled
+// where it comes), or died, or after the drain timeout: no goroutine waits
+// for it meanwhile.
+func (w *warm) reapLater(run *forkRun, pid int) {
+	r := w.r
+	reap := func(leaderToo bool) { r.reapRun(pid, leaderToo) }
+	w.mu.Lock()
+	select {
+	case <-run.msgs: // its end came already
+		w.mu.Unlock()
+		go reap(false)
+		return
+	default:
 	}
-	reapGroup(pid, leaderToo, r.cfg.DrainTimeout)
-	reapStrays()
+	if w.byPid == nil {
+		// Gone: re-parented here if it was not reaped yet.
+		w.mu.Unlock()
+		go reap(true)
+		return
+	}
+	run.reap = reap
+	run.timer = time.AfterFunc(r.cfg.DrainTimeout, func() {
+		w.mu.Lock()
+		f := run.takeReap()
+		w.mu.Unlock()
+		if f != nil {
+			f(false)
+		}
+	})
+	w.mu.Unlock()
+}
+
+// reapRun reaps what is left of the process group pid of a run answered
+// early, and strays, and ends the run's count. It returns at once when
+// nothing of the group is left (the common case, in the warm process's
+// read loop); otherwise the wait goes on in a goroutine of its own.
+func (r *ForkRunner) reapRun(pid int, leaderToo bool) {
+	if reapGroupNow(pid, leaderToo) {
+		reapStrays()
+		r.running.Done()
+		return
+	}
+	go func() {
+		defer r.running.Done()
+		reapGroup(pid, leaderToo, r.cfg.DrainTimeout)
+		reapStrays()
+	}()
 }

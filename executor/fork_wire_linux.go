@@ -107,12 +107,23 @@ func (w *warm) readLoop() {
 		w.deadErr = errWarmDead
 	}
 	close(w.dead)
+	var reaps []func(bool)
+	for _, run := range w.byPid {
+		if f := run.takeReap(); f != nil {
+			reaps = append(reaps, f)
+		}
+	}
 	w.byPid = nil
 	for _, c := range w.idle {
 		c.close()
 	}
 	w.idle = nil
 	w.mu.Unlock()
+	// The runs answered as their process exited, and not reaped yet, are
+	// re-parented here.
+	for _, f := range reaps {
+		go f(true)
+	}
 	_ = w.conn.Close()
 	// Reap it now: it may be exiting, or be alive but unable to talk.
 	select {
@@ -300,9 +311,18 @@ func (w *warm) handle(m forkMsg) {
 				break
 			}
 		}
-		w.mu.Unlock()
+		var reap func(bool)
 		if run != nil {
-			run.msgs <- m // never blocks: a run gets one
+			if reap = run.takeReap(); reap == nil {
+				select {
+				case run.msgs <- m: // a run gets one
+				default:
+				}
+			}
+		}
+		w.mu.Unlock()
+		if reap != nil {
+			reap(false)
 		}
 	default:
 		if m.fd >= 0 {

@@ -106,26 +106,23 @@ func (b *Bridge) runCall(ctx context.Context, name string, body []byte, hdr nats
 		err   error
 	}
 	answered := make(chan answer, 1)
-	// The request outlives ctx: when the caller goes away, the loop below
-	// still has to cancel the run.
-	rctx, rcancel := context.WithCancel(context.WithoutCancel(ctx))
-	defer rcancel()
+	// replies gets the answer itself when it comes to an inbox of the
+	// acks' subscription (a plain run, once that subscription is on): no
+	// request of the client's own, and no goroutine, on its way.
+	var replies chan *nats.Msg
 	var deadline <-chan time.Time
-	if sb, ok := b.bus.(Streamer); ok && events != nil {
+	sb, streams := b.bus.(Streamer)
+	switch {
+	case streams && events != nil:
 		h.Set(bus.HeaderStream, "true")
 		inbox := sb.NewInbox()
 		sub, err := sb.Subscribe(inbox, func(m *nats.Msg) {
 			if m.Header.Get(bus.HeaderEvent) == bus.EventResult || len(m.Data) == 0 && m.Header.Get("Status") != "" {
 				// The result, or the server's status message (503: nobody
 				// serves the subject) in its place.
-				var err error
-				if m.Header.Get("Status") == "503" {
-					err = transportError(nats.ErrNoResponders, bus.RunSubject(name))
-				} else if err = bus.ReplyError(m); err != nil {
-					err = &statusError{err: err, body: m.Data, hdr: m.Header}
-				}
+				reply, err := runReply(m, name)
 				select {
-				case answered <- answer{m, err}:
+				case answered <- answer{reply, err}:
 				default:
 				}
 				return
@@ -143,7 +140,22 @@ func (b *Bridge) runCall(ctx context.Context, name string, body []byte, hdr nats
 		t := time.NewTimer(b.cfg.RunTimeout)
 		defer t.Stop()
 		deadline = t.C
-	} else {
+	case streams && ackOpen:
+		var inbox string
+		inbox, replies = b.acks.boxes.Open(1)
+		defer b.ackDone(inbox)
+		msg := &nats.Msg{Subject: bus.RunSubject(name), Reply: inbox, Data: body, Header: h}
+		if err := sb.PublishMsg(msg); err != nil {
+			return nil, transportError(err, msg.Subject)
+		}
+		t := time.NewTimer(b.cfg.RunTimeout)
+		defer t.Stop()
+		deadline = t.C
+	default:
+		// The request outlives ctx: when the caller goes away, the loop
+		// below still has to cancel the run.
+		rctx, rcancel := context.WithCancel(context.WithoutCancel(ctx))
+		defer rcancel()
 		go func() {
 			reply, err := b.request(rctx, b.cfg.RunTimeout, bus.RunSubject(name), body, h)
 			answered <- answer{reply, err}
@@ -177,6 +189,8 @@ func (b *Bridge) runCall(ctx context.Context, name string, body []byte, hdr nats
 				stop() // the bus did not answer in time
 			}
 			return a.reply, a.err
+		case m := <-replies:
+			return plainReply(m, name)
 		case <-ctx.Done():
 			stop()
 			return nil, model.Errorf(model.ErrCancelled, "the client went away: run cancelled")
@@ -203,11 +217,35 @@ func (b *Bridge) runCall(ctx context.Context, name string, body []byte, hdr nats
 			select {
 			case a := <-answered:
 				return a.reply, a.err
+			case m := <-replies:
+				return plainReply(m, name)
 			case <-time.After(100 * time.Millisecond):
 			}
 			return nil, model.Errorf(model.ErrUnavailable, "executor node %s was lost while running %s", node, name)
 		}
 	}
+}
+
+// runReply is a run's answer as it came to its reply subject: the
+// result, or the error it carries (the server's 503 status when nobody
+// serves the subject), as a request's answer is.
+func runReply(m *nats.Msg, name string) (*nats.Msg, error) {
+	if m.Header.Get("Status") == "503" {
+		return m, transportError(nats.ErrNoResponders, bus.RunSubject(name))
+	}
+	if err := bus.ReplyError(m); err != nil {
+		return m, &statusError{err: err, body: m.Data, hdr: m.Header}
+	}
+	return m, nil
+}
+
+// plainReply is runReply for a run that is not streamed, as the client's
+// own request answered it: the server's 503 status is no reply.
+func plainReply(m *nats.Msg, name string) (*nats.Msg, error) {
+	if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
+		return nil, transportError(nats.ErrNoResponders, bus.RunSubject(name))
+	}
+	return runReply(m, name)
 }
 
 // cancelRun asks the node running a run to stop it.
