@@ -421,8 +421,8 @@ def make_slot_cgroups(cfg, init_pid):
     made = []
     try:
         for parent, settings in cfg.get("cgroup_limits") or ():
-            d = os.path.join(parent, "slot-%d" % init_pid)
-            os.mkdir(d, 0o755)
+            _remove_dead_slot_cgroups(parent)
+            d = _new_slot_cgroup(parent, init_pid)
             made.append(d)
             for name, value in settings:
                 try:
@@ -435,6 +435,82 @@ def make_slot_cgroups(cfg, init_pid):
         remove_cgroups(made)
         raise
     return made
+
+
+# The parents whose groups of dead slots this process has removed.
+_SWEPT = set()
+
+
+def _remove_dead_slot_cgroups(parent):
+    """Once per process and parent: removes the empty groups of slots whose
+    init is gone, left by a warm process that died before removing them (Go
+    removes the parent's groups only when the runner closes). A slot's group
+    is named after its init while that lives (slot-<pid>, or slot-<pid>-<n>,
+    see _new_slot_cgroup), so none of these is a live slot's; the kernel
+    refuses to remove one that still has processes."""
+    if parent in _SWEPT:
+        return
+    _SWEPT.add(parent)
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return
+    for name in names:
+        pid = name[len("slot-"):].split("-")[0]
+        if not name.startswith("slot-") or not pid.isdigit():
+            continue
+        if _alive(int(pid)):
+            continue
+        try:
+            os.rmdir(os.path.join(parent, name))
+        except OSError:
+            pass
+
+
+def _alive(pid):
+    """Whether pid is a process that has not ended: a zombie has (the
+    init of a slot whose warm process was killed becomes one, re-parented
+    to the server, the reaper of orphans)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # not ours to signal: it is there
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            return f.read().rpartition(b")")[2].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _new_slot_cgroup(parent, init_pid):
+    """Makes parent's group for the slot whose init is init_pid:
+    slot-<init_pid>. One of that name can be there already, left by a warm
+    process that died without removing its slots' groups, its init's pid
+    since given to this one (pids wrap; a server in a pid namespace of its
+    own gets the same pids at each start): an empty one is made anew (rmdir
+    fails while processes are in it), one still with processes is left
+    alone and this slot's is slot-<init_pid>-<n>."""
+    d = os.path.join(parent, "slot-%d" % init_pid)
+    try:
+        os.mkdir(d, 0o755)
+        return d
+    except FileExistsError:
+        pass
+    try:
+        os.rmdir(d)
+        os.mkdir(d, 0o755)
+        return d
+    except OSError:
+        pass
+    for n in range(1, 100):
+        try:
+            os.mkdir("%s-%d" % (d, n), 0o755)
+            return "%s-%d" % (d, n)
+        except FileExistsError:
+            pass
+    raise FileExistsError("cgroup %s and 99 others of its name are taken" % d)
 
 
 def remove_cgroups(dirs):
