@@ -34,11 +34,14 @@ var forkserverSource string
 // anything, then the garbage collector's counts there (a child starts its
 // script with them), and copies its thread state as a main module's top
 // level has it (the fork server measures the recursion depth its children
-// must start at) before starting the server.
+// must start at) before starting the server. The three sources come in fd 4
+// (see sourcesFile) and take their places in sys.argv.
 const forkBootstrap = `import sys
 _m = type(sys)("_scripthost_forkserver")
 _m._STARTUP = (list(sys.modules), dict(sys.path_importer_cache), list(sys.path))
 _m._GC_AT_TOP = __import__("gc").get_count()
+with open(4, "rb") as _m._sources:
+    sys.argv[1], sys.argv[5], sys.argv[9] = _m._sources.read().decode().split("\0")
 exec(compile(sys.argv[1], "<scripthost forkserver>", "exec"), _m.__dict__)
 _m._TSTATE_AT_TOP = (_m.ctypes.c_char * 256).from_address(_m._tstate_get()).raw
 _m._main()
@@ -269,14 +272,40 @@ type warm struct {
 }
 
 // args is the warm interpreter's command line: the bootstrap runs the
-// fork server, whose arguments are, in order, its control socket's fd,
-// the preloads, its options, confine.py's source, the runs' confinement
-// (confine.py's two words), and the sandbox's config and source (both
-// empty without the sandbox).
+// fork server, whose arguments are, in order, its own source, its control
+// socket's fd, the preloads, its options, confine.py's source, the runs'
+// confinement (confine.py's two words), and the sandbox's config and
+// source (both empty without the sandbox). The sources are empty here: the
+// bootstrap reads them from sourcesFile.
 func (r *ForkRunner) args(preload, options string) []string {
-	args := []string{r.cfg.Python, "-c", forkBootstrap, forkserverSource, "3", preload, options, confineSource}
+	args := []string{r.cfg.Python, "-c", forkBootstrap, "", "3", preload, options, ""}
 	args = append(args, r.cfg.runConfinement(r.sb).args()...)
 	return append(args, r.sb.forkArgs()...)
+}
+
+// sourcesFile is a memfd holding the warm interpreter's three sources
+// (forkserver.py's, confine.py's and sandbox.py's, or "" without the
+// sandbox), NUL-separated: its fd 4. In its command line they would stay
+// in its memory for good, four times over (the arguments on its stack and
+// the interpreter's wide-character copies of them: ~1.4 MiB for
+// forkserver.py alone), in the page tables that every fork copies and
+// every run's exit tears down.
+func (r *ForkRunner) sourcesFile() (*os.File, error) {
+	fd, err := unix.MemfdCreate("scripthost-forkserver", unix.MFD_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	f := os.NewFile(uintptr(fd), "forkserver-sources")
+	sandbox := ""
+	if r.sb != nil {
+		sandbox = sandboxSource
+	}
+	// At offset 0, leaving the file's offset there for the reader.
+	if _, err := f.WriteAt([]byte(forkserverSource+"\x00"+confineSource+"\x00"+sandbox), 0); err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	return f, nil
 }
 
 // launch starts a warm interpreter and waits until it is ready.
@@ -299,6 +328,12 @@ func (r *ForkRunner) launch() (*warm, error) {
 	// With warm parents, the warm interpreter stays small: the standard
 	// library a script imports goes to its own warm parent.
 	options, _ := json.Marshal(map[string]any{"stdlib": !r.parents.cfg.enabled(), "msg_max": controlMsgMax})
+	sources, err := r.sourcesFile()
+	if err != nil {
+		_ = conn.Close()
+		_ = theirs.Close()
+		return nil, model.Errorf(model.ErrUnavailable, "cannot hand the warm interpreter its sources: %v", err)
+	}
 	logw := &lineLogger{log: r.cfg.Log}
 	cmd := &exec.Cmd{
 		Path:       r.cfg.Python,
@@ -307,7 +342,7 @@ func (r *ForkRunner) launch() (*warm, error) {
 		Env:        r.cfg.Env,
 		Stdout:     logw,
 		Stderr:     logw,
-		ExtraFiles: []*os.File{theirs},
+		ExtraFiles: []*os.File{theirs, sources},
 		// Its own group: a signal meant for the server's group (a ^C in a
 		// terminal) must not hit the warm interpreter and its runs.
 		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
@@ -317,6 +352,7 @@ func (r *ForkRunner) launch() (*warm, error) {
 	// Only the warm interpreter may hold its end: its exit must end the
 	// connection.
 	_ = theirs.Close()
+	_ = sources.Close()
 	if err != nil {
 		_ = conn.Close()
 		return nil, model.Errorf(model.ErrUnavailable, "cannot start the warm interpreter: %v", err)

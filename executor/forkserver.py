@@ -2,7 +2,8 @@
 #
 # Started by Go as `python -c <bootstrap> <this source> <control fd> <preload json>
 # <options json> <confine.py's source> <limits> <user> <sandbox config json>
-# <sandbox.py's source>` (fork_linux.go's args),
+# <sandbox.py's source>` (fork_linux.go's args; the three sources are put in
+# sys.argv by the bootstrap, which reads them from fd 4),
 # with the same interpreter and environment as a spawned run, so sys.flags and
 # everything the interpreter derives from its environment are those of
 # `python script.py`. It imports the common standard library once, then for

@@ -340,10 +340,11 @@ func prepareSandbox(cfg *RunnerConfig) (*sandbox, error) {
 }
 
 // forkArgs are the warm interpreter's arguments for the sandbox: its
-// config and sandbox.py's source, both empty when runs are not sandboxed.
+// config, empty when runs are not sandboxed, and the place of sandbox.py's
+// source, which comes in the warm interpreter's sourcesFile.
 func (s *sandbox) forkArgs() []string {
 	if s == nil {
 		return []string{"", ""}
 	}
-	return []string{s.config, sandboxSource}
+	return []string{s.config, ""}
 }
