@@ -248,6 +248,7 @@ func run(cfg config) error {
 			// other: the machine's changing load falls on both alike.
 			ssrv, err := startServer(bin, cfg.python, v.mode, scripts, []string{"--sandbox", "on"})
 			if err != nil {
+				own.close()
 				return err
 			}
 			tg, err := connect(", sandbox on", ssrv)
@@ -260,8 +261,16 @@ func run(cfg config) error {
 		if baseBin != "" {
 			// Both servers run; each cell measures one, then the other, so
 			// that the machine's changing load falls on both alike.
-			bsrv, err := startServer(baseBin, cfg.python, v.mode, scripts, nil)
+			// With the sandbox as this binary's plain cells have it.
+			var flags []string
+			if baseHelp, _ := exec.Command(baseBin, "serve", "-h").CombinedOutput(); bytes.Contains(baseHelp, []byte("-sandbox")) {
+				flags = v.flags
+			}
+			bsrv, err := startServer(baseBin, cfg.python, v.mode, scripts, flags)
 			if err != nil {
+				for _, tg := range targets {
+					tg.close()
+				}
 				return err
 			}
 			tg, err := connect(" ("+cfg.baseline+")", bsrv)
@@ -466,6 +475,15 @@ func startServer(bin, python, mode, scripts string, extra []string) (*server, er
 	args := append([]string{"serve", "--http", httpAddr, "--nats-listen", natsAddr,
 		"--scripts", scripts, "--python", python, "--mode", mode, "--log-level", "warn",
 		"--max-concurrent", "4", "--queue-timeout", "60s"}, extra...)
+	// Each server has a data folder of its own (one server at a time
+	// may have one), under the bench's work folder, not ./data.
+	if help, _ := exec.Command(bin, "serve", "-h").CombinedOutput(); bytes.Contains(help, []byte("-data-dir")) {
+		dir, err := os.MkdirTemp(filepath.Dir(scripts), "data-")
+		if err != nil {
+			return nil, err
+		}
+		args = append(args, "--data-dir", dir)
+	}
 	cmd := exec.Command(bin, args...)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
