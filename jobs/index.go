@@ -89,7 +89,7 @@ func (x *index) apply(e jetstream.KeyValueEntry) {
 	if err != nil {
 		return
 	}
-	x.jobs[e.Key()] = entry{script: rec.Script, status: rec.Status, created: rec.CreatedAt}
+	x.jobs[e.Key()] = entry{script: rec.Script, status: rec.Status, created: rec.CreatedAt.Time}
 }
 
 // expire drops jobs older than twice the TTL: their records are gone.

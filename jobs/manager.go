@@ -286,7 +286,7 @@ func (m *Manager) List(ctx context.Context, req model.JobListRequest) (model.Job
 		}
 		list.Jobs = append(list.Jobs, rec.Job)
 	}
-	sort.SliceStable(list.Jobs, func(i, j int) bool { return list.Jobs[i].CreatedAt.After(list.Jobs[j].CreatedAt) })
+	sort.SliceStable(list.Jobs, func(i, j int) bool { return list.Jobs[i].CreatedAt.After(list.Jobs[j].CreatedAt.Time) })
 	return list, nil
 }
 

@@ -43,7 +43,7 @@ type queued struct {
 // record is the first record of the job q describes.
 func (q queued) record(seq uint64) record {
 	return record{Job: model.Job{
-		ID: q.ID, Script: q.Script, Status: model.JobQueued, CreatedAt: q.CreatedAt,
+		ID: q.ID, Script: q.Script, Status: model.JobQueued, CreatedAt: model.Time{Time: q.CreatedAt},
 		Timeout: time.Duration(q.Timeout).String(), IdempotencyKey: q.IdempotencyKey, CallbackURL: q.CallbackURL,
 	}, Seq: seq}
 }
@@ -175,7 +175,8 @@ func unavailable(err error) error {
 	return fmt.Errorf("%w: %w", model.Errorf(model.ErrUnavailable, "the job store (JetStream) is not available"), err)
 }
 
-// now is the time written into records, in UTC at millisecond precision.
-func now() time.Time { return time.Now().UTC().Truncate(time.Millisecond) }
+// now is the time written into records, in UTC at the microsecond
+// precision a job's JSON shows (model.TimeLayout).
+func now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
 
-func timep(t time.Time) *time.Time { return &t }
+func timep(t time.Time) *model.Time { return &model.Time{Time: t} }

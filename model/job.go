@@ -54,10 +54,10 @@ type Job struct {
 	// Attempts counts the deliveries of the job to executor nodes.
 	Attempts int `json:"attempts"`
 	// Node is the executor node of the last attempt ("" before one).
-	Node       string     `json:"node"`
-	CreatedAt  time.Time  `json:"created_at"`
-	StartedAt  *time.Time `json:"started_at"`
-	FinishedAt *time.Time `json:"finished_at"`
+	Node       string `json:"node"`
+	CreatedAt  Time   `json:"created_at"`
+	StartedAt  *Time  `json:"started_at"`
+	FinishedAt *Time  `json:"finished_at"`
 	// Result is the run's result once it ended (null before).
 	Result *Result `json:"result"`
 	// Cached reports a result served from the result cache.
@@ -69,6 +69,42 @@ type Job struct {
 	Error          string `json:"error,omitempty"`
 	IdempotencyKey string `json:"idempotency_key,omitempty"`
 	CallbackURL    string `json:"callback_url,omitempty"`
+}
+
+// TimeLayout is how a job's times are written: UTC, with microseconds
+// always shown, so that every one has the same width and sorting them as
+// strings sorts them in time (RFC3339Nano drops trailing zeros: "05.1Z"
+// sorted after "05.09Z").
+const TimeLayout = "2006-01-02T15:04:05.000000Z"
+
+// Time is a job's time: a time.Time written in JSON as TimeLayout, and
+// read from any RFC 3339 time (the variable width written before too).
+type Time struct{ time.Time }
+
+// MarshalJSON writes t as TimeLayout, in UTC.
+func (t Time) MarshalJSON() ([]byte, error) {
+	b := make([]byte, 0, len(TimeLayout)+2)
+	b = append(b, '"')
+	b = t.UTC().AppendFormat(b, TimeLayout)
+	return append(b, '"'), nil
+}
+
+// UnmarshalJSON reads an RFC 3339 time, with a fraction of any length or
+// none, in UTC or with an offset.
+func (t *Time) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	v, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return err
+	}
+	t.Time = v
+	return nil
 }
 
 // JobList is the answer of a job listing.

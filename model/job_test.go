@@ -1,7 +1,9 @@
 package model
 
 import (
+	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -64,5 +66,78 @@ func TestJobStatusAndID(t *testing.T) {
 	}
 	if err := ValidateJobID("01a2338d3635c241af5ed506bd75"); err != nil {
 		t.Error(err)
+	}
+}
+
+// A job's times are written at one width, whatever trailing zeros their
+// fractions have, so that string order is time order; times written
+// before at a variable width (or with an offset) are still read.
+func TestJobTimesFixedWidth(t *testing.T) {
+	base := time.Date(2026, 12, 1, 21, 52, 5, 0, time.UTC)
+	times := []time.Time{
+		base,                             // no fraction at all
+		base.Add(90 * time.Millisecond),  // .09
+		base.Add(100 * time.Millisecond), // .1
+		base.Add(100*time.Millisecond + 10*time.Microsecond),
+		base.Add(time.Second), // the next second
+		base.Add(time.Second + 5*time.Microsecond),
+		time.Date(2026, 12, 1, 23, 52, 6, 200_000_000, time.FixedZone("", 2*3600)), // 21:52:06.2Z
+	}
+	var written []string
+	for _, tm := range times {
+		start := Time{tm.Add(time.Minute)}
+		b, err := json.Marshal(Job{ID: "a", CreatedAt: Time{tm}, StartedAt: &start})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var raw struct {
+			CreatedAt  string  `json:"created_at"`
+			StartedAt  string  `json:"started_at"`
+			FinishedAt *string `json:"finished_at"`
+		}
+		if err := json.Unmarshal(b, &raw); err != nil {
+			t.Fatal(err)
+		}
+		if raw.FinishedAt != nil {
+			t.Errorf("finished_at %q, want null", *raw.FinishedAt)
+		}
+		for _, s := range []string{raw.CreatedAt, raw.StartedAt} {
+			if len(s) != len("2026-12-01T21:52:05.000000Z") || !strings.HasSuffix(s, "Z") {
+				t.Errorf("%s: %q is not as wide as %q, in UTC", tm, s, TimeLayout)
+			}
+		}
+		var back Job
+		if err := json.Unmarshal(b, &back); err != nil || !back.CreatedAt.Equal(tm) || back.StartedAt == nil || !back.StartedAt.Equal(start.Time) {
+			t.Errorf("%s read back as %v, %v (%v)", tm, back.CreatedAt, back.StartedAt, err)
+		}
+		written = append(written, raw.CreatedAt)
+	}
+	if got := written[1]; got != "2026-12-01T21:52:05.090000Z" {
+		t.Errorf(".09 written %q", got)
+	}
+	sorted := slices.Clone(written)
+	slices.Sort(sorted)
+	if !slices.Equal(sorted, written) {
+		t.Errorf("string order %q, time order %q", sorted, written)
+	}
+
+	for _, c := range []struct{ in, want string }{
+		{"2026-12-01T21:52:15.363Z", "2026-12-01T21:52:15.363000Z"},
+		{"2026-12-01T21:52:15Z", "2026-12-01T21:52:15.000000Z"},
+		{"2026-12-01T21:52:15.1234567Z", "2026-12-01T21:52:15.123456Z"},
+		{"2026-12-01T23:52:15.5+02:00", "2026-12-01T21:52:15.500000Z"},
+	} {
+		var j Job
+		if err := json.Unmarshal([]byte(`{"created_at":"`+c.in+`","started_at":null}`), &j); err != nil {
+			t.Fatalf("%s: %v", c.in, err)
+		}
+		b, _ := json.Marshal(j.CreatedAt)
+		if string(b) != `"`+c.want+`"` || j.StartedAt != nil {
+			t.Errorf("%s read and written again: %s (started %v), want %q", c.in, b, j.StartedAt, c.want)
+		}
+	}
+	var j Job
+	if err := json.Unmarshal([]byte(`{"created_at":"yesterday"}`), &j); err == nil {
+		t.Error(`created_at "yesterday" was read`)
 	}
 }

@@ -53,9 +53,11 @@ func TestJobCLI(t *testing.T) {
 			if j := decode(out); j.Status != model.JobSucceeded || j.Result.Stdout != `{"via": "stdin"}` {
 				t.Fatalf("get: %+v", j)
 			}
+			wantFixedTimes(t, []byte(out))
 			code, out, errs = c("", "ls", "--script", "echo.py", "--status", "succeeded")
-			if code != 0 || !strings.HasPrefix(out, "ID ") || !strings.Contains(out, job.ID+"  succeeded  echo.py") {
-				t.Fatalf("ls: %d %q %s", code, out, errs)
+			if code != 0 || !strings.HasPrefix(out, "ID ") || !strings.Contains(out, job.ID+"  succeeded  echo.py") ||
+				!strings.Contains(out, job.CreatedAt.Format(model.TimeLayout)+"\n") {
+				t.Fatalf("ls: %d %q %s, want the created time %s", code, out, errs, job.CreatedAt.Format(model.TimeLayout))
 			}
 
 			// run --async prints the id; cancel kills it.

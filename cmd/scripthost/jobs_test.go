@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -58,6 +59,32 @@ func (ts *testServer) submitted(name string, r response) model.Job {
 	return job
 }
 
+// jobTimeRe is a job's time as it is written: UTC, microseconds always
+// shown.
+var jobTimeRe = regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$`)
+
+// wantFixedTimes checks the times of the ended job in body (its JSON as
+// sent): each one as wide as model.TimeLayout, and in order.
+func wantFixedTimes(t *testing.T, body []byte) {
+	t.Helper()
+	var raw struct {
+		CreatedAt  string `json:"created_at"`
+		StartedAt  string `json:"started_at"`
+		FinishedAt string `json:"finished_at"`
+	}
+	if err := json.Unmarshal(body, &raw); err != nil {
+		t.Fatalf("%v: %s", err, body)
+	}
+	for _, s := range []string{raw.CreatedAt, raw.StartedAt, raw.FinishedAt} {
+		if !jobTimeRe.MatchString(s) {
+			t.Fatalf("job time %q is not written as %s: %s", s, model.TimeLayout, body)
+		}
+	}
+	if !(raw.CreatedAt <= raw.StartedAt && raw.StartedAt <= raw.FinishedAt) {
+		t.Fatalf("job times out of order as strings: %s", body)
+	}
+}
+
 func (ts *testServer) job(id string) model.Job {
 	ts.t.Helper()
 	job, err := ts.api.Job(context.Background(), id)
@@ -101,9 +128,10 @@ func TestJobLifecycle(t *testing.T) {
 	}
 	job = ts.waitEnded(job.ID)
 	if job.Status != model.JobSucceeded || job.Result == nil || job.Result.Stdout != `{"n": 1}` || job.Attempts != 1 ||
-		job.Node != "test-node" || job.StartedAt == nil || job.FinishedAt == nil || job.FinishedAt.Before(*job.StartedAt) {
+		job.Node != "test-node" || job.StartedAt == nil || job.FinishedAt == nil || job.FinishedAt.Before(job.StartedAt.Time) {
 		t.Fatalf("echo job: %+v (result %+v)", job, job.Result)
 	}
+	wantFixedTimes(t, ts.do("GET", "/jobs/"+job.ID, "").want(t, 200).body)
 
 	// A run that takes a while is seen running, then succeeded.
 	job = ts.submitJob("sleep.py", `{"data": 1.5}`)
