@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -99,6 +100,8 @@ type ForkRunner struct {
 	closed   bool
 	closing  chan struct{}
 	running  sync.WaitGroup
+	// inRun counts the runs between their start and their answer.
+	inRun atomic.Int32
 }
 
 var _ Runner = (*ForkRunner)(nil)
@@ -252,6 +255,7 @@ type warm struct {
 	pidfd   int
 	imports []string
 	memory  int64 // its own memory when it was ready
+	ahead   int64 // what its children copy ahead when told ("ready")
 
 	mu      sync.Mutex
 	dead    chan struct{} // closed when the connection ends
@@ -384,7 +388,8 @@ func (r *ForkRunner) launch() (*warm, error) {
 		}
 		return nil, model.Errorf(model.ErrUnavailable, "the warm interpreter did not start: %v", err)
 	}
-	r.cfg.Log.Info("warm interpreter ready", "pid", w.pid, "python", r.cfg.Python, "preload", r.preload)
+	w.ahead = m.Ahead
+	r.cfg.Log.Info("warm interpreter ready", "pid", w.pid, "python", r.cfg.Python, "preload", r.preload, "copied_ahead", m.Ahead)
 	w.handOver()
 	go w.readLoop()
 	return w, nil

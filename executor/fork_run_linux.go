@@ -34,6 +34,8 @@ func (r *ForkRunner) Run(ctx context.Context, job Job) (model.Result, error) {
 	r.running.Add(1)
 	r.mu.Unlock()
 	defer r.running.Done()
+	r.inRun.Add(1)
+	defer r.inRun.Add(-1)
 
 	limit := timeoutOf(job, r.cfg.Limits.Timeout)
 	// Waiting for a (re)starting warm interpreter counts against the run;

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"syscall"
 	"time"
 	"unicode/utf8"
@@ -42,6 +43,10 @@ type forkMsg struct {
 	Imports []string `json:"imports,omitempty"`
 	// Memory is a warm parent's own memory once it has imported them.
 	Memory int64 `json:"memory,omitempty"`
+	// Ahead ("ready") is how much of its memory the warm process found a
+	// run writes: what each child it forks copies ahead when told
+	// (aheadMsg).
+	Ahead int64 `json:"ahead,omitempty"`
 	// N ("fork") is how many children to fork.
 	N int `json:"n,omitempty"`
 	// Fid is the run's folder's device and inode, as found here, in a job
@@ -227,6 +232,8 @@ const (
 // (and its sandbox slot's pids.current, or -1).
 type idleChild struct {
 	pid, chanFd, pidfd, pidsFd int
+	// told: the child was told to copy ahead (nudgeLocked).
+	told bool
 }
 
 func (c idleChild) close() {
@@ -235,6 +242,23 @@ func (c idleChild) close() {
 	if c.pidsFd >= 0 {
 		_ = unix.Close(c.pidsFd)
 	}
+}
+
+// aheadMsg tells a child waiting for its job to copy ahead the pages a
+// run writes (see forkserver.py's _copy_ahead).
+var aheadMsg = []byte(`{"op":"ahead"}`)
+
+// nudgeLocked tells the next child in line to copy ahead what its run will
+// write, while this process's runs leave half the CPUs or more idle: its
+// copying is then off every run's path. Under more load it would take CPU
+// from the runs, and the child copies as it goes instead. w.mu is held
+// (a child's channel is closed once taken, which needs w.mu).
+func (w *warm) nudgeLocked() {
+	if len(w.idle) == 0 || w.idle[0].told || int(w.r.inRun.Load())*2 > runtime.NumCPU() {
+		return
+	}
+	w.idle[0].told = true
+	_ = unix.Sendmsg(w.idle[0].chanFd, aheadMsg, nil, nil, unix.MSG_DONTWAIT)
 }
 
 // handOver sets w up for the hand-over of jobs, once it is ready, and
@@ -284,6 +308,7 @@ func (w *warm) handle(m forkMsg) {
 		}
 		w.forking = max(w.forking-1, 0)
 		w.idle = append(w.idle, c)
+		w.nudgeLocked()
 		close(w.idleCh)
 		w.idleCh = make(chan struct{})
 		w.mu.Unlock()
@@ -367,6 +392,7 @@ func (w *warm) takeIdle(ctx context.Context, run *forkRun) (idleChild, int, erro
 			w.idle = w.idle[1:]
 			w.byPid[c.pid] = run
 			n := w.refillLocked()
+			w.nudgeLocked()
 			w.mu.Unlock()
 			return c, n, nil
 		}

@@ -845,6 +845,8 @@ def _exit_now(post):
         # The output is all out: its end reaches Go now, not after the
         # kernel has torn the address space down (the exit's longest part).
         os.closerange(0, 3)
+    if _LEARN[0] >= 0:
+        _report_written_pages(_LEARN[0])
     os._exit(code)
 
 
@@ -853,15 +855,17 @@ class _FinishAsCPython(Exception):
 
 
 _main_dict = [0]  # in a child: the id of __main__'s globals
-_SYS_DICTS = []  # sys's and builtins' globals, as a child starts with them
+_SYS_DICTS = []  # sys's globals, as a child starts with them
 
 
 def _main_outlives_modules():
-    """Whether something in sys or builtins (sys.excepthook set to a
-    function of the script, say) still holds __main__'s globals: CPython
-    finalizes them only when it clears those, after the modules, and the
-    process must go on until then (their __del__ run, a NamedTemporaryFile
-    is removed)."""
+    """Whether something in sys (sys.excepthook set to a function of the
+    script, say) still holds __main__'s globals: CPython finalizes them only
+    when it clears sys, after the modules, and the process must go on until
+    then (their __del__ run, a NamedTemporaryFile is removed). Builtins need
+    no look: CPython has put them back as they were at its start before it
+    tore the modules down, so nothing of the script's is left in them
+    (tests/fidelity/finalize_builtins.py)."""
     main = _main_dict[0]
     for before, now in _SYS_DICTS:
         for k, v in list(now.items()):
@@ -1062,6 +1066,9 @@ def _await_job(chan, keep=(), slot=None):
     sandbox's). slot: the child's sandbox slot, if any."""
     try:
         data, fds = _recv(chan)
+        if data == _AHEAD_MSG and not fds:
+            _copy_ahead(chan)
+            data, fds = _recv(chan)
     except OSError:
         os._exit(0)
     if not data:
@@ -1501,12 +1508,13 @@ _zipapp = [False]
 
 def _child(chan, slot):
     try:
-        _prepare_child(chan, _SANDBOX.child_fds(slot.fds) if slot else ())
+        learn = [_LEARN[0]] if _LEARN[0] >= 0 else []
+        _prepare_child(chan, list(_SANDBOX.child_fds(slot.fds) if slot else ()) + learn)
         if slot:
             # The run sandbox: into the slot's namespaces ahead of the job.
             _SANDBOX.enter_slot_ahead(slot.fds, _SANDBOX_CFG)
         ahead = _become_run_ahead(slot)
-        job = _await_job(chan, [ahead.fd] if ahead is not None and ahead.fd >= 0 else (), slot)
+        job = _await_job(chan, ([ahead.fd] if ahead is not None and ahead.fd >= 0 else []) + learn, slot)
         if slot:
             _SANDBOX.enter_run(_SANDBOX_CFG, job["dir"], job["placed"], slot.placed and slot.placed[0])
         fp = _become_run(job, ahead)
@@ -1547,6 +1555,162 @@ def _fresh_gc_counts():
 
 
 _RUN_ZIPAPP = b'__import__("runpy")._run_module_as_main("__main__", False)\n'
+
+
+# ------------------------------------------------ pages copied ahead of a job
+#
+# A child copies each page it shares with its warm process as it first
+# writes it (a copy-on-write fault, about 2 us here): a hello.py run writes
+# some 300 between its job's coming and its end. Which pages those are
+# hardly depends on the script (the interpreter's own state, becoming a
+# run, stdio, the shutdown), so each warm process learns them once, from a
+# run of a check script of its own (_learn_written_pages), and each child
+# it forks ahead copies them at once while it waits for its job
+# (_copy_ahead, one madvise(MADV_POPULATE_WRITE) per range), off the run's
+# path; it stops where it is when the job comes. Copying a page changes
+# nothing a run can see but its memory use.
+
+_AHEAD_MSG = b'{"op":"ahead"}'
+_LEARN = [-1]  # in the learning child: where it writes the pages it wrote
+_AHEAD_PAGES = [()]  # (start, bytes) of the ranges children copy ahead
+_PAGE = mmap_module.PAGESIZE
+_MADV_POPULATE_WRITE = 23  # Linux 5.14
+_LEARN_MAX = 4096  # pages
+_AHEAD_BATCH = 32  # pages copied between two looks for the job
+_madvise = _libc.madvise
+_madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+_madvise.restype = ctypes.c_int
+_LEARN_SCRIPT = (
+    "import json\n"
+    "import sys\n"
+    "data = json.loads(sys.stdin.read() or '{}')\n"
+    "print(json.dumps({'hello': data.get('name', 'world')}))\n"
+)
+
+
+def _copy_ahead(chan):
+    """In a child forked ahead: copies the pages its warm process learned
+    (_AHEAD_PAGES) until the job comes on chan or all are copied."""
+    ranges = _AHEAD_PAGES[0]
+    if not ranges:
+        return
+    watch = ((chan.fileno(),), (), (), 0)
+    done = 0
+    for start, size in ranges:
+        if _madvise(start, size, _MADV_POPULATE_WRITE) != 0 and ctypes.get_errno() == 22:
+            return  # EINVAL: a kernel without it
+        done += size
+        if done >= _AHEAD_BATCH * _PAGE:
+            done = 0
+            if select.select(*watch)[0]:
+                return
+
+
+def _written_pages():
+    """The pages of this process's private writable memory that are its
+    own (present and mapped here alone: copied or new), as [start, bytes]
+    ranges, at most _LEARN_MAX pages."""
+    # (Called as the interpreter ends, with builtins back as CPython
+    # started: no open.)
+    fd = os.open("/proc/self/maps", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        maps = _read_all(fd).splitlines()
+    finally:
+        os.close(fd)
+    ranges, n = [], 0
+    fd = os.open("/proc/self/pagemap", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        for line in maps:
+            f = line.split()
+            if len(f) < 2 or f[1][:2] != b"rw" or f[1][3:4] != b"p" or len(f) > 5 and f[5] in _NO_COPY:
+                continue
+            lo, hi = (int(x, 16) for x in f[0].split(b"-"))
+            entries = memoryview(os.pread(fd, (hi - lo) // _PAGE * 8, lo // _PAGE * 8)).cast("Q")
+            for i, e in enumerate(entries):
+                if e >> 63 and e >> 56 & 1:
+                    at = lo + i * _PAGE
+                    if ranges and ranges[-1][0] + ranges[-1][1] == at:
+                        ranges[-1][1] += _PAGE
+                    else:
+                        ranges.append([at, _PAGE])
+                    n += 1
+                    if n >= _LEARN_MAX:
+                        return ranges
+    finally:
+        os.close(fd)
+    return ranges
+
+
+_NO_COPY = (b"[vvar]", b"[vvar_vclock]", b"[vdso]", b"[vsyscall]")
+
+
+def _ahead_bytes():
+    return sum(size for _, size in _AHEAD_PAGES[0])
+
+
+def _read_all(fd):
+    chunks = []
+    while True:
+        b = os.read(fd, 1 << 16)
+        if not b:
+            return b"".join(chunks)
+        chunks.append(b)
+
+
+def _report_written_pages(fd):
+    # The learning child's last act: its pages, on fd, as native uint64
+    # pairs.
+    try:
+        data = array.array("Q", itertools.chain.from_iterable(_written_pages())).tobytes()
+        while data:
+            data = data[os.write(fd, data):]
+    except Exception:
+        pass  # nothing is learned
+
+
+def _learn_written_pages():
+    """In a warm process, before it serves: runs the check script
+    _LEARN_SCRIPT in a child, which reports the pages it wrote as it
+    exits; the children forked from now on copy those ahead. Nothing is
+    learned where it fails (the children then copy nothing ahead)."""
+    tmp = _canary_folder()
+    path = os.path.join(tmp, "learn.py")
+    r, w = os.pipe()
+    fds = []
+    try:
+        with open(path, "w") as f:
+            f.write(_LEARN_SCRIPT)
+        fds = [os.open(os.devnull, os.O_RDWR) for _ in range(3)]
+        _LEARN[0] = w
+        try:
+            pid, chan = _fork()
+        finally:
+            _LEARN[0] = -1
+            os.close(w)
+            w = -1
+        try:
+            _send(chan, json.dumps({"path": path, "dir": tmp, "args": [], "canary": True}).encode(), fds)
+        finally:
+            _OWNED_SOCKETS.remove(chan)
+            chan.close()
+        data = _read_all(r)
+        _, status = os.waitpid(pid, 0)
+        if status == 0 and len(data) % 16 == 0:
+            pairs = array.array("Q", data)
+            _AHEAD_PAGES[0] = tuple(zip(pairs[0::2], pairs[1::2]))
+    except OSError as e:
+        _log("cannot learn what a run writes: %r" % (e,))
+    finally:
+        for fd in fds + [r] + ([w] if w >= 0 else []):
+            os.close(fd)
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        try:
+            os.rmdir(tmp)
+        except OSError:
+            pass
 
 
 # --------------------------------------------------------------- the forker
@@ -2488,7 +2652,7 @@ def _become_parent(ctl_fd, folder, code, path=None):
     _reset_tempfile()
     _hide_imports()
     _prepare_runs(folder)
-    _SYS_DICTS[:] = [(dict(m.__dict__), m.__dict__) for m in (sys, builtins)]
+    _SYS_DICTS[:] = [(dict(sys.__dict__), sys.__dict__)]
     gc.collect()
     _libc.malloc_trim(0)
     gc.freeze()
@@ -2500,7 +2664,9 @@ def _become_parent(ctl_fd, folder, code, path=None):
     # process frees.
     memory = _private_memory()
     _chain_thread(_forker(), growing=True)
-    server.send({"op": "ready", "pid": os.getpid(), "imports": imported, "memory": memory})
+    _learn_written_pages()
+    server.send({"op": "ready", "pid": os.getpid(), "imports": imported, "memory": memory,
+                 "ahead": _ahead_bytes()})
     try:
         server.serve()
     except BaseException as e:
@@ -2537,7 +2703,7 @@ def _main():
         _REC_GAP = _recursion_gap(top)
     _hide_imports()
     _prepare_runs()
-    _SYS_DICTS.extend((dict(m.__dict__), m.__dict__) for m in (sys, builtins))
+    _SYS_DICTS.append((dict(sys.__dict__), sys.__dict__))
     # (Relative PYTHONPATH entries are a run's own: see _resolve_pythonpath.)
     relative = {here for here, _ in _PYTHONPATH_REL}
     _WARM_PATH_ORDER[0] = tuple(p for p in sys.path if isinstance(p, str) and p not in relative)
@@ -2562,11 +2728,12 @@ def _main():
         server.send({"op": "fatal", "error": "fork mode does not work with Python %s: %s"
                      % (sys.version.split()[0], problem)})
         os._exit(1)
+    _learn_written_pages()
     problem = _room_to_run()
     if problem:
         server.send({"op": "fatal", "error": problem})
         os._exit(1)
-    server.send({"op": "ready", "pid": os.getpid()})
+    server.send({"op": "ready", "pid": os.getpid(), "ahead": _ahead_bytes()})
     try:
         server.serve()
     except BaseException as e:

@@ -282,7 +282,7 @@ func (r *ForkRunner) forkParent(p *parent) (w *warm, refused bool, err error) {
 		w.abandon()
 		return nil, false, fmt.Errorf("the warm parent did not start: %w", err)
 	}
-	w.imports, w.memory = m.Imports, m.Memory
+	w.imports, w.memory, w.ahead = m.Imports, m.Memory, m.Ahead
 	w.handOver()
 	go w.watchExit()
 	go w.readLoop()

@@ -1,0 +1,109 @@
+package executor
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/scripthost/scripthost/internal/testutil"
+)
+
+// privateDirty is the memory process pid has as its own, written
+// (/proc/<pid>/smaps_rollup's Private_Dirty), in bytes.
+func privateDirty(t *testing.T, pid int) int64 {
+	t.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		if v, ok := bytes.CutPrefix(sc.Bytes(), []byte("Private_Dirty:")); ok {
+			kb, err := strconv.ParseInt(string(bytes.Fields(v)[0]), 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return kb << 10
+		}
+	}
+	t.Fatalf("no Private_Dirty in smaps_rollup of %d", pid)
+	return 0
+}
+
+// A warm interpreter learns what a run writes of its memory; a child
+// waiting for its job that is told to copy that ahead makes it its own
+// then, and its run is a run like any other.
+func TestForkCopiesAhead(t *testing.T) {
+	r := newFork(t, Limits{Timeout: time.Minute}, nil)
+	path := writeScript(t, t.TempDir(), "pid.py", `import os, sys; print(os.getpid(), sys.argv[1])`)
+	// As under load: no child is told until this test tells one.
+	const load = 1 << 20
+	r.inRun.Add(load)
+	run(t, r, Job{Path: path, Args: []string{"first"}})
+	r.mu.Lock()
+	w := r.cur
+	r.mu.Unlock()
+	if w.ahead < 64<<10 {
+		t.Fatalf("the warm interpreter learned %d bytes a run writes", w.ahead)
+	}
+	// The next child in line.
+	var next idleChild
+	testutil.WaitFor(t, 30*time.Second, "a child forked ahead", func() bool {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if len(w.idle) == 0 {
+			return false
+		}
+		next = w.idle[0]
+		return true
+	})
+	if next.told {
+		t.Fatal("a child was told to copy ahead under load")
+	}
+	before := privateDirty(t, next.pid)
+	r.inRun.Add(-load)
+	w.mu.Lock()
+	w.nudgeLocked()
+	told := len(w.idle) > 0 && w.idle[0].pid == next.pid && w.idle[0].told
+	w.mu.Unlock()
+	if !told {
+		t.Fatal("the next child was not told to copy ahead")
+	}
+	// Most of what it copies was shared with the warm interpreter.
+	var after int64
+	testutil.WaitFor(t, 30*time.Second, "the child's copies", func() bool {
+		after = privateDirty(t, next.pid)
+		return after-before >= w.ahead/2
+	})
+	t.Logf("learned %d KiB; the child's own memory %d -> %d KiB", w.ahead>>10, before>>10, after>>10)
+	res := run(t, r, Job{Path: path, Args: []string{"second"}})
+	if want := fmt.Sprintf("%d second\n", next.pid); res.Stdout != want || res.Stderr != "" || res.ExitCode == nil || *res.ExitCode != 0 {
+		t.Fatalf("the told child's run: %+v, want stdout %q", res, want)
+	}
+}
+
+// A script's warm parent learns what a run of its own writes too.
+func TestForkWarmParentCopiesAhead(t *testing.T) {
+	r := newParentsFork(t, WarmParents{Hot: 1}, t.TempDir())
+	job := versioned(writeScript(t, t.TempDir(), "hot.py", `import json; print(json.dumps([1]))`))
+	var ahead int64
+	testutil.WaitFor(t, 60*time.Second, "the script's warm parent", func() bool {
+		if got := run(t, r, job).Stdout; got != "[1]\n" {
+			t.Fatalf("stdout %q", got)
+		}
+		r.parents.mu.Lock()
+		defer r.parents.mu.Unlock()
+		if p := r.parents.byPath[job.Path]; p != nil && p.w != nil {
+			ahead = p.w.ahead
+			return true
+		}
+		return false
+	})
+	if ahead < 64<<10 {
+		t.Fatalf("the warm parent learned %d bytes a run writes", ahead)
+	}
+}
