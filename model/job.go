@@ -89,6 +89,9 @@ func (t Time) MarshalJSON() ([]byte, error) {
 	return append(b, '"'), nil
 }
 
+// String is t as its JSON shows it: TimeLayout, in UTC.
+func (t Time) String() string { return t.UTC().Format(TimeLayout) }
+
 // UnmarshalJSON reads an RFC 3339 time, with a fraction of any length or
 // none, in UTC or with an offset.
 func (t *Time) UnmarshalJSON(b []byte) error {

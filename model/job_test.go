@@ -110,6 +110,9 @@ func TestJobTimesFixedWidth(t *testing.T) {
 		if err := json.Unmarshal(b, &back); err != nil || !back.CreatedAt.Equal(tm) || back.StartedAt == nil || !back.StartedAt.Equal(start.Time) {
 			t.Errorf("%s read back as %v, %v (%v)", tm, back.CreatedAt, back.StartedAt, err)
 		}
+		if got := (Time{tm}).String(); got != raw.CreatedAt {
+			t.Errorf("%s: String %q, JSON %q", tm, got, raw.CreatedAt)
+		}
 		written = append(written, raw.CreatedAt)
 	}
 	if got := written[1]; got != "2026-12-01T21:52:05.090000Z" {

@@ -97,7 +97,7 @@ func jobCommand(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "ID\tSTATUS\tSCRIPT\tATTEMPTS\tNODE\tCREATED")
 		for _, j := range jobs {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", j.ID, j.Status, j.Script, j.Attempts, j.Node, j.CreatedAt.UTC().Format(model.TimeLayout))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", j.ID, j.Status, j.Script, j.Attempts, j.Node, j.CreatedAt)
 		}
 		tw.Flush()
 		return 0
