@@ -1673,26 +1673,20 @@ def _learn_written_pages():
     _LEARN_SCRIPT in a child, which reports the pages it wrote as it
     exits; the children forked from now on copy those ahead. Nothing is
     learned where it fails (the children then copy nothing ahead)."""
-    tmp = _canary_folder()
-    path = os.path.join(tmp, "learn.py")
-    r, w = os.pipe()
-    fds = []
+    tmp = None
     try:
-        with open(path, "w") as f:
-            f.write(_LEARN_SCRIPT)
-        fds = [os.open(os.devnull, os.O_RDWR) for _ in range(3)]
-        _LEARN[0] = w
+        tmp = _canary_folder()
+        r, w = os.pipe()
+    except OSError as e:
+        _log("cannot learn what a run writes: %r" % (e,))
+        if tmp is not None:
+            _remove_checks(tmp, [])
+        return
+    try:
         try:
-            pid, chan = _fork()
+            pid = _start_check(tmp, "learn.py", _LEARN_SCRIPT, learn=w)
         finally:
-            _LEARN[0] = -1
             os.close(w)
-            w = -1
-        try:
-            _send(chan, json.dumps({"path": path, "dir": tmp, "args": [], "canary": True}).encode(), fds)
-        finally:
-            _OWNED_SOCKETS.remove(chan)
-            chan.close()
         data = _read_all(r)
         _, status = os.waitpid(pid, 0)
         if status == 0 and len(data) % 16 == 0:
@@ -1701,16 +1695,8 @@ def _learn_written_pages():
     except OSError as e:
         _log("cannot learn what a run writes: %r" % (e,))
     finally:
-        for fd in fds + [r] + ([w] if w >= 0 else []):
-            os.close(fd)
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
-        try:
-            os.rmdir(tmp)
-        except OSError:
-            pass
+        os.close(r)
+        _remove_checks(tmp, ["learn.py"])
 
 
 # --------------------------------------------------------------- the forker
@@ -2303,36 +2289,52 @@ def _canary():
     # mkdtemp, not TemporaryDirectory: that registers an atexit finalizer,
     # which every child would inherit and run.
     tmp = _canary_folder()
+    names = ["canary%d.py" % i for i in range(len(checks))]
     try:
-        for i, (code, want) in enumerate(checks):
-            path = os.path.join(tmp, "canary%d.py" % i)
-            with open(path, "w") as f:
-                f.write(code)
-            fds = [os.open(os.devnull, os.O_RDWR) for _ in range(3)]
-            try:
-                pid, chan = _fork()
-                try:
-                    _send(chan, json.dumps({"path": path, "dir": tmp, "args": [], "canary": True}).encode(), fds)
-                finally:
-                    _OWNED_SOCKETS.remove(chan)
-                    chan.close()
-            finally:
-                for fd in fds:
-                    os.close(fd)
-            _, status = os.waitpid(pid, 0)
+        for name, (code, want) in zip(names, checks):
+            _, status = os.waitpid(_start_check(tmp, name, code), 0)
             if status != want:
                 return "a check script %r ended with wait status %d, not %d" % (code, status, want)
     finally:
-        for i in range(len(checks)):
-            try:
-                os.unlink(os.path.join(tmp, "canary%d.py" % i))
-            except OSError:
-                pass
+        _remove_checks(tmp, names)
+    return None
+
+
+def _start_check(tmp, name, code, learn=-1):
+    """Starts the check script code, saved as name in the folder tmp, in a
+    child with its stdio on /dev/null (and learn as _LEARN, when given);
+    returns its pid."""
+    path = os.path.join(tmp, name)
+    with open(path, "w") as f:
+        f.write(code)
+    fds = [os.open(os.devnull, os.O_RDWR) for _ in range(3)]
+    try:
+        _LEARN[0] = learn
         try:
-            os.rmdir(tmp)
+            pid, chan = _fork()
+        finally:
+            _LEARN[0] = -1
+        try:
+            _send(chan, json.dumps({"path": path, "dir": tmp, "args": [], "canary": True}).encode(), fds)
+        finally:
+            _OWNED_SOCKETS.remove(chan)
+            chan.close()
+    finally:
+        for fd in fds:
+            os.close(fd)
+    return pid
+
+
+def _remove_checks(tmp, names):
+    for name in names:
+        try:
+            os.unlink(os.path.join(tmp, name))
         except OSError:
             pass
-    return None
+    try:
+        os.rmdir(tmp)
+    except OSError:
+        pass
 
 
 def _canary_folder():
