@@ -252,8 +252,8 @@ var aheadMsg = []byte(`{"op":"ahead"}`)
 // write (as a run has handed its job to a child, or a child comes), while
 // this process's runs leave half the CPUs or more idle: its
 // copying is then off every run's path. Under more load it would take CPU
-// from the runs, and the child copies as it goes instead. w.mu is held
-// (a child's channel is closed once taken, which needs w.mu).
+// from the runs, and the child copies as it goes instead. w.mu is held:
+// a waiting child's channel is closed only as it leaves w.idle, under w.mu.
 func (w *warm) nudgeLocked() {
 	if w.byPid == nil || len(w.idle) == 0 || w.idle[0].told || int(w.r.inRun.Load())*2 > runtime.NumCPU() {
 		return
