@@ -250,16 +250,17 @@ var aheadMsg = []byte(`{"op":"ahead"}`)
 
 // nudgeLocked tells the next child in line to copy ahead what its run will
 // write (as a run has handed its job to a child, or a child comes), while
-// this process's runs leave half the CPUs or more idle: its
+// this process's runs leave half the CPUs (GOMAXPROCS, which follows a
+// cgroup's CPU quota) or more idle: its
 // copying is then off every run's path. Under more load it would take CPU
 // from the runs, and the child copies as it goes instead. w.mu is held:
 // a waiting child's channel is closed only as it leaves w.idle, under w.mu.
 func (w *warm) nudgeLocked() {
-	if w.byPid == nil || len(w.idle) == 0 || w.idle[0].told || int(w.r.inRun.Load())*2 > runtime.NumCPU() {
+	if w.byPid == nil || len(w.idle) == 0 || w.idle[0].told || int(w.r.inRun.Load())*2 > runtime.GOMAXPROCS(0) {
 		return
 	}
 	w.idle[0].told = true
-	_ = unix.Sendmsg(w.idle[0].chanFd, aheadMsg, nil, nil, unix.MSG_DONTWAIT)
+	_ = unix.Sendmsg(w.idle[0].chanFd, aheadMsg, nil, nil, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
 }
 
 // handOver sets w up for the hand-over of jobs, once it is ready, and

@@ -1594,15 +1594,17 @@ def _copy_ahead(chan):
     ranges = _AHEAD_PAGES[0]
     if not ranges:
         return
-    watch = ((chan.fileno(),), (), (), 0)
+    watch = select.poll()
+    watch.register(chan.fileno(), select.POLLIN)
     done = 0
     for start, size in ranges:
-        if _madvise(start, size, _MADV_POPULATE_WRITE) != 0 and ctypes.get_errno() == 22:
-            return  # EINVAL: a kernel without it
+        # (A range that is no longer mapped, or not writable, is passed
+        # over: the kernel says so and copies nothing.)
+        _madvise(start, size, _MADV_POPULATE_WRITE)
         done += size
         if done >= _AHEAD_BATCH * _PAGE:
             done = 0
-            if select.select(*watch)[0]:
+            if watch.poll(0):
                 return
 
 
@@ -1625,8 +1627,7 @@ def _written_pages():
             if len(f) < 2 or f[1][:2] != b"rw" or f[1][3:4] != b"p" or len(f) > 5 and f[5] in _NO_COPY:
                 continue
             lo, hi = (int(x, 16) for x in f[0].split(b"-"))
-            entries = memoryview(os.pread(fd, (hi - lo) // _PAGE * 8, lo // _PAGE * 8)).cast("Q")
-            for i, e in enumerate(entries):
+            for i, e in _pagemap_entries(fd, lo, hi):
                 if e >> 63 and e >> 56 & 1:
                     at = lo + i * _PAGE
                     if ranges and ranges[-1][0] + ranges[-1][1] == at:
@@ -1642,6 +1643,14 @@ def _written_pages():
 
 
 _NO_COPY = (b"[vvar]", b"[vvar_vclock]", b"[vdso]", b"[vsyscall]")
+
+
+def _pagemap_entries(fd, lo, hi):
+    # (index, entry) of the pages from lo to hi, read 4096 at a time.
+    first, end = lo // _PAGE, hi // _PAGE
+    for at in range(first, end, 4096):
+        n = min(4096, end - at)
+        yield from enumerate(memoryview(os.pread(fd, n * 8, at * 8)).cast("Q"), at - first)
 
 
 def _ahead_bytes():
@@ -1669,10 +1678,20 @@ def _report_written_pages(fd):
 
 
 def _learn_written_pages():
-    """In a warm process, before it serves: runs the check script
+    """In the warm interpreter, before it serves: runs the check script
     _LEARN_SCRIPT in a child, which reports the pages it wrote as it
-    exits; the children forked from now on copy those ahead. Nothing is
-    learned where it fails (the children then copy nothing ahead)."""
+    exits; the children forked from now on copy those ahead, and so do
+    those of its warm parents, forks of it, which have those pages where
+    it has them. (A warm parent learns nothing of its own: its child would
+    end with the script's imports loaded, and their exit handlers and
+    finalizers would run unconfined.) Nothing is learned where it fails,
+    or where the kernel cannot copy ahead (the children then copy
+    nothing ahead)."""
+    _AHEAD_PAGES[0] = ()
+    probe = ctypes.create_string_buffer(_PAGE * 2)
+    start = (ctypes.addressof(probe) + _PAGE - 1) // _PAGE * _PAGE
+    if _madvise(start, _PAGE, _MADV_POPULATE_WRITE) != 0:
+        return  # (EINVAL: a kernel before 5.14)
     tmp = None
     try:
         tmp = _canary_folder()
@@ -1692,6 +1711,8 @@ def _learn_written_pages():
         if status == 0 and len(data) % 16 == 0:
             pairs = array.array("Q", data)
             _AHEAD_PAGES[0] = tuple(zip(pairs[0::2], pairs[1::2]))
+        else:
+            _log("cannot learn what a run writes: the check script ended with wait status %d" % status)
     except OSError as e:
         _log("cannot learn what a run writes: %r" % (e,))
     finally:
@@ -2666,7 +2687,6 @@ def _become_parent(ctl_fd, folder, code, path=None):
     # process frees.
     memory = _private_memory()
     _chain_thread(_forker(), growing=True)
-    _learn_written_pages()
     server.send({"op": "ready", "pid": os.getpid(), "imports": imported, "memory": memory,
                  "ahead": _ahead_bytes()})
     try:
