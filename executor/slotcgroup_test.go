@@ -238,6 +238,13 @@ func TestSandboxSlotCgroupLeftBehind(t *testing.T) {
 		_, state, _ := strings.Cut(string(b), ") ")
 		return err != nil || strings.HasPrefix(state, "Z") // this process reaps orphans, not at once
 	})
+	// A run started before the runner sees the warm interpreter gone may
+	// be handed to one of its children, still exiting, and fail with it
+	// (503, as documented): the next run is the one on the new warm
+	// interpreter.
+	testutil.WaitFor(t, 30*time.Second, "the runner to see the warm interpreter gone", func() bool {
+		return warmPid(r) != old
+	})
 
 	second, _ := slotOf()
 	ino, ok := stale[second]
