@@ -43,9 +43,9 @@ type forkMsg struct {
 	Imports []string `json:"imports,omitempty"`
 	// Memory is a warm parent's own memory once it has imported them.
 	Memory int64 `json:"memory,omitempty"`
-	// Ahead ("ready") is how much of its memory the warm process found a
-	// run writes: what each child it forks copies ahead when told
-	// (aheadMsg).
+	// Ahead ("ready") is how much memory each child of the warm process
+	// copies ahead when told (aheadMsg): what the warm interpreter found a
+	// run writes, which its warm parents keep.
 	Ahead int64 `json:"ahead,omitempty"`
 	// N ("fork") is how many children to fork.
 	N int `json:"n,omitempty"`

@@ -1563,12 +1563,13 @@ _RUN_ZIPAPP = b'__import__("runpy")._run_module_as_main("__main__", False)\n'
 # writes it (a copy-on-write fault, about 2 us here): a hello.py run writes
 # some 300 between its job's coming and its end. Which pages those are
 # hardly depends on the script (the interpreter's own state, becoming a
-# run, stdio, the shutdown), so each warm process learns them once, from a
-# run of a check script of its own (_learn_written_pages), and each child
-# it forks ahead copies them at once while it waits for its job
-# (_copy_ahead, one madvise(MADV_POPULATE_WRITE) per range), off the run's
-# path; it stops where it is when the job comes. Copying a page changes
-# nothing a run can see but its memory use.
+# run, stdio, the shutdown), so the warm interpreter learns them once, from
+# a run of a check script of its own (_learn_written_pages; its warm
+# parents, forks of it, keep what it learned), and a child forked ahead
+# that Go tells to copies them while it waits for its job (_copy_ahead, one
+# madvise(MADV_POPULATE_WRITE) per range), off the run's path; it stops
+# where it is when the job comes. Copying a page changes nothing a run can
+# see but its memory use.
 
 _AHEAD_MSG = b'{"op":"ahead"}'
 _LEARN = [-1]  # in the learning child: where it writes the pages it wrote
