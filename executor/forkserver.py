@@ -2619,6 +2619,20 @@ def _reset_tempfile():
         tf._name_sequence = None
 
 
+def _enter_import_view(folder=None):
+    """With the sandbox on, the host's view as a run has it, for imports
+    whose modules runs are handed (sandbox.import_view): what a run could
+    not import, or would find elsewhere, is not imported here from what it
+    cannot see. Returns what leaves it."""
+    if _SANDBOX is None:
+        return _no_view
+    return _SANDBOX.import_view(_SANDBOX_CFG, folder)
+
+
+def _no_view():
+    pass
+
+
 def _become_parent(ctl_fd, folder, code, path=None):
     global _WARM_PID, _go, _done
     base = _WARM_PID
@@ -2658,11 +2672,20 @@ def _become_parent(ctl_fd, folder, code, path=None):
     if _SANDBOX is not None:
         _SANDBOX.forget_fds()  # the base server's
     server = _Server(ctl)
-    _record_imports(True)
+    names = _imports_of(code, folder)
     try:
-        imported = _as_run_user(imports, _imports_of(code, folder))
-    finally:
-        _record_imports(False)
+        leave = _enter_import_view(folder)
+        try:
+            _record_imports(True)
+            try:
+                imported = _as_run_user(imports, names)
+            finally:
+                _record_imports(False)
+        finally:
+            leave()
+    except OSError as e:
+        server.send({"op": "fatal", "error": "importing what the script imports as a run sees: %s" % (e,)})
+        os._exit(1)
     die_with_base()
     if imported is None:
         server.send({"op": "fatal", "error": "importing what the script imports writes output"})
@@ -2706,13 +2729,17 @@ def _main():
     server = _Server(ctl)
     try:
         stdlib = _OPTIONS.get("stdlib", True) or not _run_user_reads_stdlib()
-        for name in (_STDLIB if stdlib else ()):
-            try:
+        leave = _enter_import_view()
+        try:
+            for name in (_STDLIB if stdlib else ()):
+                try:
+                    importlib.import_module(name)
+                except ImportError:
+                    pass
+            for name in _PRELOAD:
                 importlib.import_module(name)
-            except ImportError:
-                pass
-        for name in _PRELOAD:
-            importlib.import_module(name)
+        finally:
+            leave()
     except BaseException as e:
         server.send({"op": "fatal", "error": "preload: %s: %s" % (type(e).__name__, e)})
         os._exit(1)

@@ -691,6 +691,51 @@ def private_view(cfg, folder):
             os.close(tree)
 
 
+def import_view(cfg, folder=None):
+    """In a warm process about to import what it hands over to runs (the
+    warm interpreter's preloads, a warm parent's script imports), while it
+    has one thread: a view of the host as its runs have it, so that the
+    imports find, read and write what a run's would (everything read-only;
+    a fresh /tmp, /dev/shm and HOME, with folder put back in place if they
+    cover it; only a loopback unless the host network is asked for).
+    Returns what takes the process back to the host's view (and its
+    working folder), which it then needs for its runs' slots."""
+    keep = [os.open(p, os.O_RDONLY | os.O_CLOEXEC) for p in ("/proc/self/ns/mnt", "/proc/self/ns/net")]
+    keep.append(os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC))
+    flags = CLONE_NEWNS
+    if not cfg.get("host_network"):
+        flags |= CLONE_NEWNET
+
+    def leave():
+        try:
+            # (With a thread more, started by an import, this fails: the
+            # process is then no warm one.)
+            _check(_libc.setns(keep[0], CLONE_NEWNS), "setns(host mnt)")
+            _check(_libc.setns(keep[1], CLONE_NEWNET), "setns(host net)")
+            os.fchdir(keep[2])
+        finally:
+            for fd in keep:
+                os.close(fd)
+
+    try:
+        _check(_libc.unshare(flags), "unshare")
+        _read_only(AT_FDCWD, b"/", AT_RECURSIVE, MS_PRIVATE)
+        if flags & CLONE_NEWNET:
+            _loopback_up()
+        tree = _clone_tree(folder) if folder and covers(cfg, folder) else -1
+        try:
+            _fresh_tmp(cfg)
+            if tree >= 0:
+                _put_in_place(tree, folder)
+        finally:
+            if tree >= 0:
+                os.close(tree)
+    except BaseException:
+        leave()
+        raise
+    return leave
+
+
 def _loopback_up():
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:

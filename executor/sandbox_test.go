@@ -442,3 +442,84 @@ func TestSandboxRootRunHasNoCapabilities(t *testing.T) {
 		})
 	}
 }
+
+// A warm parent imports a script's imports seeing what its runs see: a
+// module the run's view hides (here under /tmp, which each run has fresh)
+// is not handed over to a run, and one it shadows there from a folder the
+// run does see is the one a run gets, first run or hundredth, as with a
+// fresh interpreter in the same sandbox.
+func TestSandboxWarmParentImportsWhatRunsSee(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the sandbox needs root")
+	}
+	hidden := t.TempDir() // under /tmp: not in a run's view
+	if !strings.HasPrefix(hidden, "/tmp/") {
+		t.Skipf("the test's folders are not under /tmp (%s): nothing is hidden from the runs", hidden)
+	}
+	seen, err := os.MkdirTemp("/var/tmp", "scripthost-seen-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(seen) })
+	if err := os.Chmod(seen, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for dir, text := range map[string]string{hidden: "hidden", seen: "seen"} {
+		writeScript(t, dir, "shadowed.py", "X = "+strconv.Quote(text)+"\n")
+	}
+	writeScript(t, hidden, "onlyhidden.py", "X = 1\n")
+	code := "import shadowed\nprint(shadowed.X)\ntry:\n    import onlyhidden\n    print('imported')\nexcept ImportError as e:\n    print(type(e).__name__, e.name)\n"
+	const want = "seen\nModuleNotFoundError onlyhidden\n"
+	cfg := RunnerConfig{Python: testutil.Python(t), Log: testutil.Logger(t, slog.LevelDebug),
+		Env: append(os.Environ(), "PYTHONPATH="+hidden+":"+seen), WarmParents: WarmParents{Hot: 1}}
+	path := writeScript(t, t.TempDir(), "view.py", code)
+	job := Job{Path: path, Version: model.Version([]byte(code))}
+	runners := sandboxRunners(t, cfg)
+	if res := run(t, runners["spawn"], job); res.Stdout != want {
+		t.Fatalf("spawn mode: %+v, want stdout %q", res, want)
+	}
+	r := runners["fork"].(*ForkRunner)
+	if res := run(t, r, job); res.Stdout != want {
+		t.Fatalf("first run: %+v, want stdout %q", res, want)
+	}
+	testutil.WaitFor(t, 30*time.Second, "a warm parent to be made", func() bool { return r.WarmStats().Parents > 0 })
+	for i := 0; i < 3; i++ {
+		if res := run(t, r, job); res.Stdout != want {
+			t.Fatalf("run %d from the warm parent: %+v, want stdout %q", i, res, want)
+		}
+	}
+	if r.WarmStats().Runs == 0 {
+		t.Fatal("no run went to the warm parent")
+	}
+}
+
+// With the sandbox on, a --preload module the runs could not import (under
+// /tmp, which each run has fresh) stops the start instead of being handed
+// to runs that could not have imported it.
+func TestSandboxPreloadHiddenFromRuns(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the sandbox needs root")
+	}
+	hidden := t.TempDir()
+	if !strings.HasPrefix(hidden, "/tmp/") {
+		t.Skipf("the test's folders are not under /tmp (%s): nothing is hidden from the runs", hidden)
+	}
+	writeScript(t, hidden, "onlyhidden.py", "X = 1\n")
+	cfg := testConfig(t, Limits{})
+	cfg.Env = append(os.Environ(), "PYTHONPATH="+hidden)
+	cfg.Sandbox = Sandbox{Mode: SandboxOn}
+	r, err := NewForkRunner(cfg, []string{"onlyhidden"})
+	if err == nil {
+		r.Close()
+		t.Fatal("the runner started with a preload its runs cannot import")
+	}
+	if !strings.Contains(err.Error(), "ModuleNotFoundError") || !strings.Contains(err.Error(), "onlyhidden") {
+		t.Fatalf("err %v, want the preload's ModuleNotFoundError", err)
+	}
+	cfg.Sandbox = Sandbox{Mode: SandboxOff}
+	r, err = NewForkRunner(cfg, []string{"onlyhidden"})
+	if err != nil {
+		t.Fatalf("without the sandbox, the preload is seen: %v", err)
+	}
+	r.Close()
+}
