@@ -46,6 +46,7 @@ import socket
 import struct
 import sys
 
+CLONE_FS = 0x00000200
 CLONE_NEWNS = 0x00020000
 CLONE_NEWIPC = 0x08000000
 CLONE_NEWNET = 0x40000000
@@ -708,8 +709,10 @@ def import_view(cfg, folder=None):
 
     def leave():
         try:
-            # (With a thread more, started by an import, this fails: the
-            # process is then no warm one.)
+            # A thread an import started shares this one's root and working
+            # folder, which a change of mount namespace needs unshared; it
+            # stays in this view.
+            _check(_libc.unshare(CLONE_FS), "unshare(CLONE_FS)")
             _check(_libc.setns(keep[0], CLONE_NEWNS), "setns(host mnt)")
             _check(_libc.setns(keep[1], CLONE_NEWNET), "setns(host net)")
             os.fchdir(keep[2])

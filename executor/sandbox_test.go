@@ -523,3 +523,47 @@ func TestSandboxPreloadHiddenFromRuns(t *testing.T) {
 	}
 	r.Close()
 }
+
+// A module that starts a thread when imported still gets its script a warm
+// parent with the sandbox on (the thread stays in the view the imports were
+// made in; as everywhere, it does not survive into the runs).
+func TestSandboxWarmParentImportStartsThread(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the sandbox needs root")
+	}
+	lib, err := os.MkdirTemp("/var/tmp", "scripthost-lib-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(lib) })
+	if err := os.Chmod(lib, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeScript(t, lib, "ticker.py", "import threading\nSTOP = threading.Event()\nthreading.Thread(target=STOP.wait, daemon=True).start()\n")
+	code := "import threading, ticker\nprint(threading.active_count())\n"
+	cfg := RunnerConfig{Python: testutil.Python(t), Log: testutil.Logger(t, slog.LevelDebug),
+		Env: append(os.Environ(), "PYTHONPATH="+lib), WarmParents: WarmParents{Hot: 1}}
+	path := writeScript(t, t.TempDir(), "threads.py", code)
+	job := Job{Path: path, Version: model.Version([]byte(code))}
+	r := sandboxRunners(t, cfg)["fork"].(*ForkRunner)
+	first := run(t, r, job)
+	if first.Stdout != "2\n" {
+		t.Fatalf("first run: %+v, want the imported module's thread counted", first)
+	}
+	testutil.WaitFor(t, 30*time.Second, "a warm parent to be made", func() bool {
+		s := r.WarmStats()
+		if s.Refused > 0 {
+			t.Fatalf("the script was refused a warm parent: %+v", s)
+		}
+		return s.Parents > 0
+	})
+	res := run(t, r, job)
+	t.Logf("from the warm parent: %+v", res)
+	// (1: the module's thread did not survive the fork, see the README.)
+	if res.ExitCode == nil || *res.ExitCode != 0 || (res.Stdout != "1\n" && res.Stdout != "2\n") {
+		t.Fatalf("run from the warm parent: %+v", res)
+	}
+	if r.WarmStats().Runs == 0 {
+		t.Fatal("no run went to the warm parent")
+	}
+}
