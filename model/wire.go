@@ -188,7 +188,7 @@ func decodeStrict(body []byte, v any, fields ...string) error {
 		if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok && len(fields) > 0 {
 			return Errorf(ErrBadRequest, "invalid JSON body: unknown field %s (the fields are %s)", f, quoteAll(fields))
 		}
-		return Errorf(ErrBadRequest, "invalid JSON body: %s", describe(err))
+		return Errorf(ErrBadRequest, "invalid JSON body: %s", describe(err, body))
 	}
 	if dec.More() {
 		return Errorf(ErrBadRequest, "invalid JSON body: unexpected data after the JSON object")
@@ -196,7 +196,7 @@ func decodeStrict(body []byte, v any, fields ...string) error {
 	return nil
 }
 
-func describe(err error) string {
+func describe(err error, body []byte) string {
 	var typeErr *json.UnmarshalTypeError
 	if errors.As(err, &typeErr) {
 		if typeErr.Field != "" {
@@ -206,13 +206,26 @@ func describe(err error) string {
 	}
 	var syntaxErr *json.SyntaxError
 	if errors.As(err, &syntaxErr) {
-		return fmt.Sprintf("%s (at byte %d)", syntaxErr.Error(), syntaxErr.Offset)
+		return syntaxAt(body, syntaxErr.Offset)
 	}
 	msg := err.Error()
 	if msg == "unexpected EOF" {
 		return "truncated JSON"
 	}
 	return strings.TrimPrefix(msg, "json: ")
+}
+
+// syntaxAt says where body stops being JSON: offset counts the bytes read
+// up to and including the first that cannot be there. The decoder's own
+// words ("in literal null (expecting 'u')") are about its state, not what
+// the caller sent, so the byte and what is around it are shown instead.
+func syntaxAt(body []byte, offset int64) string {
+	at := int(offset) - 1
+	if at < 0 || at >= len(body) {
+		return fmt.Sprintf("not JSON at byte %d", offset)
+	}
+	from, to := max(at-16, 0), min(at+16, len(body))
+	return fmt.Sprintf("not JSON at byte %d (%q in %q); the body must be a JSON object", offset, body[at:at+1], body[from:to])
 }
 
 func jsonKind(goKind string) string {

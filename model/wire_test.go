@@ -31,7 +31,9 @@ func TestDecodeRunRequest(t *testing.T) {
 		{name: "array body", body: `[1]`, errPart: "invalid JSON body: expected a JSON object"},
 		{name: "string body", body: `"x"`, errPart: "invalid JSON body"},
 		{name: "truncated", body: `{"data":`, errPart: "invalid JSON body: truncated JSON"},
-		{name: "syntax", body: `{"data": nope}`, errPart: "invalid character"},
+		{name: "syntax", body: `{"data": nope}`, errPart: `invalid JSON body: not JSON at byte 11 ("o" in "{\"data\": nope}")`},
+		{name: "not JSON at all", body: `not json`, errPart: `invalid JSON body: not JSON at byte 2 ("o" in "not json"); the body must be a JSON object`},
+		{name: "long body shown in part", body: `{"data": "` + strings.Repeat("x", 40) + `"` + strings.Repeat("y", 40) + `}`, errPart: `not JSON at byte 52 ("y" in "xxxxxxxxxxxxxxx\"yyyyyyyyyyyyyyyy")`},
 		{name: "trailing data", body: `{} {}`, errPart: "unexpected data after the JSON object"},
 	}
 	for _, tc := range tests {

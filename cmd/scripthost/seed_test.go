@@ -135,3 +135,50 @@ func TestSeedExamples(t *testing.T) {
 		t.Fatalf("timeout body: %s", r.body)
 	}
 }
+
+// The seed document's examples in its own order, as the README's transcript
+// shows them: its API reference deletes hello.py before running it and
+// names an another.py it never creates, so those runs answer 404, with
+// nothing run; the examples after them work as the seed says.
+func TestSeedExamplesInTheSeedsOrder(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Timeout = 2 * time.Second
+	ts := startTest(t, cfg, nil)
+	post := func(path, body string) response {
+		return ts.do("POST", path, body, jsonType, "application/json")
+	}
+
+	if got := strings.TrimSpace(string(ts.do("GET", "/scripts", "").want(t, 200).body)); got != "[]" {
+		t.Fatalf("empty folder lists %s, want []", got)
+	}
+	post("/scripts", seedHello).want(t, 201)
+	ts.do("PUT", "/scripts/hello.py", `{"code": "print(\"new version\")"}`, jsonType, "application/json").want(t, 200)
+	ts.do("DELETE", "/scripts/hello.py", "").want(t, 204)
+	if r := post("/run/hello.py", `{"data": {"name": "Alice"}, "args": ["--verbose"]}`).want(t, 404); !strings.Contains(string(r.body), `script \"hello.py\" not found`) {
+		t.Fatalf("run of the deleted hello.py: %s", r.body)
+	}
+	if r := post("/run", `{"data": {"x": 42}}`).want(t, 200); strings.TrimSpace(string(r.body)) != `{"results":{}}` {
+		t.Fatalf("run all in an empty folder: %s", r.body)
+	}
+	if r := post("/run?names=hello.py,another.py", `{"data": {"value": 100}}`).want(t, 404); !strings.Contains(string(r.body), "unknown scripts: another.py, hello.py") {
+		t.Fatalf("run of two unknown scripts: %s", r.body)
+	}
+
+	post("/scripts", seedMath).want(t, 201)
+	var names []string
+	ts.do("GET", "/scripts", "").want(t, 200).json(t, &names)
+	if strings.Join(names, ",") != "math.py" {
+		t.Fatalf("list: %v, want [math.py] as the seed says", names)
+	}
+	if res := post("/run/math.py", `{"data": {"x": 7}}`).want(t, 200).result(t); res.Stdout != "{\"square\": 49}\n" || *res.ExitCode != 0 {
+		t.Fatalf("math.py: %+v", res)
+	}
+	post("/scripts", seedArgs).want(t, 201)
+	if res := post("/run/args_demo.py", `{"data": {"foo": "bar"}, "args": ["--debug", "42"]}`).want(t, 200).result(t); res.Stdout != "{\"args\": [\"--debug\", \"42\"], \"data\": {\"foo\": \"bar\"}}\n" {
+		t.Fatalf("args_demo.py: %+v", res)
+	}
+	post("/scripts", seedInfinite).want(t, 201)
+	if r := ts.do("POST", "/run/infinite.py", `{"data":{}}`).want(t, 504); !strings.Contains(string(r.body), `"error":"Script execution timed out"`) {
+		t.Fatalf("infinite.py: %s", r.body)
+	}
+}
