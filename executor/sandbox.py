@@ -679,10 +679,14 @@ def private_view(cfg, folder):
     back in place if they cover it, and an IPC namespace. All of it goes
     with the run's last process."""
     _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWIPC), "unshare")
-    tree = -1
-    if covers(cfg, folder):
-        # A detached copy of the run's folder, made before anything covers it.
-        tree = _clone_tree(folder)
+    _fresh_own(cfg, folder)
+
+
+def _fresh_own(cfg, folder):
+    """In a mount namespace of the caller's own: a fresh /tmp, /dev/shm and
+    HOME, with folder put back in place if they cover it."""
+    # A detached copy of the folder, made before anything covers it.
+    tree = _clone_tree(folder) if folder and covers(cfg, folder) else -1
     try:
         _fresh_tmp(cfg)
         if tree >= 0:
@@ -725,14 +729,7 @@ def import_view(cfg, folder=None):
         _read_only(AT_FDCWD, b"/", AT_RECURSIVE, MS_PRIVATE)
         if flags & CLONE_NEWNET:
             _loopback_up()
-        tree = _clone_tree(folder) if folder and covers(cfg, folder) else -1
-        try:
-            _fresh_tmp(cfg)
-            if tree >= 0:
-                _put_in_place(tree, folder)
-        finally:
-            if tree >= 0:
-                os.close(tree)
+        _fresh_own(cfg, folder)
     except BaseException:
         leave()
         raise

@@ -443,6 +443,21 @@ func TestSandboxRootRunHasNoCapabilities(t *testing.T) {
 	}
 }
 
+// seenDir is a folder of the test's own that runs see, unlike the test's
+// temporary folders under /tmp (which each run has fresh): under /var/tmp.
+func seenDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("/var/tmp", "scripthost-seen-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
 // A warm parent imports a script's imports seeing what its runs see: a
 // module the run's view hides (here under /tmp, which each run has fresh)
 // is not handed over to a run, and one it shadows there from a folder the
@@ -456,14 +471,7 @@ func TestSandboxWarmParentImportsWhatRunsSee(t *testing.T) {
 	if !strings.HasPrefix(hidden, "/tmp/") {
 		t.Skipf("the test's folders are not under /tmp (%s): nothing is hidden from the runs", hidden)
 	}
-	seen, err := os.MkdirTemp("/var/tmp", "scripthost-seen-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(seen) })
-	if err := os.Chmod(seen, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	seen := seenDir(t)
 	for dir, text := range map[string]string{hidden: "hidden", seen: "seen"} {
 		writeScript(t, dir, "shadowed.py", "X = "+strconv.Quote(text)+"\n")
 	}
@@ -531,14 +539,7 @@ func TestSandboxWarmParentImportStartsThread(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("the sandbox needs root")
 	}
-	lib, err := os.MkdirTemp("/var/tmp", "scripthost-lib-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(lib) })
-	if err := os.Chmod(lib, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	lib := seenDir(t)
 	writeScript(t, lib, "ticker.py", "import threading\nSTOP = threading.Event()\nthreading.Thread(target=STOP.wait, daemon=True).start()\n")
 	code := "import threading, ticker\nprint(threading.active_count())\n"
 	cfg := RunnerConfig{Python: testutil.Python(t), Log: testutil.Logger(t, slog.LevelDebug),
