@@ -596,8 +596,39 @@ def _hide_imports():
             if parent:
                 _CHILD[name] = child
     for name in _HIDDEN:
-        if name not in _PLANS:
-            _PLANS[name] = _plan(name)
+        if name not in _PLANS and name not in _UNSERVED:
+            plan = _plan(name)
+            if _UNSEEN and not _UNSEEN.isdisjoint(plan):
+                _UNSERVED.add(name)
+            else:
+                _PLANS[name] = plan
+
+
+_UNSEEN = set()  # modules here that a run's view finds elsewhere, or not at all
+_UNSERVED = set()  # hidden modules whose import loads one of those: never handed over
+
+
+def _note_unseen():
+    """In the runs' view of the machine (the sandbox's, sandbox.import_view):
+    notes the modules of this process that an import there would not find
+    where they were found (a PYTHONPATH folder the runs do not see, which
+    this process, started outside that view, saw). No run is handed them,
+    nor anything whose import loads them; a run imports those itself."""
+    find = sys.modules["_frozen_importlib_external"].PathFinder.find_spec
+    for name, mod in list(sys.modules.items()):
+        spec = getattr(mod, "__spec__", None)
+        if spec is None or not spec.has_location or name in _UNSEEN:
+            continue  # built in, frozen, a namespace package
+        parent = name.rpartition(".")[0]
+        path = getattr(sys.modules.get(parent), "__path__", None) if parent else None
+        if parent and path is None:
+            continue
+        try:
+            found = find(name, path)
+        except Exception:
+            found = None
+        if found is None or found.origin != spec.origin:
+            _UNSEEN.add(name)
 
 
 _ENTRY_OF = {}  # top-level name -> the sys.path entry it was found in, or None
@@ -749,7 +780,8 @@ def _find_and_load(name, import_):
 
 def _load_unlocked(spec):
     mod = _HIDDEN.get(spec.name)
-    if mod is None or not _same_file(spec, mod) or _CLOSURE_TOPS.get(spec.name, _NONE) & _shadowed_names():
+    if (mod is None or spec.name not in _PLANS or not _same_file(spec, mod)
+            or _CLOSURE_TOPS.get(spec.name, _NONE) & _shadowed_names()):
         return _original_load_unlocked(spec)
     _serve(spec.name)
     return sys.modules[spec.name]
@@ -2646,7 +2678,16 @@ def _become_parent(ctl_fd, folder, code, path=None):
 
     def imports(names):
         die_with_base()
-        return _warm_imports(names)
+        done = _warm_imports(names)
+        if len(sys._current_frames()) > 1:
+            # A Python thread an import started would not be in the runs
+            # (only the forking thread is), and it would go back to this
+            # process's ids with it: the runs import it themselves, as the
+            # run user. (Threads of C code alone, such as a BLAS library's
+            # pool, run no Python code and are left be.)
+            server.send({"op": "fatal", "error": "importing what the script imports starts a thread"})
+            os._exit(1)
+        return done
 
     die_with_base()
     _WARM_PID = os.getpid()
@@ -2738,6 +2779,8 @@ def _main():
                     pass
             for name in _PRELOAD:
                 importlib.import_module(name)
+            if _SANDBOX is not None:
+                _note_unseen()
         finally:
             leave()
     except BaseException as e:

@@ -705,8 +705,16 @@ def import_view(cfg, folder=None):
     cover it; only a loopback unless the host network is asked for).
     Returns what takes the process back to the host's view (and its
     working folder), which it then needs for its runs' slots."""
-    keep = [os.open(p, os.O_RDONLY | os.O_CLOEXEC) for p in ("/proc/self/ns/mnt", "/proc/self/ns/net")]
-    keep.append(os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC))
+    keep = []
+    try:
+        for path, flags in (("/proc/self/ns/mnt", os.O_RDONLY), ("/proc/self/ns/net", os.O_RDONLY),
+                            ("/", os.O_PATH | os.O_DIRECTORY), (".", os.O_PATH | os.O_DIRECTORY)):
+            keep.append(os.open(path, flags | os.O_CLOEXEC))
+    except BaseException:
+        for fd in keep:
+            os.close(fd)
+        raise
+    mnt, net, root, cwd = keep
     flags = CLONE_NEWNS
     if not cfg.get("host_network"):
         flags |= CLONE_NEWNET
@@ -717,9 +725,12 @@ def import_view(cfg, folder=None):
             # folder, which a change of mount namespace needs unshared; it
             # stays in this view.
             _check(_libc.unshare(CLONE_FS), "unshare(CLONE_FS)")
-            _check(_libc.setns(keep[0], CLONE_NEWNS), "setns(host mnt)")
-            _check(_libc.setns(keep[1], CLONE_NEWNET), "setns(host net)")
-            os.fchdir(keep[2])
+            _check(_libc.setns(mnt, CLONE_NEWNS), "setns(host mnt)")
+            _check(_libc.setns(net, CLONE_NEWNET), "setns(host net)")
+            # (setns puts the root and working folder at the namespace's.)
+            os.fchdir(root)
+            os.chroot(".")
+            os.fchdir(cwd)
         finally:
             for fd in keep:
                 os.close(fd)

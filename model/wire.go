@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // RunRequest is the body of a run request, on HTTP and on the bus alike.
@@ -218,14 +219,25 @@ func describe(err error, body []byte) string {
 // syntaxAt says where body stops being JSON: offset counts the bytes read
 // up to and including the first that cannot be there. The decoder's own
 // words ("in literal null (expecting 'u')") are about its state, not what
-// the caller sent, so the byte and what is around it are shown instead.
+// the caller sent, so the character and what is around it are shown
+// instead (whole characters: a window never splits one).
 func syntaxAt(body []byte, offset int64) string {
 	at := int(offset) - 1
 	if at < 0 || at >= len(body) {
-		return fmt.Sprintf("not JSON at byte %d", offset)
+		return fmt.Sprintf("not valid JSON at byte %d", offset)
 	}
-	from, to := max(at-16, 0), min(at+16, len(body))
-	return fmt.Sprintf("not JSON at byte %d (%q in %q); the body must be a JSON object", offset, body[at:at+1], body[from:to])
+	for at > 0 && !utf8.RuneStart(body[at]) {
+		at--
+	}
+	_, size := utf8.DecodeRune(body[at:])
+	from, to := max(at-16, 0), min(at+size+16, len(body))
+	for from > 0 && !utf8.RuneStart(body[from]) {
+		from--
+	}
+	for to < len(body) && !utf8.RuneStart(body[to]) {
+		to++
+	}
+	return fmt.Sprintf("not valid JSON at byte %d (%q in %q)", offset, body[at:at+size], body[from:to])
 }
 
 func jsonKind(goKind string) string {

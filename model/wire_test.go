@@ -31,9 +31,11 @@ func TestDecodeRunRequest(t *testing.T) {
 		{name: "array body", body: `[1]`, errPart: "invalid JSON body: expected a JSON object"},
 		{name: "string body", body: `"x"`, errPart: "invalid JSON body"},
 		{name: "truncated", body: `{"data":`, errPart: "invalid JSON body: truncated JSON"},
-		{name: "syntax", body: `{"data": nope}`, errPart: `invalid JSON body: not JSON at byte 11 ("o" in "{\"data\": nope}")`},
-		{name: "not JSON at all", body: `not json`, errPart: `invalid JSON body: not JSON at byte 2 ("o" in "not json"); the body must be a JSON object`},
-		{name: "long body shown in part", body: `{"data": "` + strings.Repeat("x", 40) + `"` + strings.Repeat("y", 40) + `}`, errPart: `not JSON at byte 52 ("y" in "xxxxxxxxxxxxxxx\"yyyyyyyyyyyyyyyy")`},
+		{name: "syntax", body: `{"data": nope}`, errPart: `invalid JSON body: not valid JSON at byte 11 ("o" in "{\"data\": nope}")`},
+		{name: "not JSON at all", body: `not json`, errPart: `invalid JSON body: not valid JSON at byte 2 ("o" in "not json")`},
+		{name: "a character of two bytes", body: `{"data": é}`, errPart: `not valid JSON at byte 10 ("é" in "{\"data\": é}")`},
+		{name: "window on whole characters", body: `{"data": [` + strings.Repeat("é", 20) + `]}`, errPart: `not valid JSON at byte 11 ("é" in "{\"data\": [ééééééééé")`},
+		{name: "long body shown in part", body: `{"data": "` + strings.Repeat("x", 40) + `"` + strings.Repeat("y", 40) + `}`, errPart: `not valid JSON at byte 52 ("y" in "xxxxxxxxxxxxxxx\"yyyyyyyyyyyyyyyyy")`},
 		{name: "trailing data", body: `{} {}`, errPart: "unexpected data after the JSON object"},
 	}
 	for _, tc := range tests {
