@@ -315,36 +315,46 @@ func residentBytes(t *testing.T, pid int) int64 {
 // still run as it.
 func TestWarmParentImportsAsRunUser(t *testing.T) {
 	t.Parallel()
-	u := nobody(t)
-	lib := filepath.Join(u.dir, "lib")
-	if err := os.Mkdir(lib, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	writeScript(t, lib, "whoami_at_import.py", "import os\nIDS = (os.geteuid(), os.getegid(), os.getpid())\n")
-	cfg := RunnerConfig{Python: u.python, RunAs: u.cred, Limits: Limits{Timeout: 30 * time.Second},
-		DrainTimeout: 300 * time.Millisecond, Log: testutil.Logger(t, slog.LevelDebug),
-		Env: append(os.Environ(), "PYTHONPATH="+lib), WarmParents: WarmParents{Hot: 1}}
-	r, err := NewForkRunner(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	scripts := filepath.Join(u.dir, "scripts")
-	if err := os.Mkdir(scripts, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	path := writeScript(t, scripts, "ids.py", "import os\nimport whoami_at_import as w\nprint(*w.IDS, os.geteuid(), os.getpid())\n")
-	job := versioned(path)
-	run(t, r, job)
-	testutil.WaitFor(t, 30*time.Second, "the warm parent", func() bool { return parentPid(r, path) != 0 })
-	parentPid := parentPid(r, path)
-	var euid, egid, importer, runEuid, self int
-	out := run(t, r, job)
-	if _, err := fmt.Sscan(out.Stdout, &euid, &egid, &importer, &runEuid, &self); err != nil {
-		t.Fatalf("output %+v: %v", out, err)
-	}
-	if importer != parentPid || euid != int(u.cred.Uid) || egid != int(u.cred.Gid) || runEuid != int(u.cred.Uid) {
-		t.Fatalf("imported by %d (warm parent %d) as %d:%d; run as %d", importer, parentPid, euid, egid, runEuid)
+	for _, sandboxed := range []bool{false, true} {
+		name := map[bool]string{false: "no sandbox", true: "sandbox"}[sandboxed]
+		t.Run(name, func(t *testing.T) {
+			u := nobody(t)
+			// Under the sandbox, in a folder the runs' view has (u.dir is
+			// under /tmp, which a run has fresh).
+			lib := filepath.Join(u.dir, "lib")
+			mode := Sandbox{Mode: SandboxOff}
+			if sandboxed {
+				lib, mode = seenDir(t), Sandbox{Mode: SandboxOn}
+			} else if err := os.Mkdir(lib, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			writeScript(t, lib, "whoami_at_import.py", "import os\nIDS = (os.geteuid(), os.getegid(), os.getpid())\n")
+			cfg := RunnerConfig{Python: u.python, RunAs: u.cred, Limits: Limits{Timeout: 30 * time.Second},
+				DrainTimeout: 300 * time.Millisecond, Log: testutil.Logger(t, slog.LevelDebug), Sandbox: mode,
+				Env: append(os.Environ(), "PYTHONPATH="+lib), WarmParents: WarmParents{Hot: 1}}
+			r, err := NewForkRunner(cfg, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			scripts := filepath.Join(u.dir, "scripts")
+			if err := os.Mkdir(scripts, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			path := writeScript(t, scripts, "ids.py", "import os\nimport whoami_at_import as w\nprint(*w.IDS, os.geteuid(), os.getpid())\n")
+			job := versioned(path)
+			run(t, r, job)
+			testutil.WaitFor(t, 30*time.Second, "the warm parent", func() bool { return parentPid(r, path) != 0 })
+			parentPid := parentPid(r, path)
+			var euid, egid, importer, runEuid, self int
+			out := run(t, r, job)
+			if _, err := fmt.Sscan(out.Stdout, &euid, &egid, &importer, &runEuid, &self); err != nil {
+				t.Fatalf("output %+v: %v", out, err)
+			}
+			if importer != parentPid || euid != int(u.cred.Uid) || egid != int(u.cred.Gid) || runEuid != int(u.cred.Uid) {
+				t.Fatalf("imported by %d (warm parent %d) as %d:%d; run as %d", importer, parentPid, euid, egid, runEuid)
+			}
+		})
 	}
 }
 
