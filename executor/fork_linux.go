@@ -390,6 +390,9 @@ func (r *ForkRunner) launch() (*warm, error) {
 	}
 	w.ahead = m.Ahead
 	r.cfg.Log.Info("warm interpreter ready", "pid", w.pid, "python", r.cfg.Python, "preload", r.preload, "copied_ahead", m.Ahead)
+	if len(m.Unseen) > 0 {
+		r.cfg.Log.Warn("the interpreter loaded modules at its start from where the sandboxed runs cannot see them (a PYTHONPATH folder under /tmp, say): fork-mode runs have them all the same, spawn-mode runs do not", "modules", m.Unseen)
+	}
 	w.handOver()
 	go w.readLoop()
 	return w, nil

@@ -47,6 +47,10 @@ type forkMsg struct {
 	// copies ahead when told (aheadMsg): what the warm interpreter found a
 	// run writes, which its warm parents keep.
 	Ahead int64 `json:"ahead,omitempty"`
+	// Unseen ("ready", with the sandbox on) are the modules the warm
+	// interpreter had loaded before the fork server's code ran that the
+	// runs' view would find elsewhere, or not at all.
+	Unseen []string `json:"unseen,omitempty"`
 	// N ("fork") is how many children to fork.
 	N int `json:"n,omitempty"`
 	// Fid is the run's folder's device and inode, as found here, in a job

@@ -2826,7 +2826,11 @@ def _main():
     if problem:
         server.send({"op": "fatal", "error": problem})
         os._exit(1)
-    server.send({"op": "ready", "pid": os.getpid(), "ahead": _ahead_bytes()})
+    # What the interpreter loaded before any code of ours (sitecustomize, a
+    # .pth file's imports) stays in every child: Go warns of those of them
+    # that the runs' view finds elsewhere.
+    unseen = sorted(n for n in _UNSEEN if n in _STARTUP[0])
+    server.send({"op": "ready", "pid": os.getpid(), "ahead": _ahead_bytes(), "unseen": unseen})
     try:
         server.serve()
     except BaseException as e:

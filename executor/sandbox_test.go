@@ -1,13 +1,16 @@
 package executor
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -570,6 +573,67 @@ func TestSandboxWarmParentImportStartsThread(t *testing.T) {
 			}
 			if s := r.WarmStats(); s.Parents != 0 || s.Runs != 0 {
 				t.Fatalf("warm parents %+v, want none", s)
+			}
+		})
+	}
+}
+
+// lockedBuffer collects a logger's records for a test to read.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// What the interpreter loads before the fork server's code (here a
+// sitecustomize on a PYTHONPATH folder under /tmp) is in every fork-mode
+// run, though the sandboxed runs' view does not have it: the start says so,
+// and says nothing of the kind where all it loaded is in the runs' view.
+func TestSandboxWarnsOfStartupModulesRunsCannotSee(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the sandbox needs root")
+	}
+	hidden := t.TempDir()
+	if !strings.HasPrefix(hidden, "/tmp/") {
+		t.Skipf("the test's folders are not under /tmp (%s): nothing is hidden from the runs", hidden)
+	}
+	writeScript(t, hidden, "sitecustomize.py", "SCRIPTHOST_SITE = 1\n")
+	for _, tc := range []struct {
+		name string
+		env  []string
+		warn bool
+	}{
+		{"sitecustomize under /tmp", []string{"PYTHONPATH=" + hidden}, true},
+		{"nothing hidden", nil, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs lockedBuffer
+			cfg := testConfig(t, Limits{})
+			cfg.Log = slog.New(slog.NewTextHandler(io.MultiWriter(&logs, testutil.LogWriter(t)), &slog.HandlerOptions{Level: slog.LevelInfo}))
+			cfg.Env = append(os.Environ(), tc.env...)
+			cfg.Sandbox = Sandbox{Mode: SandboxOn}
+			r, err := NewForkRunner(cfg, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			// (The first run waits for the warm interpreter's start. The run
+			// has the hidden sitecustomize: what the warning is about.)
+			res := runCode(t, r, t.TempDir(), "import sys\nprint(getattr(sys.modules.get('sitecustomize'), 'SCRIPTHOST_SITE', None))\n")
+			warned := strings.Contains(logs.String(), "cannot see them") && strings.Contains(logs.String(), "sitecustomize")
+			if warned != tc.warn || res.Stdout != map[bool]string{true: "1\n", false: "None\n"}[tc.warn] {
+				t.Fatalf("warned %v (want %v), run %+v; logs:\n%s", warned, tc.warn, res, logs.String())
 			}
 		})
 	}
