@@ -446,6 +446,21 @@ func TestSandboxRootRunHasNoCapabilities(t *testing.T) {
 	}
 }
 
+// hiddenDir is a folder of the test's own that sandboxed runs do not see
+// (under /tmp, which each run has fresh); it skips the test where the
+// sandbox cannot be had or the test's folders are elsewhere.
+func hiddenDir(t *testing.T) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("the sandbox needs root")
+	}
+	dir := t.TempDir()
+	if !strings.HasPrefix(dir, "/tmp/") {
+		t.Skipf("the test's folders are not under /tmp (%s): nothing is hidden from the runs", dir)
+	}
+	return dir
+}
+
 // seenDir is a folder of the test's own that runs see, unlike the test's
 // temporary folders under /tmp (which each run has fresh): under /var/tmp.
 func seenDir(t *testing.T) string {
@@ -470,13 +485,7 @@ func seenDir(t *testing.T) string {
 // run does see is the one a run gets, first run or hundredth, as with a
 // fresh interpreter in the same sandbox.
 func TestSandboxWarmParentImportsWhatRunsSee(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("the sandbox needs root")
-	}
-	hidden := t.TempDir() // under /tmp: not in a run's view
-	if !strings.HasPrefix(hidden, "/tmp/") {
-		t.Skipf("the test's folders are not under /tmp (%s): nothing is hidden from the runs", hidden)
-	}
+	hidden := hiddenDir(t)
 	seen := seenDir(t)
 	for dir, text := range map[string]string{hidden: "hidden", seen: "seen"} {
 		writeScript(t, dir, "shadowed.py", "X = "+strconv.Quote(text)+"\n")
@@ -514,13 +523,7 @@ func TestSandboxWarmParentImportsWhatRunsSee(t *testing.T) {
 // /tmp, which each run has fresh) stops the start instead of being handed
 // to runs that could not have imported it.
 func TestSandboxPreloadHiddenFromRuns(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("the sandbox needs root")
-	}
-	hidden := t.TempDir()
-	if !strings.HasPrefix(hidden, "/tmp/") {
-		t.Skipf("the test's folders are not under /tmp (%s): nothing is hidden from the runs", hidden)
-	}
+	hidden := hiddenDir(t)
 	writeScript(t, hidden, "onlyhidden.py", "X = 1\n")
 	cfg := testConfig(t, Limits{})
 	cfg.Env = append(os.Environ(), "PYTHONPATH="+hidden)
@@ -601,13 +604,7 @@ func (b *lockedBuffer) String() string {
 // run, though the sandboxed runs' view does not have it: the start says so,
 // and says nothing of the kind where all it loaded is in the runs' view.
 func TestSandboxWarnsOfStartupModulesRunsCannotSee(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("the sandbox needs root")
-	}
-	hidden := t.TempDir()
-	if !strings.HasPrefix(hidden, "/tmp/") {
-		t.Skipf("the test's folders are not under /tmp (%s): nothing is hidden from the runs", hidden)
-	}
+	hidden := hiddenDir(t)
 	writeScript(t, hidden, "sitecustomize.py", "SCRIPTHOST_SITE = 1\n")
 	for _, tc := range []struct {
 		name string
