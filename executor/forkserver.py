@@ -617,7 +617,7 @@ def _note_unseen():
     find = sys.modules["_frozen_importlib_external"].PathFinder.find_spec
     for name, mod in list(sys.modules.items()):
         spec = getattr(mod, "__spec__", None)
-        if spec is None or not spec.has_location or name in _UNSEEN:
+        if spec is None or not spec.has_location:
             continue  # built in, frozen, a namespace package
         parent = name.rpartition(".")[0]
         path = getattr(sys.modules.get(parent), "__path__", None) if parent else None

@@ -698,13 +698,13 @@ def _fresh_own(cfg, folder):
 
 def import_view(cfg, folder=None):
     """In a warm process about to import what it hands over to runs (the
-    warm interpreter's preloads, a warm parent's script imports), while it
-    has one thread: a view of the host as its runs have it, so that the
-    imports find, read and write what a run's would (everything read-only;
-    a fresh /tmp, /dev/shm and HOME, with folder put back in place if they
-    cover it; only a loopback unless the host network is asked for).
-    Returns what takes the process back to the host's view (and its
-    working folder), which it then needs for its runs' slots."""
+    warm interpreter's preloads, a warm parent's script imports): a view of
+    the host as its runs have it, so that the imports find, read and write
+    what a run's would (everything read-only; a fresh /tmp, /dev/shm and
+    HOME, with folder put back in place if they cover it; only a loopback
+    unless the host network is asked for). Returns what takes the calling
+    thread back to the host's view (and its root and working folder),
+    which it then needs for its runs' slots."""
     keep = []
     try:
         for path, flags in (("/proc/self/ns/mnt", os.O_RDONLY), ("/proc/self/ns/net", os.O_RDONLY),
