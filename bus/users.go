@@ -164,8 +164,13 @@ func internalPermissions(role Role, in Internal) *server.Permissions {
 	case RoleBridge:
 		// It answers nothing: it may send every request, and ping the
 		// nodes it watches.
-		// It follows jobs by their events.
-		return &server.Permissions{Publish: subjects("script.>", in.All()),
+		// It follows jobs by their events: an ordered consumer of the
+		// events stream, made, read (pulled into its own inbox), asked
+		// about and deleted by it, and nothing else of JetStream's.
+		events := "$JS.API.CONSUMER.%s." + JobEventsStream + ".>"
+		return &server.Permissions{
+			Publish: subjects("script.>", in.All(), fmt.Sprintf(events, "CREATE"), fmt.Sprintf(events, "MSG.NEXT"),
+				fmt.Sprintf(events, "INFO"), fmt.Sprintf(events, "DELETE")),
 			Subscribe: subjects(own, JobEventPrefix+">", JobOutputPrefix+">")}
 	case RoleCatalog:
 		return &server.Permissions{

@@ -3,10 +3,12 @@ package httpbridge
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -113,7 +115,7 @@ func (b *Bridge) routes() chi.Router {
 		writeJSON(w, http.StatusNotFound, model.ErrorBody{Error: "no such endpoint: " + r.Method + " " + r.URL.Path})
 	})
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
-		allow := b.allowed(r.URL.Path)
+		allow := b.allowed(routePath(r))
 		w.Header().Set("Allow", allow)
 		writeJSON(w, http.StatusMethodNotAllowed, model.ErrorBody{Error: "method " + r.Method + " not allowed on " + r.URL.Path + "; allowed: " + allow})
 	})
@@ -169,7 +171,7 @@ func (b *Bridge) options(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		allow := b.allowed(r.URL.Path)
+		allow := b.allowed(routePath(r))
 		if allow == "" {
 			next.ServeHTTP(w, r) // 404
 			return
@@ -219,13 +221,55 @@ func (b *Bridge) catalog(r *http.Request, subject string, body []byte) (*nats.Ms
 // readBody reads a request body up to the limit; bodies are JSON whatever
 // the Content-Type says.
 func (b *Bridge) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
-	return io.ReadAll(http.MaxBytesReader(w, r.Body, b.cfg.MaxBody))
+	if r.ContentLength > b.cfg.MaxBody {
+		// Refused before reading: no "100 Continue" asks for the upload,
+		// and the connection ends with the answer.
+		w.Header().Set("Connection", "close")
+		return nil, &http.MaxBytesError{Limit: b.cfg.MaxBody}
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, b.cfg.MaxBody))
+	var tooBig *http.MaxBytesError
+	switch {
+	case err == nil, errors.As(err, &tooBig), errors.Is(err, os.ErrDeadlineExceeded):
+		return body, err
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		// (Also a client that went away while sending: nobody reads the
+		// answer then.)
+		return nil, model.Errorf(model.ErrBadRequest, "request body ended before its Content-Length")
+	case r.Context().Err() != nil:
+		return nil, model.Errorf(model.ErrCancelled, "the client went away")
+	}
+	// A malformed chunked body, for one.
+	return nil, model.Errorf(model.ErrBadRequest, "request body could not be read: %v", err)
 }
 
 // scriptName takes the {name} of the path and validates it.
 func scriptName(r *http.Request) (string, error) {
-	name := chi.URLParam(r, "name")
+	name := pathParam(r, "name")
 	return name, model.ValidateName(name)
+}
+
+// routePath is the path as the router matches it: as escaped in the
+// request when that is not the usual escaping of the path (so that %2F
+// stays within a segment), the path otherwise.
+func routePath(r *http.Request) string {
+	if r.URL.RawPath != "" {
+		return r.URL.RawPath
+	}
+	return r.URL.Path
+}
+
+// pathParam is the {key} segment of the path, unescaped: hell%6F.py is
+// hello.py, and a%2Fb.py is the name a/b.py (which no script has).
+func pathParam(r *http.Request, key string) string {
+	v := chi.URLParam(r, key)
+	if r.URL.RawPath == "" {
+		return v // the router matched the unescaped path
+	}
+	if u, err := url.PathUnescape(v); err == nil {
+		return u
+	}
+	return v
 }
 
 func (b *Bridge) list(w http.ResponseWriter, r *http.Request) error {
@@ -423,22 +467,34 @@ func (b *Bridge) runEntry(ctx context.Context, name string, body []byte, hdr nat
 	return entry
 }
 
-// onlyQuery refuses a query parameter of q other than those allowed: on
-// the endpoints that start runs or list jobs, a mistyped one would
-// otherwise be ignored and change what happens.
+// onlyQuery refuses a query parameter of q other than those allowed, and
+// one of them given twice (names alone may be): on the endpoints that
+// start runs or list jobs, a mistyped one would otherwise be ignored and
+// change what happens.
 func onlyQuery(r *http.Request, q url.Values, allowed ...string) error {
-	var unknown []string
-	for key := range q {
-		if !slices.Contains(allowed, key) {
+	var unknown, twice []string
+	for key, values := range q {
+		switch {
+		case !slices.Contains(allowed, key):
 			unknown = append(unknown, key)
+		case len(values) > 1 && key != "names":
+			twice = append(twice, key)
 		}
 	}
-	if len(unknown) == 0 {
-		return nil
-	}
 	slices.Sort(unknown)
-	return model.Errorf(model.ErrBadRequest, "unknown query parameter %q: %s %s takes only %s",
-		unknown[0], r.Method, r.URL.Path, strings.Join(allowed, ", "))
+	slices.Sort(twice)
+	switch {
+	case len(unknown) > 0 && len(allowed) == 0:
+		return model.Errorf(model.ErrBadRequest, "unknown query parameter %q: %s %s takes none",
+			unknown[0], r.Method, r.URL.Path)
+	case len(unknown) > 0:
+		return model.Errorf(model.ErrBadRequest, "unknown query parameter %q: %s %s takes only %s",
+			unknown[0], r.Method, r.URL.Path, strings.Join(allowed, ", "))
+	case len(twice) > 0:
+		return model.Errorf(model.ErrBadRequest, "query parameter %q given %d times: give it once",
+			twice[0], len(q[twice[0]]))
+	}
+	return nil
 }
 
 // parseNames reads ?names=a.py,b.py (also repeated ?names=): nil when

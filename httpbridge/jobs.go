@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/go-chi/chi/v5"
 	"github.com/nats-io/nats.go"
 
 	"github.com/scripthost/scripthost/bus"
@@ -73,7 +72,10 @@ func writeJob(w http.ResponseWriter, code int, job model.Job, body []byte) {
 }
 
 func (b *Bridge) submitJob(w http.ResponseWriter, r *http.Request) error {
-	job, body, err := b.submit(w, r, chi.URLParam(r, "id"))
+	if err := onlyQuery(r, r.URL.Query()); err != nil {
+		return err
+	}
+	job, body, err := b.submit(w, r, pathParam(r, "id"))
 	if err != nil {
 		return err
 	}
@@ -82,7 +84,7 @@ func (b *Bridge) submitJob(w http.ResponseWriter, r *http.Request) error {
 }
 
 func jobID(r *http.Request) (string, error) {
-	id := chi.URLParam(r, "id")
+	id := pathParam(r, "id")
 	return id, model.ValidateJobID(id)
 }
 
@@ -157,7 +159,7 @@ func (b *Bridge) runWait(w http.ResponseWriter, r *http.Request, q url.Values) e
 	if err != nil {
 		return err
 	}
-	job, body, err := b.submit(w, r, chi.URLParam(r, "name"))
+	job, body, err := b.submit(w, r, pathParam(r, "name"))
 	if err != nil {
 		return err
 	}

@@ -144,11 +144,9 @@ func (m *Manager) opCancel(ctx context.Context, req micro.Request) (any, error) 
 }
 
 func (m *Manager) opList(ctx context.Context, req micro.Request) (any, error) {
-	var lr model.JobListRequest
-	if body := req.Data(); len(body) > 0 {
-		if err := json.Unmarshal(body, &lr); err != nil {
-			return nil, model.Errorf(model.ErrBadRequest, `invalid JSON body: want {"script","status","limit"}`)
-		}
+	lr, err := model.DecodeJobList(req.Data())
+	if err != nil {
+		return nil, err
 	}
 	return m.List(ctx, lr)
 }

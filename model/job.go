@@ -3,6 +3,7 @@ package model
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"regexp"
 	"sort"
 	"time"
@@ -122,6 +123,29 @@ type JobListRequest struct {
 	Limit  int       `json:"limit,omitempty"`
 }
 
+// DecodeJobList parses the body of script.job.list: empty, or an object
+// of the fields of JobListRequest, each optional; another field is an
+// error naming it, as in every request body.
+func DecodeJobList(body []byte) (JobListRequest, error) {
+	var req JobListRequest
+	if isEmpty(body) {
+		return req, nil
+	}
+	raw, err := decodeFields(body, "script", "status", "limit")
+	if err != nil {
+		return req, err
+	}
+	for _, f := range []struct {
+		name, what string
+		to         any
+	}{{"script", "a string", &req.Script}, {"status", "a string", &req.Status}, {"limit", "an integer", &req.Limit}} {
+		if v, ok := raw[f.name]; ok && json.Unmarshal(v, f.to) != nil {
+			return JobListRequest{}, Errorf(ErrBadRequest, "invalid JSON body: field %q must be %s", f.name, f.what)
+		}
+	}
+	return req, nil
+}
+
 var jobIDRule = regexp.MustCompile(`^[a-z0-9]{1,64}$`)
 
 // ValidateJobID checks that id can be a job's: it is then a single
@@ -144,7 +168,8 @@ type JobRequest struct {
 var jobFields = map[string]bool{"data": true, "args": true, "timeout": true}
 
 // DecodeJobRequest parses a job submit body: a run request body with an
-// optional "timeout" (a Go duration such as "90s" or "10m"). An unknown
+// optional "timeout" (a Go duration such as "90s" or "10m", or a number
+// of seconds). An unknown
 // field is an error naming it. Errors wrap ErrBadRequest.
 func DecodeJobRequest(body []byte) (JobRequest, error) {
 	var req JobRequest
@@ -167,14 +192,23 @@ func DecodeJobRequest(body []byte) (JobRequest, error) {
 	}
 	if t, ok := raw["timeout"]; ok && !bytes.Equal(bytes.TrimSpace(t), []byte("null")) {
 		var text string
-		if err := json.Unmarshal(t, &text); err != nil {
-			return req, Errorf(ErrBadRequest, `"timeout" must be a duration string such as "90s" or "10m"`)
+		var seconds float64
+		switch {
+		case json.Unmarshal(t, &text) == nil:
+			d, err := time.ParseDuration(text)
+			if err != nil || d <= 0 {
+				return req, Errorf(ErrBadRequest, `"timeout" %q: want a positive duration such as "90s" or "10m"`, text)
+			}
+			req.Timeout = d
+		case json.Unmarshal(t, &seconds) == nil:
+			// A number is seconds, as the flags' times may be.
+			if !(seconds > 0 && seconds < float64(math.MaxInt64/time.Second)) {
+				return req, Errorf(ErrBadRequest, `"timeout" %s: want a positive number of seconds, or a duration such as "90s"`, t)
+			}
+			req.Timeout = time.Duration(seconds * float64(time.Second))
+		default:
+			return req, Errorf(ErrBadRequest, `"timeout" must be a duration string such as "90s" or "10m", or a number of seconds`)
 		}
-		d, err := time.ParseDuration(text)
-		if err != nil || d <= 0 {
-			return req, Errorf(ErrBadRequest, `"timeout" %q: want a positive duration such as "90s" or "10m"`, text)
-		}
-		req.Timeout = d
 	}
 	delete(raw, "timeout") // a job's own field; the rest is a run's
 	run, err := runFromRaw(raw)

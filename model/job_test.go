@@ -22,7 +22,11 @@ func TestDecodeJobRequest(t *testing.T) {
 		{name: "data kept byte for byte", body: `{"data": {"b": 1,  "a": [1.50]}, "args": ["x"]}`, data: `{"b": 1,  "a": [1.50]}`, args: []string{"x"}},
 		{name: "timeout", body: `{"timeout": "90s"}`, timeout: 90 * time.Second},
 		{name: "null timeout", body: `{"timeout": null}`},
-		{name: "timeout not a string", body: `{"timeout": 90}`, err: `"timeout" must be a duration string`},
+		{name: "timeout in seconds", body: `{"timeout": 90}`, timeout: 90 * time.Second},
+		{name: "timeout in fractions of a second", body: `{"timeout": 0.25}`, timeout: 250 * time.Millisecond},
+		{name: "timeout of no seconds", body: `{"timeout": 0}`, err: `"timeout" 0: want a positive number of seconds`},
+		{name: "timeout too large", body: `{"timeout": 1e300}`, err: `want a positive number of seconds`},
+		{name: "timeout neither", body: `{"timeout": [90]}`, err: `"timeout" must be a duration string such as "90s" or "10m", or a number of seconds`},
 		{name: "bad timeout", body: `{"timeout": "soon"}`, err: `"timeout" "soon"`},
 		{name: "negative timeout", body: `{"timeout": "-1s"}`, err: "positive duration"},
 		{name: "unknown field", body: `{"data": 1, "zz": 2, "aa": 3}`, err: `unknown field "aa"`},
@@ -142,5 +146,33 @@ func TestJobTimesFixedWidth(t *testing.T) {
 	var j Job
 	if err := json.Unmarshal([]byte(`{"created_at":"yesterday"}`), &j); err == nil {
 		t.Error(`created_at "yesterday" was read`)
+	}
+}
+
+func TestDecodeJobList(t *testing.T) {
+	for _, c := range []struct {
+		body, err string
+		want      JobListRequest
+	}{
+		{body: ``},
+		{body: `{}`},
+		{body: `{"script":"a.py","status":"queued","limit":5}`, want: JobListRequest{Script: "a.py", Status: JobQueued, Limit: 5}},
+		{body: `{"bogus":1}`, err: `unknown field "bogus" (the fields are "script", "status", "limit")`},
+		{body: `{"Script":"a.py"}`, err: `unknown field "Script"`},
+		{body: `{"limit":"5"}`, err: `field "limit" must be an integer`},
+		{body: `{"limit":1.5}`, err: `field "limit" must be an integer`},
+		{body: `{"script":1}`, err: `field "script" must be a string`},
+		{body: `[1]`, err: `expected a JSON object`},
+	} {
+		got, err := DecodeJobList([]byte(c.body))
+		if c.err != "" {
+			if err == nil || Code(err) != 400 || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("%s: %v, want 400 saying %q", c.body, err, c.err)
+			}
+			continue
+		}
+		if err != nil || got != c.want {
+			t.Errorf("%s: %+v %v, want %+v", c.body, got, err, c.want)
+		}
 	}
 }

@@ -108,11 +108,79 @@ func runFromRaw(raw map[string]json.RawMessage) (RunRequest, error) {
 		req.Data = data
 	}
 	if args, ok := raw["args"]; ok && !bytes.Equal(bytes.TrimSpace(args), []byte("null")) {
-		if err := json.Unmarshal(args, &req.Args); err != nil {
+		var elems []json.RawMessage
+		if err := json.Unmarshal(args, &elems); err != nil {
 			return RunRequest{}, Errorf(ErrBadRequest, `"args" must be an array of strings`)
+		}
+		req.Args = make([]string, len(elems))
+		for i, e := range elems {
+			field := fmt.Sprintf(`"args"[%d]`, i)
+			a, err := stringValue(e, field, `"args" must be an array of strings`)
+			if err != nil {
+				return RunRequest{}, err
+			}
+			if a == nil {
+				return RunRequest{}, Errorf(ErrBadRequest, `"args" must be an array of strings: %s is null`, field)
+			}
+			if strings.IndexByte(*a, 0) >= 0 {
+				return RunRequest{}, Errorf(ErrBadRequest, "%s contains a NUL byte, which a command line cannot carry", field)
+			}
+			req.Args[i] = *a
 		}
 	}
 	return req, nil
+}
+
+// stringValue decodes a JSON string (nil for null). A string that is not
+// one is the error typeMsg; so is an escape of half a UTF-16 surrogate
+// pair (\ud800 alone), which names no character: decoding would turn it
+// into U+FFFD and change the caller's text.
+func stringValue(raw json.RawMessage, field, typeMsg string) (*string, error) {
+	if bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
+		return nil, nil
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return nil, Errorf(ErrBadRequest, "%s", typeMsg)
+	}
+	if esc, ok := loneSurrogate(raw); ok {
+		return nil, Errorf(ErrBadRequest, "%s contains %s, half of a UTF-16 surrogate pair, which is no character", field, esc)
+	}
+	return &s, nil
+}
+
+// loneSurrogate finds a \uXXXX escape in a JSON string token that is a
+// surrogate without its other half.
+func loneSurrogate(tok []byte) (string, bool) {
+	hex4 := func(i int) (rune, bool) {
+		if i+6 > len(tok) || tok[i] != '\\' || tok[i+1] != 'u' {
+			return 0, false
+		}
+		v, err := strconv.ParseUint(string(tok[i+2:i+6]), 16, 16)
+		return rune(v), err == nil
+	}
+	for i := 0; i < len(tok); i++ {
+		if tok[i] != '\\' {
+			continue
+		}
+		r, ok := hex4(i)
+		if !ok {
+			i++ // an escape of one character: \\, \", \n, ...
+			continue
+		}
+		switch {
+		case r >= 0xD800 && r < 0xDC00:
+			if lo, ok := hex4(i + 6); ok && lo >= 0xDC00 && lo < 0xE000 {
+				i += 11
+				continue
+			}
+			return string(tok[i : i+6]), true
+		case r >= 0xDC00 && r < 0xE000:
+			return string(tok[i : i+6]), true
+		}
+		i += 5
+	}
+	return "", false
 }
 
 // DecodeCreate parses a create request: both name and code are required.
@@ -121,14 +189,15 @@ func DecodeCreate(body []byte) (CreateRequest, error) {
 	if isEmpty(body) {
 		return req, Errorf(ErrBadRequest, `request body must be a JSON object with "name" and "code"`)
 	}
-	if err := decodeStrict(body, &req, "name", "code"); err != nil {
+	raw, err := decodeFields(body, "name", "code")
+	if err != nil {
 		return req, err
 	}
-	if req.Name == nil {
-		return req, Errorf(ErrBadRequest, `"name" is required`)
+	if req.Name, err = requiredString(raw, "name"); err != nil {
+		return req, err
 	}
-	if req.Code == nil {
-		return req, Errorf(ErrBadRequest, `"code" is required`)
+	if req.Code, err = requiredString(raw, "code"); err != nil {
+		return req, err
 	}
 	return req, nil
 }
@@ -139,13 +208,37 @@ func DecodeUpdate(body []byte) (UpdateRequest, error) {
 	if isEmpty(body) {
 		return req, Errorf(ErrBadRequest, `request body must be a JSON object with "code"`)
 	}
-	if err := decodeStrict(body, &req, "code"); err != nil {
+	raw, err := decodeFields(body, "code")
+	if err != nil {
 		return req, err
 	}
-	if req.Code == nil {
-		return req, Errorf(ErrBadRequest, `"code" is required`)
+	req.Code, err = requiredString(raw, "code")
+	return req, err
+}
+
+// decodeFields decodes a JSON object whose field names are all among
+// fields, exactly as written ("Code" is not "code").
+func decodeFields(body []byte, fields ...string) (map[string]json.RawMessage, error) {
+	var raw map[string]json.RawMessage
+	if err := decodeStrict(body, &raw); err != nil {
+		return nil, err
 	}
-	return req, nil
+	return raw, knownFields(raw, fields)
+}
+
+// requiredString is the string field name of raw, which must be there and
+// not null.
+func requiredString(raw map[string]json.RawMessage, name string) (*string, error) {
+	field := strconv.Quote(name)
+	v, ok := raw[name]
+	if !ok {
+		return nil, Errorf(ErrBadRequest, "%s is required", field)
+	}
+	s, err := stringValue(v, field, fmt.Sprintf("invalid JSON body: field %s must be a string", field))
+	if err == nil && s == nil {
+		err = Errorf(ErrBadRequest, "%s is required", field)
+	}
+	return s, err
 }
 
 func isEmpty(body []byte) bool {
@@ -180,15 +273,24 @@ func quoteAll(names []string) string {
 	return strings.Join(q, ", ")
 }
 
-// decodeStrict decodes exactly one JSON object into v, with messages that
-// name the offending field; a field v does not have is an error.
-func decodeStrict(body []byte, v any, fields ...string) error {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok && len(fields) > 0 {
-			return Errorf(ErrBadRequest, "invalid JSON body: unknown field %s (the fields are %s)", f, quoteAll(fields))
+// decodeStrict decodes exactly one JSON value, of UTF-8 text, into v,
+// with messages that say what is wrong and where.
+func decodeStrict(body []byte, v any) error {
+	if !utf8.Valid(body) {
+		at := 0
+		for at < len(body) {
+			r, size := utf8.DecodeRune(body[at:])
+			if r == utf8.RuneError && size <= 1 {
+				break
+			}
+			at += size
 		}
+		// JSON text is UTF-8 (RFC 8259); decoding would replace the
+		// bytes and change what the caller sent.
+		return Errorf(ErrBadRequest, "invalid JSON body: not valid UTF-8 at byte %d", at+1)
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(v); err != nil {
 		return Errorf(ErrBadRequest, "invalid JSON body: %s", describe(err, body))
 	}
 	if dec.More() {

@@ -37,6 +37,13 @@ func TestDecodeRunRequest(t *testing.T) {
 		{name: "window on whole characters", body: `{"data": [` + strings.Repeat("é", 20) + `]}`, errPart: `not valid JSON at byte 11 ("é" in "{\"data\": [ééééééééé")`},
 		{name: "long body shown in part", body: `{"data": "` + strings.Repeat("x", 40) + `"` + strings.Repeat("y", 40) + `}`, errPart: `not valid JSON at byte 52 ("y" in "xxxxxxxxxxxxxxx\"yyyyyyyyyyyyyyyyy")`},
 		{name: "trailing data", body: `{} {}`, errPart: "unexpected data after the JSON object"},
+		{name: "an argument null", body: `{"args": [null, "a"]}`, errPart: `"args" must be an array of strings: "args"[0] is null`},
+		{name: "an argument with NUL", body: `{"args": ["a", "b\u0000c"]}`, errPart: `"args"[1] contains a NUL byte`},
+		{name: "an argument with half a surrogate pair", body: `{"args": ["\ud800"]}`, errPart: `"args"[0] contains \ud800, half of a UTF-16 surrogate pair`},
+		{name: "an argument with the low half alone", body: `{"args": ["x\uDC01y"]}`, errPart: `contains \uDC01, half`},
+		{name: "an argument with a surrogate pair", body: `{"args": ["\ud83d\ude00", "\\ud800", "\u00e9"]}`, args: []string{"😀", `\ud800`, "é"}},
+		{name: "not UTF-8", body: "{\"args\": [\"a\xffb\"]}", errPart: "invalid JSON body: not valid UTF-8 at byte 13"},
+		{name: "data not UTF-8", body: "{\"data\": \"\xc3\"}", errPart: "not valid UTF-8 at byte 11"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -67,6 +74,7 @@ func TestDecodeCreateUpdate(t *testing.T) {
 	tests := []struct {
 		name, body, errPart string
 		update              bool
+		code                string
 	}{
 		{name: "create", body: `{"name":"a.py","code":""}`},
 		{name: "create no name", body: `{"code":"x"}`, errPart: `"name" is required`},
@@ -78,18 +86,33 @@ func TestDecodeCreateUpdate(t *testing.T) {
 		{name: "update with a name", body: `{"name":"b.py","code":"x"}`, update: true, errPart: `unknown field "name" (the fields are "code")`},
 		{name: "update no code", body: `{}`, update: true, errPart: `"code" is required`},
 		{name: "update code array", body: `{"code":[]}`, update: true, errPart: `field "code" must be a string`},
+		{name: "create fields are named as written", body: `{"NAME":"a.py","code":"x"}`, errPart: `unknown field "NAME" (the fields are "name", "code")`},
+		{name: "update fields are named as written", body: `{"CODE":"x"}`, update: true, errPart: `unknown field "CODE" (the fields are "code")`},
+		{name: "create code null", body: `{"name":"a.py","code":null}`, errPart: `"code" is required`},
+		{name: "code with half a surrogate pair", body: `{"code":"print('\ud800')"}`, update: true, errPart: `"code" contains \ud800, half of a UTF-16 surrogate pair`},
+		{name: "code not UTF-8", body: "{\"code\":\"\xff\xfe\"}", update: true, errPart: "not valid UTF-8 at byte 10"},
+		{name: "code kept as sent", body: `{"code":"print('\ud83d\ude00 \\ud800 \ufffd')"}`, update: true, code: "print('😀 \\ud800 \ufffd')"},
+		{name: "name kept as sent", body: `{"name":"\u00e9.py","code":"x"}`, code: "x"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			var err error
+			var code *string
 			if tc.update {
-				_, err = DecodeUpdate([]byte(tc.body))
+				var req UpdateRequest
+				req, err = DecodeUpdate([]byte(tc.body))
+				code = req.Code
 			} else {
-				_, err = DecodeCreate([]byte(tc.body))
+				var req CreateRequest
+				req, err = DecodeCreate([]byte(tc.body))
+				code = req.Code
 			}
 			if tc.errPart == "" {
 				if err != nil {
 					t.Fatal(err)
+				}
+				if tc.code != "" && *code != tc.code {
+					t.Fatalf("code %q, want %q", *code, tc.code)
 				}
 				return
 			}

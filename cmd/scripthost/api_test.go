@@ -60,6 +60,16 @@ func TestStatusCodes(t *testing.T) {
 		{"jobs unknown query", "GET", "/jobs?scrpt=ok.py", "", 400, `unknown query parameter "scrpt": GET /jobs takes only script, status, limit`},
 		{"no endpoint", "GET", "/nothing", "", 404, "no such endpoint"},
 		{"wrong method", "PATCH", "/scripts/ok.py", "", 405, "not allowed"},
+		{"run wait twice", "POST", "/run/ok.py?wait=5s&wait=abc", "", 400, `query parameter "wait" given 2 times`},
+		{"jobs limit twice", "GET", "/jobs?limit=1&limit=2", "", 400, `query parameter "limit" given 2 times`},
+		{"job submit query", "POST", "/jobs/ok.py?wait=1s", "", 400, `unknown query parameter "wait": POST /jobs/ok.py takes none`},
+		{"get an escaped name", "GET", "/scripts/%6Fk.py", "", 200, ""},
+		{"run an escaped name", "POST", "/run/ok%2Epy", "", 200, ""},
+		{"get an escaped slash", "GET", "/scripts/a%2F..%2Fok.py", "", 400, `invalid script name "a/../ok.py"`},
+		{"run args with null", "POST", "/run/ok.py", `{"args":[null]}`, 400, `"args"[0] is null`},
+		{"job args with NUL", "POST", "/jobs/ok.py", `{"args":["a\u0000"]}`, 400, `"args"[0] contains a NUL byte`},
+		{"create fields as written", "POST", "/scripts", `{"NAME":"x.py","code":""}`, 400, `unknown field "NAME"`},
+		{"update not UTF-8", "PUT", "/scripts/ok.py", "{\"code\":\"\xff\"}", 400, "not valid UTF-8"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -73,6 +83,12 @@ func TestStatusCodes(t *testing.T) {
 				}
 			}
 		})
+	}
+
+	// A method the path does not take, with %2F inside a segment: the
+	// methods it takes.
+	if r := ts.do("POST", "/scripts/a%2F..%2Fok.py", "").want(t, 405); r.header.Get("Allow") != "GET, HEAD, PUT, DELETE, OPTIONS" {
+		t.Errorf("Allow %q", r.header.Get("Allow"))
 	}
 
 	// The script folder is untouched by all the rejected writes.

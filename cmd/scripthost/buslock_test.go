@@ -263,6 +263,32 @@ func TestBusLockedWhenTheAPIIs(t *testing.T) {
 	if code, body, _ := httpCall(t, "POST", base+"/run/victim.py", "run-tok3n", ""); code != 200 || !strings.Contains(body, "victim, unchanged") {
 		t.Fatalf("run victim.py: %d %s", code, body)
 	}
+
+	// A job, followed by its events: the bridge's own user reads them
+	// from JetStream with the bus locked.
+	code, body, _ = httpCall(t, "POST", base+"/jobs/hello.py", "run-tok3n", `{"data":"job"}`)
+	var job model.Job
+	if err := json.Unmarshal([]byte(body), &job); err != nil || code != 202 || job.ID == "" {
+		t.Fatalf("submit: %d %s", code, body)
+	}
+	req, _ := http.NewRequestWithContext(ctx, "GET", base+"/jobs/"+job.ID+"/events", nil)
+	req.Header.Set("Authorization", "Bearer run-tok3n")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		data, _ := io.ReadAll(resp.Body)
+		t.Fatalf("events of the job: %d %s", resp.StatusCode, data)
+	}
+	var last testutil.Event
+	if err := testutil.ReadEvents(resp.Body, func(ev testutil.Event) bool { last = ev; return true }); err != nil {
+		t.Fatal(err)
+	}
+	if last.Name != "result" || !strings.Contains(last.Data, `hello \"job\"`) {
+		t.Fatalf("the events ended with %+v", last)
+	}
 }
 
 func mustRead(t *testing.T, path string) string {

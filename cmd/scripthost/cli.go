@@ -77,7 +77,7 @@ func (c *cliConfig) flags(fs *flag.FlagSet, run bool) {
 	}
 	if run && fs.Name() == "scripthost run" {
 		fs.BoolVar(&c.Async, "async", false, "queue the run as a durable job and print its id (see scripthost job)")
-		fs.DurationVar(&c.JobTimeout, "timeout", 0, "with --async: the job's time limit (default: the server's --timeout)")
+		durationVar(fs, &c.JobTimeout, "timeout", 0, "with --async: the job's time limit (default: the server's --timeout)")
 	}
 }
 

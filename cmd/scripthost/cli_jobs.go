@@ -25,7 +25,7 @@ type jobOptions struct {
 }
 
 func (o *jobOptions) flags(fs *flag.FlagSet) {
-	fs.DurationVar(&o.Timeout, "timeout", 0, "the job's time limit (default: the server's --timeout; at most its --job-max-timeout)")
+	durationVar(fs, &o.Timeout, "timeout", 0, "the job's time limit (default: the server's --timeout; at most its --job-max-timeout)")
 	fs.StringVar(&o.IdempotencyKey, "idempotency-key", "", "the same key for the same script answers the same job (within the server's --job-ttl)")
 	fs.StringVar(&o.CallbackURL, "callback-url", "", "POST the job's JSON to this http(s) URL when it ends")
 }

@@ -139,6 +139,8 @@ func TestCLIUsageAndUnreachable(t *testing.T) {
 		{name: "unknown flag", args: []string{"ls", "--bogus"}, code: 2, part: "flag provided but not defined"},
 		{name: "bad --wait", args: []string{"ls", "--wait", "3x"}, code: 2, part: `invalid duration "3x": want a duration like 30s or 1m30s, or seconds (30)`},
 		{name: "extra argument", args: []string{"ls", "x"}, code: 2, part: "want 0 argument"},
+		{name: "run --async --timeout in seconds", args: []string{"run", "a.py", "--async", "--timeout", "5", "--nats", "nats://" + dead}, code: 125, part: "cannot reach the NATS bus"},
+		{name: "bad --async --timeout", args: []string{"run", "a.py", "--async", "--timeout", "5x"}, code: 2, part: `invalid duration "5x"`},
 		{name: "nats down", args: []string{"ls", "--nats", "nats://" + dead}, code: 1, part: "cannot reach the NATS bus at nats://" + dead},
 		{name: "http down", args: []string{"run", "a.py", "--http", dead}, code: 125, part: "cannot reach the HTTP API at http://" + dead},
 		{name: "bad http URL", args: []string{"ls", "--http", "ftp://x"}, code: 1, part: "want a URL"},

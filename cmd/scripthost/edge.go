@@ -34,9 +34,9 @@ func defaultEdge() edgeConfig {
 
 func (c *edgeConfig) edgeFlags(fs *flag.FlagSet) {
 	d := defaultEdge()
-	fs.DurationVar(&c.ReadHeaderTimeout, "http-read-header-timeout", d.ReadHeaderTimeout, "time a client has to send a request's headers")
-	fs.DurationVar(&c.ReadBodyTimeout, "http-read-body-timeout", d.ReadBodyTimeout, "time a client has to send a request's body, once its headers are in (408 beyond)")
-	fs.DurationVar(&c.IdleTimeout, "http-idle-timeout", d.IdleTimeout, "how long an idle keep-alive connection is kept open")
+	durationVar(fs, &c.ReadHeaderTimeout, "http-read-header-timeout", d.ReadHeaderTimeout, "time a client has to send a request's headers")
+	durationVar(fs, &c.ReadBodyTimeout, "http-read-body-timeout", d.ReadBodyTimeout, "time a client has to send a request's body, once its headers are in (408 beyond)")
+	durationVar(fs, &c.IdleTimeout, "http-idle-timeout", d.IdleTimeout, "how long an idle keep-alive connection is kept open")
 	c.MaxHeaderBytes = d.MaxHeaderBytes
 	fs.Var(&c.MaxHeaderBytes, "http-max-header-bytes", "size limit of a request's headers (431 beyond)")
 	fs.IntVar(&c.MaxConns, "http-max-conns", d.MaxConns, "HTTP connections at once; more wait to be accepted; 0: no limit")

@@ -216,6 +216,55 @@ func TestEdgeBounds(t *testing.T) {
 		}
 	})
 
+	t.Run("broken bodies", func(t *testing.T) {
+		// raw sends a request as written, its writing side then closed
+		// when end, and reads the first answer.
+		raw := func(req string, end bool) (int, string) {
+			t.Helper()
+			conn, err := net.Dial("tcp", httpAddr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			io.WriteString(conn, req)
+			if end {
+				conn.(*net.TCPConn).CloseWrite()
+			}
+			conn.SetReadDeadline(time.Now().Add(15 * time.Second))
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				t.Fatalf("%.40q: %v", req, err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			return resp.StatusCode, string(body)
+		}
+		const auth = "Host: x\r\nAuthorization: Bearer admin-from-file\r\n"
+		if code, body := raw("POST /run/hello.py HTTP/1.1\r\n"+auth+"Content-Length: 100\r\n\r\n{\"data\":1}", true); code != 400 ||
+			!strings.Contains(body, `"request body ended before its Content-Length"`) {
+			t.Errorf("a body shorter than its length: %d %s", code, body)
+		}
+		if code, body := raw("PUT /scripts/hello.py HTTP/1.1\r\n"+auth+"Transfer-Encoding: chunked\r\n\r\nZZ\r\n{}\r\n0\r\n\r\n", false); code != 400 ||
+			!strings.Contains(body, `"request body could not be read: `) {
+			t.Errorf("a malformed chunked body: %d %s", code, body)
+		}
+		// Over the limit by its length: answered at once, not invited.
+		start := time.Now()
+		if code, body := raw("POST /run/hello.py HTTP/1.1\r\n"+auth+"Content-Length: 2000000\r\nExpect: 100-continue\r\n\r\n", false); code != 413 ||
+			!strings.Contains(body, "larger than 1048576 bytes") {
+			t.Errorf("a length over the limit: %d %s", code, body)
+		}
+		if took := time.Since(start); took > 10*time.Second {
+			t.Errorf("a length over the limit was answered after %s", took)
+		}
+		if code, body, _ := httpCall(t, "GET", base+"/scripts/hello.py", "admin-from-file", ""); code != 200 || !strings.Contains(body, `"print('hello')\n"`) {
+			t.Errorf("hello.py after the broken bodies: %d %s", code, body)
+		}
+		if strings.Contains(p.log(), "request failed") {
+			t.Errorf("a broken body was logged as the server's failure:\n%s", p.log())
+		}
+	})
+
 	t.Run("header limit", func(t *testing.T) {
 		req, _ := http.NewRequest("GET", base+"/scripts", nil)
 		req.Header.Set("Authorization", "Bearer run-from-file")

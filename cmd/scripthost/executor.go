@@ -62,7 +62,7 @@ func (c *nodeConfig) flags(fs *flag.FlagSet, slots int, slotsUsage string) {
 	fs.IntVar(&c.WarmParents, "warm-parents", executor.DefaultMaxWarmParents, "fork mode: warm parents at most, each a warm interpreter that imported what one hot script imports; 0: none")
 	c.WarmMemory = executor.DefaultWarmParentMemory
 	fs.Var(&c.WarmMemory, "warm-memory", "fork mode: memory of the warm parents together (their own, not shared); the least recently used go first")
-	fs.DurationVar(&c.WarmIdle, "warm-idle", executor.DefaultWarmParentIdle, "fork mode: a warm parent with no run for this long is ended")
+	durationVar(fs, &c.WarmIdle, "warm-idle", executor.DefaultWarmParentIdle, "fork mode: a warm parent with no run for this long is ended")
 	c.MaxOutput = 1 << 20
 	fs.Var(&c.MaxOutput, "max-output", "cap of stdout and of stderr of a run; the rest is dropped")
 	host, _ := os.Hostname()

@@ -24,9 +24,9 @@ type jobsConfig struct {
 func (c *jobsConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.DataDir, "data-dir", "./data", "folder of the embedded NATS server's JetStream store, where jobs are kept (created 0700)")
 	fs.IntVar(&c.JobMaxAttempts, "job-max-attempts", jobs.DefaultMaxAttempts, "deliveries of a job to executor nodes before it is dead")
-	fs.DurationVar(&c.JobTTL, "job-ttl", jobs.DefaultTTL, "how long a job is kept after it ended (and an Idempotency-Key answers the same job)")
-	fs.DurationVar(&c.JobMaxTimeout, "job-max-timeout", jobs.DefaultMaxTimeout, `the largest "timeout" a job may ask for; a job without one gets --timeout`)
-	fs.DurationVar(&c.JobAckWait, "job-ack-wait", jobs.DefaultAckWait, "how long a node may stay silent about a running job before it goes to another node")
+	durationVar(fs, &c.JobTTL, "job-ttl", jobs.DefaultTTL, "how long a job is kept after it ended (and an Idempotency-Key answers the same job)")
+	durationVar(fs, &c.JobMaxTimeout, "job-max-timeout", jobs.DefaultMaxTimeout, `the largest "timeout" a job may ask for; a job without one gets --timeout`)
+	durationVar(fs, &c.JobAckWait, "job-ack-wait", jobs.DefaultAckWait, "how long a node may stay silent about a running job before it goes to another node")
 	fs.IntVar(&c.CallbackRetries, "callback-retries", jobs.DefaultCallbackRetries, "retries of a failed X-Callback-Url POST, with a backoff doubling from 1s")
 	fs.IntVar(&c.JobReplicas, "job-replicas", 1, "replicas of the job streams and bucket (3 on a NATS cluster of three or more, with --nats)")
 }

@@ -524,7 +524,8 @@ func TestJobsOverNATS(t *testing.T) {
 		subject, body, code string
 	}{
 		{"script.job.submit.nope.py", "", "404"},
-		{"script.job.submit.echo.py", `{"timeout": 5}`, "400"},
+		{"script.job.submit.echo.py", `{"timeout": [5]}`, "400"},
+		{"script.job.list", `{"bogus": 1}`, "400"},
 		{"script.job.get.0000", "", "404"},
 		{"script.job.cancel.0000", "", "404"},
 		{"script.job.list", `{"status": "sleeping"}`, "400"},

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -68,6 +69,12 @@ func (c *serveConfig) validate() error {
 func (c *serveConfig) validateServe() error {
 	if err := c.validate(); err != nil {
 		return err
+	}
+	if c.NATSListen != bus.ListenNone {
+		host, port, err := net.SplitHostPort(c.NATSListen)
+		if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < -1 || n > 65535 || strings.Contains(host, " ") {
+			return fmt.Errorf("--nats-listen %q: want host:port (127.0.0.1:-1 for any free port), or %s", c.NATSListen, bus.ListenNone)
+		}
 	}
 	return c.validateEdge()
 }

@@ -58,11 +58,17 @@ func TestBadFlagsAreShort(t *testing.T) {
 		{[]string{"serve", "--bogus"}, "flag provided but not defined: -bogus\nRun 'scripthost serve -h' for its flags.\n"},
 		{[]string{"executor", "--bogus"}, "flag provided but not defined: -bogus\nRun 'scripthost executor -h' for its flags.\n"},
 		{[]string{"serve", "--timeout", "soon"}, `invalid value "soon" for flag -timeout: invalid duration "soon": want a duration like 30s or 1m30s, or seconds (30)`},
+		{[]string{"serve", "--job-ttl", "soon"}, `invalid value "soon" for flag -job-ttl: invalid duration "soon": want a duration like 30s or 1m30s, or seconds (30)`},
 	} {
 		code, _, stderr := runMain(t, tc.args...)
 		if code != 2 || !strings.Contains(stderr, tc.part) || strings.Count(stderr, "\n") > 2 {
 			t.Errorf("%q: exit %d, stderr %q; want 2 with %q", tc.args, code, stderr, tc.part)
 		}
+	}
+	// A job's --timeout takes seconds as the others do: the command goes
+	// on to reach the bus.
+	if code, _, stderr := runMain(t, "job", "submit", "a.py", "--timeout", "5", "--nats", "nats://"+freePort(t)); code != 1 || !strings.Contains(stderr, "cannot reach the NATS bus") {
+		t.Errorf("job submit --timeout 5: exit %d, stderr %q", code, stderr)
 	}
 	// -h still lists every flag.
 	if code, _, stderr := runMain(t, "serve", "-h"); code != 0 || !strings.Contains(stderr, "-max-concurrent") {
@@ -113,6 +119,7 @@ func TestFailedStart(t *testing.T) {
 		{"unknown run user", []string{"--run-as", "no-such-user-here"}, "--run-as no-such-user-here"},
 		{"not an interpreter", []string{"--python", "/bin/false"}, "interpreter /bin/false is not a working Python 3: `/bin/false -c ...` failed (exit status 1) and printed nothing"},
 		{"not python", []string{"--python", "/bin/true"}, "interpreter /bin/true is not Python 3"},
+		{"a NATS port alone", []string{"--nats-listen", "-1"}, `--nats-listen "-1": want host:port (127.0.0.1:-1 for any free port), or none`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			scripts := filepath.Join(dir, "scripts-"+strings.ReplaceAll(tc.name, " ", "-"))
@@ -120,6 +127,9 @@ func TestFailedStart(t *testing.T) {
 			code, _, stderr := runMain(t, args...)
 			if code == 0 || !strings.Contains(stderr, tc.part) {
 				t.Fatalf("exit %d, stderr:\n%s\nwant it to say %q", code, stderr, tc.part)
+			}
+			if strings.Contains(stderr, "WARN") {
+				t.Fatalf("a failed start warned first:\n%s", stderr)
 			}
 			if strings.Contains(stderr, "Server listening") {
 				t.Fatalf("a failed start said it listens:\n%s", stderr)
