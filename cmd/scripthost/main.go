@@ -78,6 +78,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, versionLine())
 		return 0
 	default:
+		if strings.HasPrefix(args[0], "-") {
+			fmt.Fprintf(stderr, "scripthost: %s: the flags come after the command (scripthost <command> [flags], e.g. scripthost run NAME %s ...); 'scripthost help' lists the commands\n", args[0], args[0])
+			return 2
+		}
 		fmt.Fprintf(stderr, "scripthost: unknown command %q\n\n%s", args[0], usage)
 		return 2
 	}

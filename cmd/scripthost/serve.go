@@ -185,13 +185,18 @@ func (s *server) close() {
 func startServer(cfg serveConfig, log *slog.Logger) (_ *server, err error) {
 	s := &server{log: log, served: make(chan error, 1)}
 	// A failed start leaves nothing behind: not even the scripts folder,
-	// when this start created it and it is still empty.
+	// when this start created it and it is still empty, nor the data
+	// folder when this start created it (what is in it is this start's).
 	_, statErr := os.Stat(cfg.Scripts)
+	_, dataErr := os.Lstat(cfg.DataDir)
 	defer func() {
 		if err != nil {
 			s.close()
 			if errors.Is(statErr, os.ErrNotExist) {
 				os.Remove(cfg.Scripts) // only if empty
+			}
+			if cfg.DataDir != "" && errors.Is(dataErr, os.ErrNotExist) {
+				os.RemoveAll(cfg.DataDir)
 			}
 		}
 	}()

@@ -58,6 +58,7 @@ func TestBadFlagsAreShort(t *testing.T) {
 		{[]string{"serve", "--bogus"}, "flag provided but not defined: -bogus\nRun 'scripthost serve -h' for its flags.\n"},
 		{[]string{"executor", "--bogus"}, "flag provided but not defined: -bogus\nRun 'scripthost executor -h' for its flags.\n"},
 		{[]string{"serve", "--timeout", "soon"}, `invalid value "soon" for flag -timeout: invalid duration "soon": want a duration like 30s or 1m30s, or seconds (30)`},
+		{[]string{"--http", "http://127.0.0.1:3000", "ls"}, "scripthost: --http: the flags come after the command"},
 		{[]string{"serve", "--job-ttl", "soon"}, `invalid value "soon" for flag -job-ttl: invalid duration "soon": want a duration like 30s or 1m30s, or seconds (30)`},
 	} {
 		code, _, stderr := runMain(t, tc.args...)
@@ -123,7 +124,9 @@ func TestFailedStart(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			scripts := filepath.Join(dir, "scripts-"+strings.ReplaceAll(tc.name, " ", "-"))
-			args := append([]string{"serve", "--http", "127.0.0.1:0", "--nats-listen", "127.0.0.1:-1", "--scripts", scripts, "--python", testutil.Python(t)}, tc.args...)
+			data := filepath.Join(dir, "data-"+strings.ReplaceAll(tc.name, " ", "-"))
+			args := append([]string{"serve", "--http", "127.0.0.1:0", "--nats-listen", "127.0.0.1:-1", "--scripts", scripts,
+				"--data-dir", data, "--python", testutil.Python(t)}, tc.args...)
 			code, _, stderr := runMain(t, args...)
 			if code == 0 || !strings.Contains(stderr, tc.part) {
 				t.Fatalf("exit %d, stderr:\n%s\nwant it to say %q", code, stderr, tc.part)
@@ -134,8 +137,10 @@ func TestFailedStart(t *testing.T) {
 			if strings.Contains(stderr, "Server listening") {
 				t.Fatalf("a failed start said it listens:\n%s", stderr)
 			}
-			if _, err := os.Stat(scripts); !os.IsNotExist(err) {
-				t.Fatalf("a failed start left %s: %v", scripts, err)
+			for _, made := range []string{scripts, data} {
+				if _, err := os.Stat(made); !os.IsNotExist(err) {
+					t.Fatalf("a failed start left %s: %v", made, err)
+				}
 			}
 		})
 	}
