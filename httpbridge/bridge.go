@@ -235,7 +235,7 @@ func (b *Bridge) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		// (Also a client that went away while sending: nobody reads the
 		// answer then.)
-		return nil, model.Errorf(model.ErrBadRequest, "request body ended before its Content-Length")
+		return nil, model.Errorf(model.ErrBadRequest, "request body ended before it was whole (short of its Content-Length, or of its last chunk)")
 	case r.Context().Err() != nil:
 		return nil, model.Errorf(model.ErrCancelled, "the client went away")
 	}

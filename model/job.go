@@ -3,9 +3,11 @@ package model
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"math"
 	"regexp"
 	"sort"
+	"strconv"
 	"time"
 )
 
@@ -146,6 +148,19 @@ func DecodeJobList(body []byte) (JobListRequest, error) {
 	return req, nil
 }
 
+// secondsDuration is n seconds, which must come to at least a nanosecond
+// and fit a time.Duration.
+func secondsDuration(n float64) (time.Duration, error) {
+	if !(n > 0 && n < float64(math.MaxInt64/time.Second)) {
+		return 0, errors.New("out of range")
+	}
+	d := time.Duration(n * float64(time.Second))
+	if d <= 0 {
+		return 0, errors.New("under a nanosecond")
+	}
+	return d, nil
+}
+
 var jobIDRule = regexp.MustCompile(`^[a-z0-9]{1,64}$`)
 
 // ValidateJobID checks that id can be a job's: it is then a single
@@ -196,16 +211,20 @@ func DecodeJobRequest(body []byte) (JobRequest, error) {
 		switch {
 		case json.Unmarshal(t, &text) == nil:
 			d, err := time.ParseDuration(text)
+			if n, nerr := strconv.ParseFloat(text, 64); err != nil && nerr == nil {
+				d, err = secondsDuration(n) // "30": seconds, as the flags take them
+			}
 			if err != nil || d <= 0 {
-				return req, Errorf(ErrBadRequest, `"timeout" %q: want a positive duration such as "90s" or "10m"`, text)
+				return req, Errorf(ErrBadRequest, `"timeout" %q: want a positive duration such as "90s" or "10m", or seconds`, text)
 			}
 			req.Timeout = d
 		case json.Unmarshal(t, &seconds) == nil:
 			// A number is seconds, as the flags' times may be.
-			if !(seconds > 0 && seconds < float64(math.MaxInt64/time.Second)) {
+			d, err := secondsDuration(seconds)
+			if err != nil {
 				return req, Errorf(ErrBadRequest, `"timeout" %s: want a positive number of seconds, or a duration such as "90s"`, t)
 			}
-			req.Timeout = time.Duration(seconds * float64(time.Second))
+			req.Timeout = d
 		default:
 			return req, Errorf(ErrBadRequest, `"timeout" must be a duration string such as "90s" or "10m", or a number of seconds`)
 		}

@@ -115,7 +115,7 @@ func runFromRaw(raw map[string]json.RawMessage) (RunRequest, error) {
 		req.Args = make([]string, len(elems))
 		for i, e := range elems {
 			field := fmt.Sprintf(`"args"[%d]`, i)
-			a, err := stringValue(e, field, `"args" must be an array of strings`)
+			a, err := stringValue(e, field, `"args" must be an array of strings: `+field+` is not a string`)
 			if err != nil {
 				return RunRequest{}, err
 			}

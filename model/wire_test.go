@@ -26,7 +26,7 @@ func TestDecodeRunRequest(t *testing.T) {
 		{name: "unknown field", body: `{"data": 1, "other": true}`, errPart: `unknown field "other" (the fields are "data", "args")`},
 		{name: "a typo of args", body: `{"arg": ["x"]}`, errPart: `unknown field "arg"`},
 		{name: "args not array", body: `{"args": "x"}`, errPart: `"args" must be an array of strings`},
-		{name: "args numbers", body: `{"args": [1]}`, errPart: `"args" must be an array of strings`},
+		{name: "args numbers", body: `{"args": ["a", 1]}`, errPart: `"args" must be an array of strings: "args"[1] is not a string`},
 		{name: "version is not a run's", body: `{"version": "abc"}`, errPart: `unknown field "version"`},
 		{name: "array body", body: `[1]`, errPart: "invalid JSON body: expected a JSON object"},
 		{name: "string body", body: `"x"`, errPart: "invalid JSON body"},
@@ -74,7 +74,7 @@ func TestDecodeCreateUpdate(t *testing.T) {
 	tests := []struct {
 		name, body, errPart string
 		update              bool
-		code                string
+		code, scriptName    string
 	}{
 		{name: "create", body: `{"name":"a.py","code":""}`},
 		{name: "create no name", body: `{"code":"x"}`, errPart: `"name" is required`},
@@ -92,12 +92,13 @@ func TestDecodeCreateUpdate(t *testing.T) {
 		{name: "code with half a surrogate pair", body: `{"code":"print('\ud800')"}`, update: true, errPart: `"code" contains \ud800, half of a UTF-16 surrogate pair`},
 		{name: "code not UTF-8", body: "{\"code\":\"\xff\xfe\"}", update: true, errPart: "not valid UTF-8 at byte 10"},
 		{name: "code kept as sent", body: `{"code":"print('\ud83d\ude00 \\ud800 \ufffd')"}`, update: true, code: "print('😀 \\ud800 \ufffd')"},
-		{name: "name kept as sent", body: `{"name":"\u00e9.py","code":"x"}`, code: "x"},
+		{name: "name kept as sent", body: `{"name":"\u00e9\ud83d\ude00.py","code":"x"}`, code: "x", scriptName: "é😀.py"},
+		{name: "name with half a surrogate pair", body: `{"name":"\udc00.py","code":"x"}`, errPart: `"name" contains \udc00, half of a UTF-16 surrogate pair`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			var err error
-			var code *string
+			var code, name *string
 			if tc.update {
 				var req UpdateRequest
 				req, err = DecodeUpdate([]byte(tc.body))
@@ -105,7 +106,7 @@ func TestDecodeCreateUpdate(t *testing.T) {
 			} else {
 				var req CreateRequest
 				req, err = DecodeCreate([]byte(tc.body))
-				code = req.Code
+				code, name = req.Code, req.Name
 			}
 			if tc.errPart == "" {
 				if err != nil {
@@ -113,6 +114,9 @@ func TestDecodeCreateUpdate(t *testing.T) {
 				}
 				if tc.code != "" && *code != tc.code {
 					t.Fatalf("code %q, want %q", *code, tc.code)
+				}
+				if tc.scriptName != "" && *name != tc.scriptName {
+					t.Fatalf("name %q, want %q", *name, tc.scriptName)
 				}
 				return
 			}

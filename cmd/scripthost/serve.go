@@ -72,8 +72,13 @@ func (c *serveConfig) validateServe() error {
 	}
 	if c.NATSListen != bus.ListenNone {
 		host, port, err := net.SplitHostPort(c.NATSListen)
-		if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < -1 || n > 65535 || strings.Contains(host, " ") {
+		n, perr := strconv.Atoi(port)
+		switch {
+		case err != nil || perr != nil || n < -1 || n > 65535 || strings.Contains(host, " "):
 			return fmt.Errorf("--nats-listen %q: want host:port (127.0.0.1:-1 for any free port), or %s", c.NATSListen, bus.ListenNone)
+		case n == 0:
+			// The NATS server takes port 0 for its default, 4222.
+			return fmt.Errorf("--nats-listen %q: port 0 would be NATS's default 4222; -1 is any free port", c.NATSListen)
 		}
 	}
 	return c.validateEdge()

@@ -121,6 +121,7 @@ func TestFailedStart(t *testing.T) {
 		{"not an interpreter", []string{"--python", "/bin/false"}, "interpreter /bin/false is not a working Python 3: `/bin/false -c ...` failed (exit status 1) and printed nothing"},
 		{"not python", []string{"--python", "/bin/true"}, "interpreter /bin/true is not Python 3"},
 		{"a NATS port alone", []string{"--nats-listen", "-1"}, `--nats-listen "-1": want host:port (127.0.0.1:-1 for any free port), or none`},
+		{"NATS port 0", []string{"--nats-listen", "127.0.0.1:0"}, `--nats-listen "127.0.0.1:0": port 0 would be NATS's default 4222; -1 is any free port`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			scripts := filepath.Join(dir, "scripts-"+strings.ReplaceAll(tc.name, " ", "-"))
