@@ -6,6 +6,7 @@ import (
 	"errors"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -35,14 +36,20 @@ import (
 const DefaultStreamBuffer = 1 << 20
 
 // wantsEvents tells whether the request's Accept header asks for
-// text/event-stream.
+// text/event-stream (with a quality above 0: q=0 says "not this").
 func wantsEvents(r *http.Request) bool {
 	for _, v := range r.Header.Values("Accept") {
 		for _, part := range strings.Split(v, ",") {
-			mt, _, err := mime.ParseMediaType(strings.TrimSpace(part))
-			if err == nil && mt == "text/event-stream" {
-				return true
+			mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
+			if err != nil || mt != "text/event-stream" {
+				continue
 			}
+			if q, ok := params["q"]; ok {
+				if n, err := strconv.ParseFloat(q, 64); err == nil && n <= 0 {
+					continue
+				}
+			}
+			return true
 		}
 	}
 	return false

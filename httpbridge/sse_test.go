@@ -389,3 +389,23 @@ func TestSlowEventReader(t *testing.T) {
 	}
 	t.Logf("streamed %d bytes, skipped %d, the bridge held at most %d", streamed, skipped, eb.b.streamHigh.Load())
 }
+
+func TestWantsEvents(t *testing.T) {
+	for accept, want := range map[string]bool{
+		"":                  false,
+		"application/json":  false,
+		"text/event-stream": true,
+		"application/json, text/event-stream;q=0.5": true,
+		"text/event-stream;q=0":                     false,
+		"text/event-stream; q=0.0, */*":             false,
+		"TEXT/Event-Stream":                         true,
+	} {
+		r, _ := http.NewRequest("POST", "/run/a.py", nil)
+		if accept != "" {
+			r.Header.Set("Accept", accept)
+		}
+		if got := wantsEvents(r); got != want {
+			t.Errorf("Accept %q: %v, want %v", accept, got, want)
+		}
+	}
+}
