@@ -126,13 +126,21 @@ func RunPermissions(user string) *server.Permissions {
 // of their data files (its mirror: stream info, direct gets, an ordered
 // consumer and its flow control).
 func nodePublish(in Internal) []string {
+	jobsKV := "KV_" + JobsBucket
 	pub := []string{allInboxes, in.All(), "$JS.API.INFO",
-		// Jobs: a node pulls them from the work queue, acks them, keeps
-		// their records and publishes their events, output and callbacks
-		// (jobs/worker.go). The server refuses $JS subjects as reply
-		// subjects, and a node answers no request on the bus's own
+		// Jobs: a node pulls them from the work queue's consumer, acks
+		// them, reads and writes their records and publishes their
+		// events, output and callbacks (jobs/worker.go), and no more of
+		// the JetStream API: it cannot change, purge or delete a stream
+		// (an update could route a subject of its own into the scripts
+		// bucket), nor make consumers. The server refuses $JS subjects as
+		// reply subjects, and a node answers no request on the bus's own
 		// subjects (ReservedReply), so these cannot be steered.
-		"$JS.API.>", "$JS.ACK." + JobsStream + ".>", "$KV." + JobsBucket + ".>",
+		"$JS.API.CONSUMER.INFO." + JobsStream + "." + JobsConsumer,
+		"$JS.API.CONSUMER.MSG.NEXT." + JobsStream + "." + JobsConsumer,
+		"$JS.API.STREAM.INFO." + jobsKV, "$JS.API.STREAM.MSG.GET." + jobsKV,
+		"$JS.API.DIRECT.GET." + jobsKV, "$JS.API.DIRECT.GET." + jobsKV + ".>",
+		"$JS.ACK." + JobsStream + ".>", "$KV." + JobsBucket + ".>",
 		JobEventPrefix + ">", JobOutputPrefix + ">", JobCallbackSubject}
 	for _, bucket := range []string{ScriptsBucket, FilesBucket} {
 		stream := "KV_" + bucket

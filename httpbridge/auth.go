@@ -77,11 +77,11 @@ func bearer(r *http.Request) (string, bool) {
 	return token, token != ""
 }
 
-// runOnly tells whether a run token may make the request: reads, runs,
-// and jobs (submit and cancel).
+// runOnly tells whether a run token may make the request: reads (and
+// OPTIONS), runs, and jobs (submit and cancel).
 func runOnly(r *http.Request) bool {
 	switch r.Method {
-	case http.MethodGet, http.MethodHead:
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
 		return true
 	case http.MethodPost:
 		return r.URL.Path == "/run" || strings.HasPrefix(r.URL.Path, "/run/") || strings.HasPrefix(r.URL.Path, "/jobs/")

@@ -109,8 +109,8 @@ func (b *Bridge) routes() chi.Router {
 	r.Use(b.observe)
 	r.Use(b.recoverer)
 	r.Use(middleware.GetHead) // HEAD on every GET route
+	r.Use(b.authorize) // before OPTIONS: which routes exist is not told without a token
 	r.Use(b.options)
-	r.Use(b.authorize)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, model.ErrorBody{Error: "no such endpoint: " + r.Method + " " + r.URL.Path})
 	})
@@ -164,7 +164,7 @@ func (b *Bridge) allowed(path string) string {
 }
 
 // options answers OPTIONS on every route with 204 and the methods it
-// allows; the path needs no token, as it reveals no more than a 405 does.
+// allows (with a token, when the API has them: any token may ask).
 func (b *Bridge) options(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodOptions {

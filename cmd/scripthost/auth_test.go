@@ -54,6 +54,8 @@ func TestBinaryTokensFromEnvironment(t *testing.T) {
 		{"admin writes", "POST", "/scripts", "admin-tok3n", `{"name":"x.py","code":""}`, 201},
 		{"admin deletes", "DELETE", "/scripts/x.py", "admin-tok3n", "", 204},
 		{"health is open", "GET", "/healthz", "", "", 200},
+		{"which routes exist is not told without a token", "OPTIONS", "/scripts", "", "", 401},
+		{"a run token may ask", "OPTIONS", "/scripts/env.py", "run-tok3n", "", 204},
 	}
 	for _, tt := range tests {
 		status, body, hdr := call(tt.method, tt.path, tt.token, tt.body)

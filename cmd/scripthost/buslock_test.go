@@ -241,11 +241,25 @@ func TestBusLockedWhenTheAPIIs(t *testing.T) {
 	if err := json.Unmarshal(entry.Value(), &got); err != nil || got.Code != victim {
 		t.Fatalf("victim.py in the bucket: %s", entry.Value())
 	}
-	// The node's user cannot write either.
+	// The node's user cannot write either: not through the catalog, nor
+	// by changing a stream (an update could route a subject it may
+	// publish on into the scripts bucket), nor by purging or deleting
+	// one, nor by making consumers of the jobs.
 	if err := node.nc.Publish(bus.DeleteSubject("victim.py"), nil); err != nil {
 		t.Fatal(err)
 	}
 	node.refused(t, "the service user publishes "+bus.DeleteSubject("victim.py"))
+	for _, subj := range []string{
+		"$JS.API.STREAM.UPDATE.KV_" + bus.ScriptsBucket, "$JS.API.STREAM.DELETE.KV_" + bus.ScriptsBucket,
+		"$JS.API.STREAM.PURGE.KV_" + bus.FilesBucket, "$JS.API.STREAM.CREATE.EVIL",
+		"$JS.API.STREAM.DELETE." + bus.JobsStream, "$JS.API.STREAM.PURGE." + bus.JobEventsStream,
+		"$JS.API.CONSUMER.CREATE." + bus.JobsStream + ".evil", "$JS.API.CONSUMER.DELETE." + bus.JobsStream + "." + bus.JobsConsumer,
+	} {
+		if err := node.nc.Publish(subj, []byte(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+		node.refused(t, "the service user publishes "+subj)
+	}
 	// A refused publish gets no answer: once the server has said it
 	// refused the put, the put waits for nothing.
 	putCtx, putCancel := context.WithCancel(ctx)
