@@ -109,7 +109,7 @@ func (b *Bridge) routes() chi.Router {
 	r.Use(b.observe)
 	r.Use(b.recoverer)
 	r.Use(middleware.GetHead) // HEAD on every GET route
-	r.Use(b.authorize) // before OPTIONS: which routes exist is not told without a token
+	r.Use(b.authorize)        // before OPTIONS: which routes exist is not told without a token
 	r.Use(b.options)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, model.ErrorBody{Error: "no such endpoint: " + r.Method + " " + r.URL.Path})
