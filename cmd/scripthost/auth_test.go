@@ -125,10 +125,12 @@ func TestNATSCredentials(t *testing.T) {
 	// Two executor nodes join: one with the credentials in the URL, one
 	// with flags.
 	host := strings.TrimPrefix(ts.s.natsURL, "nats://")
+	// (Their folders are the test's: the test ends them with SIGKILL,
+	// which leaves no time to remove a folder of their own.)
 	byURL := startBinary(t, []string{"NODE=url"}, "executor", "--nats", "nats://svc:svc-secret@"+host, "--name", "by-url",
-		"--max-concurrent", "1", "--python", testutil.Python(t), "--mode", testMode())
+		"--max-concurrent", "1", "--dir", t.TempDir(), "--python", testutil.Python(t), "--mode", testMode())
 	startBinary(t, []string{"NODE=flags"}, "executor", "--nats", ts.s.natsURL, "--nats-user", "svc", "--nats-password", "svc-secret",
-		"--name", "by-flags", "--max-concurrent", "1", "--python", testutil.Python(t), "--mode", testMode())
+		"--name", "by-flags", "--max-concurrent", "1", "--dir", t.TempDir(), "--python", testutil.Python(t), "--mode", testMode())
 	seen := map[string]bool{}
 	testutil.WaitFor(t, 60*time.Second, "both nodes to answer runs", func() bool {
 		resp := ts.do("POST", "/run/hi.py", "", "Cache-Control", "no-cache")
