@@ -63,18 +63,30 @@ type Server struct {
 	internal Internal
 }
 
+// SplitListen parses a listen address of the embedded server (not
+// ListenNone): its host and port, -1 for any free one. Port 0 is refused:
+// the NATS server takes it for its default, 4222.
+func SplitListen(addr string) (host string, port int, err error) {
+	host, portText, err := net.SplitHostPort(addr)
+	if err == nil {
+		port, err = strconv.Atoi(portText)
+	}
+	switch {
+	case err != nil || port < -1 || port > 65535 || strings.Contains(host, " "):
+		return "", 0, fmt.Errorf("want host:port (127.0.0.1:-1 for any free port), or %s", ListenNone)
+	case port == 0:
+		return "", 0, errors.New("port 0 would be NATS's default 4222; -1 is any free port")
+	}
+	return host, port, nil
+}
+
 // StartServer starts the embedded NATS server and waits until it accepts
 // connections.
 func StartServer(cfg ServerConfig) (*Server, error) {
 	host, port, err := "", 0, error(nil)
 	if cfg.Listen != ListenNone {
-		var portText string
-		host, portText, err = net.SplitHostPort(cfg.Listen)
-		if err != nil {
+		if host, port, err = SplitListen(cfg.Listen); err != nil {
 			return nil, fmt.Errorf("nats listen address %q: %w", cfg.Listen, err)
-		}
-		if port, err = strconv.Atoi(portText); err != nil {
-			return nil, fmt.Errorf("nats listen port %q: %w", portText, err)
 		}
 	}
 	if port > 0 {

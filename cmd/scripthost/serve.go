@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
@@ -71,14 +70,8 @@ func (c *serveConfig) validateServe() error {
 		return err
 	}
 	if c.NATSListen != bus.ListenNone {
-		host, port, err := net.SplitHostPort(c.NATSListen)
-		n, perr := strconv.Atoi(port)
-		switch {
-		case err != nil || perr != nil || n < -1 || n > 65535 || strings.Contains(host, " "):
-			return fmt.Errorf("--nats-listen %q: want host:port (127.0.0.1:-1 for any free port), or %s", c.NATSListen, bus.ListenNone)
-		case n == 0:
-			// The NATS server takes port 0 for its default, 4222.
-			return fmt.Errorf("--nats-listen %q: port 0 would be NATS's default 4222; -1 is any free port", c.NATSListen)
+		if _, _, err := bus.SplitListen(c.NATSListen); err != nil {
+			return fmt.Errorf("--nats-listen %q: %w", c.NATSListen, err)
 		}
 	}
 	return c.validateEdge()
